@@ -1,0 +1,1 @@
+"""Daily market-data collection from Interactive Brokers into PostgreSQL, for Apache Airflow."""
