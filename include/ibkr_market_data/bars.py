@@ -1,0 +1,113 @@
+"""Typed bars, their conversion from the IB client's ``BarData`` and their validation.
+
+Prices become ``Decimal`` through the shortest ``repr`` of the client's float, which restores the
+decimal IB sent (``0.0005``, ``654321.12``), so NUMERIC columns store them exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+#: IB bar size -> the ``timeframe`` value stored in ``market_data`` (the original system's names).
+TIMEFRAMES: dict[str, str] = {
+    "1 day": "1day",
+    "1 hour": "1hour",
+    "30 mins": "30min",
+    "15 mins": "15min",
+    "5 mins": "5min",
+    "1 min": "1min",
+    "30 secs": "30sec",
+}
+
+#: Bar sizes where IB's hard historical pacing limits apply (bars of 30 seconds or less).
+SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"})
+
+
+class InvalidBarError(ValueError):
+    """A bar from IB that cannot be stored: the whole batch for that symbol is rejected."""
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One OHLCV bar. ``timestamp`` is the session date at midnight for daily bars, else the bar start (UTC, naive)."""
+
+    timestamp: dt.datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    wap: Decimal | None
+    bar_count: int
+
+    @property
+    def session_date(self) -> dt.date:
+        return self.timestamp.date()
+
+
+def _decimal(value: Any, field: str, when: object) -> Decimal:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        raise InvalidBarError(f"bar {when}: {field} is {value!r}, not a finite number")
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+    return dt.datetime.combine(value, dt.time())
+
+
+def bar_from_ib(ib_bar: Any) -> Bar:
+    """Convert one ``BarData``; raises InvalidBarError for non-numeric or non-finite fields."""
+    when = ib_bar.date
+    volume = ib_bar.volume
+    if volume is None or (isinstance(volume, float) and not math.isfinite(volume)):
+        raise InvalidBarError(f"bar {when}: volume is {volume!r}, not a finite number")
+    wap = ib_bar.average
+    return Bar(
+        timestamp=_timestamp(when),
+        open=_decimal(ib_bar.open, "open", when),
+        high=_decimal(ib_bar.high, "high", when),
+        low=_decimal(ib_bar.low, "low", when),
+        close=_decimal(ib_bar.close, "close", when),
+        volume=int(volume),
+        wap=None if wap is None or wap < 0 or not math.isfinite(wap) else Decimal(repr(wap)),
+        bar_count=max(int(ib_bar.barCount), 0),
+    )
+
+
+def validate_bar(bar: Bar) -> None:
+    """Raise InvalidBarError naming the first rule ``bar`` breaks."""
+    when = bar.timestamp.isoformat()
+    prices = {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
+    for name, price in prices.items():
+        if not price.is_finite() or price <= 0:
+            raise InvalidBarError(f"bar {when}: {name} {price} is not a positive price")
+    if bar.high < bar.low:
+        raise InvalidBarError(f"bar {when}: high {bar.high} is below low {bar.low}")
+    for name in ("open", "close"):
+        if not bar.low <= prices[name] <= bar.high:
+            raise InvalidBarError(f"bar {when}: {name} {prices[name]} is outside low..high")
+    if bar.volume < 0:
+        raise InvalidBarError(f"bar {when}: volume {bar.volume} is negative")
+
+
+def bars_from_ib(ib_bars: Iterable[Any]) -> list[Bar]:
+    """Convert and validate a whole response; one bad bar rejects it all, so nothing partial is written."""
+    bars = [bar_from_ib(ib_bar) for ib_bar in ib_bars]
+    for bar in bars:
+        validate_bar(bar)
+    return bars
+
+
+def bars_in_sessions(bars: Sequence[Bar], sessions: Iterable[dt.date]) -> list[Bar]:
+    """The daily bars dated on one of ``sessions`` (IB may return neighbours of the asked range)."""
+    wanted = set(sessions)
+    return [bar for bar in bars if bar.session_date in wanted]

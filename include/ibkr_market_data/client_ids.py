@@ -1,0 +1,96 @@
+"""Leasing TWS API client ids so that concurrent connections never share one.
+
+TWS / IB Gateway allows 32 API clients, each with its own id; a second connection with a live id
+is refused (error 326). Two leases:
+
+* ``PostgresClientIdLease`` — a session-level advisory lock per id in the market-data database,
+  shared by every worker that uses that database. A crashed worker's locks vanish with its session.
+* ``LocalClientIdLease`` — process-local, for a single process (CLI, tests, notebooks).
+
+Both hand out ids from ``[first, first + count)``; an id that IB still refuses (someone outside
+Airflow holds it) stays leased until release, so the next ``acquire`` moves past it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any, Protocol
+
+#: First key of the advisory lock pair, so our locks never clash with other applications'.
+ADVISORY_LOCK_NAMESPACE = 0x1B_C1
+
+
+class ClientIdsExhaustedError(RuntimeError):
+    """Every id of the range is leased."""
+
+
+class ClientIdLease(Protocol):
+    def acquire(self) -> int:
+        """Lease a free id; raises ClientIdsExhaustedError when none is left."""
+
+    def release_all(self) -> None:
+        """Give back every id this lease holds."""
+
+
+def _candidates(first: int, count: int) -> list[int]:
+    # A random starting point spreads concurrent workers over the range instead of all racing for `first`.
+    offset = random.randrange(count)
+    return [first + (offset + step) % count for step in range(count)]
+
+
+class LocalClientIdLease:
+    _in_use: set[int] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, first: int, count: int) -> None:
+        self.first, self.count = first, count
+        self.held: list[int] = []
+
+    def acquire(self) -> int:
+        with self._lock:
+            for client_id in _candidates(self.first, self.count):
+                if client_id not in self._in_use:
+                    self._in_use.add(client_id)
+                    self.held.append(client_id)
+                    return client_id
+        raise ClientIdsExhaustedError(
+            f"All {self.count} client ids from {self.first} are in use in this process"
+        )
+
+    def release_all(self) -> None:
+        with self._lock:
+            self._in_use.difference_update(self.held)
+        self.held.clear()
+
+
+class PostgresClientIdLease:
+    """Advisory-lock lease on ``connection``, a dedicated autocommit psycopg connection kept open while leased."""
+
+    def __init__(self, connection: Any, first: int, count: int) -> None:
+        self.connection = connection
+        self.first, self.count = first, count
+        self.held: list[int] = []
+
+    def acquire(self) -> int:
+        with self.connection.cursor() as cursor:
+            for client_id in _candidates(self.first, self.count):
+                if client_id in self.held:
+                    continue
+                cursor.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id)
+                )
+                row = cursor.fetchone()
+                if row and row[0]:
+                    self.held.append(client_id)
+                    return client_id
+        raise ClientIdsExhaustedError(
+            f"All {self.count} client ids from {self.first} are leased by other workers; "
+            "widen the ibkr connection's client_id_range or lower the ibkr pool's slots"
+        )
+
+    def release_all(self) -> None:
+        with self.connection.cursor() as cursor:
+            for client_id in self.held:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id))
+        self.held.clear()
