@@ -1,0 +1,141 @@
+"""IB's hard historical pacing limits, shared by every worker through PostgreSQL.
+
+IB applies them only to bars of 30 seconds or less and to head-timestamp requests (see
+reference/ib-pacing-and-errors.md); daily bars are not slowed by any of this. The rules:
+
+* at most ``window_limit`` (60) requests in any ``window`` (10 minutes);
+* no identical request within ``identical_gap`` (15 s);
+* fewer than ``per_contract_limit`` (6) requests for one contract within ``per_contract_window`` (2 s).
+
+Every paced request is a row in ``ib_pacing_ledger``. ``PostgresPacer.wait_turn`` takes a
+transaction-level advisory lock, so workers decide one at a time, computes how long until all rules
+allow the request, and either records it or sleeps that long and asks again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PACING_LOCK_KEY = 0x1BC1_0001
+
+
+@dataclass(frozen=True)
+class PacingRules:
+    window: float = 600.0
+    window_limit: int = 60
+    identical_gap: float = 15.0
+    per_contract_window: float = 2.0
+    per_contract_limit: int = 6
+
+    @property
+    def horizon(self) -> float:
+        return max(self.window, self.identical_gap, self.per_contract_window)
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    contract_key: str
+    request_key: str
+    sent_at: float  # epoch seconds
+
+
+def seconds_until_allowed(
+    rules: PacingRules, history: Sequence[SentRequest], contract_key: str, request_key: str, now: float
+) -> float:
+    """How long to wait before sending; 0 when every rule allows it now. ``history`` is oldest first."""
+    waits = [0.0]
+    recent = [r for r in history if now - r.sent_at < rules.window]
+    if len(recent) >= rules.window_limit:
+        waits.append(recent[-rules.window_limit].sent_at + rules.window - now)
+    identical = [r for r in history if r.request_key == request_key and now - r.sent_at < rules.identical_gap]
+    if identical:
+        waits.append(identical[-1].sent_at + rules.identical_gap - now)
+    same_contract = [
+        r for r in history if r.contract_key == contract_key and now - r.sent_at < rules.per_contract_window
+    ]
+    if len(same_contract) >= rules.per_contract_limit - 1:
+        waits.append(same_contract[-(rules.per_contract_limit - 1)].sent_at + rules.per_contract_window - now)
+    return max(waits)
+
+
+def minimum_duration(requests: int, small_bars: bool, in_flight: int, latency: float) -> float:
+    """A lower bound on the wall time of ``requests`` under IB's rules (used by dry runs)."""
+    if requests <= 0:
+        return 0.0
+    bound = math.ceil(requests / max(in_flight, 1)) * latency
+    if small_bars:
+        rules = PacingRules()
+        bound = max(bound, (math.ceil(requests / rules.window_limit) - 1) * rules.window)
+    return bound
+
+
+class PostgresPacer:
+    """Callable ``(contract_key, request_key)`` that blocks until IB's rules allow the request.
+
+    :param connect: returns a new psycopg connection to the market-data database.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        rules: PacingRules | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connect = connect
+        self.rules = rules or PacingRules()
+        self.sleep = sleep
+
+    def __call__(self, contract_key: str, request_key: str) -> None:
+        self.wait_turn(contract_key, request_key)
+
+    def wait_turn(self, contract_key: str, request_key: str) -> float:
+        """Record the request once it may be sent; returns the seconds waited."""
+        waited = 0.0
+        conn = self.connect()
+        try:
+            while True:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PACING_LOCK_KEY,))
+                    cursor.execute(
+                        """
+                        SELECT contract_key, request_key, EXTRACT(EPOCH FROM sent_at)::float8,
+                               EXTRACT(EPOCH FROM clock_timestamp())::float8
+                        FROM ib_pacing_ledger
+                        WHERE sent_at > clock_timestamp() - make_interval(secs => %s)
+                        ORDER BY sent_at
+                        """,
+                        (self.rules.horizon,),
+                    )
+                    rows = cursor.fetchall()
+                    if rows:
+                        now = rows[0][3]
+                    else:
+                        cursor.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
+                        now = cursor.fetchone()[0]
+                    history = [SentRequest(c, r, s) for c, r, s, _ in rows]
+                    wait = seconds_until_allowed(self.rules, history, contract_key, request_key, now)
+                    if wait <= 0:
+                        cursor.execute(
+                            "INSERT INTO ib_pacing_ledger (contract_key, request_key) VALUES (%s, %s)",
+                            (contract_key, request_key),
+                        )
+                        cursor.execute(
+                            "DELETE FROM ib_pacing_ledger WHERE sent_at < clock_timestamp() - make_interval(secs => %s)",
+                            (self.rules.horizon * 2,),
+                        )
+                conn.commit()  # releases the advisory lock
+                if wait <= 0:
+                    return waited
+                log.info("IB pacing: waiting %.1f s before %s", wait, request_key)
+                self.sleep(wait)
+                waited += wait
+        finally:
+            conn.close()
+

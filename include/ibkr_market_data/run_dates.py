@@ -1,0 +1,77 @@
+"""Which trading date a run collects, and the checks that refuse a bad one before any request.
+
+Order of precedence: the ``date`` param; for scheduled and backfill runs, the logical date (midnight
+UTC of the trading date, see ``timetables``); otherwise the latest completed trading date as of the
+logical date, or of ``run_after`` when a manual run has no logical date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+
+from ibkr_market_data import calendars
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class InvalidRunParamError(ValueError):
+    """A run parameter is unusable; the message names the param and what is expected."""
+
+
+def parse_date_param(value: object, name: str = "date") -> dt.date | None:
+    """``YYYY-MM-DD`` -> date; None or '' -> None; anything else -> InvalidRunParamError."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    if not _DATE.match(text):
+        raise InvalidRunParamError(f"Param {name!r} must be a date as YYYY-MM-DD, got {value!r}")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRunParamError(f"Param {name!r} must be a valid calendar date, got {value!r}: {exc}") from exc
+
+
+def resolve_trading_date(
+    *,
+    date_param: object,
+    run_type: str | None,
+    logical_date: dt.datetime | None,
+    run_after: dt.datetime | None,
+    exchanges: Sequence[str],
+) -> dt.date:
+    """The trading date of a run (see the module docstring)."""
+    chosen = parse_date_param(date_param)
+    if chosen is not None:
+        return chosen
+    if run_type in ("scheduled", "backfill") and logical_date is not None:
+        return logical_date.astimezone(dt.UTC).date()
+    as_of = logical_date or run_after
+    if as_of is None:
+        raise InvalidRunParamError("The run has no date param, logical date or run_after to take a date from")
+    return calendars.latest_completed_trading_date(exchanges, as_of)
+
+
+def check_trading_date(trading_date: dt.date, exchanges: Sequence[str], now: dt.datetime) -> None:
+    """Refuse a future date, or one that none of ``exchanges`` trades."""
+    if trading_date > now.astimezone(dt.UTC).date() + dt.timedelta(days=1):
+        raise InvalidRunParamError(
+            f"Param 'date' is {trading_date.isoformat()}, in the future; IB has no bars yet. "
+            "Give a past trading date as YYYY-MM-DD."
+        )
+    trading = [exchange for exchange in exchanges if calendars.is_session(exchange, trading_date)]
+    if not trading:
+        raise InvalidRunParamError(
+            f"Param 'date' is {trading_date.isoformat()} ({trading_date:%A}), not a trading day on "
+            f"{' or '.join(sorted(exchanges))}; give a trading date as YYYY-MM-DD."
+        )
+    if all(calendars.session_open(exchange, trading_date) > now for exchange in trading):
+        raise InvalidRunParamError(
+            f"Param 'date' is {trading_date.isoformat()}: its sessions have not opened yet, "
+            "so IB has no bars; give a past trading date."
+        )
