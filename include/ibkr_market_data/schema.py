@@ -1,0 +1,36 @@
+"""Applying the versioned schema migrations (Alembic) to the market-data database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A libpq or Airflow-style URL as SQLAlchemy's psycopg 3 dialect wants it."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg://" + rest if scheme.startswith("postgres") else url
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision``; a no-op when it is there already."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    command.upgrade(config, revision)
+
+
+def current_revision(url: str) -> str | None:
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine, pool
+
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
