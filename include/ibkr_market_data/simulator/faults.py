@@ -1,0 +1,126 @@
+"""Faults injected on demand, per symbol or for every symbol, changeable while the server runs.
+
+``faults.set("AAPL", no_permission=True)`` affects AAPL; ``faults.set(None, latency_ms=200)`` (or
+the key ``"*"``) every symbol. A symbol's own setting wins over the all-symbols one, field by field.
+Methods are thread-safe: a test thread flips a fault while the server's loop reads it.
+
+Switches (``True`` = every matching request, an int N = the next N matching requests, then off):
+
+``no_permission``     historical / head timestamp: 354 "Requested market data is not subscribed."
+``unknown_contract``  every request for the symbol: 200 "No security definition ..."
+``ambiguous``         200 "... is ambiguous." unless the request gives primaryExchange or conId
+``no_data``           historical / head timestamp: 162 "HMDS query returned no data"
+``pacing_violation``  historical / head timestamp: 162 pacing violation (not the client's fault,
+                      so not a :class:`~ibkr_market_data.simulator.rules.Violation`)
+``drop_connection``   the server closes the client's socket instead of answering
+``never_answer``      the request is never answered; it stays open (counts toward the 50)
+``corrupt_bars``      bars arrive with high < low and a negative volume
+
+Numbers: ``latency_ms`` (fixed delay before every answer) and ``jitter_ms`` (plus a uniform
+random 0..jitter, seeded).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+ALL_SYMBOLS = "*"
+
+SWITCHES = (
+    "no_permission",
+    "unknown_contract",
+    "ambiguous",
+    "no_data",
+    "pacing_violation",
+    "drop_connection",
+    "never_answer",
+    "corrupt_bars",
+)
+NUMBERS = ("latency_ms", "jitter_ms")
+
+
+class UnknownFault(ValueError):
+    """A fault name that does not exist; the message lists the known ones."""
+
+
+def _validate(settings: Mapping[str, Any]) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name in SWITCHES:
+            if not isinstance(value, bool | int) or value < 0:
+                raise UnknownFault(f"Fault {name} takes true/false or a count >= 0, not {value!r}")
+        elif name in NUMBERS:
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise UnknownFault(f"Fault {name} takes milliseconds >= 0, not {value!r}")
+        else:
+            raise UnknownFault(f"Unknown fault {name!r}; known: {', '.join(SWITCHES + NUMBERS)}")
+        checked[name] = value
+    return checked
+
+
+class FaultPlan:
+    """The faults in force, keyed by symbol (``"*"`` for all)."""
+
+    def __init__(self, initial: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, dict[str, Any]] = {}
+        self._random = random.Random(seed)
+        for symbol, settings in (initial or {}).items():
+            self.set(symbol, **settings)
+
+    @staticmethod
+    def _key(symbol: str | None) -> str:
+        return ALL_SYMBOLS if symbol is None else symbol
+
+    def set(self, symbol: str | None = None, **settings: Any) -> None:
+        """Add or change faults for ``symbol`` (None or ``"*"``: every symbol)."""
+        checked = _validate(settings)
+        with self._lock:
+            self._faults.setdefault(self._key(symbol), {}).update(checked)
+
+    def clear(self, symbol: str | None = None, *names: str) -> None:
+        """Remove the named faults of ``symbol``, or all of its faults if no name is given."""
+        with self._lock:
+            current = self._faults.get(self._key(symbol), {})
+            if names:
+                for name in names:
+                    current.pop(name, None)
+            else:
+                current.clear()
+
+    def clear_all(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """A copy of every fault in force, for logs and reports."""
+        with self._lock:
+            return {symbol: dict(settings) for symbol, settings in self._faults.items() if settings}
+
+    def _lookup(self, symbol: str, name: str) -> tuple[str | None, Any]:
+        for key in (symbol, ALL_SYMBOLS):
+            settings = self._faults.get(key)
+            if settings and name in settings:
+                return key, settings[name]
+        return None, None
+
+    def fires(self, symbol: str, name: str) -> bool:
+        """Whether switch ``name`` applies to this request of ``symbol``; consumes one of a count."""
+        with self._lock:
+            key, value = self._lookup(symbol, name)
+            if key is None or value is False or value == 0:
+                return False
+            if value is True:
+                return True
+            self._faults[key][name] = value - 1
+            return True
+
+    def latency_seconds(self, symbol: str) -> float:
+        """The delay before answering a request of ``symbol``: fixed latency plus seeded jitter."""
+        with self._lock:
+            latency = self._lookup(symbol, "latency_ms")[1] or 0
+            jitter = self._lookup(symbol, "jitter_ms")[1] or 0
+            return (latency + (self._random.uniform(0, jitter) if jitter else 0)) / 1000.0

@@ -1,0 +1,326 @@
+"""What a historical-data request means, and the bars that answer it.
+
+``endDateTime``
+    ``''`` is the clock's now. Accepted forms: ``yyyyMMdd HH:mm:ss Zone/Name`` (any IANA name,
+    including IB's ``US/Eastern`` and ``Australia/NSW``, or ``UTC``), ``yyyyMMdd-HH:mm:ss`` (UTC),
+    ``yyyyMMdd HH:mm:ss`` without a zone (the configured login time zone, UTC by default) and
+    ``yyyyMMdd`` (23:59:59 in the login time zone). Anything else is error 321.
+
+``durationStr``
+    ``N S|D|W|M|Y``: a calendar span ending at ``endDateTime`` (seconds, days, 7-day weeks,
+    calendar months, calendar years). As at IB, ``N D`` above 365 and ``N S`` above 86400 are
+    rejected with 321 (use years / days).
+
+Daily bars (``1 day``)
+    One bar per session of the symbol's primary exchange whose close lies in
+    ``(end - duration, end]`` and has passed by the clock's now (today's unfinished session is no
+    bar; sessions after now never exist), none before the symbol's listing. So ``1 D`` ending
+    23:59:59 local on session day D returns exactly D's bar. Dated ``yyyyMMdd``, whatever
+    ``formatDate`` says.
+
+Intraday bars (``1 secs`` ... ``1 hour``)
+    Bars starting at or after ``end - duration`` and ending by ``min(end, now)``; ``useRTH=1``
+    keeps regular hours, ``useRTH=0`` adds US pre- and post-market. Times are
+    ``yyyyMMdd HH:mm:ss <timeZoneId>`` in the exchange's zone (``formatDate=1``) or epoch seconds
+    (``formatDate=2``). A request spanning more than ``max_bars`` bars gets 162 "Time length
+    exceed max.".
+
+``whatToShow``
+    ``TRADES`` and ``ADJUSTED_LAST`` (which, as at IB, rejects a non-empty ``endDateTime``) carry
+    volume, WAP and bar count; ``MIDPOINT``, ``BID``, ``ASK`` and ``BID_ASK`` carry the same prices
+    with ``-1`` for those three, as TWS sends them.
+
+No bar in the window is 162 "HMDS query returned no data: SYMBOL@EXCHANGE Trades".
+"""
+
+from __future__ import annotations
+
+import calendar as month_calendar
+import datetime as dt
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ibkr_market_data.simulator import ib_errors
+from ibkr_market_data.simulator.ib_errors import IbError
+from ibkr_market_data.simulator.market import MarketModel, SimBar, SimContract
+
+DAILY_BAR_SIZE = "1 day"
+
+#: IB's intraday bar sizes (up to one hour), in seconds.
+INTRADAY_BAR_SECONDS: dict[str, int] = {
+    "1 secs": 1,
+    "5 secs": 5,
+    "10 secs": 10,
+    "15 secs": 15,
+    "30 secs": 30,
+    "1 min": 60,
+    "2 mins": 120,
+    "3 mins": 180,
+    "5 mins": 300,
+    "10 mins": 600,
+    "15 mins": 900,
+    "20 mins": 1200,
+    "30 mins": 1800,
+    "1 hour": 3600,
+}
+
+#: Spellings clients use besides IB's own.
+_BAR_SIZE_ALIASES: dict[str, int] = {"1 sec": 1, "1 mins": 60, "1 hours": 3600}
+
+TRADE_TYPES = frozenset({"TRADES", "ADJUSTED_LAST"})
+QUOTE_TYPES = frozenset({"MIDPOINT", "BID", "ASK", "BID_ASK"})
+
+_DURATION = re.compile(r"^(\d+) ([SDWMY])$")
+_END_WITH_ZONE = re.compile(r"^(\d{8}) (\d{2}:\d{2}:\d{2}) (\S+)$")
+_END_UTC_DASH = re.compile(r"^(\d{8})-(\d{2}:\d{2}:\d{2})$")
+_END_NO_ZONE = re.compile(r"^(\d{8}) {1,2}(\d{2}:\d{2}:\d{2})$")
+_END_DATE_ONLY = re.compile(r"^(\d{8})$")
+
+
+class InvalidRequest(ValueError):
+    """The request fails IB's validation; ``error`` is what to send (321 as a rule)."""
+
+    def __init__(self, error: IbError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """A validated historical request: its window in aware UTC datetimes and its bar size."""
+
+    start: dt.datetime
+    end: dt.datetime
+    bar_seconds: int | None  # None for daily bars
+    use_rth: bool
+    what_to_show: str
+    format_date: int
+
+    @property
+    def is_daily(self) -> bool:
+        return self.bar_seconds is None
+
+
+@dataclass(frozen=True)
+class HistoryAnswer:
+    """Bars ready for the wire: each bar as its eight string fields."""
+
+    start_text: str
+    end_text: str
+    bars: list[tuple[str, ...]]
+
+
+def bar_size_seconds(bar_size: str) -> int | None:
+    """Seconds of an intraday bar size, None for ``1 day``; raises :class:`InvalidRequest` otherwise."""
+    if bar_size == DAILY_BAR_SIZE:
+        return None
+    seconds = INTRADAY_BAR_SECONDS.get(bar_size, _BAR_SIZE_ALIASES.get(bar_size))
+    if seconds is None:
+        raise InvalidRequest(ib_errors.validation_failed(f"Invalid bar size: {bar_size!r}"))
+    return seconds
+
+
+def _zone(name: str) -> dt.tzinfo:
+    if name.upper() in ("UTC", "GMT"):
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidRequest(ib_errors.validation_failed(f"Invalid time zone: {name}")) from None
+
+
+def parse_end_date_time(text: str, now: dt.datetime, login_time_zone: str = "UTC") -> dt.datetime:
+    """The aware UTC instant a request's ``endDateTime`` names (``''`` is ``now``)."""
+    if not text:
+        return now.astimezone(dt.UTC)
+    try:
+        if match := _END_WITH_ZONE.match(text):
+            day, clock, zone = match.groups()
+            local = dt.datetime.strptime(day + clock, "%Y%m%d%H:%M:%S").replace(tzinfo=_zone(zone))
+        elif match := _END_UTC_DASH.match(text):
+            day, clock = match.groups()
+            local = dt.datetime.strptime(day + clock, "%Y%m%d%H:%M:%S").replace(tzinfo=dt.UTC)
+        elif match := _END_NO_ZONE.match(text):
+            day, clock = match.groups()
+            local = dt.datetime.strptime(day + clock, "%Y%m%d%H:%M:%S").replace(tzinfo=_zone(login_time_zone))
+        elif match := _END_DATE_ONLY.match(text):
+            local = dt.datetime.strptime(match.group(1) + "23:59:59", "%Y%m%d%H:%M:%S").replace(
+                tzinfo=_zone(login_time_zone)
+            )
+        else:
+            raise ValueError(text)
+    except ValueError:
+        raise InvalidRequest(
+            ib_errors.validation_failed(f"Invalid end date/time: {text!r}, expected 'yyyyMMdd HH:mm:ss zone'")
+        ) from None
+    return local.astimezone(dt.UTC)
+
+
+def _months_before(moment: dt.datetime, months: int) -> dt.datetime:
+    total = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(total, 12)
+    day = min(moment.day, month_calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def window_start(end: dt.datetime, duration: str) -> dt.datetime:
+    """The start of a ``durationStr`` window ending at ``end``; raises :class:`InvalidRequest`."""
+    match = _DURATION.match(duration)
+    if not match:
+        raise InvalidRequest(
+            ib_errors.validation_failed(f"Invalid duration string: {duration!r}, expected 'N S|D|W|M|Y'")
+        )
+    count, unit = int(match.group(1)), match.group(2)
+    if count <= 0:
+        raise InvalidRequest(ib_errors.validation_failed(f"Invalid duration string: {duration!r}"))
+    if unit == "S":
+        if count > 86_400:
+            raise InvalidRequest(
+                ib_errors.validation_failed(
+                    "Historical data requests for durations longer than 86400 seconds must be made in days."
+                )
+            )
+        return end - dt.timedelta(seconds=count)
+    if unit == "D":
+        if count > 365:
+            raise InvalidRequest(
+                ib_errors.validation_failed(
+                    "Historical data requests for durations longer than 365 days must be made in years."
+                )
+            )
+        return end - dt.timedelta(days=count)
+    if unit == "W":
+        return end - dt.timedelta(weeks=count)
+    if unit == "M":
+        return _months_before(end, count)
+    return _months_before(end, 12 * count)
+
+
+def build_query(
+    *,
+    end_date_time: str,
+    duration: str,
+    bar_size: str,
+    use_rth: bool,
+    what_to_show: str,
+    format_date: int,
+    now: dt.datetime,
+    login_time_zone: str = "UTC",
+) -> HistoryQuery:
+    """Validate a request's parameters as IB does; raises :class:`InvalidRequest` with the error."""
+    if what_to_show not in TRADE_TYPES | QUOTE_TYPES:
+        raise InvalidRequest(ib_errors.validation_failed(f"Invalid what to show: {what_to_show}"))
+    if what_to_show == "ADJUSTED_LAST" and end_date_time:
+        raise InvalidRequest(
+            ib_errors.validation_failed("End date not supported with adjusted last")  # IB's own wording
+        )
+    bar_seconds = bar_size_seconds(bar_size)
+    end = parse_end_date_time(end_date_time, now, login_time_zone)
+    return HistoryQuery(
+        start=window_start(end, duration),
+        end=end,
+        bar_seconds=bar_seconds,
+        use_rth=use_rth,
+        what_to_show=what_to_show,
+        format_date=format_date,
+    )
+
+
+def _bar_fields(bar: SimBar, date_text: str, trades: bool) -> tuple[str, ...]:
+    if trades:
+        return (
+            date_text,
+            f"{bar.open:f}",
+            f"{bar.high:f}",
+            f"{bar.low:f}",
+            f"{bar.close:f}",
+            str(bar.volume),
+            f"{bar.wap:f}",
+            str(bar.bar_count),
+        )
+    return (date_text, f"{bar.open:f}", f"{bar.high:f}", f"{bar.low:f}", f"{bar.close:f}", "-1", "-1", "-1")
+
+
+def select_bars(
+    model: MarketModel, contract: SimContract, query: HistoryQuery, now: dt.datetime, max_bars: int
+) -> list[SimBar]:
+    """The model's bars that answer ``query`` as of ``now``, oldest first (possibly none)."""
+    index = model.session_index(contract)
+    until = min(query.end, now).timestamp()
+    start = query.start.timestamp()
+    if query.bar_seconds is None:
+        lo, hi = index.closing_within(start, until)
+        return [
+            model.daily_bar(contract.symbol, day)
+            for day in index.dates[lo:hi]
+            if day >= contract.listing_date
+        ]
+    if (until - start) / query.bar_seconds > max_bars:
+        raise InvalidRequest(ib_errors.time_length_exceeded())
+    # Extended hours reach at most 5.5 h before the open and 4 h after the close.
+    lo, hi = index.overlapping(start - 6 * 3600, until + 6 * 3600)
+    selected: list[SimBar] = []
+    for day in index.dates[lo:hi]:
+        if day < contract.listing_date:
+            continue
+        bars = model.intraday_bars(contract.symbol, day, query.bar_seconds, query.use_rth)
+        _, hours_end = model.trading_hours(contract, day, query.use_rth)
+        for position, bar in enumerate(bars):
+            bar_start = bar.date.timestamp()  # type: ignore[union-attr]
+            bar_end = bars[position + 1].date.timestamp() if position + 1 < len(bars) else hours_end  # type: ignore[union-attr]
+            if bar_start >= start and bar_end <= until:
+                selected.append(bar)
+    return selected
+
+
+def format_answer(
+    contract: SimContract, query: HistoryQuery, bars: list[SimBar], corrupt: bool = False
+) -> HistoryAnswer:
+    """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault)."""
+    trades = query.what_to_show in TRADE_TYPES
+    zone = ZoneInfo(contract.time_zone_id) if query.bar_seconds is not None else None
+    rows: list[tuple[str, ...]] = []
+    for bar in bars:
+        if zone is None:
+            date_text = bar.date.strftime("%Y%m%d")
+        elif query.format_date == 2:
+            date_text = str(int(bar.date.timestamp()))  # type: ignore[union-attr]
+        else:
+            date_text = f"{bar.date.astimezone(zone):%Y%m%d %H:%M:%S} {contract.time_zone_id}"  # type: ignore[union-attr]
+        if corrupt:
+            bar = corrupted(bar, contract)
+        rows.append(_bar_fields(bar, date_text, trades))
+    return HistoryAnswer(
+        start_text=f"{query.start:%Y%m%d %H:%M:%S} UTC",
+        end_text=f"{query.end:%Y%m%d %H:%M:%S} UTC",
+        bars=rows,
+    )
+
+
+def corrupted(bar: SimBar, contract: SimContract) -> SimBar:
+    """``bar`` broken the way bad data is: high below low and a negative volume."""
+    high, low = bar.low, bar.high
+    if high == low:
+        high = low - contract.min_tick
+    return SimBar(
+        date=bar.date,
+        open=bar.open,
+        high=high,
+        low=low,
+        close=bar.close,
+        volume=-max(1, bar.volume),
+        wap=bar.wap,
+        bar_count=bar.bar_count,
+    )
+
+
+def head_timestamp_text(model: MarketModel, contract: SimContract, format_date: int) -> str:
+    """The first bar's time as IB reports it: ``yyyyMMdd-HH:mm:ss`` (UTC) or epoch seconds."""
+    index = model.session_index(contract)
+    position = index.position(contract.listing_date)
+    assert position is not None  # listing dates are sessions by construction
+    opened = dt.datetime.fromtimestamp(index.opens[position], dt.UTC)
+    if format_date == 2:
+        return str(int(opened.timestamp()))
+    return opened.strftime("%Y%m%d-%H:%M:%S")

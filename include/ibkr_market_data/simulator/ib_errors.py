@@ -1,0 +1,81 @@
+"""IB's error codes and texts, as the simulator sends them in message ``4``.
+
+Wording follows IB's message-code tables (``/work/shared/reference/ib-pacing-and-errors.md``). The
+texts of 321 and 322 carry IB's ``Error validating/processing request:-'bP' : cause -`` prefix.
+IB documents no code for a 33rd API client; the simulator answers it with 502 (the code IB uses
+for "could not connect"), a text of its own, and closes the socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: reqId of a notice that belongs to no request.
+NO_REQUEST = -1
+
+
+@dataclass(frozen=True)
+class IbError:
+    """One error message: ``code`` and ``message`` exactly as sent."""
+
+    code: int
+    message: str
+
+
+def no_data(symbol: str, exchange: str, what_to_show: str) -> IbError:
+    label = what_to_show.replace("_", " ").title().replace(" ", "_")
+    return IbError(
+        162,
+        f"Historical Market Data Service error message:HMDS query returned no data: {symbol}@{exchange} {label}",
+    )
+
+
+def pacing_violation() -> IbError:
+    return IbError(
+        162, "Historical Market Data Service error message:Historical data request pacing violation"
+    )
+
+
+def query_cancelled(req_id: int) -> IbError:
+    return IbError(162, f"API historical data query cancelled: {req_id}")
+
+
+def time_length_exceeded() -> IbError:
+    return IbError(162, "Historical Market Data Service error message:Time length exceed max.")
+
+
+def no_security_definition() -> IbError:
+    return IbError(200, "No security definition has been found for the request")
+
+
+def ambiguous_contract(symbol: str) -> IbError:
+    return IbError(200, f"The contract description specified for {symbol} is ambiguous.")
+
+
+def validation_failed(cause: str) -> IbError:
+    return IbError(321, f"Error validating request:-'bP' : cause - {cause}")
+
+
+def too_many_open_requests(limit: int) -> IbError:
+    return IbError(
+        322,
+        f"Error processing request:-'bP' : cause - Only {limit} simultaneous API historical data requests allowed.",
+    )
+
+
+def client_id_in_use() -> IbError:
+    return IbError(
+        326, "Unable to connect as the client id is already in use. Retry with a unique client id."
+    )
+
+
+def not_subscribed() -> IbError:
+    return IbError(354, "Requested market data is not subscribed.")
+
+
+def no_query_found(req_id: int) -> IbError:
+    return IbError(366, f"No historical data query found for ticker id:{req_id}")
+
+
+def too_many_clients(limit: int) -> IbError:
+    return IbError(502, f"Couldn't connect to TWS: the maximum of {limit} API clients is already connected.")

@@ -1,0 +1,119 @@
+"""Every request the simulator received, with its outcome, queryable from tests.
+
+A :class:`RequestRecord` is appended when a request arrives (outcome ``pending``) and updated when
+it is answered: ``bars:N``, ``details:N``, ``timestamp``, ``error:CODE``, ``cancelled``,
+``dropped`` (the fault closed the socket), or ``abandoned`` (its client disconnected while it was
+open). Methods are thread-safe; :meth:`RequestLog.wait_until` lets a test wait for an outcome
+without sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+KIND_HISTORICAL = "historical"
+KIND_CONTRACT_DETAILS = "contract_details"
+KIND_HEAD_TIMESTAMP = "head_timestamp"
+
+PENDING = "pending"
+
+
+@dataclass
+class RequestRecord:
+    client_id: int
+    req_id: int
+    kind: str
+    symbol: str
+    con_id: int
+    exchange: str = ""
+    primary_exchange: str = ""
+    bar_size: str = ""
+    duration: str = ""
+    end_date_time: str = ""
+    what_to_show: str = ""
+    use_rth: bool | None = None
+    received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    outcome: str = PENDING
+    error_code: int | None = None
+    error_message: str = ""
+    answered_at: dt.datetime | None = None
+
+    @property
+    def bar_count(self) -> int | None:
+        """Bars sent, or None if the request was not answered with bars."""
+        if self.outcome.startswith("bars:"):
+            return int(self.outcome.removeprefix("bars:"))
+        return None
+
+
+class RequestLog:
+    """Thread-safe, append-only list of :class:`RequestRecord`. Queries return copies."""
+
+    def __init__(self) -> None:
+        self._records: list[RequestRecord] = []
+        self._changed = threading.Condition()
+
+    def add(self, record: RequestRecord) -> RequestRecord:
+        with self._changed:
+            self._records.append(record)
+            self._changed.notify_all()
+        return record
+
+    def finish(
+        self, record: RequestRecord, outcome: str, error_code: int | None = None, error_message: str = ""
+    ) -> None:
+        """Set a record's outcome; only a pending record changes (the first outcome is final)."""
+        with self._changed:
+            if record.outcome != PENDING:
+                return
+            record.outcome = outcome
+            record.error_code = error_code
+            record.error_message = error_message
+            record.answered_at = dt.datetime.now(dt.UTC)
+            self._changed.notify_all()
+
+    def records(self, kind: str | None = None, **filters: Any) -> list[RequestRecord]:
+        """Copies of the records of ``kind`` whose attributes equal ``filters``, oldest first."""
+        with self._changed:
+            return [
+                replace(record)
+                for record in self._records
+                if (kind is None or record.kind == kind)
+                and all(getattr(record, name) == value for name, value in filters.items())
+            ]
+
+    def historical(self, **filters: Any) -> list[RequestRecord]:
+        return self.records(KIND_HISTORICAL, **filters)
+
+    def contract_details(self, **filters: Any) -> list[RequestRecord]:
+        return self.records(KIND_CONTRACT_DETAILS, **filters)
+
+    def head_timestamps(self, **filters: Any) -> list[RequestRecord]:
+        return self.records(KIND_HEAD_TIMESTAMP, **filters)
+
+    def outcomes(self, kind: str | None = None, **filters: Any) -> list[str]:
+        return [record.outcome for record in self.records(kind, **filters)]
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._records)
+
+    def clear(self) -> None:
+        with self._changed:
+            self._records.clear()
+
+    def wait_until(self, predicate: Callable[[RequestLog], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate(self)`` holds (re-checked on every change) or ``timeout`` passes."""
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=timeout)
+        while True:
+            if predicate(self):
+                return True
+            remaining = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
+            if remaining <= 0:
+                return False
+            with self._changed:
+                self._changed.wait(min(remaining, 0.1))

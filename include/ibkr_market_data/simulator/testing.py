@@ -1,0 +1,125 @@
+"""Run the simulator on a thread of its own, for tests, benchmarks and local tasks.
+
+The synchronous ib_insync client runs its own event loop; the simulator must not share it, so
+:class:`SimulatorThread` starts a fresh loop on a daemon thread and serves from there::
+
+    with SimulatorThread(SimulatorConfig(seed=7)) as sim:
+        ib.connect(sim.host, sim.port, clientId=1)
+        sim.faults.set("AAPL", no_permission=True)
+        ...
+        assert sim.violations() == []
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from types import TracebackType
+
+from ibkr_market_data.simulator.faults import FaultPlan
+from ibkr_market_data.simulator.market import MarketModel
+from ibkr_market_data.simulator.request_log import RequestLog
+from ibkr_market_data.simulator.rules import Violation
+from ibkr_market_data.simulator.server import SimulatorConfig, TwsSimulator
+
+log = logging.getLogger(__name__)
+
+#: Building the model (calendars, universe) takes a few seconds on the first start in a process.
+START_TIMEOUT_SECONDS = 60.0
+
+
+class SimulatorThread:
+    """A :class:`TwsSimulator` serving on its own thread and event loop; a context manager."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.simulator = TwsSimulator(self.config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    # -- what tests use --------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.simulator.port
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self.simulator.faults
+
+    @property
+    def request_log(self) -> RequestLog:
+        return self.simulator.request_log
+
+    @property
+    def model(self) -> MarketModel:
+        return self.simulator.model
+
+    def violations(self) -> list[Violation]:
+        """Every IB rule a client broke; empty if every client behaved."""
+        return self.simulator.violations()
+
+    def connected_client_ids(self) -> set[int]:
+        """Client ids of the live connections (read across threads: a snapshot)."""
+        return set(self.simulator.clients)
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def start(self) -> SimulatorThread:
+        if self._thread is not None:
+            raise RuntimeError("SimulatorThread already started")
+        self._thread = threading.Thread(target=self._serve, name="tws-simulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_SECONDS):
+            raise TimeoutError(f"The TWS simulator did not start within {START_TIMEOUT_SECONDS:g}s")
+        if self._startup_error is not None:
+            raise RuntimeError(
+                f"The TWS simulator failed to start: {self._startup_error}"
+            ) from self._startup_error
+        return self
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.simulator.start())
+        except BaseException as exc:  # reported to the starting thread
+            self._startup_error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self.simulator.stop())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if thread.is_alive():
+            log.warning("The TWS simulator thread did not stop within 10 s")
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> SimulatorThread:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
