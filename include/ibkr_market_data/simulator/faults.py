@@ -46,7 +46,8 @@ class UnknownFault(ValueError):
     """A fault name that does not exist; the message lists the known ones."""
 
 
-def _validate(settings: Mapping[str, Any]) -> dict[str, Any]:
+def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` checked against the known faults; raises :class:`UnknownFault` naming the bad one."""
     checked: dict[str, Any] = {}
     for name, value in settings.items():
         if name in SWITCHES:
@@ -77,7 +78,7 @@ class FaultPlan:
 
     def set(self, symbol: str | None = None, **settings: Any) -> None:
         """Add or change faults for ``symbol`` (None or ``"*"``: every symbol)."""
-        checked = _validate(settings)
+        checked = validate_settings(settings)
         with self._lock:
             self._faults.setdefault(self._key(symbol), {}).update(checked)
 

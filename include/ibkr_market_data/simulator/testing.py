@@ -13,8 +13,10 @@ The synchronous ib_insync client runs its own event loop; the simulator must not
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from ibkr_market_data.simulator.faults import FaultPlan
@@ -27,6 +29,30 @@ log = logging.getLogger(__name__)
 
 #: Building the model (calendars, universe) takes a few seconds on the first start in a process.
 START_TIMEOUT_SECONDS = 60.0
+
+
+def fixed_clock(moment: dt.datetime) -> Callable[[], dt.datetime]:
+    """A ``SimulatorConfig.clock`` that always answers ``moment`` (aware; converted to UTC)."""
+    if moment.tzinfo is None:
+        raise ValueError("fixed_clock needs an aware datetime, e.g. datetime(2025, 6, 30, 12, tzinfo=UTC)")
+    frozen = moment.astimezone(dt.UTC)
+    return lambda: frozen
+
+
+class ManualMonotonic:
+    """A ``SimulatorConfig.monotonic`` that moves only when told: pacing windows without waiting."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
 
 
 class SimulatorThread:

@@ -1,0 +1,113 @@
+"""Command line: ``python -m ibkr_market_data.simulator`` serves until Ctrl-C or SIGTERM.
+
+Settings come from options or, for ``make sim`` and the local stack, from the environment:
+
+``--host`` / ``IBKR_SIM_HOST``      listen address, default ``127.0.0.1`` (loopback only)
+``--port`` / ``IBKR_SIM_PORT``      port, default ``4002`` (IB Gateway's paper port)
+``--seed`` / ``IBKR_SIM_SEED``      market seed, default ``42``
+``--faults`` / ``IBKR_SIM_FAULTS``  JSON, e.g. ``{"*": {"latency_ms": 200}, "AAPL": {"no_permission": true}}``
+``--now`` / ``IBKR_SIM_NOW``        fixed market "now" (ISO 8601, UTC if no offset); default: real time
+``--log-level``                     default ``INFO``
+
+On exit it prints how many requests it served and every IB rule a client broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+
+from ibkr_market_data.simulator.faults import UnknownFault, validate_settings
+from ibkr_market_data.simulator.server import SimulatorConfig, TwsSimulator
+
+log = logging.getLogger("ibkr_market_data.simulator")
+
+DEFAULT_PORT = 4002
+
+
+def _fixed_clock(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def parse_faults(text: str) -> dict[str, dict[str, object]]:
+    """Faults from JSON: an object mapping a symbol (or ``"*"``) to an object of fault settings."""
+    if not text.strip():
+        return {}
+    try:
+        faults = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"IBKR_SIM_FAULTS is not valid JSON: {exc}") from exc
+    if not isinstance(faults, dict) or not all(isinstance(value, dict) for value in faults.values()):
+        raise ValueError('IBKR_SIM_FAULTS must map symbols to objects, e.g. {"*": {"latency_ms": 200}}')
+    for settings in faults.values():
+        validate_settings(settings)
+    return faults
+
+
+def build_config(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> SimulatorConfig:
+    """The simulator configuration from command-line options, falling back to the environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ibkr_market_data.simulator", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default=environ.get("IBKR_SIM_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(environ.get("IBKR_SIM_PORT", DEFAULT_PORT)))
+    parser.add_argument("--seed", type=int, default=int(environ.get("IBKR_SIM_SEED", 42)))
+    parser.add_argument("--faults", default=environ.get("IBKR_SIM_FAULTS", ""))
+    parser.add_argument("--now", default=environ.get("IBKR_SIM_NOW", ""))
+    parser.add_argument("--log-level", default="INFO")
+    options = parser.parse_args(argv)
+    logging.basicConfig(
+        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        faults = parse_faults(options.faults)
+    except (ValueError, UnknownFault) as exc:
+        parser.error(str(exc))
+    config = SimulatorConfig(host=options.host, port=options.port, seed=options.seed, faults=faults)
+    if options.now:
+        fixed = _fixed_clock(options.now)
+        config.clock = lambda: fixed
+    return config
+
+
+async def serve(config: SimulatorConfig) -> TwsSimulator:
+    """Serve until SIGINT or SIGTERM; returns the stopped simulator for its report."""
+    simulator = TwsSimulator(config)
+    await simulator.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    await stop.wait()
+    await simulator.stop()
+    return simulator
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = build_config(argv)
+    simulator = asyncio.run(serve(config))
+    violations = simulator.violations()
+    print(f"Served {len(simulator.request_log)} requests.")
+    if violations:
+        print(f"Clients broke IB rules {len(violations)} time(s):")
+        for violation in violations:
+            print(
+                f"  {violation.at:%H:%M:%S} client {violation.client_id} req {violation.req_id}: {violation.rule} ({violation.detail})"
+            )
+    else:
+        print("No IB rule was broken.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
