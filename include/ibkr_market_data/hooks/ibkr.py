@@ -162,11 +162,11 @@ class IbkrHook(BaseHook):
             await asyncio.wait({connect, clash}, return_when=asyncio.FIRST_COMPLETED)
             if clash.done():
                 connect.cancel()
-                ib.disconnect()
+                ib.client.disconnect()  # IB.disconnect() refuses a socket whose API is not ready
                 raise IbkrClientIdInUseError(clash.result(), 326)
             connect.result()
         except (ConnectionError, OSError, asyncio.TimeoutError, TimeoutError) as exc:
-            ib.disconnect()
+            ib.client.disconnect()
             raise IbkrConnectionError(
                 f"Could not connect to TWS / IB Gateway at {self.host}:{self.port} "
                 f"(client id {client_id}): {exc!r}"

@@ -1,0 +1,18 @@
+# Production image: the official Airflow image of the pinned version, plus this project.
+FROM apache/airflow:3.3.2-python3.11
+
+# requirements.txt pins every package (the lock of requirements/runtime.in); installing it on top
+# of the official image keeps Airflow at the same version and adds ib_insync, exchange_calendars.
+COPY --chown=airflow:root requirements.txt /opt/ibkr-market-data/requirements.txt
+RUN pip install --no-cache-dir -r /opt/ibkr-market-data/requirements.txt
+
+# The provider package: the IBKR hook, its `ibkr` connection type, the timetable and the simulator.
+COPY --chown=airflow:root pyproject.toml /opt/ibkr-market-data/
+COPY --chown=airflow:root include /opt/ibkr-market-data/include
+RUN pip install --no-cache-dir --no-deps /opt/ibkr-market-data
+
+COPY --chown=airflow:root dags /opt/airflow/dags
+COPY --chown=airflow:root plugins /opt/airflow/plugins
+COPY --chown=airflow:root pools.json /opt/airflow/pools.json
+
+ENV AIRFLOW__CORE__LOAD_EXAMPLES=False

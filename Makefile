@@ -1,0 +1,57 @@
+# Everyday actions. A fresh machine needs two: `make run` (local stack) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+export PYTHONPATH := $(CURDIR)/include
+
+.PHONY: install run test test-fast collect backfill sim bench lint format lock clean
+
+# The virtualenv is rebuilt whenever a pinned file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install  ## the local stack: simulator, PostgreSQL, Airflow on :8080, one daily run
+	$(PY) -m ibkr_market_data.local_stack
+
+test: install  ## the whole suite, against real PostgreSQL and the TWS simulator
+	$(PY) -m pytest
+
+test-fast: install  ## everything but the real-scheduler runs
+	$(PY) -m pytest -m "not scheduler"
+
+collect: install  ## one daily run in-process: make collect DATE=2025-01-15
+	$(PY) -m ibkr_market_data.cli collect $(if $(DATE),--date $(DATE))
+
+backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-12-31 [DRY_RUN=1]
+	$(PY) -m ibkr_market_data.cli backfill --from $(FROM) --to $(TO) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run)
+
+sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
+	$(PY) -m ibkr_market_data.simulator
+
+bench: install  ## benchmarks; figures go to bench/results.md
+	$(PY) -m bench.run
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+lock: install  ## re-pin requirements*.txt from requirements/*.in
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements/runtime.in -o requirements.txt
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 requirements/dev.in -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,75 @@
+import datetime as dt
+import math
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+
+from ibkr_market_data import errors
+from ibkr_market_data.bars import InvalidBarError, bar_from_ib, bars_from_ib
+
+
+def ib_bar(**overrides):
+    fields = dict(date=dt.date(2025, 1, 15), open=10.5, high=11.25, low=10.0, close=11.0,
+                  volume=1234.0, average=10.8, barCount=42)
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+def test_prices_become_exact_decimals():
+    bar = bar_from_ib(ib_bar(open=654321.12, high=700000.5, low=600000.01, close=650000.0))
+    assert bar.open == Decimal("654321.12")
+    assert bar.low == Decimal("600000.01")
+    penny = bar_from_ib(ib_bar(open=0.0005, high=0.0007, low=0.0004, close=0.0006, volume=3.5e9))
+    assert penny.low == Decimal("0.0004")
+    assert penny.volume == 3_500_000_000
+    assert bar.timestamp == dt.datetime(2025, 1, 15)
+
+
+def test_intraday_times_are_stored_as_utc():
+    sydney = dt.timezone(dt.timedelta(hours=11))
+    bar = bar_from_ib(ib_bar(date=dt.datetime(2025, 1, 15, 10, 0, tzinfo=sydney)))
+    assert bar.timestamp == dt.datetime(2025, 1, 14, 23, 0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"high": 9.0}, "high 9.0 is below low 10.0"),
+        ({"volume": -5.0}, "volume -5 is negative"),
+        ({"close": math.nan}, "close is nan"),
+        ({"low": 0.0, "open": 0.0}, "not a positive price"),
+        ({"open": 12.0}, "open 12.0 is outside low..high"),
+    ],
+)
+def test_broken_bars_reject_the_whole_response(overrides, message):
+    with pytest.raises(InvalidBarError, match=message):
+        bars_from_ib([ib_bar(date=dt.date(2025, 1, 14)), ib_bar(**overrides)])
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "expected", "retryable"),
+    [
+        (162, "Historical Market Data Service error message:HMDS query returned no data: AAPL@SMART Trades",
+         errors.IbkrNoDataError, False),
+        (162, "Historical Market Data Service error message:Historical data request pacing violation",
+         errors.IbkrPacingViolation, True),
+        (162, "Historical Market Data Service error message:API historical data query cancelled: 7",
+         errors.IbkrCancelledError, True),
+        (162, "Historical Market Data Service error message:No market data permissions for ASX STK",
+         errors.IbkrPermissionError, False),
+        (200, "No security definition has been found for the request", errors.IbkrUnknownContractError, False),
+        (200, "The contract description specified for BHP is ambiguous.", errors.IbkrAmbiguousContractError, False),
+        (354, "Requested market data is not subscribed.", errors.IbkrPermissionError, False),
+        (322, "Only 50 simultaneous API historical data requests allowed.", errors.IbkrPacingViolation, True),
+        (321, "Error validating request", errors.IbkrRequestError, False),
+        (326, "Unable to connect as the client id is already in use.", errors.IbkrClientIdInUseError, True),
+        (504, "Not connected", errors.IbkrConnectionError, True),
+    ],
+)
+def test_error_classification(code, text, expected, retryable):
+    error = errors.classify_error(code, text)
+    assert type(error) is expected
+    assert error.code == code
+    assert error.retryable is retryable
+    assert str(code) in str(error)
