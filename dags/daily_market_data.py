@@ -97,19 +97,19 @@ def daily_market_data():
             raise AirflowFailException(str(exc)) from exc
 
     @task(trigger_rule="all_done", retries=0)
-    def summary(trading_date: str) -> dict:
+    def summary(trading_date: str, targets: list[dict]) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from ibkr_market_data.tasks import daily
 
         try:
-            return daily.summarize(trading_date, get_current_context()["params"], _run_context())
+            return daily.summarize(trading_date, targets, get_current_context()["params"], _run_context())
         except daily.PermanentFailure as exc:
             raise AirflowFailException(str(exc)) from exc
 
     trading_date = resolve_date()
-    collected = collect.expand(target=plan(trading_date))
-    collected >> summary(trading_date)
+    targets = plan(trading_date)
+    collect.expand(target=targets) >> summary(trading_date, targets)
 
 
 dag_object = daily_market_data()

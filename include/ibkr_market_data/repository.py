@@ -324,6 +324,22 @@ def run_summary(conn: Any, dag_id: str, run_id: str) -> dict[str, int]:
         return {status: count for status, count in cursor.fetchall()}
 
 
+def symbols_with_outcome(conn: Any, dag_id: str, run_id: str) -> set[int]:
+    """Symbols of the run whose latest attempt reached a final status."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT symbol_id FROM (
+                SELECT DISTINCT ON (symbol_id, start_date) symbol_id, status
+                FROM collection_logs WHERE dag_id = %s AND run_id = %s
+                ORDER BY symbol_id, start_date, try_number DESC, id DESC
+            ) latest WHERE status <> 'pending'
+            """,
+            (dag_id, run_id),
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def run_failures(conn: Any, dag_id: str, run_id: str) -> list[tuple[str, str, int | None]]:
     """(symbol, reason, IB code) of the symbols whose latest attempt in the run failed."""
     with conn.cursor() as cursor:

@@ -153,8 +153,14 @@ def collect(target_data: Mapping[str, object], run: RunContext) -> dict[str, obj
     return {"symbol": outcome.symbol, "status": outcome.status, "records": outcome.records_collected}
 
 
-def summarize(trading_date: str, params: Mapping[str, Any], run: RunContext) -> dict[str, int]:
-    """Counts per status for the run; PermanentFailure naming the symbols that failed, if any."""
+def summarize(
+    trading_date: str, targets: Sequence[Mapping[str, object]], params: Mapping[str, Any], run: RunContext
+) -> dict[str, int]:
+    """Counts per status for the run.
+
+    Raises PermanentFailure naming the symbols that failed, or that were planned but have no
+    outcome (their task never ran to the end: a lost worker, a missing pool).
+    """
     if params.get("dry_run"):
         log.info("Dry run for %s: nothing was requested or written", trading_date)
         return {}
@@ -162,8 +168,10 @@ def summarize(trading_date: str, params: Mapping[str, Any], run: RunContext) -> 
     try:
         counts = repository.run_summary(conn, run.dag_id, run.run_id)
         failures = repository.run_failures(conn, run.dag_id, run.run_id)
+        finished = repository.symbols_with_outcome(conn, run.dag_id, run.run_id)
     finally:
         conn.close()
+    missing = sorted(str(t["symbol"]) for t in targets if t["symbol_id"] not in finished)
     log.info(
         "Trading date %s: %s",
         trading_date,
@@ -171,10 +179,13 @@ def summarize(trading_date: str, params: Mapping[str, Any], run: RunContext) -> 
     )
     for symbol, reason, code in failures:
         log.error("%s failed (IB code %s): %s", symbol, code, reason)
+    problems = []
     if failures:
-        raise PermanentFailure(
-            f"{len(failures)} symbols failed for {trading_date}: {_names(row[0] for row in failures)}"
-        )
+        problems.append(f"{len(failures)} symbols failed: {_names(row[0] for row in failures)}")
+    if missing:
+        problems.append(f"{len(missing)} planned symbols have no outcome: {_names(missing)}")
+    if problems:
+        raise PermanentFailure(f"Trading date {trading_date}: " + "; ".join(problems))
     return counts
 
 

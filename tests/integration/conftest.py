@@ -1,0 +1,23 @@
+"""Fixtures shared by the integration tests: a small symbol universe loaded through the simulator."""
+
+import psycopg
+import pytest
+
+from ibkr_market_data.hooks.ibkr import IbkrHook
+from ibkr_market_data.symbols import load_symbols
+from ibkr_market_data.universe import load_universe
+
+#: Two ASX names and a sub-cent one, two NASDAQ names and one trading > 2**31 shares a day,
+#: BRK A above 500,000 USD (NYSE) and SPY (ARCA).
+SMALL_UNIVERSE = ("BHP", "CBA", "GGP", "AAPL", "MSFT", "SQQQ", "BRK A", "SPY")
+
+
+@pytest.fixture
+def small_universe(market_db, ibkr_connection):
+    """SMALL_UNIVERSE loaded into the test database and resolved through the simulator."""
+    universe = [entry for entry in load_universe() if entry.symbol in SMALL_UNIVERSE]
+    assert len(universe) == len(SMALL_UNIVERSE)
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = load_symbols(conn, hook, universe)
+    assert sorted(report.resolved) == sorted(SMALL_UNIVERSE)
+    return universe

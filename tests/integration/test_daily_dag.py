@@ -1,0 +1,143 @@
+"""The daily DAG run with dag.test() against real PostgreSQL and the TWS simulator."""
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+from tests.integration.conftest import SMALL_UNIVERSE
+
+ASX = {"BHP", "CBA", "GGP"}
+US = set(SMALL_UNIVERSE) - ASX
+MLK_DAY = dt.date(2025, 1, 20)  # US markets closed, ASX open
+
+
+@pytest.fixture
+def daily_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data.local_env import REPO_ROOT
+
+    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
+    assert not dag_bag.import_errors
+    return dag_bag.get_dag("daily_market_data")
+
+
+def stored_bars(url, day):
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT s.symbol, md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count
+            FROM market_data md JOIN symbols s ON s.id = md.symbol_id
+            WHERE md.timeframe = '1day' AND md.timestamp = %s
+            """,
+            (dt.datetime.combine(day, dt.time()),),
+        ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def latest_statuses(url, run_id):
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT DISTINCT ON (s.symbol) s.symbol, cl.status, cl.error_message, cl.error_code, cl.try_number
+            FROM collection_logs cl JOIN symbols s ON s.id = cl.symbol_id
+            WHERE cl.run_id = %s ORDER BY s.symbol, cl.try_number DESC, cl.id DESC
+            """,
+            (run_id,),
+        ).fetchall()
+    return {symbol: (status, message, code, try_number) for symbol, status, message, code, try_number in rows}
+
+
+def expected_bar(simulator, symbol, day):
+    bar = simulator.model.daily_bar(symbol, day)
+    return (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
+
+
+def test_daily_run_stores_the_simulators_bars(daily_dag, small_universe, market_db, ibkr_connection):
+    day = dt.date(2025, 1, 15)
+    dag_run = daily_dag.test(run_conf={"date": day.isoformat()})
+    assert dag_run.state == "success"
+
+    assert stored_bars(market_db, day) == {s: expected_bar(ibkr_connection, s, day) for s in SMALL_UNIVERSE}
+    statuses = latest_statuses(market_db, dag_run.run_id)
+    assert {symbol: status[0] for symbol, status in statuses.items()} == dict.fromkeys(SMALL_UNIVERSE, "completed")
+    # Values that break naive schemas survive exactly.
+    assert stored_bars(market_db, day)["BRK A"][1] > 500_000
+    assert stored_bars(market_db, day)["GGP"][2] < 0.01
+    assert stored_bars(market_db, day)["SQQQ"][4] > 2**31
+    assert ibkr_connection.violations() == []
+
+    # A rerun of the date requests nothing and duplicates nothing.
+    requests_before = len(ibkr_connection.request_log.historical())
+    rerun = daily_dag.test(run_conf={"date": day.isoformat()})
+    assert rerun.state == "success"
+    assert len(ibkr_connection.request_log.historical()) == requests_before
+    assert {s[0] for s in latest_statuses(market_db, rerun.run_id).values()} == {"skipped"}
+    with psycopg.connect(market_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == len(SMALL_UNIVERSE)
+
+
+def test_exchange_holiday_skips_its_symbols_without_requests(daily_dag, small_universe, market_db, ibkr_connection):
+    dag_run = daily_dag.test(run_conf={"date": MLK_DAY.isoformat()})
+    assert dag_run.state == "success"
+    statuses = latest_statuses(market_db, dag_run.run_id)
+    assert {s for s, v in statuses.items() if v[0] == "completed"} == ASX
+    for symbol in US:
+        assert statuses[symbol][0] == "skipped"
+        assert statuses[symbol][1].startswith("not a trading day")
+    assert {r.symbol for r in ibkr_connection.request_log.historical()} == ASX
+    assert set(stored_bars(market_db, MLK_DAY)) == ASX
+
+
+def test_permanent_ib_error_fails_only_that_symbol(daily_dag, small_universe, market_db, ibkr_connection):
+    ibkr_connection.faults.set("AAPL", no_permission=True)
+    ibkr_connection.faults.set("MSFT", no_data=True)
+    ibkr_connection.faults.set("SPY", corrupt_bars=True)
+    day = dt.date(2025, 1, 16)
+    dag_run = daily_dag.test(run_conf={"date": day.isoformat()})
+    assert dag_run.state == "failed"
+
+    statuses = latest_statuses(market_db, dag_run.run_id)
+    assert statuses["AAPL"][0] == "failed" and statuses["AAPL"][2] == 354
+    assert statuses["AAPL"][3] == 1, "a permanent error must not be retried"
+    assert statuses["MSFT"][0] == "no_data" and statuses["MSFT"][2] == 162
+    assert statuses["SPY"][0] == "failed" and "below low" in statuses["SPY"][1]
+    assert {s for s, v in statuses.items() if v[0] == "completed"} == set(SMALL_UNIVERSE) - {"AAPL", "MSFT", "SPY"}
+    assert set(stored_bars(market_db, day)) == set(SMALL_UNIVERSE) - {"AAPL", "MSFT", "SPY"}
+    assert len(ibkr_connection.request_log.historical(symbol="AAPL")) == 1
+
+
+def test_dry_run_sends_nothing_and_writes_nothing(daily_dag, small_universe, market_db, ibkr_connection):
+    dag_run = daily_dag.test(run_conf={"date": "2025-01-15", "dry_run": True})
+    assert dag_run.state == "success"
+    assert ibkr_connection.request_log.historical() == []
+    with psycopg.connect(market_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM collection_logs").fetchone()[0] == 0
+
+
+def test_malformed_date_is_refused_at_trigger_naming_the_param(daily_dag, small_universe, ibkr_connection):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="param date: '2025-13-01' is not a 'date'"):
+        daily_dag.test(run_conf={"date": "2025-13-01"})
+    assert ibkr_connection.request_log.historical() == []
+
+
+@pytest.mark.parametrize(
+    ("conf", "failed_task"),
+    [
+        ({"date": "2099-01-05"}, "resolve_date"),
+        ({"date": "2025-01-18"}, "resolve_date"),  # a Saturday
+        ({"date": "2025-01-15", "symbols": ["AAPL", "NOPE", "ZZZZ"]}, "plan"),
+    ],
+)
+def test_bad_params_fail_the_run_before_any_request(daily_dag, small_universe, market_db, ibkr_connection, conf, failed_task):
+    dag_run = daily_dag.test(run_conf=conf)
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states[failed_task] == "failed"
+    assert ibkr_connection.request_log.historical() == []
+    with psycopg.connect(market_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
