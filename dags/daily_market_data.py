@@ -75,7 +75,7 @@ def daily_market_data():
         context = get_current_context()
         dag_run = context["dag_run"]
         return daily.resolve_date(
-            context["params"], str(dag_run.run_type), dag_run.logical_date, dag_run.run_after
+            context["params"], dag_run.run_type, dag_run.logical_date, dag_run.run_after
         )
 
     @task(retries=0)

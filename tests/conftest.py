@@ -16,11 +16,12 @@ os.environ["AIRFLOW_HOME"] = _airflow_home
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
-os.environ["AIRFLOW__CORE__DATABASE_SQL_ALCHEMY_CONN"] = f"sqlite:///{_airflow_home}/airflow.db"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_airflow_home}/airflow.db"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.simulator",
     "tests.fixtures.airflow_env",
+    "tests.fixtures.airflow_stack",
 ]

@@ -58,9 +58,13 @@ class AirflowStack:
         return str(Path(sys.executable).with_name("airflow"))
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # Another Airflow's settings in this process's environment (a test session's) must not leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__DATABASE__", "AIRFLOW_HOME"))}
+        # standalone starts its components as `airflow ...` from PATH: put this venv's first.
+        bin_dir = str(Path(sys.executable).parent)
         env.update(
             {
+                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -97,7 +101,11 @@ class AirflowStack:
             start_new_session=True,
         )
         log.info("Started airflow standalone (pid %s), log in %s", self.process.pid, log_file.name)
-        _wait_until(self._healthy, timeout, "the Airflow API's health check")
+        try:
+            _wait_until(self._healthy, timeout, "the Airflow API's health check")
+        except BaseException:
+            self.stop()
+            raise
 
     def _healthy(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -155,6 +163,18 @@ class AirflowStack:
 
         return _wait_until(parsed, timeout, f"DAG {dag_id} to be parsed")
 
+    def import_pools(self, pools_file: Path) -> list[str]:
+        """Create or update the pools of an ``airflow pools import`` file through the REST API."""
+        pools = json.loads(Path(pools_file).read_text())
+        for name, spec in pools.items():
+            body = {"slots": spec["slots"], "description": spec.get("description"),
+                    "include_deferred": spec.get("include_deferred", False)}
+            try:
+                self._request("PATCH", f"/api/v2/pools/{name}", body)
+            except AirflowStackError:
+                self._request("POST", "/api/v2/pools", {"name": name, **body})
+        return sorted(pools)
+
     def unpause(self, dag_id: str) -> None:
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
@@ -169,6 +189,15 @@ class AirflowStack:
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+
+    def wait_for_scheduled_run(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+        """The first run the scheduler created on its own (run type ``scheduled``)."""
+
+        def scheduled() -> Any:
+            runs = [run for run in self.dag_runs(dag_id) if run["run_type"] == "scheduled"]
+            return runs[0] if runs else None
+
+        return _wait_until(scheduled, timeout, f"a scheduled run of {dag_id}")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
         def finished() -> Any:

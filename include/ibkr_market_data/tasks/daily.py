@@ -54,13 +54,14 @@ def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
 
 def resolve_date(
     params: Mapping[str, Any],
-    run_type: str | None,
+    run_type: object,
     logical_date: dt.datetime | None,
     run_after: dt.datetime | None,
     now: dt.datetime | None = None,
 ) -> str:
     """The run's trading date as ISO text, checked; InvalidRunParamError on a bad one."""
     exchanges = selected_exchanges(params)
+    run_type = str(getattr(run_type, "value", run_type))  # DagRunType is an enum whose str() is its name
     trading_date = resolve_trading_date(
         date_param=params.get("date"),
         run_type=run_type,
