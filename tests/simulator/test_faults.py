@@ -1,0 +1,125 @@
+"""Every fault, injected per symbol or for all, set at start or flipped while the server runs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from ib_insync import RequestError, Stock
+from ibkr_market_data.simulator.faults import UnknownFault
+
+from tests.simulator.waiting import run_until
+
+END = "20250627 23:59:59 US/Eastern"
+
+
+def stock(simulator, symbol: str) -> Stock:
+    contract = simulator.model.contract(symbol)
+    return Stock(contract.symbol, contract.exchange, contract.currency)
+
+
+def daily(ib, simulator, symbol: str, **options):
+    return ib.reqHistoricalData(stock(simulator, symbol), END, "1 W", "1 day", "TRADES", True, **options)
+
+
+def error_code(ib, simulator, symbol: str) -> int:
+    with pytest.raises(RequestError) as raised:
+        daily(ib, simulator, symbol)
+    return raised.value.code
+
+
+@pytest.fixture
+def ib(tws_simulator, ib_client_factory):
+    client = ib_client_factory(tws_simulator)
+    client.RaiseRequestErrors = True
+    return client
+
+
+def test_no_permission_for_one_symbol_can_be_flipped_off(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", no_permission=True)
+    assert error_code(ib, tws_simulator, "AAPL") == 354
+    assert len(daily(ib, tws_simulator, "MSFT")) == 5  # other symbols unaffected
+    tws_simulator.faults.clear("AAPL")
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5
+    [record] = tws_simulator.request_log.historical(symbol="AAPL", outcome="error:354")
+    assert record.error_message == "Requested market data is not subscribed."
+
+
+def test_unknown_contract_fails_details_and_bars_with_200(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("BHP", unknown_contract=True)
+    assert error_code(ib, tws_simulator, "BHP") == 200
+    with pytest.raises(RequestError) as raised:
+        ib.reqContractDetails(stock(tws_simulator, "BHP"))
+    assert raised.value.code == 200
+    assert "No security definition has been found" in raised.value.message
+
+
+def test_ambiguous_contract_unless_primary_exchange_or_con_id_is_given(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", ambiguous=True)
+    assert error_code(ib, tws_simulator, "AAPL") == 200
+    with_primary = Stock("AAPL", "SMART", "USD", primaryExchange="NASDAQ")
+    assert len(ib.reqHistoricalData(with_primary, END, "1 W", "1 day", "TRADES", True)) == 5
+    [details] = ib.reqContractDetails(with_primary)
+    by_con_id = Stock(conId=details.contract.conId, exchange="SMART")
+    assert len(ib.reqHistoricalData(by_con_id, END, "1 W", "1 day", "TRADES", True)) == 5
+
+
+def test_no_data_for_all_symbols(tws_simulator, ib) -> None:
+    tws_simulator.faults.set(None, no_data=True)
+    with pytest.raises(RequestError) as raised:
+        daily(ib, tws_simulator, "CBA")
+    assert raised.value.code == 162 and "HMDS query returned no data: CBA@ASX Trades" in raised.value.message
+
+
+def test_injected_pacing_violations_are_counted_and_not_the_clients_fault(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", pacing_violation=2)
+    assert error_code(ib, tws_simulator, "AAPL") == 162
+    with pytest.raises(RequestError, match="pacing violation"):
+        ib.reqHistoricalData(stock(tws_simulator, "AAPL"), END, "2 W", "1 day", "TRADES", True)
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5  # the count is used up
+    assert tws_simulator.violations() == []
+
+
+def test_corrupt_bars_have_high_below_low_and_negative_volume(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("MSFT", corrupt_bars=True)
+    bars = daily(ib, tws_simulator, "MSFT")
+    assert bars and all(bar.high < bar.low and bar.volume < 0 for bar in bars)
+
+
+def test_latency_delays_the_answer(tws_simulator_factory, ib_client_factory) -> None:
+    simulator = tws_simulator_factory(faults={"*": {"latency_ms": 300, "jitter_ms": 50}})
+    ib = ib_client_factory(simulator)
+    started = time.monotonic()
+    bars = daily(ib, simulator, "AAPL")
+    assert len(bars) == 5 and 0.3 <= time.monotonic() - started < 5
+
+
+def test_drop_connection_mid_request(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", drop_connection=True)
+    with pytest.raises(ConnectionError):
+        daily(ib, tws_simulator, "AAPL")
+    run_until(ib, lambda: not ib.isConnected())
+    assert tws_simulator.request_log.outcomes("historical", symbol="AAPL") == ["dropped"]
+
+
+def test_a_request_that_never_answers_stays_open_until_the_client_cancels(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", never_answer=True)
+    errors: list[tuple[int, int, str]] = []
+    ib.errorEvent += lambda req_id, code, message, contract: errors.append((req_id, code, message))
+    assert len(daily(ib, tws_simulator, "AAPL", timeout=1)) == 0  # ib_insync cancels on its timeout
+    [record] = tws_simulator.request_log.historical(symbol="AAPL")
+    run_until(ib, lambda: errors)
+    assert errors == [(record.req_id, 162, f"API historical data query cancelled: {record.req_id}")]
+    assert tws_simulator.request_log.historical(symbol="AAPL")[0].outcome == "cancelled"
+    assert tws_simulator.simulator.rules.open_requests == 0
+
+
+def test_faults_from_the_configuration_and_unknown_fault_names(
+    tws_simulator_factory, ib_client_factory
+) -> None:
+    simulator = tws_simulator_factory(faults={"BHP": {"no_permission": True}})
+    ib = ib_client_factory(simulator)
+    ib.RaiseRequestErrors = True
+    assert error_code(ib, simulator, "BHP") == 354
+    with pytest.raises(UnknownFault, match="known:"):
+        simulator.faults.set("BHP", no_permision=True)
