@@ -123,9 +123,14 @@ def measure_throughput(
     symbols = itertools.cycle([(c.symbol, c.exchange, c.currency) for c in contracts])
     plan = [[next(symbols) for _ in range(requests_per_connection)] for _ in range(connections)]
     try:
-        started = time.perf_counter()
-        results = asyncio.run(_drive(host, port, plan, in_flight, bar_size, duration))
-        elapsed = time.perf_counter() - started
+        # A private loop: asyncio.run() would unset the caller's event loop, which ib_insync relies on.
+        loop = asyncio.new_event_loop()
+        try:
+            started = time.perf_counter()
+            results = loop.run_until_complete(_drive(host, port, plan, in_flight, bar_size, duration))
+            elapsed = time.perf_counter() - started
+        finally:
+            loop.close()
     finally:
         violations = simulator.violations() if simulator is not None else []
         if simulator is not None:

@@ -1,0 +1,83 @@
+"""``python -m ibkr_market_data.simulator``: configuration from the environment, and a real run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ib_insync import IB, Stock
+from ibkr_market_data.simulator.__main__ import DEFAULT_PORT, build_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_bind_loopback_on_4002() -> None:
+    config = build_config([], environ={})
+    assert (config.host, config.port, config.seed, dict(config.faults)) == ("127.0.0.1", DEFAULT_PORT, 42, {})
+
+
+def test_environment_sets_port_seed_faults_and_now() -> None:
+    config = build_config(
+        [],
+        environ={
+            "IBKR_SIM_PORT": "4100",
+            "IBKR_SIM_SEED": "7",
+            "IBKR_SIM_FAULTS": '{"*": {"latency_ms": 200}, "AAPL": {"no_permission": true}}',
+            "IBKR_SIM_NOW": "2025-06-30T12:00:00",
+        },
+    )
+    assert (config.port, config.seed) == (4100, 7)
+    assert config.faults == {"*": {"latency_ms": 200}, "AAPL": {"no_permission": True}}
+    assert config.clock() == dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
+    assert build_config(["--port", "4200"], environ={"IBKR_SIM_PORT": "4100"}).port == 4200
+
+
+@pytest.mark.parametrize("faults", ['{"AAPL": {"no_permision": true}}', "[1]", "{not json"])
+def test_bad_faults_are_refused_with_a_usage_error(faults: str) -> None:
+    with pytest.raises(SystemExit):
+        build_config([], environ={"IBKR_SIM_FAULTS": faults})
+
+
+def test_the_command_serves_a_real_client_and_reports_at_exit() -> None:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "include"),
+        "IBKR_SIM_PORT": "0",
+        "IBKR_SIM_NOW": "2025-06-30T12:00:00+00:00",
+        "IBKR_SIM_FAULTS": '{"MSFT": {"no_permission": true}}',
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ibkr_market_data.simulator"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line and process.poll() is not None:
+                break
+            if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+                port = int(match.group(1))
+        assert port is not None, "the simulator did not report its port"
+        ib = IB()
+        ib.connect("127.0.0.1", port, clientId=1, readonly=True, timeout=10)
+        bars = ib.reqHistoricalData(Stock("AAPL", "SMART", "USD"), "", "1 W", "1 day", "TRADES", True)
+        refused = ib.reqHistoricalData(Stock("MSFT", "SMART", "USD"), "", "1 W", "1 day", "TRADES", True)
+        ib.disconnect()
+        assert len(bars) == 5 and len(refused) == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "Served 2 requests." in stdout and "No IB rule was broken." in stdout

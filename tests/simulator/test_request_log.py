@@ -1,0 +1,56 @@
+"""The request log records every request with its client, parameters, time and outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ib_insync import Stock
+from ibkr_market_data.simulator.request_log import RequestLog, RequestRecord
+
+
+def test_every_request_is_recorded_with_its_outcome(tws_simulator, ib_client_factory) -> None:
+    first = ib_client_factory(tws_simulator, client_id=11)
+    second = ib_client_factory(tws_simulator, client_id=12)
+    before = dt.datetime.now(dt.UTC)
+    aapl = Stock("AAPL", "SMART", "USD")
+    first.reqContractDetails(aapl)
+    first.reqHistoricalData(aapl, "20250627 23:59:59 US/Eastern", "1 W", "1 day", "TRADES", True)
+    second.reqHistoricalData(
+        Stock("BHP", "ASX", "AUD"), "20250127 23:59:59 Australia/Sydney", "1 D", "1 day", "TRADES", True
+    )
+    second.reqHeadTimeStamp(Stock("GYG", "ASX", "AUD"), "TRADES", False)
+
+    log = tws_simulator.request_log
+    assert len(log) == 4
+    [details] = log.contract_details()
+    assert (details.client_id, details.symbol, details.outcome) == (11, "AAPL", "details:1")
+    [bars] = log.historical(client_id=11)
+    assert (bars.symbol, bars.bar_size, bars.duration, bars.what_to_show, bars.use_rth) == (
+        "AAPL",
+        "1 day",
+        "1 W",
+        "TRADES",
+        True,
+    )
+    assert bars.end_date_time == "20250627 23:59:59 US/Eastern"
+    assert bars.outcome == "bars:5" and bars.bar_count == 5 and bars.error_code is None
+    assert before <= bars.received_at <= bars.answered_at
+    [holiday] = log.historical(symbol="BHP")
+    assert (holiday.client_id, holiday.outcome, holiday.error_code) == (12, "error:162", 162)
+    assert "HMDS query returned no data" in holiday.error_message and holiday.bar_count is None
+    [head] = log.head_timestamps()
+    assert (head.symbol, head.use_rth, head.outcome) == ("GYG", False, "timestamp")
+    assert log.outcomes("historical") == ["bars:5", "error:162"]
+    assert tws_simulator.violations() == []
+
+
+def test_queries_return_copies_and_only_a_pending_record_changes() -> None:
+    log = RequestLog()
+    record = log.add(RequestRecord(client_id=1, req_id=7, kind="historical", symbol="AAPL", con_id=0))
+    log.records()[0].outcome = "tampered"
+    assert log.outcomes() == ["pending"]
+    log.finish(record, "bars:3")
+    log.finish(record, "cancelled")
+    assert log.outcomes() == ["bars:3"]
+    assert log.wait_until(lambda current: current.outcomes() == ["bars:3"], timeout=0.1)
+    assert not log.wait_until(lambda current: len(current) == 2, timeout=0.05)
