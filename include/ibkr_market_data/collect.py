@@ -8,11 +8,12 @@ mid-request leaves a visible trace; the bars and the final status commit in one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import InvalidBarError
+from ibkr_market_data.bars import Bar, InvalidBarError
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
 from ibkr_market_data.repository import RunContext
@@ -42,8 +43,17 @@ class CollectionFailed(Exception):
         self.retryable = retryable
 
 
-def collect_target(conn: Any, hook: Any, target: CollectionTarget, run: RunContext) -> SymbolOutcome:
-    """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed."""
+#: Writes one symbol's bars: ``store(conn, symbol_id, timeframe, bars)``.
+BarStore = Callable[[Any, int, str, Sequence[Bar]], repository.UpsertResult]
+
+
+def collect_target(
+    conn: Any, hook: Any, target: CollectionTarget, run: RunContext, store: BarStore | None = None
+) -> SymbolOutcome:
+    """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed.
+
+    ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``.
+    """
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
     first, last = target.first_session_date, target.session_date
     window = (session_timestamp(first), session_timestamp(last))
@@ -63,7 +73,7 @@ def collect_target(conn: Any, hook: Any, target: CollectionTarget, run: RunConte
         wanted = [bar for bar in bars if first <= bar.session_date <= last]
         if not wanted:
             raise IbkrNoDataError(f"IB sent {len(bars)} bars, none for {first}..{last}")
-        result = repository.upsert_bars(conn, target.symbol_id, timeframe, wanted)
+        result = (store or repository.upsert_bars)(conn, target.symbol_id, timeframe, wanted)
         repository.finish_attempt(
             conn,
             log_id,

@@ -188,40 +188,51 @@ def upsert_bars(conn: Any, symbol_id: int, timeframe: str, bars: Sequence[Bar]) 
     if not bars:
         return UpsertResult(0, 0)
     with conn.cursor() as cursor:
-        cursor.execute(
-            """
-            CREATE TEMPORARY TABLE IF NOT EXISTS incoming_bars (
-                timestamp TIMESTAMP, open NUMERIC(20,8), high NUMERIC(20,8), low NUMERIC(20,8),
-                close NUMERIC(20,8), volume BIGINT, wap NUMERIC(20,8), bar_count INTEGER
-            ) ON COMMIT DELETE ROWS
-            """
-        )
-        with cursor.copy(
-            "COPY incoming_bars (timestamp, open, high, low, close, volume, wap, bar_count) FROM STDIN"
-        ) as copy:
-            for bar in bars:
-                copy.write_row(
-                    (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
-                )
-        cursor.execute(
-            """
-            INSERT INTO market_data AS md (symbol_id, timeframe, timestamp, open, high, low, close,
-                                           volume, wap, bar_count)
-            SELECT %s, %s, timestamp, open, high, low, close, volume, wap, bar_count FROM incoming_bars
-            ON CONFLICT (symbol_id, timeframe, timestamp) DO UPDATE SET
-                open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-                volume = EXCLUDED.volume, wap = EXCLUDED.wap, bar_count = EXCLUDED.bar_count,
-                updated_at = NOW()
-            WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
-                  IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
-                                    EXCLUDED.volume, EXCLUDED.wap, EXCLUDED.bar_count)
-            RETURNING (xmax = 0) AS inserted
-            """,
-            (symbol_id, timeframe),
-        )
+        _stage_bars(cursor, bars)
+        cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
         flags = [row[0] for row in cursor.fetchall()]
     inserted = sum(1 for flag in flags if flag)
     return UpsertResult(inserted=inserted, revised=len(flags) - inserted)
+
+
+def _stage_bars(cursor: Any, bars: Sequence[Bar]) -> None:
+    """COPY ``bars`` into the session's ``incoming_bars`` table, emptied first.
+
+    ``ON COMMIT DELETE ROWS`` empties it only at commit, so two calls in one transaction would
+    otherwise see each other's bars.
+    """
+    cursor.execute(
+        """
+        CREATE TEMPORARY TABLE IF NOT EXISTS incoming_bars (
+            timestamp TIMESTAMP, open NUMERIC(20,8), high NUMERIC(20,8), low NUMERIC(20,8),
+            close NUMERIC(20,8), volume BIGINT, wap NUMERIC(20,8), bar_count INTEGER
+        ) ON COMMIT DELETE ROWS
+        """
+    )
+    cursor.execute("DELETE FROM incoming_bars")
+    with cursor.copy(
+        "COPY incoming_bars (timestamp, open, high, low, close, volume, wap, bar_count) FROM STDIN"
+    ) as copy:
+        for bar in bars:
+            copy.write_row(
+                (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
+            )
+
+
+#: Parameters: symbol_id, timeframe. Returns one ``inserted`` flag per row written.
+_UPSERT_STAGED_BARS = """
+    INSERT INTO market_data AS md (symbol_id, timeframe, timestamp, open, high, low, close,
+                                   volume, wap, bar_count)
+    SELECT %s, %s, timestamp, open, high, low, close, volume, wap, bar_count FROM incoming_bars
+    ON CONFLICT (symbol_id, timeframe, timestamp) DO UPDATE SET
+        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+        volume = EXCLUDED.volume, wap = EXCLUDED.wap, bar_count = EXCLUDED.bar_count,
+        updated_at = NOW()
+    WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
+          IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                            EXCLUDED.volume, EXCLUDED.wap, EXCLUDED.bar_count)
+    RETURNING (xmax = 0) AS inserted
+"""
 
 
 # -- collection logs --------------------------------------------------------------------------
@@ -256,7 +267,16 @@ def start_attempt(
                 error_code = NULL, records_collected = 0
             RETURNING id
             """,
-            (symbol_id, COLLECTION_TYPE, timeframe, start_date, end_date, run.dag_id, run.run_id, run.try_number),
+            (
+                symbol_id,
+                COLLECTION_TYPE,
+                timeframe,
+                start_date,
+                end_date,
+                run.dag_id,
+                run.run_id,
+                run.try_number,
+            ),
         )
         return int(cursor.fetchone()[0])
 
@@ -292,7 +312,17 @@ def log_skipped(
 ) -> int:
     """One ``skipped`` row per (symbol_id, reason), idempotent per run and try."""
     rows = [
-        (symbol_id, COLLECTION_TYPE, timeframe, start_date, end_date, reason, run.dag_id, run.run_id, run.try_number)
+        (
+            symbol_id,
+            COLLECTION_TYPE,
+            timeframe,
+            start_date,
+            end_date,
+            reason,
+            run.dag_id,
+            run.run_id,
+            run.try_number,
+        )
         for symbol_id, reason in skipped
     ]
     with conn.cursor() as cursor:
@@ -355,3 +385,177 @@ def run_failures(conn: Any, dag_id: str, run_id: str) -> list[tuple[str, str, in
             (dag_id, run_id),
         )
         return list(cursor.fetchall())
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+def no_data_session_dates(
+    conn: Any, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
+) -> dict[int, set[dt.date]]:
+    """Per symbol, the sessions in ``[start, end]`` recorded as having no data at IB."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT symbol_id, session FROM no_data_sessions
+            WHERE symbol_id = ANY(%s) AND timeframe = %s AND session BETWEEN %s AND %s
+            """,
+            (list(symbol_ids), timeframe, start, end),
+        )
+        found: dict[int, set[dt.date]] = {}
+        for symbol_id, session in cursor.fetchall():
+            found.setdefault(symbol_id, set()).add(session)
+        return found
+
+
+def record_no_data_sessions(
+    conn: Any, symbol_id: int, timeframe: str, sessions: Iterable[dt.date], reason: str, run: RunContext
+) -> int:
+    """Record sessions IB sent no bar for; a session seen again keeps ``first_seen`` and gets the new reason."""
+    rows = [
+        (symbol_id, timeframe, session, reason, run.dag_id, run.run_id) for session in sorted(set(sessions))
+    ]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO no_data_sessions (symbol_id, timeframe, session, reason, dag_id, run_id)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            ON CONFLICT (symbol_id, timeframe, session) DO UPDATE SET
+                reason = EXCLUDED.reason, last_seen = NOW(), dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id
+            """,
+            rows,
+        )
+    return len(rows)
+
+
+def first_available_dates(conn: Any, symbol_ids: Sequence[int]) -> dict[int, dt.date]:
+    """``symbols.first_available_date`` of the symbols that have one (IB's head timestamp)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, first_available_date FROM symbols WHERE id = ANY(%s) AND first_available_date IS NOT NULL",
+            (list(symbol_ids),),
+        )
+        return dict(cursor.fetchall())
+
+
+def set_first_available_date(conn: Any, symbol_id: int, day: dt.date) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "UPDATE symbols SET first_available_date = %s, updated_at = NOW() WHERE id = %s", (day, symbol_id)
+        )
+
+
+def store_backfilled_bars(
+    conn: Any, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext
+) -> UpsertResult:
+    """Write a backfill response: plain COPY where nothing is stored, else compare and log revisions.
+
+    Where the symbol has no bar yet in the response's span (the usual case: the span was a gap),
+    the bars are copied straight into ``market_data``, the fastest bulk path. Where it has some
+    (a request that bridges stored sessions, or another run stored them meanwhile: a unique
+    violation rolls back to a savepoint), every fetched bar is compared with the stored one: equal
+    bars are left alone, changed ones are replaced and their old and new values written to
+    ``bar_revisions``. Sessions that now have a bar leave ``no_data_sessions``.
+    """
+    if not bars:
+        return UpsertResult(0, 0)
+    import psycopg
+
+    first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (SELECT 1 FROM market_data
+                           WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s)
+            """,
+            (symbol_id, timeframe, first, last),
+        )
+        overlaps_stored = bool(cursor.fetchone()[0])
+        result = None
+        if not overlaps_stored:
+            try:
+                with conn.transaction():
+                    _copy_new_bars(cursor, symbol_id, timeframe, bars)
+                result = UpsertResult(inserted=len(bars), revised=0)
+            except psycopg.errors.UniqueViolation:
+                result = None  # stored by someone else since the check: compare instead
+        if result is None:
+            _stage_bars(cursor, bars)
+            cursor.execute(
+                """
+                INSERT INTO bar_revisions (
+                    symbol_id, timeframe, timestamp,
+                    old_open, old_high, old_low, old_close, old_volume, old_wap, old_bar_count,
+                    new_open, new_high, new_low, new_close, new_volume, new_wap, new_bar_count,
+                    dag_id, run_id)
+                SELECT md.symbol_id, md.timeframe, md.timestamp,
+                       md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count,
+                       i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count, %s, %s
+                FROM incoming_bars i
+                JOIN market_data md ON md.symbol_id = %s AND md.timeframe = %s AND md.timestamp = i.timestamp
+                WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
+                      IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
+                """,
+                (run.dag_id, run.run_id, symbol_id, timeframe),
+            )
+            cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
+            flags = [row[0] for row in cursor.fetchall()]
+            inserted = sum(1 for flag in flags if flag)
+            result = UpsertResult(inserted=inserted, revised=len(flags) - inserted)
+        cursor.execute(
+            """
+            DELETE FROM no_data_sessions
+            WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s AND session = ANY(%s)
+            """,
+            (symbol_id, timeframe, first.date(), last.date(), [bar.timestamp.date() for bar in bars]),
+        )
+    return result
+
+
+def _copy_new_bars(cursor: Any, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> None:
+    with cursor.copy(
+        "COPY market_data (symbol_id, timeframe, timestamp, open, high, low, close, volume, wap, bar_count)"
+        " FROM STDIN"
+    ) as copy:
+        for bar in bars:
+            copy.write_row(
+                (
+                    symbol_id,
+                    timeframe,
+                    bar.timestamp,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.volume,
+                    bar.wap,
+                    bar.bar_count,
+                )
+            )
+
+
+def run_backfill_totals(conn: Any, dag_id: str, run_id: str) -> dict[str, int]:
+    """What one backfill run did: requests, bars collected, revisions and no-data sessions recorded."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT COALESCE(SUM(requests_sent), 0), COALESCE(SUM(records_collected), 0)
+            FROM collection_logs WHERE dag_id = %s AND run_id = %s
+            """,
+            (dag_id, run_id),
+        )
+        requests, bars = cursor.fetchone()
+        cursor.execute(
+            "SELECT COUNT(*) FROM bar_revisions WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)
+        )
+        revisions = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT COUNT(*) FROM no_data_sessions WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)
+        )
+        no_data = cursor.fetchone()[0]
+    return {
+        "requests_sent": int(requests),
+        "bars_collected": int(bars),
+        "bars_revised": int(revisions),
+        "no_data_sessions": int(no_data),
+    }
