@@ -1,0 +1,330 @@
+"""Backfill planning: which (symbol, session) pairs are missing, and the fewest requests that fill them.
+
+Pure: it takes the symbols, each exchange's trading calendar, the bars already stored and what is
+known to have no data, and returns per symbol the missing sessions, their contiguous runs and the
+requests to send. The task module reads the database and talks to IB.
+
+Missing
+    A session of the symbol's primary exchange inside the range, closed by ``now``, on or after
+    the symbol's first available date (IB's head timestamp, once known), with no stored bar and
+    not recorded in ``no_data_sessions``. Non-sessions (weekends, that exchange's holidays) are
+    never missing: 2025-01-20 (MLK day) is missing for an ASX symbol only, 2025-01-27 (Australia
+    Day) for a US symbol only.
+
+Runs
+    Maximal stretches of missing sessions that are consecutive in the exchange's calendar, so
+    a holiday or weekend inside a stretch does not split it.
+
+Requests
+    IB returns a whole range of daily bars in one request: ``N D`` is N calendar days ending at
+    ``endDateTime``, which we set to 23:59:59 (exchange time) of the request's last session.
+    Runs are packed in date order, so one request covers as many runs as fit in its window:
+    IB's cost is per request, a year of daily bars is one small message, and the stored bars such a
+    request returns between two runs are compared, not blindly overwritten (a changed one is
+    logged in ``bar_revisions``). A window never spans more than 365 calendar days, the most
+    ``N D`` allows: a run longer than that is split at a session boundary, and no request ever
+    uses ``N Y``, whose whole-year windows would fetch up to a year of stored bars before the gap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from ibkr_market_data import calendars
+from ibkr_market_data.bars import SMALL_BAR_SIZES
+from ibkr_market_data.planning import DAILY_BAR_SIZE, CollectionTarget, daily_target
+from ibkr_market_data.repository import SymbolRow
+from ibkr_market_data.run_dates import InvalidRunParamError
+
+#: The longest window one request may cover: ``365 D`` is IB's longest duration in days.
+MAX_REQUEST_DAYS = 365
+#: Bar sizes the backfill collects.
+BACKFILL_BAR_SIZES = (DAILY_BAR_SIZE,)
+#: IB serves bars of 30 seconds or less for the last six months only.
+SMALL_BAR_HISTORY_DAYS = 183
+
+NO_DATA_FROM_IB = "no data from IB"
+
+
+def before_first_available(first_available: dt.date) -> str:
+    """The no-data reason of a session before the symbol's first available date."""
+    return f"{NO_DATA_FROM_IB}: before its first available date {first_available.isoformat()} (IB head timestamp)"
+
+
+@dataclass(frozen=True)
+class BackfillRange:
+    """A checked backfill request: what to fill, for which exchanges and symbols."""
+
+    start: dt.date
+    end: dt.date
+    exchanges: tuple[str, ...]
+    symbols: tuple[str, ...] = ()
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "exchanges": list(self.exchanges),
+            "symbols": list(self.symbols),
+            "dry_run": self.dry_run,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> BackfillRange:
+        return cls(
+            start=dt.date.fromisoformat(str(data["start"])),
+            end=dt.date.fromisoformat(str(data["end"])),
+            exchanges=tuple(data.get("exchanges") or ()),  # type: ignore[arg-type]
+            symbols=tuple(data.get("symbols") or ()),  # type: ignore[arg-type]
+            dry_run=bool(data.get("dry_run")),
+        )
+
+
+def earliest_served(bar_size: str, today: dt.date) -> dt.date:
+    """The first date we can ask IB for bars of ``bar_size``.
+
+    Daily bars: the start of the exchange calendars we ship (IB's own daily history goes further
+    back, but a session we cannot name is a session we cannot call missing). Bars of 30 seconds or
+    less: six months back, IB's limit.
+    """
+    if bar_size in SMALL_BAR_SIZES:
+        return today - dt.timedelta(days=SMALL_BAR_HISTORY_DAYS)
+    return calendars.CALENDAR_START
+
+
+def check_range(start: dt.date, end: dt.date, today: dt.date, bar_size: str = DAILY_BAR_SIZE) -> None:
+    """Refuse a range no request should be sent for; the message names the param and the fix."""
+    if bar_size not in BACKFILL_BAR_SIZES:
+        raise InvalidRunParamError(
+            f"Backfill collects {', '.join(BACKFILL_BAR_SIZES)} bars only, not {bar_size!r}"
+        )
+    if start > end:
+        raise InvalidRunParamError(
+            f"Param 'start_date' {start.isoformat()} is after 'end_date' {end.isoformat()}; swap them."
+        )
+    for name, day in (("start_date", start), ("end_date", end)):
+        if day > today:
+            raise InvalidRunParamError(
+                f"Param {name!r} is {day.isoformat()}, in the future (today is {today.isoformat()} UTC); "
+                "IB has no bars yet. Give past dates."
+            )
+    earliest = earliest_served(bar_size, today)
+    if start < earliest:
+        raise InvalidRunParamError(
+            f"Param 'start_date' is {start.isoformat()}, before {earliest.isoformat()}, the earliest "
+            f"{bar_size} bars this collector backfills (its exchange calendars start there). "
+            f"Start on or after {earliest.isoformat()}."
+        )
+
+
+def closed_sessions(exchange: str, start: dt.date, end: dt.date, now: dt.datetime) -> list[dt.date]:
+    """Sessions of ``exchange`` in ``[start, end]`` that have closed by ``now``: the only ones IB has bars for."""
+    sessions = calendars.sessions_between(exchange, start, end)
+    while sessions and calendars.session_close(exchange, sessions[-1]) > now:
+        sessions.pop()
+    return sessions
+
+
+@dataclass(frozen=True)
+class SessionRun:
+    """Missing sessions that follow each other in the exchange's calendar."""
+
+    first: dt.date
+    last: dt.date
+    sessions: int
+
+
+def contiguous_runs(calendar_sessions: Sequence[dt.date], missing: Iterable[dt.date]) -> list[SessionRun]:
+    """Group ``missing`` (a subset of ``calendar_sessions``) into runs consecutive in the calendar."""
+    wanted = set(missing)
+    runs: list[SessionRun] = []
+    current: list[dt.date] = []
+    for session in calendar_sessions:
+        if session in wanted:
+            current.append(session)
+        elif current:
+            runs.append(SessionRun(current[0], current[-1], len(current)))
+            current = []
+    if current:
+        runs.append(SessionRun(current[0], current[-1], len(current)))
+    return runs
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    """One request: ``duration`` days ending at the end of session ``last``; fills ``missing`` sessions."""
+
+    first: dt.date
+    last: dt.date
+    missing: int
+    runs: int
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    @property
+    def duration(self) -> str:
+        return f"{self.days} D"
+
+
+def _span_days(first: dt.date, last: dt.date) -> int:
+    return (last - first).days + 1
+
+
+def plan_requests(
+    calendar_sessions: Sequence[dt.date], missing: Iterable[dt.date], max_days: int = MAX_REQUEST_DAYS
+) -> list[RangeRequest]:
+    """The fewest requests whose windows (each at most ``max_days`` calendar days) cover every missing session.
+
+    Greedy in date order, which is optimal for covering points on a line with windows of fixed
+    length: each request starts at the first session not yet covered and takes every later
+    missing session that fits. Each window ends at a missing session, so it never reaches past
+    the last gap.
+    """
+    wanted = sorted(set(missing))
+    wanted_set = set(wanted)
+    run_of: dict[dt.date, int] = {}
+    run_index, in_run = -1, False
+    for session in calendar_sessions:
+        if session in wanted_set:
+            run_index += 0 if in_run else 1
+            run_of[session] = run_index
+        in_run = session in wanted_set
+    requests: list[RangeRequest] = []
+    position = 0
+    while position < len(wanted):
+        first = wanted[position]
+        end = position
+        while end + 1 < len(wanted) and _span_days(first, wanted[end + 1]) <= max_days:
+            end += 1
+        covered = wanted[position : end + 1]
+        requests.append(
+            RangeRequest(
+                first=first,
+                last=covered[-1],
+                missing=len(covered),
+                runs=len({run_of.get(session, -1) for session in covered}),
+            )
+        )
+        position = end + 1
+    return requests
+
+
+@dataclass(frozen=True)
+class SymbolGaps:
+    """One symbol's gaps in the range and the requests that fill them."""
+
+    symbol_id: int
+    symbol: str
+    exchange: str
+    sessions: int  # closed sessions of its exchange in the range
+    stored: int
+    known_no_data: int  # in no_data_sessions, or before the first available date
+    missing: list[dt.date] = field(default_factory=list)
+    runs: list[SessionRun] = field(default_factory=list)
+    requests: list[RangeRequest] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["missing"] = [day.isoformat() for day in self.missing]
+        data["runs"] = [
+            {"first": run.first.isoformat(), "last": run.last.isoformat(), "sessions": run.sessions}
+            for run in self.runs
+        ]
+        data["requests"] = [
+            {"first": r.first.isoformat(), "last": r.last.isoformat(), "missing": r.missing, "runs": r.runs}
+            for r in self.requests
+        ]
+        return data
+
+
+def symbol_gaps(
+    row: SymbolRow,
+    start: dt.date,
+    end: dt.date,
+    now: dt.datetime,
+    stored: Iterable[dt.date],
+    no_data: Iterable[dt.date] = (),
+    first_available: dt.date | None = None,
+    max_days: int = MAX_REQUEST_DAYS,
+) -> SymbolGaps:
+    """Gaps of ``row`` in ``[start, end]`` given the dates it has bars for and those known to have none."""
+    sessions = closed_sessions(row.primary_exchange, start, end, now)
+    have = set(stored)
+    known_empty = set(no_data)
+    if first_available is not None:
+        known_empty |= {session for session in sessions if session < first_available}
+    missing = [session for session in sessions if session not in have and session not in known_empty]
+    return SymbolGaps(
+        symbol_id=row.id,
+        symbol=row.symbol,
+        exchange=row.primary_exchange,
+        sessions=len(sessions),
+        stored=sum(1 for session in sessions if session in have),
+        known_no_data=sum(1 for session in sessions if session in known_empty and session not in have),
+        missing=missing,
+        runs=contiguous_runs(sessions, missing),
+        requests=plan_requests(sessions, missing, max_days),
+    )
+
+
+def request_targets(row: SymbolRow, gaps: SymbolGaps) -> list[CollectionTarget]:
+    """The ``CollectionTarget`` of each planned request (``N D`` ending at its last session)."""
+    return [daily_target(row, request.first, request.last) for request in gaps.requests]
+
+
+@dataclass(frozen=True)
+class GapReport:
+    range: BackfillRange
+    symbols: list[SymbolGaps]
+
+    @property
+    def with_gaps(self) -> list[SymbolGaps]:
+        return [gaps for gaps in self.symbols if not gaps.complete]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "symbols": len(self.symbols),
+            "symbols_with_gaps": len(self.with_gaps),
+            "sessions": sum(g.sessions for g in self.symbols),
+            "stored": sum(g.stored for g in self.symbols),
+            "known_no_data": sum(g.known_no_data for g in self.symbols),
+            "missing": sum(len(g.missing) for g in self.symbols),
+            "runs": sum(len(g.runs) for g in self.symbols),
+            "requests": sum(len(g.requests) for g in self.symbols),
+        }
+
+    def lines(self, detail_limit: int = 50) -> list[str]:
+        """The report as text: totals, then one line per symbol with gaps and its requests."""
+        totals = self.totals()
+        span = f"{self.range.start.isoformat()}..{self.range.end.isoformat()}"
+        lines = [
+            f"Gaps {span} on {', '.join(self.range.exchanges)}: {totals['symbols']} symbols, "
+            f"{totals['sessions']} closed sessions, {totals['stored']} stored, "
+            f"{totals['known_no_data']} known to have no data, {totals['missing']} missing in "
+            f"{totals['runs']} runs over {totals['symbols_with_gaps']} symbols -> {totals['requests']} requests"
+        ]
+        for gaps in self.with_gaps[:detail_limit]:
+            runs = ", ".join(
+                run.first.isoformat()
+                if run.first == run.last
+                else f"{run.first.isoformat()}..{run.last.isoformat()}"
+                for run in gaps.runs
+            )
+            requests = "; ".join(
+                f"{request.duration} ending {request.last.isoformat()}" for request in gaps.requests
+            )
+            lines.append(
+                f"  {gaps.symbol} ({gaps.exchange}): {len(gaps.missing)} missing [{runs}] -> {requests}"
+            )
+        if len(self.with_gaps) > detail_limit:
+            lines.append(f"  ... and {len(self.with_gaps) - detail_limit} more symbols with gaps")
+        return lines
