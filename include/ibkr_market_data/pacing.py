@@ -33,6 +33,8 @@ class PacingRules:
     identical_gap: float = 15.0
     per_contract_window: float = 2.0
     per_contract_limit: int = 6
+    #: Added to every wait: IB times a request when it arrives, we when it leaves.
+    safety_margin: float = 0.25
 
     @property
     def horizon(self) -> float:
@@ -62,7 +64,8 @@ def seconds_until_allowed(
     ]
     if len(same_contract) >= rules.per_contract_limit - 1:
         waits.append(same_contract[-(rules.per_contract_limit - 1)].sent_at + rules.per_contract_window - now)
-    return max(waits)
+    wait = max(waits)
+    return wait + rules.safety_margin if wait > 0 else 0.0
 
 
 def minimum_duration(requests: int, small_bars: bool, in_flight: int, latency: float) -> float:

@@ -40,6 +40,14 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
+def _ensure_event_loop() -> None:
+    """The IB client (even its import) needs an event loop on the calling thread; a worker thread has none."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 class IbkrHook(BaseHook):
     """
     Talks to TWS or IB Gateway through the TWS socket API (``ib_insync``).
@@ -116,6 +124,7 @@ class IbkrHook(BaseHook):
         if self._ib is not None and self._ib.isConnected():
             return self._ib
         self.close()
+        _ensure_event_loop()
         from ibkr_market_data.ib_client import IB, util
 
         while True:
@@ -215,9 +224,8 @@ class IbkrHook(BaseHook):
 
     def resolve_contract(self, spec: ContractSpec) -> ResolvedContract:
         """IB's one contract for ``spec``; raises IbkrUnknownContractError / IbkrAmbiguousContractError."""
-        details = self._run(
-            lambda ib: ib.reqContractDetails(spec.to_ib()), f"contract details for {spec}"
-        )
+        _ensure_event_loop()
+        details = self._run(lambda ib: ib.reqContractDetails(spec.to_ib()), f"contract details for {spec}")
         if not details:
             raise IbkrUnknownContractError(f"No security definition has been found for {spec}", 200)
         if len(details) > 1:
@@ -256,8 +264,10 @@ class IbkrHook(BaseHook):
                 raise ValueError("fetch_bars needs an aware end datetime")
             end = end.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
         if bar_size in SMALL_BAR_SIZES and self.pacer is not None:
+            self.get_conn()  # connect first: the pacer's clock must start when the request leaves
             request_key = f"{spec}|{end}|{duration}|{bar_size}|{what_to_show}|{int(use_rth)}"
             self.pacer(f"{spec}|{what_to_show}", request_key)
+        _ensure_event_loop()
         contract = spec.to_ib()
         started = time.monotonic()
         ib_bars = self._run(
@@ -285,7 +295,9 @@ class IbkrHook(BaseHook):
     def head_timestamp(self, spec: ContractSpec, what_to_show: str = "TRADES") -> dt.date:
         """The first date IB has data for; paced like small bars, as IB requires."""
         if self.pacer is not None:
+            self.get_conn()
             self.pacer(f"{spec}|{what_to_show}", f"{spec}|head|{what_to_show}")
+        _ensure_event_loop()
         contract = spec.to_ib()
         first = self._run(
             lambda ib: ib.reqHeadTimeStamp(contract, whatToShow=what_to_show, useRTH=True, formatDate=1),

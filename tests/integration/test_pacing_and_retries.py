@@ -1,0 +1,94 @@
+"""IB's small-bar pacing shared through PostgreSQL, and how the collect task retries or fails."""
+
+import datetime as dt
+import threading
+
+import psycopg
+import pytest
+
+from ibkr_market_data.contracts import ContractSpec
+from ibkr_market_data.hooks.ibkr import IbkrHook
+from ibkr_market_data.pacing import PacingRules, PostgresPacer
+from ibkr_market_data.repository import RunContext, select_symbols
+from ibkr_market_data.tasks import daily
+
+# IB's rules compressed ~200x, in the simulator and in our pacer alike.
+COMPRESSED = dict(
+    small_bar_window_seconds=3.0,
+    small_bar_window_limit=4,
+    identical_request_seconds=1.0,
+    per_contract_window_seconds=1.0,
+    per_contract_limit=3,
+)
+RULES = PacingRules(window=3.0, window_limit=4, identical_gap=1.0, per_contract_window=1.0, per_contract_limit=3)
+
+
+def burst(simulator, monkeypatch, pacer_factory):
+    """Two workers, each with its own connection, ask for 30-second bars of several half-hours."""
+    monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", f"ibkr://{simulator.host}:{simulator.port}?client_id=20")
+    errors = []
+
+    def worker(symbol):
+        spec = ContractSpec(symbol, primary_exchange="NASDAQ")
+        try:
+            with IbkrHook(pacer=pacer_factory()) as hook:
+                for hour in (10, 11, 12, 13):
+                    hook.fetch_bars(spec, f"20250115 {hour}:00:00 US/Eastern", "1800 S", "30 secs")
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in ("AAPL", "MSFT")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+def test_shared_pacer_keeps_two_workers_within_ibs_small_bar_rules(tws_simulator_factory, market_db, monkeypatch):
+    simulator = tws_simulator_factory(**COMPRESSED)
+    errors = burst(simulator, monkeypatch, lambda: PostgresPacer(lambda: psycopg.connect(market_db), RULES))
+    assert errors == []
+    assert simulator.violations() == []
+    assert len(simulator.request_log.historical()) == 8
+    with psycopg.connect(market_db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ib_pacing_ledger").fetchone()[0] == 8
+
+
+def test_without_the_pacer_the_same_burst_breaks_ibs_rules(tws_simulator_factory, market_db, monkeypatch):
+    simulator = tws_simulator_factory(**COMPRESSED)
+    errors = burst(simulator, monkeypatch, lambda: None)
+    assert errors, "IB must refuse part of an unpaced burst"
+    assert simulator.violations()
+
+
+@pytest.fixture
+def aapl_target(small_universe, db_conn):
+    (row,) = select_symbols(db_conn, symbols=["AAPL"])
+    from ibkr_market_data.planning import daily_target
+
+    return daily_target(row, dt.date(2025, 1, 15), dt.date(2025, 1, 15)).to_dict()
+
+
+def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn, ibkr_connection):
+    from ibkr_market_data.collect import CollectionFailed
+
+    ibkr_connection.faults.set("AAPL", pacing_violation=1)
+    with pytest.raises(CollectionFailed) as raised:
+        daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=1))
+    assert raised.value.retryable
+    assert daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=2))["status"] == (
+        "completed"
+    )
+    rows = db_conn.execute(
+        "SELECT try_number, status, error_code FROM collection_logs ORDER BY try_number"
+    ).fetchall()
+    assert rows == [(1, "failed", 162), (2, "completed", None)]
+
+
+def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connection):
+    ibkr_connection.faults.set("AAPL", no_permission=True)
+    with pytest.raises(daily.PermanentFailure, match="354"):
+        daily.collect(aapl_target, RunContext("daily_market_data", "manual__perm", try_number=1))
+    assert db_conn.execute("SELECT status, error_code FROM collection_logs").fetchall() == [("failed", 354)]
+    assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0

@@ -1,0 +1,157 @@
+"""Writes, dedupe and the original system's monitoring queries against a real PostgreSQL."""
+
+import datetime as dt
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from ibkr_market_data import repository
+from ibkr_market_data.bars import Bar
+from ibkr_market_data.hooks.ibkr import IbkrHook
+from ibkr_market_data.repository import RunContext
+from ibkr_market_data.symbols import load_symbols
+from ibkr_market_data.universe import load_universe
+
+RUN = RunContext(dag_id="daily_market_data", run_id="manual__test", try_number=1)
+
+# The original system's monitoring queries, verbatim (reference/original-system-README.md).
+RECENT_COLLECTIONS = """
+SELECT 
+    s.symbol,
+    s.exchange,
+    cl.status,
+    cl.started_at,
+    cl.completed_at,
+    cl.error_message
+FROM collection_logs cl
+JOIN symbols s ON cl.symbol_id = s.id
+WHERE cl.started_at >= CURRENT_DATE
+ORDER BY cl.started_at DESC;
+"""
+COVERAGE = """
+SELECT 
+    s.symbol,
+    s.exchange,
+    COUNT(md.id) as data_points,
+    MAX(md.timestamp) as latest_data
+FROM symbols s
+LEFT JOIN market_data md ON s.id = md.symbol_id 
+    AND md.timeframe = '1day'
+WHERE s.active = true
+GROUP BY s.id, s.symbol, s.exchange
+ORDER BY latest_data DESC NULLS LAST;
+"""
+STATISTICS = """
+SELECT 
+    DATE(cl.started_at) as collection_date,
+    COUNT(*) as total_attempts,
+    SUM(CASE WHEN cl.status = 'completed' THEN 1 ELSE 0 END) as successful,
+    SUM(CASE WHEN cl.status = 'failed' THEN 1 ELSE 0 END) as failed,
+    AVG(EXTRACT(EPOCH FROM (cl.completed_at - cl.started_at))) as avg_duration_seconds
+FROM collection_logs cl
+WHERE cl.collection_type = 'historical'
+    AND cl.started_at >= CURRENT_DATE - INTERVAL '30 days'
+GROUP BY DATE(cl.started_at)
+ORDER BY collection_date DESC;
+"""
+
+
+def bar(day, close="100.5", volume=1000, **prices):
+    values = {"open": Decimal("100"), "high": Decimal("101"), "low": Decimal("99"), "close": Decimal(close)}
+    values.update({k: Decimal(v) for k, v in prices.items()})
+    return Bar(timestamp=dt.datetime.combine(day, dt.time()), volume=volume, wap=Decimal("100.2"), bar_count=7,
+               **values)
+
+
+@pytest.fixture
+def symbol_ids(db_conn):
+    universe = [s for s in load_universe() if s.symbol in ("AAPL", "BRK A", "GGP")]
+    repository.upsert_universe(db_conn, universe)
+    db_conn.execute("UPDATE symbols SET active = TRUE, con_id = id")
+    db_conn.commit()
+    return {row.symbol: row.id for row in repository.select_symbols(db_conn)}
+
+
+def test_upsert_is_idempotent_and_counts_revisions(db_conn, symbol_ids):
+    aapl = symbol_ids["AAPL"]
+    days = [dt.date(2025, 1, d) for d in (14, 15, 16)]
+    first = repository.upsert_bars(db_conn, aapl, "1day", [bar(d) for d in days])
+    assert (first.inserted, first.revised) == (3, 0)
+    again = repository.upsert_bars(db_conn, aapl, "1day", [bar(d) for d in days])
+    assert (again.inserted, again.revised) == (0, 0)
+    revised = repository.upsert_bars(db_conn, aapl, "1day", [bar(days[1], close="100.75")])
+    assert (revised.inserted, revised.revised) == (0, 1)
+    db_conn.commit()
+    rows = db_conn.execute("SELECT timestamp, close FROM market_data ORDER BY timestamp").fetchall()
+    assert [close for _, close in rows] == [Decimal("100.5"), Decimal("100.75"), Decimal("100.5")]
+
+
+def test_extreme_values_are_stored_exactly(db_conn, symbol_ids):
+    day = dt.date(2025, 1, 15)
+    repository.upsert_bars(db_conn, symbol_ids["BRK A"], "1day", [
+        bar(day, open="712345.67", high="725000.25", low="700000.01", close="719999.99", volume=1_500)])
+    repository.upsert_bars(db_conn, symbol_ids["GGP"], "1day", [
+        bar(day, open="0.0041", high="0.0049", low="0.0038", close="0.0045", volume=3_456_789_012)])
+    db_conn.commit()
+    stored = {row[0]: row[1:] for row in db_conn.execute(
+        "SELECT s.symbol, md.low, md.close, md.volume FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
+    ).fetchall()}
+    assert stored["BRK A"] == (Decimal("700000.01000000"), Decimal("719999.99000000"), 1_500)
+    assert stored["GGP"] == (Decimal("0.00380000"), Decimal("0.00450000"), 3_456_789_012)
+
+
+def test_database_rejects_a_broken_bar(db_conn, symbol_ids):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        repository.upsert_bars(db_conn, symbol_ids["AAPL"], "1day", [bar(dt.date(2025, 1, 15), high="98")])
+    db_conn.rollback()
+
+
+def test_original_monitoring_queries_run_unchanged_and_answer_correctly(db_conn, symbol_ids):
+    day = dt.datetime(2025, 1, 15)
+    done = repository.start_attempt(db_conn, RUN, symbol_ids["AAPL"], "1day", day, day)
+    repository.upsert_bars(db_conn, symbol_ids["AAPL"], "1day", [bar(day.date())])
+    repository.finish_attempt(db_conn, done, "completed", records_collected=1)
+    failed = repository.start_attempt(db_conn, RUN, symbol_ids["GGP"], "1day", day, day)
+    repository.finish_attempt(db_conn, failed, "failed", error_message="IB error 354: not subscribed", error_code=354)
+    repository.log_skipped(db_conn, RUN, [(symbol_ids["BRK A"], "not a trading day on NYSE")], "1day", day, day)
+    db_conn.commit()
+
+    recent = {row[0]: row for row in db_conn.execute(RECENT_COLLECTIONS).fetchall()}
+    assert recent["AAPL"][2] == "completed" and recent["GGP"][5] == "IB error 354: not subscribed"
+    assert recent["BRK A"][2] == "skipped"
+
+    coverage = {row[0]: row for row in db_conn.execute(COVERAGE).fetchall()}
+    assert coverage["AAPL"][2:] == (1, day)
+    assert coverage["GGP"][2:] == (0, None)
+
+    (stats,) = db_conn.execute(STATISTICS).fetchall()
+    assert stats[1:4] == (3, 1, 1)
+    assert stats[4] >= 0
+
+
+def test_a_retried_attempt_is_a_new_row_and_a_repeated_one_is_not(db_conn, symbol_ids):
+    day = dt.datetime(2025, 1, 15)
+    first = repository.start_attempt(db_conn, RUN, symbol_ids["AAPL"], "1day", day, day)
+    again = repository.start_attempt(db_conn, RUN, symbol_ids["AAPL"], "1day", day, day)
+    retry = repository.start_attempt(
+        db_conn, RunContext(RUN.dag_id, RUN.run_id, try_number=2), symbol_ids["AAPL"], "1day", day, day
+    )
+    assert first == again != retry
+    assert db_conn.execute("SELECT COUNT(*) FROM collection_logs").fetchone()[0] == 2
+
+
+def test_unresolvable_symbols_stay_inactive_and_are_reported(market_db, ibkr_connection):
+    ibkr_connection.faults.set("MSFT", unknown_contract=True)
+    universe = [s for s in load_universe() if s.symbol in ("AAPL", "MSFT", "BHP")]
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = load_symbols(conn, hook, universe)
+        again = load_symbols(conn, hook, universe)
+        rows = {r.symbol: r for r in repository.select_symbols(conn, active_only=False)}
+        reason = conn.execute("SELECT inactive_reason FROM symbols WHERE symbol = 'MSFT'").fetchone()[0]
+    assert sorted(report.resolved) == ["AAPL", "BHP"]
+    assert set(report.unresolved) == {"MSFT"} and "200" in report.unresolved["MSFT"]
+    assert again.resolved == [] and set(again.unresolved) == {"MSFT"}, "resolved symbols are not asked again"
+    assert len(rows) == 3
+    assert rows["AAPL"].active and rows["AAPL"].con_id == ibkr_connection.model.contract("AAPL").con_id
+    assert not rows["MSFT"].active and "No security definition" in reason
