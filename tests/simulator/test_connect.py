@@ -75,3 +75,42 @@ def test_thirty_two_concurrent_clients_are_served(tws_simulator, ib_client_facto
     served = {(r.client_id, r.outcome.startswith("bars:")) for r in tws_simulator.request_log.historical()}
     assert served == {(client_id, True) for client_id in range(1, 33)}
     assert tws_simulator.violations() == []
+
+
+def test_clients_on_parallel_threads_get_exact_bars(tws_simulator) -> None:
+    """Like Airflow workers: each thread runs its own ib_insync client and event loop."""
+    import asyncio
+    import threading
+
+    model = tws_simulator.model
+    symbols = [contract.symbol for contract in model.contracts][::20][:12]
+    failures: list[BaseException] = []
+
+    def worker(client_id: int, assigned: list[str]) -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        ib = IB()
+        try:
+            ib.connect(tws_simulator.host, tws_simulator.port, clientId=client_id, readonly=True, timeout=10)
+            for symbol in assigned:
+                contract = model.contract(symbol)
+                stock = Stock(contract.symbol, contract.exchange, contract.currency)
+                bars = ib.reqHistoricalData(stock, "", "2 W", "1 day", "TRADES", True, timeout=10)
+                expected = sessions_closing_between(
+                    contract.primary_exchange, SIM_NOW - dt.timedelta(weeks=2), SIM_NOW
+                )
+                assert_bars_equal(bars, [model.daily_bar(symbol, day) for day in expected])
+        except BaseException as exc:  # reported to the test thread
+            failures.append(exc)
+        finally:
+            ib.disconnect()
+            asyncio.get_event_loop().close()
+
+    threads = [threading.Thread(target=worker, args=(40 + n, symbols[n::4])) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert len(tws_simulator.request_log.historical()) == len(symbols)
+    assert {r.client_id for r in tws_simulator.request_log.historical()} == {40, 41, 42, 43}
+    assert tws_simulator.violations() == []

@@ -90,3 +90,12 @@ def test_server_handles_split_and_pipelined_frames_and_ignores_unknown_messages(
         sock.sendall(request[:2])
         sock.sendall(request[2:])
         assert _read_message(sock)[0] == "49"
+
+
+def test_server_closes_a_connection_whose_version_range_it_cannot_serve(tws_simulator) -> None:
+    with socket.create_connection((tws_simulator.host, tws_simulator.port), timeout=10) as sock:
+        sock.sendall(API_MAGIC + encode_raw_frame("v100..150"))
+        assert sock.recv(1024) == b""  # closed without a handshake reply
+    with socket.create_connection((tws_simulator.host, tws_simulator.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert sock.recv(1024) == b""

@@ -131,6 +131,10 @@ class ClientConnection(asyncio.Protocol):
                 return
             try:
                 self._dispatch(fields)
+            except ProtocolError as exc:
+                log.warning("Closing connection of client %s: %s", self.client_id, exc)
+                self.close()
+                return
             except Exception:
                 log.exception("Ignoring a message the simulator failed to handle: %s", fields[:3])
 

@@ -31,6 +31,7 @@ Intraday bars (``1 secs`` ... ``1 hour``)
     with ``-1`` for those three, as TWS sends them.
 
 No bar in the window is 162 "HMDS query returned no data: SYMBOL@EXCHANGE Trades".
+``keepUpToDate=1`` is answered like a plain request: no live updates (message 90) follow.
 """
 
 from __future__ import annotations

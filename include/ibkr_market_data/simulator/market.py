@@ -179,8 +179,9 @@ class MarketModel:
             self._by_con_id[contract.con_id] = contract
             self._by_symbol.setdefault(contract.symbol, []).append(contract)
         self._profiles: dict[str, _Profile] = {}
-        self.daily_bar = lru_cache(maxsize=500_000)(self._daily_bar)  # type: ignore[method-assign]
-        self.intraday_bars = lru_cache(maxsize=20_000)(self._intraday_bars)  # type: ignore[method-assign]
+        # Per instance, so a model and its bars are freed together.
+        self._daily_bar_cached = lru_cache(maxsize=500_000)(self._daily_bar)
+        self._intraday_bars_cached = lru_cache(maxsize=20_000)(self._intraday_bars)
 
     # -- contracts -------------------------------------------------------------------------------
 
@@ -284,8 +285,17 @@ class MarketModel:
             2 * math.pi * ordinal / profile.fast_period + profile.fast_phase
         )
 
-    def _daily_bar(self, symbol: str, session: dt.date) -> SimBar:
+    def daily_bar(self, symbol: str, session: dt.date) -> SimBar:
         """The daily bar of ``symbol`` for ``session``; raises :class:`NoSuchSession` on a non-session."""
+        return self._daily_bar_cached(symbol, session)
+
+    def intraday_bars(
+        self, symbol: str, session: dt.date, bar_seconds: int, use_rth: bool
+    ) -> tuple[SimBar, ...]:
+        """Every intraday bar of ``session``, oldest first; ``date`` is the bar's start (aware UTC)."""
+        return self._intraday_bars_cached(symbol, session, bar_seconds, use_rth)
+
+    def _daily_bar(self, symbol: str, session: dt.date) -> SimBar:
         contract = self.contract(symbol)
         index = self.session_index(contract)
         if index.position(session) is None or session < contract.listing_date:
@@ -349,7 +359,6 @@ class MarketModel:
     def _intraday_bars(
         self, symbol: str, session: dt.date, bar_seconds: int, use_rth: bool
     ) -> tuple[SimBar, ...]:
-        """Every intraday bar of ``session``, oldest first; ``date`` is the bar's start (aware UTC)."""
         contract = self.contract(symbol)
         daily = self.daily_bar(symbol, session)
         index = self.session_index(contract)
