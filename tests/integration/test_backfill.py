@@ -1,0 +1,291 @@
+"""The backfill DAG run with dag.test() against real PostgreSQL and the TWS simulator (clock 2025-06-30)."""
+
+import dataclasses
+import datetime as dt
+
+import psycopg
+import pytest
+
+from ibkr_market_data import calendars, repository
+from ibkr_market_data.bars import Bar
+from ibkr_market_data.repository import RunContext
+
+DAG_ID = "backfill_market_data"
+SEEDED = RunContext("test", "seeded")
+
+
+@pytest.fixture
+def backfill_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data.local_env import REPO_ROOT
+
+    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "backfill_market_data.py"))
+    assert not dag_bag.import_errors
+    return dag_bag.get_dag(DAG_ID)
+
+
+@pytest.fixture
+def gyg(market_db, ibkr_connection):
+    """GYG (ASX, listed 2025-06-16 in the simulator) loaded and resolved."""
+    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.symbols import load_symbols
+    from ibkr_market_data.universe import load_universe
+
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = load_symbols(conn, hook, [entry for entry in load_universe() if entry.symbol == "GYG"])
+    assert report.resolved == ["GYG"]
+
+
+def d(text):
+    return dt.date.fromisoformat(text)
+
+
+def sim_bar(simulator, symbol, day):
+    bar = simulator.model.daily_bar(symbol, day)
+    return Bar(
+        dt.datetime.combine(day, dt.time()),
+        bar.open,
+        bar.high,
+        bar.low,
+        bar.close,
+        bar.volume,
+        bar.wap,
+        bar.bar_count,
+    )
+
+
+def store(url, symbol, bars):
+    with psycopg.connect(url) as conn:
+        [row] = repository.select_symbols(conn, symbols=[symbol])
+        repository.upsert_bars(conn, row.id, "1day", bars)
+        conn.commit()
+
+
+def stored_bars(url, symbol):
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT md.timestamp::date, md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count
+            FROM market_data md JOIN symbols s ON s.id = md.symbol_id
+            WHERE s.symbol = %s AND md.timeframe = '1day' ORDER BY md.timestamp
+            """,
+            (symbol,),
+        ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def expected_bars(simulator, symbol, start, end):
+    return {
+        bar.date: (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
+        for bar in simulator.model.daily_bars(symbol, start, end)
+    }
+
+
+def latest_statuses(url, run_id):
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT DISTINCT ON (s.symbol) s.symbol, cl.status, cl.error_message
+            FROM collection_logs cl JOIN symbols s ON s.id = cl.symbol_id
+            WHERE cl.run_id = %s ORDER BY s.symbol, cl.id DESC
+            """,
+            (run_id,),
+        ).fetchall()
+    return {symbol: (status, message) for symbol, status, message in rows}
+
+
+def count(url, table):
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
+
+
+def run(dag, start, end, **conf):
+    return dag.test(run_conf={"start_date": start, "end_date": end, **conf})
+
+
+def test_partially_filled_symbols_get_one_request_per_gap_and_a_rerun_sends_nothing(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    start, end = d("2025-01-13"), d("2025-01-24")  # MLK day 2025-01-20: ASX only
+    sessions = {exchange: calendars.sessions_between(exchange, start, end) for exchange in ("ASX", "NASDAQ")}
+    store(
+        market_db,
+        "AAPL",
+        [sim_bar(ibkr_connection, "AAPL", day) for day in sessions["NASDAQ"] if day != d("2025-01-15")],
+    )
+    store(market_db, "BHP", [sim_bar(ibkr_connection, "BHP", day) for day in sessions["ASX"][2:-1]])
+    store(market_db, "CBA", [sim_bar(ibkr_connection, "CBA", day) for day in sessions["ASX"]])
+
+    dag_run = run(backfill_dag, start.isoformat(), end.isoformat(), symbols=["AAPL", "BHP", "MSFT", "CBA"])
+    assert dag_run.state == "success"
+
+    requests = {r.symbol: (r.duration, r.end_date_time) for r in ibkr_connection.request_log.historical()}
+    assert requests == {
+        "AAPL": ("1 D", "20250115 23:59:59 America/New_York"),  # the gap in the middle
+        "BHP": ("12 D", "20250124 23:59:59 Australia/Sydney"),  # gaps at both edges, one request
+        "MSFT": ("12 D", "20250124 23:59:59 America/New_York"),  # nothing stored
+    }
+    assert len(ibkr_connection.request_log.historical()) == 3
+    for symbol in ("AAPL", "BHP", "MSFT", "CBA"):
+        assert stored_bars(market_db, symbol) == expected_bars(ibkr_connection, symbol, start, end), symbol
+    assert d("2025-01-20") in stored_bars(market_db, "BHP") and d("2025-01-20") not in stored_bars(
+        market_db, "MSFT"
+    )
+    statuses = latest_statuses(market_db, dag_run.run_id)
+    assert {symbol: status for symbol, (status, _) in statuses.items()} == {
+        "AAPL": "completed",
+        "BHP": "completed",
+        "MSFT": "completed",
+        "CBA": "skipped",
+    }
+    assert statuses["CBA"][1] == "no gaps in 2025-01-13..2025-01-24"
+    assert count(market_db, "bar_revisions") == 0
+    assert ibkr_connection.violations() == []
+
+    rerun = run(backfill_dag, start.isoformat(), end.isoformat(), symbols=["AAPL", "BHP", "MSFT", "CBA"])
+    assert rerun.state == "success"
+    assert len(ibkr_connection.request_log.historical()) == 3
+    assert {status for status, _ in latest_statuses(market_db, rerun.run_id).values()} == {"skipped"}
+
+
+def test_a_symbol_listed_mid_range_records_its_first_date_and_is_never_asked_again(
+    backfill_dag, gyg, market_db, ibkr_connection
+):
+    listing = d("2025-06-16")
+    dag_run = run(backfill_dag, "2025-06-02", "2025-06-27", symbols=["GYG"])
+    assert dag_run.state == "success"
+
+    assert list(stored_bars(market_db, "GYG")) == calendars.sessions_between("ASX", listing, d("2025-06-27"))
+    with psycopg.connect(market_db) as conn:
+        no_data = conn.execute("SELECT session, reason FROM no_data_sessions ORDER BY session").fetchall()
+        first_available = conn.execute(
+            "SELECT first_available_date FROM symbols WHERE symbol = 'GYG'"
+        ).fetchone()[0]
+    assert first_available == listing
+    assert [session for session, _ in no_data] == calendars.sessions_between(
+        "ASX", d("2025-06-02"), d("2025-06-13")
+    )
+    assert {reason for _, reason in no_data} == {
+        "no data from IB: before its first available date 2025-06-16 (IB head timestamp)"
+    }
+    assert len(ibkr_connection.request_log.historical()) == 1
+    assert len(ibkr_connection.request_log.head_timestamps()) == 1
+
+    ibkr_connection.request_log.clear()
+    for start, end in (("2025-06-02", "2025-06-27"), ("2025-03-03", "2025-03-28")):
+        again = run(backfill_dag, start, end, symbols=["GYG"])
+        assert again.state == "success"
+        assert latest_statuses(market_db, again.run_id)["GYG"] == ("skipped", f"no gaps in {start}..{end}")
+    assert len(ibkr_connection.request_log) == 0, "no request of any kind once the listing date is known"
+
+
+def test_sessions_ib_has_no_data_for_are_recorded_so_a_rerun_sends_no_request(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    ibkr_connection.faults.set("MSFT", no_data=True)
+    dag_run = run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"])
+    assert dag_run.state == "success", "no data is an outcome, not a failure"
+
+    assert latest_statuses(market_db, dag_run.run_id)["MSFT"][0] == "no_data"
+    with psycopg.connect(market_db) as conn:
+        no_data = conn.execute("SELECT session, reason FROM no_data_sessions ORDER BY session").fetchall()
+    assert no_data == [
+        (day, "no data from IB")
+        for day in calendars.sessions_between("NASDAQ", d("2025-02-03"), d("2025-02-07"))
+    ]
+    requests_before = len(ibkr_connection.request_log)
+
+    ibkr_connection.faults.clear("MSFT")
+    rerun = run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"])
+    assert rerun.state == "success"
+    assert len(ibkr_connection.request_log) == requests_before
+    assert stored_bars(market_db, "MSFT") == {}
+
+
+def test_a_changed_bar_inside_a_request_is_logged_as_a_revision_and_replaced(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    week = calendars.sessions_between("NASDAQ", d("2025-01-13"), d("2025-01-17"))
+    correct = sim_bar(ibkr_connection, "AAPL", d("2025-01-15"))
+    outdated = dataclasses.replace(correct, close=correct.low, volume=correct.volume + 100)
+    # Stored: the middle three sessions, one of them with values IB has since changed.
+    store(
+        market_db,
+        "AAPL",
+        [sim_bar(ibkr_connection, "AAPL", week[1]), outdated, sim_bar(ibkr_connection, "AAPL", week[3])],
+    )
+
+    dag_run = run(backfill_dag, "2025-01-13", "2025-01-17", symbols=["AAPL"])
+    assert dag_run.state == "success"
+
+    [request] = ibkr_connection.request_log.historical()
+    assert (request.duration, request.end_date_time) == ("5 D", "20250117 23:59:59 America/New_York")
+    assert stored_bars(market_db, "AAPL") == expected_bars(ibkr_connection, "AAPL", week[0], week[-1])
+    with psycopg.connect(market_db) as conn:
+        revisions = conn.execute(
+            "SELECT timestamp, old_close, new_close, old_volume, new_volume, run_id FROM bar_revisions"
+        ).fetchall()
+        totals = repository.run_backfill_totals(conn, DAG_ID, dag_run.run_id)
+    assert revisions == [
+        (correct.timestamp, outdated.close, correct.close, outdated.volume, correct.volume, dag_run.run_id)
+    ]
+    assert totals == {"requests_sent": 1, "bars_collected": 5, "bars_revised": 1, "no_data_sessions": 0}
+
+
+def test_dry_run_sends_nothing_and_writes_nothing(backfill_dag, small_universe, market_db, ibkr_connection):
+    dag_run = run(backfill_dag, "2025-01-13", "2025-03-28", dry_run=True)
+    assert dag_run.state == "success"
+    assert len(ibkr_connection.request_log.historical()) == 0
+    assert len(ibkr_connection.request_log.head_timestamps()) == 0
+    for table in ("market_data", "collection_logs", "no_data_sessions", "bar_revisions"):
+        assert count(market_db, table) == 0, table
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"start_date": "2025-03-10", "end_date": "2025-03-01"},
+        {"start_date": "2025-03-01", "end_date": "2099-03-10"},
+        {"start_date": "2025-03-01", "end_date": "2025-03-10", "symbols": ["AAPL", "NOPE"]},
+    ],
+    ids=["start-after-end", "future", "unknown-symbol"],
+)
+def test_bad_params_fail_validate_before_any_request(
+    backfill_dag, small_universe, market_db, ibkr_connection, conf
+):
+    dag_run = backfill_dag.test(run_conf=conf)
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["validate"] == "failed"
+    assert states["find_gaps"] == "upstream_failed"
+    assert len(ibkr_connection.request_log.historical()) == 0
+    assert count(market_db, "market_data") == 0
+
+
+def test_cli_dry_run_prints_the_gap_report_and_sends_nothing(
+    small_universe, market_db, ibkr_connection, capsys
+):
+    from ibkr_market_data import cli
+
+    store(market_db, "AAPL", [sim_bar(ibkr_connection, "AAPL", d("2025-01-14"))])
+    code = cli.main(
+        ["backfill", "--from", "2025-01-13", "--to", "2025-01-17", "--symbols", "AAPL,BHP", "--dry-run"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Gaps 2025-01-13..2025-01-17" in out
+    assert "  AAPL (NASDAQ): 4 missing [2025-01-13, 2025-01-15..2025-01-17] -> 5 D ending 2025-01-17" in out
+    assert "  BHP (ASX): 5 missing [2025-01-13..2025-01-17] -> 5 D ending 2025-01-17" in out
+    assert len(ibkr_connection.request_log.historical()) == 0
+    assert count(market_db, "market_data") == 1
+
+
+def test_cli_refuses_bad_input_before_any_request(small_universe, market_db, ibkr_connection, capsys):
+    from ibkr_market_data import cli
+
+    ibkr_connection.request_log.clear()  # the fixture's contract-details requests
+    code = cli.main(["backfill", "--from", "2025-01-17", "--to", "2025-01-13"])
+    assert code == 2
+    assert "'start_date' 2025-01-17 is after 'end_date' 2025-01-13" in capsys.readouterr().err
+    assert len(ibkr_connection.request_log) == 0
