@@ -71,8 +71,8 @@ def ensure_symbols(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        has_symbols = conn.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)").fetchone()[0]
-    if not has_symbols:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)").fetchone()
+    if not (row and row[0]):
         load_symbols()
 
 
