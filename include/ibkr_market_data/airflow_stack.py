@@ -175,6 +175,18 @@ class AirflowStack:
                 self._request("POST", "/api/v2/pools", {"name": name, **body})
         return sorted(pools)
 
+    def import_connections(self, connections_file: Path) -> list[str]:
+        """Create the connections of an ``airflow connections import`` JSON file that do not exist yet."""
+        connections = json.loads(Path(connections_file).read_text())
+        created = []
+        for conn_id, fields in connections.items():
+            try:
+                self._request("GET", f"/api/v2/connections/{conn_id}")
+            except AirflowStackError:
+                self._request("POST", "/api/v2/connections", {"connection_id": conn_id, **fields})
+                created.append(conn_id)
+        return created
+
     def unpause(self, dag_id: str) -> None:
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 

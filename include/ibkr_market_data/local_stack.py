@@ -1,0 +1,84 @@
+"""``make run``: the whole stack on this machine, on embedded defaults, and one daily run.
+
+1. The TWS simulator on 127.0.0.1:$IBKR_SIM_PORT (4002), unless ``AIRFLOW_CONN_IBKR_DEFAULT`` is set.
+2. PostgreSQL: the ``market_data_db`` connection's server if configured, else database ``market_data``
+   on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
+3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
+   ``pools.json`` and the connections of ``connections.json``.
+4. The daily DAG unpaused and triggered for the latest completed trading date; its summary printed.
+
+Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from ibkr_market_data import local_env
+
+log = logging.getLogger("ibkr_market_data.local_stack")
+
+DAG_ID = "daily_market_data"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--exit-after-run", action="store_true", help="stop the stack after the first run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    # SIGTERM (from `timeout`, a supervisor) must unwind like Ctrl-C so the stack is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    home = local_env.configure_airflow()
+    simulator = local_env.ensure_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002")))
+    from ibkr_market_data import cli
+    from ibkr_market_data.airflow_stack import AirflowStack
+
+    try:
+        cli.load_symbols()  # migrates first
+        url = local_env.ensure_market_db()
+        stack = AirflowStack(
+            home,
+            port=args.port,
+            env={
+                "AIRFLOW_CONN_MARKET_DATA_DB": os.environ["AIRFLOW_CONN_MARKET_DATA_DB"],
+                "AIRFLOW_CONN_IBKR_DEFAULT": os.environ["AIRFLOW_CONN_IBKR_DEFAULT"],
+                "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
+            },
+        )
+        print(f"Starting Airflow in {home} (log: {home / 'standalone.log'}); the UI answers in ~40 s")
+        with stack:
+            stack.import_pools(local_env.REPO_ROOT / "pools.json")
+            stack.import_connections(local_env.REPO_ROOT / "connections.json")
+            stack.wait_for_dag(DAG_ID)
+            stack.unpause(DAG_ID)
+            run_id = stack.trigger(DAG_ID)
+            print(f"Triggered {DAG_ID} run {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
+            run = stack.wait_for_run(DAG_ID, run_id)
+            cli.print_run_summary(url, DAG_ID, run_id)
+            print(f"state: {run['state']}")
+            if args.exit_after_run:
+                return 0 if run["state"] == "success" else 1
+            print(f"Airflow UI: {stack.base_url} (login not required locally). Ctrl-C stops everything.")
+            try:
+                while True:
+                    signal.pause()
+            except KeyboardInterrupt:
+                return 0
+    finally:
+        if simulator is not None:
+            simulator.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
