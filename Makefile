@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 install: $(VENV)/.installed
 
 run: install  ## the local stack: simulator, PostgreSQL, Airflow on :8080, one daily run
-	$(PY) -m ibkr_market_data.local_stack
+	$(PY) -m ibkr_market_data.local_stack $(ARGS)
 
 test: install  ## the whole suite, against real PostgreSQL and the TWS simulator
 	$(PY) -m pytest
