@@ -258,7 +258,7 @@ def fill_symbol_gaps(
 ) -> GapOutcome:
     """Plan ``row``'s gaps afresh, send each request, record the sessions IB had no bar for.
 
-    Airflow-agnostic (the benchmark calls it directly). Raises CollectionFailed from
+    Airflow-agnostic: takes an open connection and hook. Raises CollectionFailed from
     ``collect_target`` on a failed request; what earlier requests stored stays stored.
     """
     from ibkr_market_data.collect import collect_target
