@@ -463,14 +463,17 @@ def store_backfilled_bars(
 
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
     with conn.cursor() as cursor:
+        # One round trip for both questions: this path is timed in bars per second.
         cursor.execute(
             """
             SELECT EXISTS (SELECT 1 FROM market_data
-                           WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s)
+                           WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s),
+                   EXISTS (SELECT 1 FROM no_data_sessions
+                           WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
             """,
-            (symbol_id, timeframe, first, last),
+            (symbol_id, timeframe, first, last, symbol_id, timeframe, first.date(), last.date()),
         )
-        overlaps_stored = bool(cursor.fetchone()[0])
+        overlaps_stored, overlaps_no_data = cursor.fetchone()
         result = None
         if not overlaps_stored:
             try:
@@ -502,13 +505,14 @@ def store_backfilled_bars(
             flags = [row[0] for row in cursor.fetchall()]
             inserted = sum(1 for flag in flags if flag)
             result = UpsertResult(inserted=inserted, revised=len(flags) - inserted)
-        cursor.execute(
-            """
-            DELETE FROM no_data_sessions
-            WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s AND session = ANY(%s)
-            """,
-            (symbol_id, timeframe, first.date(), last.date(), [bar.timestamp.date() for bar in bars]),
-        )
+        if overlaps_no_data:
+            cursor.execute(
+                """
+                DELETE FROM no_data_sessions
+                WHERE symbol_id = %s AND timeframe = %s AND session = ANY(%s)
+                """,
+                (symbol_id, timeframe, [bar.timestamp.date() for bar in bars]),
+            )
     return result
 
 

@@ -2,13 +2,14 @@
 
 import dataclasses
 import datetime as dt
+from decimal import Decimal
 
 import psycopg
 import pytest
 
 from ibkr_market_data import calendars, repository
 from ibkr_market_data.bars import Bar
-from ibkr_market_data.repository import RunContext
+from ibkr_market_data.repository import RunContext, UpsertResult
 
 DAG_ID = "backfill_market_data"
 SEEDED = RunContext("test", "seeded")
@@ -289,3 +290,55 @@ def test_cli_refuses_bad_input_before_any_request(small_universe, market_db, ibk
     assert code == 2
     assert "'start_date' 2025-01-17 is after 'end_date' 2025-01-13" in capsys.readouterr().err
     assert len(ibkr_connection.request_log) == 0
+
+
+def test_backfill_writes_copy_new_bars_compare_stored_ones_and_clear_no_data_sessions(market_db, db_conn):
+    from ibkr_market_data.universe import load_universe
+
+    repository.upsert_universe(db_conn, [entry for entry in load_universe() if entry.symbol == "AAPL"])
+    [aapl] = repository.select_symbols(db_conn, symbols=["AAPL"], active_only=False)
+    run_context = RunContext(DAG_ID, "manual")
+    week = [dt.datetime(2025, 1, day) for day in (13, 14, 15, 16, 17)]
+    bars = [
+        Bar(ts, Decimal("10"), Decimal("12"), Decimal("9"), Decimal("11"), 1000, Decimal("10.5"), 10)
+        for ts in week
+    ]
+    repository.record_no_data_sessions(
+        db_conn, aapl.id, "1day", [d("2025-01-17")], "no data from IB", run_context
+    )
+
+    assert repository.store_backfilled_bars(db_conn, aapl.id, "1day", bars[:4], run_context) == UpsertResult(
+        4, 0
+    )
+    changed = dataclasses.replace(bars[1], close=Decimal("11.5"))
+    result = repository.store_backfilled_bars(
+        db_conn, aapl.id, "1day", [bars[0], changed, *bars[2:]], run_context
+    )
+    db_conn.commit()
+
+    assert (result.inserted, result.revised) == (1, 1)
+    assert stored_bars(market_db, "AAPL")[d("2025-01-14")][3] == Decimal("11.5")
+    revisions = db_conn.execute("SELECT timestamp, old_close, new_close FROM bar_revisions").fetchall()
+    assert revisions == [(week[1], Decimal("11"), Decimal("11.5"))]
+    assert count(market_db, "no_data_sessions") == 0, "a session with a bar is no longer 'no data'"
+    assert repository.run_backfill_totals(db_conn, DAG_ID, "manual")["bars_revised"] == 1
+
+
+def test_two_upserts_in_one_transaction_keep_each_symbols_bars_apart(market_db, db_conn):
+    from ibkr_market_data.universe import load_universe
+
+    repository.upsert_universe(
+        db_conn, [entry for entry in load_universe() if entry.symbol in ("AAPL", "MSFT")]
+    )
+    rows = {row.symbol: row for row in repository.select_symbols(db_conn, active_only=False)}
+    bar = Bar(
+        dt.datetime(2025, 1, 13), Decimal("10"), Decimal("12"), Decimal("9"), Decimal("11"), 1000, None, 10
+    )
+    later = dataclasses.replace(bar, timestamp=dt.datetime(2025, 1, 14))
+
+    assert repository.upsert_bars(db_conn, rows["AAPL"].id, "1day", [bar]) == UpsertResult(1, 0)
+    assert repository.upsert_bars(db_conn, rows["MSFT"].id, "1day", [later]) == UpsertResult(1, 0)
+    db_conn.commit()
+
+    assert list(stored_bars(market_db, "AAPL")) == [d("2025-01-13")]
+    assert list(stored_bars(market_db, "MSFT")) == [d("2025-01-14")]
