@@ -1,13 +1,11 @@
 """``airflow backfill create`` over the daily DAG, under the real scheduler (LocalExecutor)."""
 
 import datetime as dt
-import subprocess
 
 import psycopg
 import pytest
 
 from ibkr_market_data import repository
-from ibkr_market_data.airflow_stack import AirflowStackError
 from ibkr_market_data.bars import Bar
 from tests.fixtures.airflow_stack import STACK_UNIVERSE
 
@@ -19,38 +17,9 @@ ASX = {"BHP", "CBA"}
 TRADING_DATES = (dt.date(2025, 1, 17), dt.date(2025, 1, 20), dt.date(2025, 1, 21))
 
 
-def backfill_create(stack, dag_id: str, *args: str, attempts: int = 5) -> str:
-    """``airflow backfill create --dag-id DAG_ID ARGS`` against the stack, retried past SQLite's lock.
-
-    On SQLite, creation races the scheduler's writes and can fail with "database is locked" (Airflow:
-    "not supported on SQLite under concurrent access"), leaving an unfinished backfill without runs
-    that blocks the next one; it is cancelled before the retry, and a retry reprocesses failed dates
-    in case a cancelled run had been created.
-    """
-    command = [stack.airflow_bin, "backfill", "create", "--dag-id", dag_id, *args]
-    errors = []
-    for attempt in range(attempts):
-        retry_args = ["--reprocess-behavior", "failed"] if attempt else []
-        result = subprocess.run(
-            command + retry_args, env=stack.environment(), capture_output=True, text=True, check=False
-        )
-        if result.returncode == 0:
-            return result.stdout
-        errors.append(result.stderr[-1500:])
-        assert "database is locked" in result.stderr or "Another backfill is running" in result.stderr, (
-            errors[-1]
-        )
-        cancel_unfinished_backfills(stack, dag_id)
-    raise AssertionError(f"airflow backfill create failed {attempts} times: {errors}")
-
-
-def cancel_unfinished_backfills(stack, dag_id: str) -> None:
-    try:
-        for backfill in stack._request("GET", f"/api/v2/backfills?dag_id={dag_id}")["backfills"]:
-            if backfill["completed_at"] is None:
-                stack._request("PUT", f"/api/v2/backfills/{backfill['id']}/cancel")
-    except AirflowStackError:
-        pass  # locked too: the next attempt finds it and cancels it again
+def backfill_create(stack, dag_id: str, *args: str) -> str:
+    """``airflow backfill create --dag-id DAG_ID ARGS`` against the stack (PostgreSQL metadata)."""
+    return stack.cli("backfill", "create", "--dag-id", dag_id, *args)
 
 
 def test_backfill_create_runs_each_trading_date_and_fetches_only_what_it_misses(

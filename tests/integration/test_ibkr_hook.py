@@ -159,3 +159,15 @@ def test_postgres_leases_never_share_an_id(ibkr_connection, market_db):
         for hook in hooks:
             hook.close()
         assert third.acquire() in {10, 11}
+
+
+def test_head_timestamp_is_the_listing_session_in_the_exchanges_zone(ibkr_connection):
+    # GYG lists on ASX on 2025-06-16; its 10:00 Sydney open is 00:00 UTC that day, and for listings in
+    # Australian summer time the open falls on the previous UTC date.
+    with IbkrHook() as hook:
+        first = hook.head_timestamp(ContractSpec("GYG", exchange="ASX", primary_exchange="ASX", currency="AUD"))
+        summer = hook.head_timestamp(BHP)
+    assert first == ibkr_connection.model.listing_date("GYG") == dt.date(2025, 6, 16)
+    bhp_first = ibkr_connection.model.listing_date("BHP")
+    assert bhp_first.month in (1, 2, 3, 10, 11, 12), "the case needs a listing in Australian summer time"
+    assert summer == bhp_first

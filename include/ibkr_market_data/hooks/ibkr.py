@@ -305,4 +305,15 @@ class IbkrHook(BaseHook):
         )
         if not first:
             raise IbkrNoDataError(f"IB has no head timestamp for {spec}")
-        return first.date() if isinstance(first, dt.datetime) else first
+        if not isinstance(first, dt.datetime):
+            return first
+        # A session is named by its date in the exchange's zone: an ASX open is the previous day in UTC.
+        if first.tzinfo is None:
+            first = first.replace(tzinfo=dt.UTC)
+        if spec.primary_exchange:
+            from zoneinfo import ZoneInfo
+
+            from ibkr_market_data import calendars
+
+            first = first.astimezone(ZoneInfo(calendars.time_zone(spec.primary_exchange)))
+        return first.date()
