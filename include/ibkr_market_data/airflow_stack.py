@@ -59,7 +59,9 @@ class AirflowStack:
 
     def environment(self) -> dict[str, str]:
         # Another Airflow's settings in this process's environment (a test session's) must not leak in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__DATABASE__", "AIRFLOW_HOME"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__DATABASE__", "AIRFLOW_HOME"))
+        }
         # standalone starts its components as `airflow ...` from PATH: put this venv's first.
         bin_dir = str(Path(sys.executable).parent)
         env.update(
@@ -167,8 +169,11 @@ class AirflowStack:
         """Create or update the pools of an ``airflow pools import`` file through the REST API."""
         pools = json.loads(Path(pools_file).read_text())
         for name, spec in pools.items():
-            body = {"slots": spec["slots"], "description": spec.get("description"),
-                    "include_deferred": spec.get("include_deferred", False)}
+            body = {
+                "slots": spec["slots"],
+                "description": spec.get("description"),
+                "include_deferred": spec.get("include_deferred", False),
+            }
             try:
                 self._request("PATCH", f"/api/v2/pools/{name}", body)
             except AirflowStackError:

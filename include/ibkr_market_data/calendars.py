@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def calendar_code(exchange: str) -> str:
         ) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _calendar(code: str) -> ExchangeCalendar:
     import exchange_calendars
 
@@ -117,8 +117,6 @@ def latest_completed_trading_date(exchanges: Iterable[str], as_of: dt.datetime) 
         reverse=True,
     )
     for day in candidates:
-        if all(
-            session_close(exchange, day) <= as_of for exchange in exchanges if is_session(exchange, day)
-        ):
+        if all(session_close(exchange, day) <= as_of for exchange in exchanges if is_session(exchange, day)):
             return day
     raise ValueError(f"No completed session before {as_of.isoformat()} for {', '.join(exchanges)}")

@@ -41,8 +41,10 @@ def load_symbols() -> int:
     url = migrate()
     with psycopg.connect(url) as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook)
-    print(f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
-          f"{len(report.unresolved)} unresolved")
+    print(
+        f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
+        f"{len(report.unresolved)} unresolved"
+    )
     for symbol, reason in sorted(report.unresolved.items()):
         print(f"  unresolved {symbol}: {reason}")
     return len(report.unresolved)
@@ -56,12 +58,12 @@ def print_run_summary(url: str, dag_id: str, run_id: str) -> None:
     with psycopg.connect(url) as conn:
         counts = repository.run_summary(conn, dag_id, run_id)
         failures = repository.run_failures(conn, dag_id, run_id)
-        bars = conn.execute(
-            "SELECT COALESCE(SUM(records_collected), 0) FROM collection_logs WHERE dag_id = %s AND run_id = %s",
-            (dag_id, run_id),
-        ).fetchone()[0]
-    print(f"run {run_id}: " + (", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "nothing to do")
-          + f"; {bars} bars stored")
+        bars = repository.run_records_collected(conn, dag_id, run_id)
+    print(
+        f"run {run_id}: "
+        + (", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "nothing to do")
+        + f"; {bars} bars stored"
+    )
     for symbol, reason, code in failures:
         print(f"  failed {symbol} (IB code {code}): {reason}")
 
@@ -70,9 +72,11 @@ def ensure_symbols(url: str) -> None:
     """Load and resolve the universe if no symbol is active yet."""
     import psycopg
 
+    from ibkr_market_data import repository
+
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)").fetchone()
-    if not (row and row[0]):
+        loaded = repository.has_active_symbols(conn)
+    if not loaded:
         load_symbols()
 
 

@@ -77,9 +77,7 @@ class PostgresClientIdLease:
             for client_id in _candidates(self.first, self.count):
                 if client_id in self.held:
                     continue
-                cursor.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id)
-                )
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id))
                 row = cursor.fetchone()
                 if row and row[0]:
                     self.held.append(client_id)

@@ -109,7 +109,9 @@ def collect_target(
             error_code=code,
         )
         conn.commit()
-        log.warning("%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc)
+        log.warning(
+            "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
+        )
         raise CollectionFailed(
             SymbolOutcome(target.symbol, "failed", reason=str(exc), error_code=code), retryable
         ) from exc

@@ -38,7 +38,9 @@ class IbkrPacingViolation(IbkrError):
 class IbkrPermissionError(IbkrError):
     """The account lacks the market-data subscription (354, 10168, 162 no permissions)."""
 
-    advice = "Subscribe the account to this market's data in IBKR Account Management, or deactivate the symbol."
+    advice = (
+        "Subscribe the account to this market's data in IBKR Account Management, or deactivate the symbol."
+    )
 
 
 class IbkrContractError(IbkrError):

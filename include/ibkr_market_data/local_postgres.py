@@ -94,6 +94,4 @@ def drop_database(url: str) -> None:
     if not name.startswith("ibkr_market_data_test_"):
         raise ValueError(f"Refusing to drop {name!r}: not a throwaway test database")
     with psycopg.connect(_with_database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

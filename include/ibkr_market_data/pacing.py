@@ -141,4 +141,3 @@ class PostgresPacer:
                 waited += wait
         finally:
             conn.close()
-

@@ -75,7 +75,7 @@ def upsert_universe(conn: Any, symbols: Iterable[UniverseSymbol]) -> int:
 def unresolved_symbols(conn: Any) -> list[SymbolRow]:
     """Symbols with no conId yet."""
     with conn.cursor() as cursor:
-        cursor.execute(f"SELECT {_SYMBOL_COLUMNS} FROM symbols WHERE con_id IS NULL ORDER BY id")
+        cursor.execute(f"SELECT {_SYMBOL_COLUMNS} FROM symbols WHERE con_id IS NULL ORDER BY id")  # noqa: S608
         return [SymbolRow(*row) for row in cursor.fetchall()]
 
 
@@ -132,6 +132,13 @@ def select_symbols(
         return [SymbolRow(*row) for row in cursor.fetchall()]
 
 
+def has_active_symbols(conn: Any) -> bool:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)")
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
+
 def known_symbol_names(conn: Any) -> set[str]:
     with conn.cursor() as cursor:
         cursor.execute("SELECT DISTINCT symbol FROM symbols")
@@ -141,7 +148,9 @@ def known_symbol_names(conn: Any) -> set[str]:
 # -- market data ------------------------------------------------------------------------------
 
 
-def symbols_having_bar(conn: Any, symbol_ids: Sequence[int], timeframe: str, timestamp: dt.datetime) -> set[int]:
+def symbols_having_bar(
+    conn: Any, symbol_ids: Sequence[int], timeframe: str, timestamp: dt.datetime
+) -> set[int]:
     """The dedupe check: which of ``symbol_ids`` already have their bar at ``timestamp``."""
     with conn.cursor() as cursor:
         cursor.execute(
@@ -368,6 +377,17 @@ def symbols_with_outcome(conn: Any, dag_id: str, run_id: str) -> set[int]:
             (dag_id, run_id),
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+def run_records_collected(conn: Any, dag_id: str, run_id: str) -> int:
+    """Bars collected over every attempt of one run."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(SUM(records_collected), 0) FROM collection_logs WHERE dag_id = %s AND run_id = %s",
+            (dag_id, run_id),
+        )
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
 
 
 def run_failures(conn: Any, dag_id: str, run_id: str) -> list[tuple[str, str, int | None]]:

@@ -34,7 +34,9 @@ def parse_date_param(value: object, name: str = "date") -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        raise InvalidRunParamError(f"Param {name!r} must be a valid calendar date, got {value!r}: {exc}") from exc
+        raise InvalidRunParamError(
+            f"Param {name!r} must be a valid calendar date, got {value!r}: {exc}"
+        ) from exc
 
 
 def resolve_trading_date(

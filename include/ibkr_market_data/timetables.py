@@ -29,9 +29,7 @@ class ExchangeSessionTimetable(Timetable):
     def __init__(self, exchanges: tuple[str, ...] | list[str] = ("ASX", "NASDAQ"), delay_minutes: int = 30):
         self.exchanges = tuple(sorted(set(exchanges)))
         self.delay_minutes = int(delay_minutes)
-        self.description = (
-            f"{self.delay_minutes} min after the last close of each trading date of {', '.join(self.exchanges)}"
-        )
+        self.description = f"{self.delay_minutes} min after the last close of each trading date of {', '.join(self.exchanges)}"
 
     @property
     def summary(self) -> str:
@@ -92,7 +90,9 @@ class ExchangeSessionTimetable(Timetable):
             candidate = self.next_trading_date(last_automated_data_interval.start.date())
         elif restriction.earliest is not None:
             earliest = restriction.earliest.astimezone(dt.UTC)
-            first_day = earliest.date() if earliest.time() == dt.time() else earliest.date() + dt.timedelta(days=1)
+            first_day = (
+                earliest.date() if earliest.time() == dt.time() else earliest.date() + dt.timedelta(days=1)
+            )
             candidate = self.next_trading_date(first_day - dt.timedelta(days=1))
         else:
             candidate = None

@@ -24,7 +24,9 @@ def test_dags_import_without_errors(dag_bag):
 def test_every_pool_named_by_a_task_is_in_pools_json(dag_bag):
     for dag in dag_bag.dags.values():
         for task in dag.tasks:
-            assert task.pool in POOLS or task.pool == "default_pool", f"{dag.dag_id}.{task.task_id}: {task.pool}"
+            assert task.pool in POOLS or task.pool == "default_pool", (
+                f"{dag.dag_id}.{task.task_id}: {task.pool}"
+            )
 
 
 def test_ib_requests_run_in_the_ibkr_pool_below_ibs_limits(dag_bag):

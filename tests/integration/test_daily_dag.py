@@ -61,7 +61,9 @@ def test_daily_run_stores_the_simulators_bars(daily_dag, small_universe, market_
 
     assert stored_bars(market_db, day) == {s: expected_bar(ibkr_connection, s, day) for s in SMALL_UNIVERSE}
     statuses = latest_statuses(market_db, dag_run.run_id)
-    assert {symbol: status[0] for symbol, status in statuses.items()} == dict.fromkeys(SMALL_UNIVERSE, "completed")
+    assert {symbol: status[0] for symbol, status in statuses.items()} == dict.fromkeys(
+        SMALL_UNIVERSE, "completed"
+    )
     # Values that break naive schemas survive exactly.
     assert stored_bars(market_db, day)["BRK A"][1] > 500_000
     assert stored_bars(market_db, day)["GGP"][2] < 0.01
@@ -78,7 +80,9 @@ def test_daily_run_stores_the_simulators_bars(daily_dag, small_universe, market_
         assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == len(SMALL_UNIVERSE)
 
 
-def test_exchange_holiday_skips_its_symbols_without_requests(daily_dag, small_universe, market_db, ibkr_connection):
+def test_exchange_holiday_skips_its_symbols_without_requests(
+    daily_dag, small_universe, market_db, ibkr_connection
+):
     dag_run = daily_dag.test(run_conf={"date": MLK_DAY.isoformat()})
     assert dag_run.state == "success"
     statuses = latest_statuses(market_db, dag_run.run_id)
@@ -103,7 +107,11 @@ def test_permanent_ib_error_fails_only_that_symbol(daily_dag, small_universe, ma
     assert statuses["AAPL"][3] == 1, "a permanent error must not be retried"
     assert statuses["MSFT"][0] == "no_data" and statuses["MSFT"][2] == 162
     assert statuses["SPY"][0] == "failed" and "below low" in statuses["SPY"][1]
-    assert {s for s, v in statuses.items() if v[0] == "completed"} == set(SMALL_UNIVERSE) - {"AAPL", "MSFT", "SPY"}
+    assert {s for s, v in statuses.items() if v[0] == "completed"} == set(SMALL_UNIVERSE) - {
+        "AAPL",
+        "MSFT",
+        "SPY",
+    }
     assert set(stored_bars(market_db, day)) == set(SMALL_UNIVERSE) - {"AAPL", "MSFT", "SPY"}
     assert len(ibkr_connection.request_log.historical(symbol="AAPL")) == 1
 
@@ -133,7 +141,9 @@ def test_malformed_date_is_refused_at_trigger_naming_the_param(daily_dag, small_
         ({"date": "2025-01-15", "symbols": ["AAPL", "NOPE", "ZZZZ"]}, "plan"),
     ],
 )
-def test_bad_params_fail_the_run_before_any_request(daily_dag, small_universe, market_db, ibkr_connection, conf, failed_task):
+def test_bad_params_fail_the_run_before_any_request(
+    daily_dag, small_universe, market_db, ibkr_connection, conf, failed_task
+):
     dag_run = daily_dag.test(run_conf=conf)
     assert dag_run.state == "failed"
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}

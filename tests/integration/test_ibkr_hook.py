@@ -27,7 +27,12 @@ def test_daily_bar_equals_the_simulators(ibkr_connection):
         (bar,) = fetch_day(hook, BHP)
     expected = ibkr_connection.model.daily_bar("BHP", SESSION)
     assert bar.timestamp == dt.datetime(2025, 1, 15)
-    assert (bar.open, bar.high, bar.low, bar.close) == (expected.open, expected.high, expected.low, expected.close)
+    assert (bar.open, bar.high, bar.low, bar.close) == (
+        expected.open,
+        expected.high,
+        expected.low,
+        expected.close,
+    )
     assert bar.volume == expected.volume
     assert ibkr_connection.violations() == []
 
@@ -165,7 +170,9 @@ def test_head_timestamp_is_the_listing_session_in_the_exchanges_zone(ibkr_connec
     # GYG lists on ASX on 2025-06-16; its 10:00 Sydney open is 00:00 UTC that day, and for listings in
     # Australian summer time the open falls on the previous UTC date.
     with IbkrHook() as hook:
-        first = hook.head_timestamp(ContractSpec("GYG", exchange="ASX", primary_exchange="ASX", currency="AUD"))
+        first = hook.head_timestamp(
+            ContractSpec("GYG", exchange="ASX", primary_exchange="ASX", currency="AUD")
+        )
         summer = hook.head_timestamp(BHP)
     assert first == ibkr_connection.model.listing_date("GYG") == dt.date(2025, 6, 16)
     bhp_first = ibkr_connection.model.listing_date("BHP")

@@ -20,7 +20,9 @@ COMPRESSED = dict(
     per_contract_window_seconds=1.0,
     per_contract_limit=3,
 )
-RULES = PacingRules(window=3.0, window_limit=4, identical_gap=1.0, per_contract_window=1.0, per_contract_limit=3)
+RULES = PacingRules(
+    window=3.0, window_limit=4, identical_gap=1.0, per_contract_window=1.0, per_contract_limit=3
+)
 
 
 def burst(simulator, monkeypatch, pacer_factory):
@@ -45,7 +47,9 @@ def burst(simulator, monkeypatch, pacer_factory):
     return errors
 
 
-def test_shared_pacer_keeps_two_workers_within_ibs_small_bar_rules(tws_simulator_factory, market_db, monkeypatch):
+def test_shared_pacer_keeps_two_workers_within_ibs_small_bar_rules(
+    tws_simulator_factory, market_db, monkeypatch
+):
     simulator = tws_simulator_factory(**COMPRESSED)
     errors = burst(simulator, monkeypatch, lambda: PostgresPacer(lambda: psycopg.connect(market_db), RULES))
     assert errors == []
@@ -77,9 +81,9 @@ def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn
     with pytest.raises(CollectionFailed) as raised:
         daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=1))
     assert raised.value.retryable
-    assert daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=2))["status"] == (
-        "completed"
-    )
+    assert daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=2))[
+        "status"
+    ] == ("completed")
     rows = db_conn.execute(
         "SELECT try_number, status, error_code FROM collection_logs ORDER BY try_number"
     ).fetchall()

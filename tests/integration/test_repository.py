@@ -60,8 +60,13 @@ ORDER BY collection_date DESC;
 def bar(day, close="100.5", volume=1000, **prices):
     values = {"open": Decimal("100"), "high": Decimal("101"), "low": Decimal("99"), "close": Decimal(close)}
     values.update({k: Decimal(v) for k, v in prices.items()})
-    return Bar(timestamp=dt.datetime.combine(day, dt.time()), volume=volume, wap=Decimal("100.2"), bar_count=7,
-               **values)
+    return Bar(
+        timestamp=dt.datetime.combine(day, dt.time()),
+        volume=volume,
+        wap=Decimal("100.2"),
+        bar_count=7,
+        **values,
+    )
 
 
 @pytest.fixture
@@ -89,14 +94,25 @@ def test_upsert_is_idempotent_and_counts_revisions(db_conn, symbol_ids):
 
 def test_extreme_values_are_stored_exactly(db_conn, symbol_ids):
     day = dt.date(2025, 1, 15)
-    repository.upsert_bars(db_conn, symbol_ids["BRK A"], "1day", [
-        bar(day, open="712345.67", high="725000.25", low="700000.01", close="719999.99", volume=1_500)])
-    repository.upsert_bars(db_conn, symbol_ids["GGP"], "1day", [
-        bar(day, open="0.0041", high="0.0049", low="0.0038", close="0.0045", volume=3_456_789_012)])
+    repository.upsert_bars(
+        db_conn,
+        symbol_ids["BRK A"],
+        "1day",
+        [bar(day, open="712345.67", high="725000.25", low="700000.01", close="719999.99", volume=1_500)],
+    )
+    repository.upsert_bars(
+        db_conn,
+        symbol_ids["GGP"],
+        "1day",
+        [bar(day, open="0.0041", high="0.0049", low="0.0038", close="0.0045", volume=3_456_789_012)],
+    )
     db_conn.commit()
-    stored = {row[0]: row[1:] for row in db_conn.execute(
-        "SELECT s.symbol, md.low, md.close, md.volume FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
-    ).fetchall()}
+    stored = {
+        row[0]: row[1:]
+        for row in db_conn.execute(
+            "SELECT s.symbol, md.low, md.close, md.volume FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
+        ).fetchall()
+    }
     assert stored["BRK A"] == (Decimal("700000.01000000"), Decimal("719999.99000000"), 1_500)
     assert stored["GGP"] == (Decimal("0.00380000"), Decimal("0.00450000"), 3_456_789_012)
 
@@ -113,8 +129,12 @@ def test_original_monitoring_queries_run_unchanged_and_answer_correctly(db_conn,
     repository.upsert_bars(db_conn, symbol_ids["AAPL"], "1day", [bar(day.date())])
     repository.finish_attempt(db_conn, done, "completed", records_collected=1)
     failed = repository.start_attempt(db_conn, RUN, symbol_ids["GGP"], "1day", day, day)
-    repository.finish_attempt(db_conn, failed, "failed", error_message="IB error 354: not subscribed", error_code=354)
-    repository.log_skipped(db_conn, RUN, [(symbol_ids["BRK A"], "not a trading day on NYSE")], "1day", day, day)
+    repository.finish_attempt(
+        db_conn, failed, "failed", error_message="IB error 354: not subscribed", error_code=354
+    )
+    repository.log_skipped(
+        db_conn, RUN, [(symbol_ids["BRK A"], "not a trading day on NYSE")], "1day", day, day
+    )
     db_conn.commit()
 
     recent = {row[0]: row for row in db_conn.execute(RECENT_COLLECTIONS).fetchall()}

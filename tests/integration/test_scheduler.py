@@ -12,7 +12,9 @@ pytestmark = pytest.mark.scheduler
 DAG_ID = "daily_market_data"
 
 
-def test_triggered_run_with_date_param_collects_through_the_pool(airflow_stack, stack_market_db, stack_simulator):
+def test_triggered_run_with_date_param_collects_through_the_pool(
+    airflow_stack, stack_market_db, stack_simulator
+):
     airflow_stack.wait_for_dag(DAG_ID)
     day = dt.date(2025, 1, 15)
     run_id = airflow_stack.trigger(DAG_ID, {"date": day.isoformat()})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from ib_insync import IB, Stock
+
 from ibkr_market_data.simulator.__main__ import DEFAULT_PORT, build_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 from ib_insync import RequestError, Stock
-from ibkr_market_data import calendars
 
+from ibkr_market_data import calendars
 from tests.fixtures.simulator import SIM_NOW
 from tests.simulator.bar_assertions import assert_bars_equal, sessions_closing_between
 from tests.simulator.waiting import run_until

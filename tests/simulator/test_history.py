@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from ibkr_market_data.simulator.history import InvalidRequest, build_query, parse_end_date_time, window_start
 
 NOW = dt.datetime(2025, 6, 30, 12, 0, tzinfo=dt.UTC)

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+
 from ibkr_market_data import calendars
 from ibkr_market_data.simulator.market import LISTING_DATES, MarketModel, NoSuchSession
 from ibkr_market_data.simulator.server import shared_model

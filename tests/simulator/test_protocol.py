@@ -6,6 +6,7 @@ import socket
 import struct
 
 import pytest
+
 from ibkr_market_data.simulator.protocol import (
     API_MAGIC,
     FrameReader,

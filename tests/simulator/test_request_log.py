@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ib_insync import Stock
+
 from ibkr_market_data.simulator.request_log import RequestLog, RequestRecord
 
 

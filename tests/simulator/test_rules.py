@@ -12,8 +12,8 @@ import time
 
 import pytest
 from ib_insync import RequestError, Stock
-from ibkr_market_data.simulator.testing import ManualMonotonic
 
+from ibkr_market_data.simulator.testing import ManualMonotonic
 from tests.simulator.waiting import run_until
 
 END = "20250627 16:00:00 US/Eastern"

@@ -10,8 +10,16 @@ from ibkr_market_data.bars import InvalidBarError, bar_from_ib, bars_from_ib
 
 
 def ib_bar(**overrides):
-    fields = dict(date=dt.date(2025, 1, 15), open=10.5, high=11.25, low=10.0, close=11.0,
-                  volume=1234.0, average=10.8, barCount=42)
+    fields = dict(
+        date=dt.date(2025, 1, 15),
+        open=10.5,
+        high=11.25,
+        low=10.0,
+        close=11.0,
+        volume=1234.0,
+        average=10.8,
+        barCount=42,
+    )
     fields.update(overrides)
     return SimpleNamespace(**fields)
 
@@ -50,16 +58,42 @@ def test_broken_bars_reject_the_whole_response(overrides, message):
 @pytest.mark.parametrize(
     ("code", "text", "expected", "retryable"),
     [
-        (162, "Historical Market Data Service error message:HMDS query returned no data: AAPL@SMART Trades",
-         errors.IbkrNoDataError, False),
-        (162, "Historical Market Data Service error message:Historical data request pacing violation",
-         errors.IbkrPacingViolation, True),
-        (162, "Historical Market Data Service error message:API historical data query cancelled: 7",
-         errors.IbkrCancelledError, True),
-        (162, "Historical Market Data Service error message:No market data permissions for ASX STK",
-         errors.IbkrPermissionError, False),
-        (200, "No security definition has been found for the request", errors.IbkrUnknownContractError, False),
-        (200, "The contract description specified for BHP is ambiguous.", errors.IbkrAmbiguousContractError, False),
+        (
+            162,
+            "Historical Market Data Service error message:HMDS query returned no data: AAPL@SMART Trades",
+            errors.IbkrNoDataError,
+            False,
+        ),
+        (
+            162,
+            "Historical Market Data Service error message:Historical data request pacing violation",
+            errors.IbkrPacingViolation,
+            True,
+        ),
+        (
+            162,
+            "Historical Market Data Service error message:API historical data query cancelled: 7",
+            errors.IbkrCancelledError,
+            True,
+        ),
+        (
+            162,
+            "Historical Market Data Service error message:No market data permissions for ASX STK",
+            errors.IbkrPermissionError,
+            False,
+        ),
+        (
+            200,
+            "No security definition has been found for the request",
+            errors.IbkrUnknownContractError,
+            False,
+        ),
+        (
+            200,
+            "The contract description specified for BHP is ambiguous.",
+            errors.IbkrAmbiguousContractError,
+            False,
+        ),
         (354, "Requested market data is not subscribed.", errors.IbkrPermissionError, False),
         (322, "Only 50 simultaneous API historical data requests allowed.", errors.IbkrPacingViolation, True),
         (321, "Error validating request", errors.IbkrRequestError, False),

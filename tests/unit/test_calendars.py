@@ -17,15 +17,24 @@ def test_asx_and_us_holidays_differ():
 
 def test_sessions_between_skips_weekends_and_holidays():
     sessions = calendars.sessions_between("NASDAQ", dt.date(2025, 12, 22), dt.date(2025, 12, 28))
-    assert sessions == [dt.date(2025, 12, 22), dt.date(2025, 12, 23), dt.date(2025, 12, 24), dt.date(2025, 12, 26)]
+    assert sessions == [
+        dt.date(2025, 12, 22),
+        dt.date(2025, 12, 23),
+        dt.date(2025, 12, 24),
+        dt.date(2025, 12, 26),
+    ]
     assert calendars.sessions_between("ASX", dt.date(2025, 1, 10), dt.date(2025, 1, 9)) == []
 
 
 def test_session_close_is_in_exchange_time_zone():
     # 16:00 Sydney (AEDT, UTC+11) and 16:00 New York (EST, UTC-5); 24 Dec is an early close in the US.
     assert calendars.session_close("ASX", dt.date(2025, 1, 15)) == dt.datetime(2025, 1, 15, 5, tzinfo=dt.UTC)
-    assert calendars.session_close("NASDAQ", dt.date(2025, 1, 15)) == dt.datetime(2025, 1, 15, 21, tzinfo=dt.UTC)
-    assert calendars.session_close("NASDAQ", dt.date(2025, 12, 24)) == dt.datetime(2025, 12, 24, 18, tzinfo=dt.UTC)
+    assert calendars.session_close("NASDAQ", dt.date(2025, 1, 15)) == dt.datetime(
+        2025, 1, 15, 21, tzinfo=dt.UTC
+    )
+    assert calendars.session_close("NASDAQ", dt.date(2025, 12, 24)) == dt.datetime(
+        2025, 12, 24, 18, tzinfo=dt.UTC
+    )
 
 
 def test_latest_completed_trading_date_waits_for_every_exchange_trading_it():

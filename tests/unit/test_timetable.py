@@ -23,9 +23,11 @@ def test_run_is_after_the_last_close_of_the_trading_date():
 def test_catchup_walks_every_trading_date_of_either_exchange():
     restriction = TimeRestriction(earliest=utc(2025, 1, 17), latest=utc(2025, 1, 28), catchup=True)
     info, dates = None, []
-    while (info := TIMETABLE.next_dagrun_info(
-        last_automated_data_interval=info.data_interval if info else None, restriction=restriction
-    )) is not None:
+    while (
+        info := TIMETABLE.next_dagrun_info(
+            last_automated_data_interval=info.data_interval if info else None, restriction=restriction
+        )
+    ) is not None:
         dates.append(info.logical_date.date())
     # 18/19 Jan weekend; 20 Jan ASX only; 25/26 weekend; 27 Jan NASDAQ only (Australia Day).
     assert dates == [dt.date(2025, 1, d) for d in (17, 20, 21, 22, 23, 24, 27, 28)]

@@ -174,7 +174,7 @@ class IbkrHook(BaseHook):
                 ib.client.disconnect()  # IB.disconnect() refuses a socket whose API is not ready
                 raise IbkrClientIdInUseError(clash.result(), 326)
             connect.result()
-        except (ConnectionError, OSError, asyncio.TimeoutError, TimeoutError) as exc:
+        except (ConnectionError, OSError, TimeoutError) as exc:
             ib.client.disconnect()
             raise IbkrConnectionError(
                 f"Could not connect to TWS / IB Gateway at {self.host}:{self.port} "

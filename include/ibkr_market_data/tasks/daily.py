@@ -105,26 +105,44 @@ def plan(
         for skip in daily_plan.skips:
             log.info("%s: skipped, %s", skip.symbol, skip.reason)
         if dry_run:
-            estimate = minimum_duration(len(daily_plan.targets), small_bars=False, in_flight=1,
-                                        latency=DRY_RUN_LATENCY_SECONDS)
+            estimate = minimum_duration(
+                len(daily_plan.targets), small_bars=False, in_flight=1, latency=DRY_RUN_LATENCY_SECONDS
+            )
             for target in daily_plan.targets:
-                log.info("Dry run: would request %s %s of %s ending %s",
-                         target.duration, target.bar_size, target.contract(), target.end_date_time)
+                log.info(
+                    "Dry run: would request %s %s of %s ending %s",
+                    target.duration,
+                    target.bar_size,
+                    target.contract(),
+                    target.end_date_time,
+                )
             log.info(
                 "Dry run: %d requests, %d skipped. IB's rules set no hard limit on daily bars; at %.1f s "
                 "a request and one at a time that is %.0f s, divided by the ibkr pool's slots. Nothing sent or written.",
-                len(daily_plan.targets), len(daily_plan.skips), DRY_RUN_LATENCY_SECONDS, estimate,
+                len(daily_plan.targets),
+                len(daily_plan.skips),
+                DRY_RUN_LATENCY_SECONDS,
+                estimate,
             )
             return []
         window = session_timestamp(day)
         repository.log_skipped(
-            conn, run, [(skip.symbol_id, skip.reason) for skip in daily_plan.skips], DAILY_TIMEFRAME, window, window
+            conn,
+            run,
+            [(skip.symbol_id, skip.reason) for skip in daily_plan.skips],
+            DAILY_TIMEFRAME,
+            window,
+            window,
         )
         conn.commit()
     finally:
         conn.close()
-    log.info("Planned %d symbols to collect for %s, %d skipped", len(daily_plan.targets), day,
-             len(daily_plan.skips))
+    log.info(
+        "Planned %d symbols to collect for %s, %d skipped",
+        len(daily_plan.targets),
+        day,
+        len(daily_plan.skips),
+    )
     return [target.to_dict() for target in daily_plan.targets]
 
 
