@@ -1,0 +1,473 @@
+"""The daily run of the whole universe under the real scheduler, beside Airflow's own floor.
+
+One ``airflow standalone`` (LocalExecutor, SQLite metadata) in a throwaway home loads two DAGs:
+a copy of ``dags/daily_market_data.py`` and ``bench/trivial_dags/trivial_mapped.py`` (the same
+shape: one upstream task, N mapped tasks in the ``ibkr`` pool, one downstream task, doing
+nothing). Each repeat triggers both through the REST API, the trivial one with N = the number of
+symbols the daily run plans, and measures each run from trigger to success: wall time, CPU seconds
+of the whole Airflow process tree and its peak memory (``bench.process_tree``). The order alternates
+between repeats; each repeat collects its own trading date, so no run finds its bars stored.
+
+The TWS simulator runs in this process on the real clock, answering every request after
+``latency_ms``; the universe is loaded (and resolved through it) before the latency is switched
+on, so loading costs seconds, not a minute. Set on the Airflow side:
+
+* ``AIRFLOW__CORE__PARALLELISM=16``: the ``ibkr`` pool's slots; more executor slots than pool
+  slots buy nothing but idle worker processes.
+* ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False``: unpausing the daily DAG would otherwise make
+  its timetable schedule the latest trading date at once, a second full run racing the measured
+  one. Triggered runs are unaffected.
+
+Everything started here (Airflow's process group, the simulator, the market-data database, the
+temporary directory) is stopped or removed on the way out, failures and Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.process_tree import TreeMonitor
+from ibkr_market_data import local_postgres, schema
+from ibkr_market_data.airflow_stack import AirflowStack, AirflowStackError
+from ibkr_market_data.local_env import REPO_ROOT
+from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_POOL
+
+log = logging.getLogger(__name__)
+
+DAILY_DAG_ID = "daily_market_data"
+TRIVIAL_DAG_ID = "bench_trivial_mapped"
+DAILY_DAG_FILE = REPO_ROOT / "dags" / "daily_market_data.py"
+TRIVIAL_DAG_FILE = Path(__file__).resolve().parent / "trivial_dags" / "trivial_mapped.py"
+POOLS_FILE = REPO_ROOT / "pools.json"
+
+#: The first trading date collected; later repeats step back one date where every exchange trades.
+FIRST_DATE = dt.date(2025, 6, 27)
+LATENCY_MS = 200
+RUN_TIMEOUT_SECONDS = 900
+IDLE_SECONDS = 15.0
+POLL_SECONDS = 0.5
+
+# The original cron script's documented schedule (original-system README, "Our Implementation").
+ORIGINAL_BATCH_SIZE = 50
+ORIGINAL_BATCH_PAUSE_SECONDS = 600
+ORIGINAL_REQUEST_DELAY_SECONDS = 6
+
+
+def ib_bound_seconds(symbols: int, in_flight: int, latency_s: float) -> float:
+    """IB's lower bound for daily bars: no pacing limit applies, so ceil(N / in-flight) x latency."""
+    return math.ceil(symbols / in_flight) * latency_s if symbols else 0.0
+
+
+def original_schedule_seconds(symbols: int, latency_s: float) -> float:
+    """The cron script: ceil(N / 50) batches x 10 min + N x (6 s delay + the request's own latency).
+
+    That is the README's own arithmetic (309 symbols: 7 x 10 min + ~31 min = ~100 min); strictly a
+    pause only falls *between* batches, which would take 10 minutes off.
+    """
+    batches = math.ceil(symbols / ORIGINAL_BATCH_SIZE)
+    return batches * ORIGINAL_BATCH_PAUSE_SECONDS + symbols * (ORIGINAL_REQUEST_DELAY_SECONDS + latency_s)
+
+
+def trading_dates(count: int, first: dt.date = FIRST_DATE) -> list[dt.date]:
+    """``count`` dates from ``first`` backwards on which every daily exchange has a session."""
+    from ibkr_market_data import calendars
+
+    dates: list[dt.date] = []
+    day = first
+    while len(dates) < count:
+        if all(calendars.is_session(exchange, day) for exchange in DAILY_EXCHANGES):
+            dates.append(day)
+        day -= dt.timedelta(days=1)
+    return dates
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pool_slots(pool: str = IBKR_POOL) -> int:
+    return int(json.loads(POOLS_FILE.read_text())[pool]["slots"])
+
+
+def _timestamp(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    first, last = _timestamp(start), _timestamp(end)
+    return round((last - first).total_seconds(), 1) if first and last else None
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+
+# -- setup --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _restored_environment(*names: str) -> Iterator[None]:
+    """Give ``names`` back their values on the way out (later sections run in this process too)."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _market_db() -> Iterator[str]:
+    url = local_postgres.create_database(local_postgres.server_url(), prefix="ibkr_market_data_test_bench")
+    try:
+        schema.upgrade(url)
+        yield url
+    finally:
+        local_postgres.drop_database(url)
+
+
+@contextmanager
+def _simulator() -> Iterator[Any]:
+    from ibkr_market_data.simulator.server import SimulatorConfig
+    from ibkr_market_data.simulator.testing import SimulatorThread
+
+    with SimulatorThread(SimulatorConfig(port=0)) as simulator:
+        yield simulator
+
+
+def _load_universe(market_db: str, ibkr_uri: str) -> dict[str, Any]:
+    """Load and resolve the whole shipped universe through the simulator (no latency yet)."""
+    os.environ["AIRFLOW_CONN_IBKR_DEFAULT"] = ibkr_uri
+    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.symbols import load_symbols
+
+    started = time.perf_counter()
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = load_symbols(conn, hook)
+    return {
+        "loaded": report.loaded,
+        "resolved": len(report.resolved),
+        "unresolved": sorted(report.unresolved),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def planned_symbols(market_db: str, day: dt.date) -> int:
+    """How many targets the daily DAG's plan task will make for ``day`` (nothing stored yet)."""
+    from ibkr_market_data import repository
+    from ibkr_market_data.planning import plan_daily
+
+    with psycopg.connect(market_db) as conn:
+        symbols = repository.select_symbols(conn, exchanges=list(DAILY_EXCHANGES))
+        stored = repository.symbols_having_bar(
+            conn, [row.id for row in symbols], "1day", dt.datetime.combine(day, dt.time())
+        )
+    return len(plan_daily(day, symbols, stored, dt.datetime.now(dt.UTC)).targets)
+
+
+def _dags_folder(workdir: Path) -> Path:
+    dags = workdir / "dags"
+    dags.mkdir()
+    shutil.copy2(DAILY_DAG_FILE, dags / DAILY_DAG_FILE.name)
+    shutil.copy2(TRIVIAL_DAG_FILE, dags / TRIVIAL_DAG_FILE.name)
+    return dags
+
+
+# -- measuring one run --------------------------------------------------------------------------
+
+
+def _retrying(call: Any, what: str, attempts: int = 5) -> Any:
+    """``call()``, asked again when a busy api-server misses the client's 30 s read timeout."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except (OSError, AirflowStackError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (attempt %d of %d), retrying: %s", what, attempt, attempts, exc)
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def _task_instances(stack: AirflowStack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every task instance of the run, page by page: the API caps a page at ``maximum_page_limit`` (100)."""
+    instances: list[dict[str, Any]] = []
+    while True:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(instances)}"
+        page = _retrying(lambda path=path: stack._request("GET", path), "Listing task instances")
+        instances += page["task_instances"]
+        if not page["task_instances"] or len(instances) >= page["total_entries"]:
+            return instances
+
+
+def _wait_finished(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while True:
+        run = _retrying(lambda: stack.dag_run(dag_id, run_id), f"Polling run {run_id}")
+        if run["state"] in {"success", "failed"}:
+            return run
+        if time.monotonic() > deadline:
+            raise AirflowStackError(f"Run {run_id} of {dag_id} did not finish within {RUN_TIMEOUT_SECONDS} s")
+        time.sleep(POLL_SECONDS)
+
+
+def _task_figures(task_instances: list[dict[str, Any]], mapped_task: str) -> dict[str, Any]:
+    mapped = [ti for ti in task_instances if ti["task_id"] == mapped_task]
+    durations = [float(ti["duration"]) for ti in mapped if ti.get("duration") is not None]
+    waits = [
+        wait
+        for ti in mapped
+        if (wait := _seconds_between(ti.get("queued_when"), ti.get("start_date"))) is not None
+    ]
+    starts = [_timestamp(ti.get("start_date")) for ti in mapped]
+    ends = [_timestamp(ti.get("end_date")) for ti in mapped]
+    span = None
+    if mapped and all(starts) and all(ends):
+        span = round((max(ends) - min(starts)).total_seconds(), 1)  # type: ignore[type-var,operator]
+    states: dict[str, int] = {}
+    for ti in task_instances:
+        states[ti["state"]] = states.get(ti["state"], 0) + 1
+    return {
+        "task_instances": len(task_instances),
+        "mapped_tasks": len(mapped),
+        "states": states,
+        "retried_tasks": sum(1 for ti in task_instances if int(ti.get("try_number") or 1) > 1),
+        "mapped_duration_median_s": _median(durations),
+        "mapped_duration_p90_s": _percentile(durations, 0.9),
+        "mapped_queue_wait_median_s": _median(waits),
+        "mapped_span_s": span,
+        "mapped_tasks_per_s": round(len(mapped) / span, 2) if span else None,
+    }
+
+
+def measure_run(
+    stack: AirflowStack, monitor: TreeMonitor, dag_id: str, conf: dict[str, Any], mapped_task: str
+) -> dict[str, Any]:
+    """Trigger ``dag_id`` and measure it until it finishes."""
+    monitor.start()
+    started = time.perf_counter()
+    try:
+        run_id = stack.trigger(dag_id, conf)
+        run = _wait_finished(stack, dag_id, run_id)
+        wall = time.perf_counter() - started
+    finally:
+        usage = monitor.stop()
+    figures = _task_figures(_task_instances(stack, dag_id, run_id), mapped_task)
+    log.info("%s %s: %s in %.1f s, %.1f CPU-s", dag_id, run_id, run["state"], wall, usage.cpu_seconds)
+    tasks = figures["task_instances"] or 1
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "conf": conf,
+        "state": run["state"],
+        "wall_s": round(wall, 1),
+        "airflow_queued_to_end_s": _seconds_between(run.get("queued_at"), run.get("end_date")),
+        "airflow_start_to_end_s": _seconds_between(run.get("start_date"), run.get("end_date")),
+        "cpu_s": usage.cpu_seconds,
+        "cpu_s_per_task": round(usage.cpu_seconds / tasks, 2),
+        "peak_rss_mib": usage.peak_rss_mib,
+        "peak_pss_mib": usage.peak_pss_mib,
+        "peak_processes": usage.peak_processes,
+        "bench_process_cpu_s": usage.own_cpu_seconds,
+        "other_processes_cpu_s": usage.other_cpu_seconds,
+        "other_processes_cpu_share": round(usage.other_cpu_seconds / (wall * (os.cpu_count() or 1)), 2),
+        "load_average_after": usage.load_average_after,
+        "cpu_s_by_component": usage.cpu_by_component,
+        **figures,
+    }
+
+
+def _daily_checks(market_db: str, simulator: Any, day: dt.date, run_id: str, requests_before: int) -> dict:
+    with psycopg.connect(market_db) as conn:
+        rows = conn.execute(
+            "SELECT COUNT(*) FROM market_data WHERE timestamp = %s AND timeframe = '1day'",
+            (dt.datetime.combine(day, dt.time()),),
+        ).fetchone()[0]
+        statuses = dict(
+            conn.execute(
+                "SELECT status, COUNT(*) FROM collection_logs WHERE run_id = %s GROUP BY status", (run_id,)
+            ).fetchall()
+        )
+    violations = simulator.violations()
+    return {
+        "market_data_rows": rows,
+        "collection_log_statuses": statuses,
+        "ib_historical_requests": len(simulator.request_log.historical()) - requests_before,
+        "simulator_violations": len(violations),
+        "violation_examples": [str(violation) for violation in violations[:5]],
+    }
+
+
+# -- the section --------------------------------------------------------------------------------
+
+
+def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> dict[str, Any]:
+    """Start everything, measure ``repeats`` pairs of runs, tear everything down; the figures."""
+    slots = pool_slots()
+    latency_s = latency_ms / 1000
+    dates = trading_dates(repeats)
+    workdir = Path(tempfile.mkdtemp(prefix="ibkr-market-data-bench-"))
+    results: dict[str, Any] = {
+        "settings": {
+            "latency_ms": latency_ms,
+            "pool_slots": slots,
+            "parallelism": slots,
+            "repeats": repeats,
+            "dates": [day.isoformat() for day in dates],
+            "executor": "LocalExecutor (airflow standalone, SQLite metadata)",
+        },
+        "runs": [],
+    }
+    with ExitStack() as cleanup:
+        cleanup.enter_context(_restored_environment("AIRFLOW_CONN_IBKR_DEFAULT"))
+        # This process imports Airflow (the IBKR hook) to load the universe: keep it out of ~/airflow.
+        os.environ.setdefault("AIRFLOW_HOME", str(workdir / "client-home"))
+        if keep:
+            log.info("Keeping %s (Airflow home and logs)", workdir)
+        else:
+            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        market_db = cleanup.enter_context(_market_db())
+        simulator = cleanup.enter_context(_simulator())
+        ibkr_uri = (
+            f"ibkr://{simulator.host}:{simulator.port}?client_id=1&client_id_range=32&request_timeout=20"
+        )
+        results["universe"] = _load_universe(market_db, ibkr_uri)
+        simulator.faults.set(None, latency_ms=latency_ms)
+
+        stack = AirflowStack(
+            workdir / "home",
+            port=free_port(),
+            env={
+                "AIRFLOW_CONN_MARKET_DATA_DB": market_db,
+                "AIRFLOW_CONN_IBKR_DEFAULT": ibkr_uri,
+                "AIRFLOW__CORE__DAGS_FOLDER": str(_dags_folder(workdir)),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+                "AIRFLOW__CORE__PARALLELISM": str(slots),
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            },
+        )
+        started = time.perf_counter()
+        stack.start()
+        cleanup.callback(stack.stop)
+        stack.import_pools(POOLS_FILE)
+        for dag_id in (DAILY_DAG_ID, TRIVIAL_DAG_ID):
+            stack.wait_for_dag(dag_id)
+            stack.unpause(dag_id)
+        results["settings"]["stack_start_s"] = round(time.perf_counter() - started, 1)
+        assert stack.process is not None
+        monitor = TreeMonitor(stack.process.pid)
+        idle_before = monitor.cpu_now()
+        time.sleep(IDLE_SECONDS)
+        results["idle_cpu_s_per_s"] = round((monitor.cpu_now() - idle_before) / IDLE_SECONDS, 3)
+
+        for repeat, day in enumerate(dates):
+            symbols = planned_symbols(market_db, day)
+            order = ("trivial", "daily") if repeat % 2 == 0 else ("daily", "trivial")
+            pair: dict[str, Any] = {"date": day.isoformat(), "planned_symbols": symbols, "order": list(order)}
+            for kind in order:
+                if kind == "trivial":
+                    pair["trivial"] = measure_run(stack, monitor, TRIVIAL_DAG_ID, {"n": symbols}, "work")
+                else:
+                    requests_before = len(simulator.request_log.historical())
+                    daily = measure_run(stack, monitor, DAILY_DAG_ID, {"date": day.isoformat()}, "collect")
+                    daily["checks"] = _daily_checks(
+                        market_db, simulator, day, daily["run_id"], requests_before
+                    )
+                    pair["daily"] = daily
+            pair["ratio_daily_to_trivial"] = round(pair["daily"]["wall_s"] / pair["trivial"]["wall_s"], 2)
+            results["runs"].append(pair)
+        results["logs"] = str(workdir / "home" / "logs") if keep else None
+
+    results["summary"] = summarize(results, latency_s, slots)
+    results["machine"] = {"nproc": os.cpu_count(), "python": platform.python_version()}
+    return results
+
+
+def summarize(results: dict[str, Any], latency_s: float, slots: int) -> dict[str, Any]:
+    """Medians over the repeats, and the bounds for the same number of symbols."""
+    runs = results["runs"]
+    symbols = int(statistics.median(pair["planned_symbols"] for pair in runs))
+
+    def median_of(kind: str, key: str) -> float | None:
+        values = [pair[kind][key] for pair in runs if pair[kind].get(key) is not None]
+        return _median(values)
+
+    trivial_wall = median_of("trivial", "wall_s")
+    summary: dict[str, Any] = {
+        "symbols": symbols,
+        "ratio_daily_to_trivial": _median([pair["ratio_daily_to_trivial"] for pair in runs]),
+    }
+    for kind in ("trivial", "daily"):
+        summary[kind] = {
+            key: median_of(kind, key)
+            for key in (
+                "wall_s",
+                "airflow_queued_to_end_s",
+                "cpu_s",
+                "cpu_s_per_task",
+                "peak_rss_mib",
+                "peak_pss_mib",
+                "mapped_duration_median_s",
+                "mapped_queue_wait_median_s",
+                "mapped_tasks_per_s",
+                "other_processes_cpu_share",
+            )
+        }
+    for kind in ("trivial", "daily"):
+        components = sorted({name for pair in runs for name in pair[kind]["cpu_s_by_component"]})
+        summary[kind]["cpu_s_by_component"] = {
+            name: _median([pair[kind]["cpu_s_by_component"].get(name, 0.0) for pair in runs])
+            for name in components
+        }
+    summary["ib_bound_s"] = round(ib_bound_seconds(symbols, slots, latency_s), 1)
+    summary["ib_bound_formula"] = f"ceil({symbols} / {slots}) x {latency_s:g} s"
+    summary["original_s"] = round(original_schedule_seconds(symbols, latency_s), 1)
+    summary["original_formula"] = (
+        f"ceil({symbols} / {ORIGINAL_BATCH_SIZE}) x {ORIGINAL_BATCH_PAUSE_SECONDS} s"
+        f" + {symbols} x ({ORIGINAL_REQUEST_DELAY_SECONDS} s + {latency_s:g} s)"
+    )
+    summary["target_ratio"] = 1.3
+    summary["meets_target"] = (
+        summary["ratio_daily_to_trivial"] is not None and summary["ratio_daily_to_trivial"] <= 1.3
+    )
+    summary["all_collected"] = all(
+        pair["daily"]["state"] == "success"
+        and pair["daily"]["checks"]["market_data_rows"] == pair["planned_symbols"]
+        and pair["daily"]["checks"]["simulator_violations"] == 0
+        for pair in runs
+    )
+    if trivial_wall:
+        summary["ratios_vs_trivial"] = {
+            "daily": round(summary["daily"]["wall_s"] / trivial_wall, 2),
+            "ib_bound": round(summary["ib_bound_s"] / trivial_wall, 3),
+            "original": round(summary["original_s"] / trivial_wall, 1),
+        }
+    return summary

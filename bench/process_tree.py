@@ -1,0 +1,217 @@
+"""CPU seconds and peak memory of a process tree (here: ``airflow standalone`` and everything it starts).
+
+The tree is the root's descendants plus every process of the root's session: Airflow's task
+supervisor moves each task process into a process group of its own (``setpgid``), so the group
+alone misses them, but it never leaves the session.
+
+CPU is ``user + system`` of every live member plus the ``children_user + children_system`` they
+have collected from children that exited and were reaped, so a task process that came and went
+between two readings still counts; the CPU of a window is the difference of two readings. A child
+that is never waited for does not reach its parent's count, so the sampler also sums each
+process's own CPU per sample (split by component: scheduler, api-server, tasks ...); the window's
+CPU is the larger of the two. Memory is the sum of RSS and of PSS (``/proc/PID/smaps_rollup``:
+shared pages split between the processes that map them, so the sum does not count them twice),
+sampled every ``interval`` seconds on a thread; the peak is the largest sum seen.
+
+The machine's busy CPU over the same window, minus the tree's and this process's (the simulator
+runs here), is what everything else on the machine took: a benchmark sharing its CPUs with other
+work measures that work too, so the figure goes into the results beside the others.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import psutil
+
+MIB = 1024 * 1024
+
+
+def tree_pids(root_pid: int) -> set[int]:
+    """The root, its descendants and every process of its session."""
+    try:
+        session = os.getsid(root_pid)
+    except ProcessLookupError:
+        return set()
+    children: dict[int, list[int]] = {}
+    members = {root_pid}
+    for process in psutil.process_iter(["ppid"]):
+        children.setdefault(process.info["ppid"], []).append(process.pid)
+        try:
+            if os.getsid(process.pid) == session:
+                members.add(process.pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    stack = [root_pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in members:
+                members.add(child)
+                stack.append(child)
+    return members
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """user + system of ``pids``, with what each collected from its reaped children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+#: Process kinds by a piece of their command line, first match wins; the rest is "other".
+COMPONENTS = (
+    ("scheduler", "airflow scheduler"),
+    ("dag-processor", "dag-processor"),
+    ("api-server", "api"),
+    ("triggerer", "triggerer"),
+    ("executor workers", "LocalExecutor"),
+    ("task supervisors and tasks", "airflow worker --"),
+    ("standalone", "standalone"),
+)
+
+
+def component(pid: int) -> str | None:
+    """The component a process belongs to; None for one without a command line (a zombie)."""
+    try:
+        command = " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    if not command:
+        return None
+    for name, needle in COMPONENTS:
+        if needle in command:
+            return name
+    return "other"
+
+
+def _rollup(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in bytes from ``/proc/PID/smaps_rollup``; (0, 0) if the process is gone."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return rss, pss
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent not idle since boot."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU (its threads: the simulator, the sampler) and its reaped children's."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class Usage:
+    cpu_seconds: float
+    own_cpu_seconds: float
+    other_cpu_seconds: float
+    load_average_after: float
+    peak_rss_mib: float
+    peak_pss_mib: float
+    peak_processes: int
+    samples: int
+    cpu_by_component: dict[str, float]
+
+
+class TreeMonitor:
+    """Samples a process tree's memory on a thread; ``start()``/``stop()`` bracket one measurement."""
+
+    def __init__(self, root_pid: int, interval: float = 0.5) -> None:
+        self.root_pid = root_pid
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cpu_before = self._own_before = self._busy_before = 0.0
+        self._peak_rss = self._peak_pss = 0
+        self._peak_processes = self._samples = 0
+        # pid -> (component, own CPU at the first sample, own CPU at the latest sample)
+        self._own_cpu: dict[int, tuple[str, float, float]] = {}
+
+    def cpu_now(self) -> float:
+        return cpu_seconds(tree_pids(self.root_pid))
+
+    def _sample(self) -> None:
+        pids = tree_pids(self.root_pid)
+        rss = pss = 0
+        for pid in pids:
+            process_rss, process_pss = _rollup(pid)
+            rss += process_rss
+            pss += process_pss
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            own = times.user + times.system
+            # Born during the measurement: all its CPU counts (times start at 0 after fork).
+            kind, first = "other", own if self._samples == 0 else 0.0
+            if pid in self._own_cpu:
+                kind, first, _ = self._own_cpu[pid]
+            # Classified at every sample: a task process carries its executor worker's title until
+            # the task runner renames it; an exited one (a zombie) keeps its last class.
+            self._own_cpu[pid] = (component(pid) or kind, first, own)
+        self._peak_rss = max(self._peak_rss, rss)
+        self._peak_pss = max(self._peak_pss, pss)
+        self._peak_processes = max(self._peak_processes, len(pids))
+        self._samples += 1
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> None:
+        self._peak_rss = self._peak_pss = self._peak_processes = self._samples = 0
+        self._stop.clear()
+        self._cpu_before = self.cpu_now()
+        self._own_before = own_cpu_seconds()
+        self._busy_before = machine_busy_seconds()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="tree-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> Usage:
+        cpu_after = self.cpu_now()
+        own = own_cpu_seconds() - self._own_before
+        busy = machine_busy_seconds() - self._busy_before
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._sample()
+        by_component: dict[str, float] = {}
+        for kind, first, last in self._own_cpu.values():
+            by_component[kind] = by_component.get(kind, 0.0) + last - first
+        sampled = sum(by_component.values())
+        # Two estimates, each low in its own way: the readings miss a child that exited without
+        # being waited for (auto-reaped), the samples miss processes born and gone between two
+        # samples and the last moments of those that exited. The larger is the better.
+        total = max(cpu_after - self._cpu_before, sampled)
+        by_component["unsampled (short-lived, exited)"] = total - sampled
+        return Usage(
+            cpu_seconds=round(total, 1),
+            own_cpu_seconds=round(own, 1),
+            other_cpu_seconds=round(max(0.0, busy - own - total), 1),
+            load_average_after=round(os.getloadavg()[0], 1),
+            peak_rss_mib=round(self._peak_rss / MIB),
+            peak_pss_mib=round(self._peak_pss / MIB),
+            peak_processes=self._peak_processes,
+            samples=self._samples,
+            cpu_by_component={kind: round(cpu, 1) for kind, cpu in sorted(by_component.items())},
+        )
