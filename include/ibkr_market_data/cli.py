@@ -116,12 +116,13 @@ def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_r
     local_env.configure_airflow()
     from ibkr_market_data.run_dates import InvalidRunParamError
     from ibkr_market_data.tasks import backfill as tasks
+    from ibkr_market_data.tasks.common import as_name_list
 
     params: dict[str, object] = {
         "start_date": start,
         "end_date": end,
-        "symbols": tasks._as_list(symbols),
-        "exchanges": tasks._as_list(exchanges),
+        "symbols": as_name_list(symbols),
+        "exchanges": as_name_list(exchanges),
         "dry_run": dry_run,
     }
     try:

@@ -197,11 +197,24 @@ def upsert_bars(conn: Any, symbol_id: int, timeframe: str, bars: Sequence[Bar]) 
     if not bars:
         return UpsertResult(0, 0)
     with conn.cursor() as cursor:
-        _stage_bars(cursor, bars)
-        cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
+        if len(bars) <= ARRAY_UPSERT_MAX_BARS:
+            # A daily run writes one bar: arrays in one statement spare a temporary table per task.
+            columns = list(zip(*(_bar_row(bar) for bar in bars), strict=True))
+            cursor.execute(_UPSERT_ARRAY_BARS, (symbol_id, timeframe, *map(list, columns)))
+        else:
+            _stage_bars(cursor, bars)
+            cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
         flags = [row[0] for row in cursor.fetchall()]
     inserted = sum(1 for flag in flags if flag)
     return UpsertResult(inserted=inserted, revised=len(flags) - inserted)
+
+
+#: Up to this many bars go in one statement of arrays; more go through COPY.
+ARRAY_UPSERT_MAX_BARS = 64
+
+
+def _bar_row(bar: Bar) -> tuple[object, ...]:
+    return (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
 
 
 def _stage_bars(cursor: Any, bars: Sequence[Bar]) -> None:
@@ -223,16 +236,10 @@ def _stage_bars(cursor: Any, bars: Sequence[Bar]) -> None:
         "COPY incoming_bars (timestamp, open, high, low, close, volume, wap, bar_count) FROM STDIN"
     ) as copy:
         for bar in bars:
-            copy.write_row(
-                (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
-            )
+            copy.write_row(_bar_row(bar))
 
 
-#: Parameters: symbol_id, timeframe. Returns one ``inserted`` flag per row written.
-_UPSERT_STAGED_BARS = """
-    INSERT INTO market_data AS md (symbol_id, timeframe, timestamp, open, high, low, close,
-                                   volume, wap, bar_count)
-    SELECT %s, %s, timestamp, open, high, low, close, volume, wap, bar_count FROM incoming_bars
+_ON_CONFLICT_COMPARE = """
     ON CONFLICT (symbol_id, timeframe, timestamp) DO UPDATE SET
         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
         volume = EXCLUDED.volume, wap = EXCLUDED.wap, bar_count = EXCLUDED.bar_count,
@@ -242,6 +249,26 @@ _UPSERT_STAGED_BARS = """
                             EXCLUDED.volume, EXCLUDED.wap, EXCLUDED.bar_count)
     RETURNING (xmax = 0) AS inserted
 """
+
+_INSERT_BARS = """
+    INSERT INTO market_data AS md (symbol_id, timeframe, timestamp, open, high, low, close,
+                                   volume, wap, bar_count)
+"""
+
+#: Parameters: symbol_id, timeframe. Returns one ``inserted`` flag per row written.
+_UPSERT_STAGED_BARS = (  # constant fragments only: values are bound
+    _INSERT_BARS  # noqa: S608
+    + "SELECT %s, %s, timestamp, open, high, low, close, volume, wap, bar_count FROM incoming_bars"
+    + _ON_CONFLICT_COMPARE
+)
+
+#: Parameters: symbol_id, timeframe, then one array per column in ``_bar_row`` order.
+_UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
+    _INSERT_BARS  # noqa: S608
+    + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric[], %s::numeric[], %s::numeric[],
+                                       %s::numeric[], %s::bigint[], %s::numeric[], %s::integer[])"""
+    + _ON_CONFLICT_COMPARE
+)
 
 
 # -- collection logs --------------------------------------------------------------------------

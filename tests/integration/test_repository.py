@@ -92,6 +92,17 @@ def test_upsert_is_idempotent_and_counts_revisions(db_conn, symbol_ids):
     assert [close for _, close in rows] == [Decimal("100.5"), Decimal("100.75"), Decimal("100.5")]
 
 
+def test_large_batches_go_through_copy_with_the_same_semantics(db_conn, symbol_ids):
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(repository.ARRAY_UPSERT_MAX_BARS + 36)]
+    first = repository.upsert_bars(db_conn, symbol_ids["AAPL"], "1day", [bar(d) for d in days])
+    assert (first.inserted, first.revised) == (len(days), 0)
+    changed = [bar(d, close="100.25") if i % 10 == 0 else bar(d) for i, d in enumerate(days)]
+    second = repository.upsert_bars(db_conn, symbol_ids["AAPL"], "1day", changed)
+    assert (second.inserted, second.revised) == (0, 10)
+    db_conn.commit()
+    assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == len(days)
+
+
 def test_extreme_values_are_stored_exactly(db_conn, symbol_ids):
     day = dt.date(2025, 1, 15)
     repository.upsert_bars(

@@ -31,15 +31,8 @@ from ibkr_market_data.pacing import minimum_duration
 from ibkr_market_data.planning import ALREADY_COLLECTED, DAILY_TIMEFRAME, session_timestamp
 from ibkr_market_data.repository import RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
-from ibkr_market_data.settings import IBKR_CONN_ID
-from ibkr_market_data.tasks.daily import (
-    DRY_RUN_LATENCY_SECONDS,
-    PermanentFailure,
-    _as_list,
-    _names,
-    market_db,
-    selected_exchanges,
-)
+from ibkr_market_data.tasks.common import PermanentFailure, as_name_list, ib_session, market_db, names
+from ibkr_market_data.tasks.daily import DRY_RUN_LATENCY_SECONDS, selected_exchanges
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +60,7 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
         start=start,
         end=end,
         exchanges=tuple(selected_exchanges(params)),
-        symbols=tuple(_as_list(params.get("symbols"))),
+        symbols=tuple(as_name_list(params.get("symbols"))),
         dry_run=bool(params.get("dry_run")),
     )
 
@@ -197,43 +190,18 @@ def _log_dry_run(report: GapReport, rows: Mapping[int, SymbolRow]) -> None:
     )
 
 
-def _ibkr_hook(pg: Any, lease_conn: Any) -> Any:
-    """An IbkrHook whose client ids and small-bar pacing (head timestamps) are shared through PostgreSQL."""
-    from ibkr_market_data.client_ids import PostgresClientIdLease
-    from ibkr_market_data.hooks.ibkr import IbkrHook
-    from ibkr_market_data.pacing import PostgresPacer
-
-    hook = IbkrHook(IBKR_CONN_ID, pacer=PostgresPacer(pg.get_conn))
-    hook.client_id_lease = PostgresClientIdLease(lease_conn, hook.first_client_id, hook.client_id_range)
-    return hook
-
-
 def collect_gap(gap: Mapping[str, Any], run: RunContext, now: dt.datetime | None = None) -> dict[str, object]:
     """Fill one symbol's gaps; raises PermanentFailure, or CollectionFailed when a retry may help."""
-    from ibkr_market_data.collect import CollectionFailed
-
-    pg = market_db()
-    lease_conn = pg.get_conn()
-    lease_conn.autocommit = True
-    conn = pg.get_conn()
-    try:
-        with _ibkr_hook(pg, lease_conn) as hook:
-            outcome = fill_symbol_gaps(
-                conn,
-                hook,
-                SymbolRow(**gap["row"]),
-                dt.date.fromisoformat(str(gap["start"])),
-                dt.date.fromisoformat(str(gap["end"])),
-                run,
-                _now(now),
-            )
-    except CollectionFailed as exc:
-        if not exc.retryable:
-            raise PermanentFailure(str(exc)) from exc
-        raise
-    finally:
-        conn.close()
-        lease_conn.close()
+    with ib_session(paced=True) as (conn, hook):
+        outcome = fill_symbol_gaps(
+            conn,
+            hook,
+            SymbolRow(**gap["row"]),
+            dt.date.fromisoformat(str(gap["start"])),
+            dt.date.fromisoformat(str(gap["end"])),
+            run,
+            _now(now),
+        )
     return outcome.to_dict()
 
 
@@ -396,9 +364,9 @@ def summarize(
         log.error("%s failed (IB code %s): %s", symbol, code, reason)
     problems = []
     if failures:
-        problems.append(f"{len(failures)} symbols failed: {_names(row[0] for row in failures)}")
+        problems.append(f"{len(failures)} symbols failed: {names(row[0] for row in failures)}")
     if missing:
-        problems.append(f"{len(missing)} symbols with gaps have no outcome: {_names(missing)}")
+        problems.append(f"{len(missing)} symbols with gaps have no outcome: {names(missing)}")
     if problems:
         raise PermanentFailure(f"Backfill {request.start}..{request.end}: " + "; ".join(problems))
     return {**counts, **totals}

@@ -16,7 +16,8 @@ from ibkr_market_data.pacing import minimum_duration
 from ibkr_market_data.planning import DAILY_TIMEFRAME, CollectionTarget, plan_daily, session_timestamp
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, resolve_trading_date
-from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
+from ibkr_market_data.settings import DAILY_EXCHANGES
+from ibkr_market_data.tasks.common import PermanentFailure, as_name_list, ib_session, market_db, names
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +25,8 @@ log = logging.getLogger(__name__)
 DRY_RUN_LATENCY_SECONDS = 0.2
 
 
-class PermanentFailure(Exception):
-    """A failure that a retry cannot mend; the task raises it as AirflowFailException."""
-
-
-def market_db() -> Any:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID)
-
-
-def _as_list(value: object) -> list[str]:
-    """A param given as a list, or as one comma-separated string, as clean upper-case names."""
-    if value is None or value == "":
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
-    return [str(item).strip().upper() for item in items if str(item).strip()]
-
-
 def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
-    exchanges = _as_list(params.get("exchanges")) or list(DAILY_EXCHANGES)
+    exchanges = as_name_list(params.get("exchanges")) or list(DAILY_EXCHANGES)
     unknown = sorted(set(exchanges) - set(DAILY_EXCHANGES))
     if unknown:
         raise InvalidRunParamError(
@@ -82,7 +65,7 @@ def plan(
 ) -> list[dict[str, object]]:
     """Targets for the mapped collect task; logs the skips (not in a dry run)."""
     day = dt.date.fromisoformat(trading_date)
-    wanted_symbols = _as_list(params.get("symbols"))
+    wanted_symbols = as_name_list(params.get("symbols"))
     priority = str(params.get("priority") or "all")
     dry_run = bool(params.get("dry_run"))
     conn = market_db().get_conn()
@@ -148,27 +131,11 @@ def plan(
 
 def collect(target_data: Mapping[str, object], run: RunContext) -> dict[str, object]:
     """Collect one target; raises PermanentFailure or CollectionFailed (retryable)."""
-    from ibkr_market_data.client_ids import PostgresClientIdLease
-    from ibkr_market_data.collect import CollectionFailed, collect_target
-    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.collect import collect_target
 
     target = CollectionTarget.from_dict(dict(target_data))
-    pg = market_db()
-    lease_conn = pg.get_conn()
-    lease_conn.autocommit = True
-    conn = pg.get_conn()
-    try:
-        ibkr = IbkrHook(IBKR_CONN_ID)
-        ibkr.client_id_lease = PostgresClientIdLease(lease_conn, ibkr.first_client_id, ibkr.client_id_range)
-        with ibkr:
-            outcome = collect_target(conn, ibkr, target, run)
-    except CollectionFailed as exc:
-        if not exc.retryable:
-            raise PermanentFailure(str(exc)) from exc
-        raise
-    finally:
-        conn.close()
-        lease_conn.close()
+    with ib_session() as (conn, ibkr):
+        outcome = collect_target(conn, ibkr, target, run)
     return {"symbol": outcome.symbol, "status": outcome.status, "records": outcome.records_collected}
 
 
@@ -200,15 +167,9 @@ def summarize(
         log.error("%s failed (IB code %s): %s", symbol, code, reason)
     problems = []
     if failures:
-        problems.append(f"{len(failures)} symbols failed: {_names(row[0] for row in failures)}")
+        problems.append(f"{len(failures)} symbols failed: {names(row[0] for row in failures)}")
     if missing:
-        problems.append(f"{len(missing)} planned symbols have no outcome: {_names(missing)}")
+        problems.append(f"{len(missing)} planned symbols have no outcome: {names(missing)}")
     if problems:
         raise PermanentFailure(f"Trading date {trading_date}: " + "; ".join(problems))
     return counts
-
-
-def _names(symbols: Sequence[str] | Any, limit: int = 20) -> str:
-    names = list(symbols)
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more

@@ -1,0 +1,62 @@
+"""What the daily and backfill task bodies share: the database, the IB session, failure classes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ibkr_market_data.settings import IBKR_CONN_ID, MARKET_DATA_CONN_ID
+
+
+class PermanentFailure(Exception):
+    """A failure that a retry cannot mend; the task raises it as AirflowFailException."""
+
+
+def market_db() -> Any:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID)
+
+
+def as_name_list(value: object) -> list[str]:
+    """A param given as a list, or as one comma-separated string, as clean upper-case names."""
+    if value is None or value == "":
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    return [str(item).strip().upper() for item in items if str(item).strip()]
+
+
+def names(symbols: Iterable[str], limit: int = 20) -> str:
+    """``A, B, C and 12 more``: symbol lists for log lines and errors."""
+    listed = list(symbols)
+    more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
+    return ", ".join(listed[:limit]) + more
+
+
+@contextmanager
+def ib_session(paced: bool = False) -> Iterator[tuple[Any, Any]]:
+    """A market-data connection and an IbkrHook whose client id is leased on that connection.
+
+    The lease is a session-level advisory lock, so it holds across the connection's commits and
+    rollbacks and dies with it. ``paced``: small-bar and head-timestamp requests wait their turn
+    in the shared pacing ledger. A CollectionFailed that no retry can mend becomes PermanentFailure.
+    """
+    from ibkr_market_data.client_ids import PostgresClientIdLease
+    from ibkr_market_data.collect import CollectionFailed
+    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.pacing import PostgresPacer
+
+    pg = market_db()
+    conn = pg.get_conn()
+    try:
+        hook = IbkrHook(IBKR_CONN_ID, pacer=PostgresPacer(pg.get_conn) if paced else None)
+        hook.client_id_lease = PostgresClientIdLease(conn, hook.first_client_id, hook.client_id_range)
+        with hook:
+            yield conn, hook
+    except CollectionFailed as exc:
+        if not exc.retryable:
+            raise PermanentFailure(str(exc)) from exc
+        raise
+    finally:
+        conn.close()
