@@ -5,6 +5,14 @@ replace ``ib_insync`` by changing the import below. Importing this module costs 
 import it inside functions on the task path, never at DAG-parse time.
 """
 
+import logging
+
 from ib_insync import IB, BarData, Contract, ContractDetails, RequestError, util
 
 __all__ = ["IB", "BarData", "Contract", "ContractDetails", "RequestError", "util"]
+
+# The client logs each step of every connect at INFO (eight lines per task); the hook logs the
+# decisions that matter. Keep the client's warnings and errors unless logging was configured for it.
+_client_log = logging.getLogger("ib_insync")
+if _client_log.level == logging.NOTSET:
+    _client_log.setLevel(logging.WARNING)
