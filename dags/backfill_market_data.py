@@ -26,17 +26,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_POOL
-
-
-def _run_context():
-    from ibkr_market_data.repository import RunContext
-
-    context = get_current_context()
-    return RunContext(
-        dag_id=context["dag"].dag_id,
-        run_id=context["run_id"],
-        try_number=context["ti"].try_number,
-    )
+from ibkr_market_data.tasks.common import failing_without_retry, run_context
 
 
 @dag(
@@ -100,30 +90,22 @@ def backfill_market_data():
     def find_gaps(request: dict) -> list[dict]:
         from ibkr_market_data.tasks import backfill
 
-        return backfill.find_gaps(request, _run_context())
+        return backfill.find_gaps(request, run_context())
 
     @task(pool=IBKR_POOL, map_index_template="{{ symbol }}")
     def collect_gap(gap: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from ibkr_market_data.tasks import backfill
 
         get_current_context()["symbol"] = gap["symbol"]  # type: ignore[typeddict-unknown-key]
-        try:
-            return backfill.collect_gap(gap, _run_context())
-        except backfill.PermanentFailure as exc:
-            raise AirflowFailException(str(exc)) from exc
+        with failing_without_retry():
+            return backfill.collect_gap(gap, run_context())
 
     @task(trigger_rule="all_done", retries=0)
     def summary(request: dict, gaps: list[dict]) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from ibkr_market_data.tasks import backfill
 
-        try:
-            return backfill.summarize(request, gaps, _run_context())
-        except backfill.PermanentFailure as exc:
-            raise AirflowFailException(str(exc)) from exc
+        with failing_without_retry():
+            return backfill.summarize(request, gaps, run_context())
 
     request = validate()
     gaps = find_gaps(request)

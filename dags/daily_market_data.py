@@ -20,18 +20,8 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_EXCHANGES, IBKR_POOL
+from ibkr_market_data.tasks.common import failing_without_retry, run_context
 from ibkr_market_data.timetables import ExchangeSessionTimetable
-
-
-def _run_context():
-    from ibkr_market_data.repository import RunContext
-
-    context = get_current_context()
-    return RunContext(
-        dag_id=context["dag"].dag_id,
-        run_id=context["run_id"],
-        try_number=context["ti"].try_number,
-    )
 
 
 @dag(
@@ -100,30 +90,22 @@ def daily_market_data():
     def plan(trading_date: str) -> list[dict]:
         from ibkr_market_data.tasks import daily
 
-        return daily.plan(trading_date, get_current_context()["params"], _run_context())
+        return daily.plan(trading_date, get_current_context()["params"], run_context())
 
     @task(pool=IBKR_POOL, map_index_template="{{ symbol }}")
     def collect(target: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from ibkr_market_data.tasks import daily
 
         get_current_context()["symbol"] = target["symbol"]  # type: ignore[typeddict-unknown-key]
-        try:
-            return daily.collect(target, _run_context())
-        except daily.PermanentFailure as exc:
-            raise AirflowFailException(str(exc)) from exc
+        with failing_without_retry():
+            return daily.collect(target, run_context())
 
     @task(trigger_rule="all_done", retries=0)
     def summary(trading_date: str, targets: list[dict]) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from ibkr_market_data.tasks import daily
 
-        try:
-            return daily.summarize(trading_date, targets, get_current_context()["params"], _run_context())
-        except daily.PermanentFailure as exc:
-            raise AirflowFailException(str(exc)) from exc
+        with failing_without_retry():
+            return daily.summarize(trading_date, targets, get_current_context()["params"], run_context())
 
     trading_date = resolve_date()
     targets = plan(trading_date)

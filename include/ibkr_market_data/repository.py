@@ -569,20 +569,7 @@ def _copy_new_bars(cursor: Any, symbol_id: int, timeframe: str, bars: Sequence[B
         " FROM STDIN"
     ) as copy:
         for bar in bars:
-            copy.write_row(
-                (
-                    symbol_id,
-                    timeframe,
-                    bar.timestamp,
-                    bar.open,
-                    bar.high,
-                    bar.low,
-                    bar.close,
-                    bar.volume,
-                    bar.wap,
-                    bar.bar_count,
-                )
-            )
+            copy.write_row((symbol_id, timeframe, *_bar_row(bar)))
 
 
 def run_backfill_totals(conn: Any, dag_id: str, run_id: str) -> dict[str, int]:

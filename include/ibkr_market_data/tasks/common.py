@@ -34,6 +34,29 @@ def names(symbols: Iterable[str], limit: int = 20) -> str:
     return ", ".join(listed[:limit]) + more
 
 
+def run_context() -> Any:
+    """The ``RunContext`` (dag, run, try) of the task instance running now."""
+    from airflow.sdk import get_current_context
+
+    from ibkr_market_data.repository import RunContext
+
+    context = get_current_context()
+    return RunContext(
+        dag_id=context["dag"].dag_id, run_id=context["run_id"], try_number=context["ti"].try_number
+    )
+
+
+@contextmanager
+def failing_without_retry() -> Iterator[None]:
+    """Turn PermanentFailure into Airflow's AirflowFailException: the task fails at once, no retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except PermanentFailure as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 @contextmanager
 def ib_session(paced: bool = False) -> Iterator[tuple[Any, Any]]:
     """A market-data connection and an IbkrHook whose client id is leased on that connection.
