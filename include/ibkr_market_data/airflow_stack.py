@@ -156,6 +156,15 @@ class AirflowStack:
             raise AirflowStackError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:2000]!r}") from exc
         return json.loads(payload) if payload else None
 
+    def _exists(self, path: str) -> bool:
+        try:
+            self._request("GET", path)
+        except AirflowStackError as exc:
+            if "HTTP 404" in str(exc):
+                return False
+            raise
+        return True
+
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
         def parsed() -> Any:
             try:
@@ -174,9 +183,9 @@ class AirflowStack:
                 "description": spec.get("description"),
                 "include_deferred": spec.get("include_deferred", False),
             }
-            try:
+            if self._exists(f"/api/v2/pools/{name}"):
                 self._request("PATCH", f"/api/v2/pools/{name}", body)
-            except AirflowStackError:
+            else:
                 self._request("POST", "/api/v2/pools", {"name": name, **body})
         return sorted(pools)
 
@@ -185,9 +194,7 @@ class AirflowStack:
         connections = json.loads(Path(connections_file).read_text())
         created = []
         for conn_id, fields in connections.items():
-            try:
-                self._request("GET", f"/api/v2/connections/{conn_id}")
-            except AirflowStackError:
+            if not self._exists(f"/api/v2/connections/{conn_id}"):
                 self._request("POST", "/api/v2/connections", {"connection_id": conn_id, **fields})
                 created.append(conn_id)
         return created

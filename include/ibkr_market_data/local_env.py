@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = REPO_ROOT / ".local"
 MARKET_DATA_DATABASE = "market_data"
+AIRFLOW_METADATA_DATABASE = "airflow_metadata"
 
 
 def configure_airflow(home: Path | None = None) -> Path:
@@ -43,6 +44,15 @@ def ensure_market_db() -> str:
     os.environ["AIRFLOW_CONN_MARKET_DATA_DB"] = url
     log.info("market_data_db: %s", url.split("@")[-1])
     return url
+
+
+def airflow_metadata_url() -> str:
+    """SQLAlchemy URL of database ``airflow_metadata`` on the local stack's PostgreSQL, created if missing."""
+    from ibkr_market_data.schema import sqlalchemy_url
+
+    return sqlalchemy_url(
+        local_postgres.ensure_database(local_postgres.server_url(), AIRFLOW_METADATA_DATABASE)
+    )
 
 
 def ensure_ibkr(port: int = 0, seed: int = 42) -> Any:

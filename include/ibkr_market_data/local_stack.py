@@ -4,7 +4,9 @@
 2. PostgreSQL: the ``market_data_db`` connection's server if configured, else database ``market_data``
    on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
 3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
-   ``pools.json`` and the connections of ``connections.json``.
+   ``pools.json`` and the connections of ``connections.json``; its metadata in database
+   ``airflow_metadata`` on the same PostgreSQL server (SQLite locks up under the scheduler, the
+   DAG processor and the API writing at once), unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
 4. The daily DAG unpaused and triggered for the latest completed trading date; its summary printed.
 
 Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM (from `timeout`, a supervisor) must unwind like Ctrl-C so the stack is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
+    configured_metadata = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")  # before the defaults
     home = local_env.configure_airflow()
     simulator = local_env.ensure_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002")))
     from ibkr_market_data import cli
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.load_symbols()  # migrates first
         url = local_env.ensure_market_db()
+        metadata_url = configured_metadata or local_env.airflow_metadata_url()
         stack = AirflowStack(
             home,
             port=args.port,
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 "AIRFLOW_CONN_IBKR_DEFAULT": os.environ["AIRFLOW_CONN_IBKR_DEFAULT"],
                 "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             },
         )
         print(f"Starting Airflow in {home} (log: {home / 'standalone.log'}); the UI answers in ~40 s")
