@@ -218,14 +218,8 @@ def _retrying(call: Any, what: str, attempts: int = 5) -> Any:
 
 
 def _task_instances(stack: AirflowStack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Every task instance of the run, page by page: the API caps a page at ``maximum_page_limit`` (100)."""
-    instances: list[dict[str, Any]] = []
-    while True:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(instances)}"
-        page = _retrying(lambda path=path: stack._request("GET", path), "Listing task instances")
-        instances += page["task_instances"]
-        if not page["task_instances"] or len(instances) >= page["total_entries"]:
-            return instances
+    """Every task instance of the run (``AirflowStack.task_instances`` pages through them)."""
+    return _retrying(lambda: stack.task_instances(dag_id, run_id), "Listing task instances")
 
 
 def _wait_finished(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, Any]:

@@ -231,6 +231,13 @@ class AirflowStack:
         return _wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")[
-            "task_instances"
-        ]
+        """Every task instance of the run (the API pages at 100, so this reads page after page)."""
+        instances: list[dict[str, Any]] = []
+        while True:
+            page = self._request(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(instances)}",
+            )
+            instances += page["task_instances"]
+            if not page["task_instances"] or len(instances) >= page["total_entries"]:
+                return instances
