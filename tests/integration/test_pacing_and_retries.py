@@ -11,6 +11,7 @@ from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.pacing import PacingRules, PostgresPacer
 from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
+from ibkr_market_data.tasks.common import PermanentFailure
 
 # IB's rules compressed ~200x, in the simulator and in our pacer alike.
 COMPRESSED = dict(
@@ -92,7 +93,7 @@ def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn
 
 def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connection):
     ibkr_connection.faults.set("AAPL", no_permission=True)
-    with pytest.raises(daily.PermanentFailure, match="354"):
+    with pytest.raises(PermanentFailure, match="354"):
         daily.collect(aapl_target, RunContext("daily_market_data", "manual__perm", try_number=1))
     assert db_conn.execute("SELECT status, error_code FROM collection_logs").fetchall() == [("failed", 354)]
     assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0

@@ -31,7 +31,7 @@ from ibkr_market_data.pacing import minimum_duration
 from ibkr_market_data.planning import ALREADY_COLLECTED, DAILY_TIMEFRAME, session_timestamp
 from ibkr_market_data.repository import RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
-from ibkr_market_data.tasks.common import PermanentFailure, as_name_list, ib_session, market_db, names
+from ibkr_market_data.tasks.common import as_name_list, fail_on_problems, ib_session, market_db
 from ibkr_market_data.tasks.daily import DRY_RUN_LATENCY_SECONDS, selected_exchanges
 
 log = logging.getLogger(__name__)
@@ -360,13 +360,5 @@ def summarize(
         totals["bars_revised"],
         totals["no_data_sessions"],
     )
-    for symbol, reason, code in failures:
-        log.error("%s failed (IB code %s): %s", symbol, code, reason)
-    problems = []
-    if failures:
-        problems.append(f"{len(failures)} symbols failed: {names(row[0] for row in failures)}")
-    if missing:
-        problems.append(f"{len(missing)} symbols with gaps have no outcome: {names(missing)}")
-    if problems:
-        raise PermanentFailure(f"Backfill {request.start}..{request.end}: " + "; ".join(problems))
+    fail_on_problems(f"Backfill {request.start}..{request.end}", failures, missing, "symbols with gaps")
     return {**counts, **totals}

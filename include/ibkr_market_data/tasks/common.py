@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ibkr_market_data.settings import IBKR_CONN_ID, MARKET_DATA_CONN_ID
+
+log = logging.getLogger(__name__)
 
 
 class PermanentFailure(Exception):
@@ -32,6 +35,29 @@ def names(symbols: Iterable[str], limit: int = 20) -> str:
     listed = list(symbols)
     more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
     return ", ".join(listed[:limit]) + more
+
+
+def fail_on_problems(
+    what: str,
+    failures: Iterable[tuple[str, str, int | None]],
+    unfinished: Iterable[str],
+    unfinished_label: str,
+) -> None:
+    """Log each failed symbol; raise PermanentFailure naming the failed and the unfinished ones.
+
+    ``failures`` are (symbol, reason, IB code); ``unfinished`` are symbols planned but with no final
+    status in ``collection_logs`` (their task never ran to the end).
+    """
+    failures, unfinished = list(failures), list(unfinished)
+    for symbol, reason, code in failures:
+        log.error("%s failed (IB code %s): %s", symbol, code, reason)
+    problems = []
+    if failures:
+        problems.append(f"{len(failures)} symbols failed: {names(row[0] for row in failures)}")
+    if unfinished:
+        problems.append(f"{len(unfinished)} {unfinished_label} have no outcome: {names(unfinished)}")
+    if problems:
+        raise PermanentFailure(f"{what}: " + "; ".join(problems))
 
 
 def run_context() -> Any:

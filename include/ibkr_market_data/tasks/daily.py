@@ -17,7 +17,7 @@ from ibkr_market_data.planning import DAILY_TIMEFRAME, CollectionTarget, plan_da
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, resolve_trading_date
 from ibkr_market_data.settings import DAILY_EXCHANGES
-from ibkr_market_data.tasks.common import PermanentFailure, as_name_list, ib_session, market_db, names
+from ibkr_market_data.tasks.common import as_name_list, fail_on_problems, ib_session, market_db
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +163,5 @@ def summarize(
         trading_date,
         ", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "nothing to do",
     )
-    for symbol, reason, code in failures:
-        log.error("%s failed (IB code %s): %s", symbol, code, reason)
-    problems = []
-    if failures:
-        problems.append(f"{len(failures)} symbols failed: {names(row[0] for row in failures)}")
-    if missing:
-        problems.append(f"{len(missing)} planned symbols have no outcome: {names(missing)}")
-    if problems:
-        raise PermanentFailure(f"Trading date {trading_date}: " + "; ".join(problems))
+    fail_on_problems(f"Trading date {trading_date}", failures, missing, "planned symbols")
     return counts
