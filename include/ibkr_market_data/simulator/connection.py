@@ -241,8 +241,9 @@ class ClientConnection(asyncio.Protocol):
         return self.simulator.request_log.add(record)
 
     def _fail(self, record: RequestRecord, error: IbError) -> None:
-        self._send_error(record.req_id, error)
+        # Record before answering: once the client has the answer, the log must already say so.
         self.simulator.request_log.finish(record, f"error:{error.code}", error.code, error.message)
+        self._send_error(record.req_id, error)
 
     def _forget(self, req_id: int, pending: _OpenRequest) -> None:
         self._open.pop(req_id, None)
@@ -330,8 +331,8 @@ class ClientConnection(asyncio.Protocol):
             return
         for contract in matches:
             self._send(*contract_details_fields(record.req_id, contract, query.exchange or contract.exchange))
-        self._send(OutgoingMessage.CONTRACT_DETAILS_END, 1, record.req_id)
         self.simulator.request_log.finish(record, f"details:{len(matches)}")
+        self._send(OutgoingMessage.CONTRACT_DETAILS_END, 1, record.req_id)
 
     # -- historical data -------------------------------------------------------------------------
 
@@ -429,9 +430,9 @@ class ClientConnection(asyncio.Protocol):
         ]
         for bar in answer.bars:
             fields.extend(bar)
+        simulator.request_log.finish(record, f"bars:{len(answer.bars)}")
         if not self._closed and self._transport is not None:
             self._transport.write(encode_frame(fields))
-        simulator.request_log.finish(record, f"bars:{len(answer.bars)}")
 
     def _on_cancel_historical_data(self, fields: list[str]) -> None:
         req_id = messages.decode_cancel_historical_data(fields)
@@ -493,8 +494,8 @@ class ClientConnection(asyncio.Protocol):
             )
             return
         text = history.head_timestamp_text(self.simulator.model, contract, request.format_date)
-        self._send(OutgoingMessage.HEAD_TIMESTAMP, record.req_id, text)
         self.simulator.request_log.finish(record, "timestamp")
+        self._send(OutgoingMessage.HEAD_TIMESTAMP, record.req_id, text)
 
     def _on_cancel_head_timestamp(self, fields: list[str]) -> None:
         req_id = messages.decode_cancel_head_timestamp(fields)
