@@ -8,6 +8,7 @@ its own session and signalled as a process group; new DAG files are seen at the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -120,14 +121,29 @@ class AirflowStack:
         return health.get("scheduler", {}).get("status") == "healthy"
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM the whole process group; whatever is still alive 30 s after the leader gets SIGKILL."""
+        if self.process is None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        group = self.process.pid
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except ProcessLookupError:
+            return
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+            pass
+        # A scheduler can outlive standalone itself while it finishes its loop.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self.process.wait(timeout=30)
 
     def __enter__(self) -> AirflowStack:
         self.start()
