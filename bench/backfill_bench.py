@@ -150,19 +150,7 @@ def _in_threads(work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 def _year_of_bars(simulator: Any, symbols: Sequence[str]) -> dict[str, list[Bar]]:
     return {
-        symbol: [
-            Bar(
-                dt.datetime.combine(b.date, dt.time()),
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
-                b.wap,
-                b.bar_count,
-            )
-            for b in simulator.model.daily_bars(symbol, YEAR_START, YEAR_END)
-        ]
+        symbol: [b.as_stored_bar() for b in simulator.model.daily_bars(symbol, YEAR_START, YEAR_END)]
         for symbol in symbols
     }
 

@@ -43,17 +43,7 @@ def d(text):
 
 
 def sim_bar(simulator, symbol, day):
-    bar = simulator.model.daily_bar(symbol, day)
-    return Bar(
-        dt.datetime.combine(day, dt.time()),
-        bar.open,
-        bar.high,
-        bar.low,
-        bar.close,
-        bar.volume,
-        bar.wap,
-        bar.bar_count,
-    )
+    return simulator.model.daily_bar(symbol, day).as_stored_bar()
 
 
 def store(url, symbol, bars):

@@ -6,7 +6,6 @@ import psycopg
 import pytest
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import Bar
 from tests.fixtures.airflow_stack import STACK_UNIVERSE
 
 pytestmark = pytest.mark.scheduler
@@ -26,20 +25,10 @@ def test_backfill_create_runs_each_trading_date_and_fetches_only_what_it_misses(
     airflow_stack, stack_market_db, stack_simulator
 ):
     airflow_stack.wait_for_dag(DAG_ID)
-    already_stored = stack_simulator.model.daily_bar("AAPL", dt.date(2025, 1, 21))
+    already_stored = stack_simulator.model.daily_bar("AAPL", dt.date(2025, 1, 21)).as_stored_bar()
     with psycopg.connect(stack_market_db) as conn:
         [aapl] = repository.select_symbols(conn, symbols=["AAPL"])
-        bar = Bar(
-            dt.datetime(2025, 1, 21),
-            already_stored.open,
-            already_stored.high,
-            already_stored.low,
-            already_stored.close,
-            already_stored.volume,
-            already_stored.wap,
-            already_stored.bar_count,
-        )
-        repository.upsert_bars(conn, aapl.id, "1day", [bar])
+        repository.upsert_bars(conn, aapl.id, "1day", [already_stored])
         conn.commit()
     airflow_stack.unpause(DAG_ID)  # backfill runs stay queued while the DAG is paused
 

@@ -50,6 +50,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from ibkr_market_data import calendars
+from ibkr_market_data.bars import Bar
 from ibkr_market_data.simulator.session_index import SessionIndex, session_index
 from ibkr_market_data.universe import UniverseSymbol, load_universe
 
@@ -138,6 +139,19 @@ class SimBar:
     @property
     def is_valid(self) -> bool:
         return self.low <= min(self.open, self.close) and max(self.open, self.close) <= self.high
+
+    def as_stored_bar(self) -> Bar:
+        """The ``Bar`` the collector stores for this daily bar (tests and benchmarks compare or seed with it)."""
+        return Bar(
+            dt.datetime.combine(self.date, dt.time()),
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.wap,
+            self.bar_count,
+        )
 
 
 @dataclass(frozen=True)
