@@ -112,11 +112,6 @@ class IbkrHook(BaseHook):
         self._ib: IB | None = None
         self.requests_sent = 0
 
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Widgets are declared in the provider's ``conn-fields``; nothing extra here."""
-        return {}
-
     # -- connection lifetime ------------------------------------------------------------------
 
     def get_conn(self) -> IB:
