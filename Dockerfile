@@ -6,7 +6,9 @@ FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:root requirements.txt /opt/ibkr-market-data/requirements.txt
 RUN pip install --no-cache-dir -r /opt/ibkr-market-data/requirements.txt
 
-# The provider package: the IBKR hook, its `ibkr` connection type, the timetable and the simulator.
+# The provider package only (include/ibkr_market_data): the IBKR hook, its `ibkr` connection type,
+# the timetable and the task code. pyproject.toml's package list leaves out the TWS simulator and
+# the local-stack tools that live beside it in include/.
 COPY --chown=airflow:root pyproject.toml /opt/ibkr-market-data/
 COPY --chown=airflow:root include /opt/ibkr-market-data/include
 RUN pip install --no-cache-dir --no-deps /opt/ibkr-market-data

@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 install: $(VENV)/.installed
 
 run: install  ## the local stack: simulator, PostgreSQL, Airflow on :8080, one daily run
-	$(PY) -m ibkr_market_data.local_stack $(ARGS)
+	$(PY) -m ibkr_market_data_dev.local_stack $(ARGS)
 
 test: install  ## the whole suite, against real PostgreSQL and the TWS simulator
 	$(PY) -m pytest
@@ -30,13 +30,13 @@ test-fast: install  ## everything but the real-scheduler runs
 	$(PY) -m pytest -m "not scheduler"
 
 collect: install  ## one daily run in-process: make collect DATE=2025-01-15
-	$(PY) -m ibkr_market_data.cli collect $(if $(DATE),--date $(DATE))
+	$(PY) -m ibkr_market_data_dev.local_cli collect $(if $(DATE),--date $(DATE))
 
 backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-12-31 [DRY_RUN=1]
-	$(PY) -m ibkr_market_data.cli backfill --from $(FROM) --to $(TO) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run)
+	$(PY) -m ibkr_market_data_dev.local_cli backfill --from $(FROM) --to $(TO) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run)
 
 sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
-	$(PY) -m ibkr_market_data.simulator
+	$(PY) -m tws_simulator --universe $(wildcard include/ibkr_market_data/universe/*.csv)
 
 bench: install  ## benchmarks; figures go to bench/results.md
 	$(PY) -m bench.run

@@ -38,9 +38,11 @@ from typing import Any
 
 import psycopg
 
-from ibkr_market_data import calendars, local_postgres, repository, schema
+from ibkr_market_data import calendars, repository, schema
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.repository import RunContext
+from ibkr_market_data_dev import local_postgres
+from ibkr_market_data_dev.simulated_ib import stored_bar
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,9 @@ BENCH_TABLES = ("ib_pacing_ledger", "collection_logs", "bar_revisions", "no_data
 
 def run(results: dict[str, Any]) -> dict[str, Any]:
     """Measure everything above; returns the figures (also stored as ``results["backfill"]``)."""
-    from ibkr_market_data import local_env
-    from ibkr_market_data.simulator.server import SimulatorConfig
-    from ibkr_market_data.simulator.testing import SimulatorThread
+    from ibkr_market_data_dev import local_env
+    from ibkr_market_data_dev.simulated_ib import simulator_config
+    from tws_simulator.testing import SimulatorThread
 
     local_env.configure_airflow()
     started = time.monotonic()
@@ -72,7 +74,7 @@ def run(results: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         schema.upgrade(url)
-        with SimulatorThread(SimulatorConfig(port=0)) as simulator, _environment(url, simulator):
+        with SimulatorThread(simulator_config(port=0)) as simulator, _environment(url, simulator):
             _load_universe(url)
             load_before = os.getloadavg()[0]
             figures["bulk_write"] = measure_bulk_writes(url, simulator)
@@ -150,7 +152,7 @@ def _in_threads(work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 def _year_of_bars(simulator: Any, symbols: Sequence[str]) -> dict[str, list[Bar]]:
     return {
-        symbol: [b.as_stored_bar() for b in simulator.model.daily_bars(symbol, YEAR_START, YEAR_END)]
+        symbol: [stored_bar(b) for b in simulator.model.daily_bars(symbol, YEAR_START, YEAR_END)]
         for symbol in symbols
     }
 

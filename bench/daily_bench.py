@@ -43,10 +43,11 @@ from typing import Any
 import psycopg
 
 from bench.process_tree import TreeMonitor
-from ibkr_market_data import local_postgres, schema
-from ibkr_market_data.airflow_stack import AirflowStack, AirflowStackError
-from ibkr_market_data.local_env import REPO_ROOT
+from ibkr_market_data import schema
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_POOL
+from ibkr_market_data_dev import local_postgres
+from ibkr_market_data_dev.airflow_stack import AirflowStack, AirflowStackError
+from ibkr_market_data_dev.local_env import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +157,10 @@ def _market_db() -> Iterator[str]:
 
 @contextmanager
 def _simulator() -> Iterator[Any]:
-    from ibkr_market_data.simulator.server import SimulatorConfig
-    from ibkr_market_data.simulator.testing import SimulatorThread
+    from ibkr_market_data_dev.simulated_ib import simulator_config
+    from tws_simulator.testing import SimulatorThread
 
-    with SimulatorThread(SimulatorConfig(port=0)) as simulator:
+    with SimulatorThread(simulator_config(port=0)) as simulator:
         yield simulator
 
 

@@ -2,7 +2,7 @@
 
 Sections (``--only`` picks some, comma-separated):
 
-* ``sim``: the TWS simulator's throughput (``ibkr_market_data.simulator.bench``), historical
+* ``sim``: the TWS simulator's throughput (``tws_simulator.bench``), historical
   requests answered per second; goal >= 1,000.
 * ``daily``: the daily run of the whole universe under the real scheduler against the simulator,
   beside a DAG of as many trivial mapped tasks (Airflow's floor, measured in the same run), IB's
@@ -104,11 +104,12 @@ def code_state() -> str:
 
 
 def run_sim(repeats: int) -> dict[str, Any]:
-    from ibkr_market_data.simulator.bench import measure_throughput
+    from ibkr_market_data_dev.simulated_ib import shipped_listings
+    from tws_simulator.bench import measure_throughput
 
     measurements = []
     for repeat in range(repeats):
-        measurement = measure_throughput()
+        measurement = measure_throughput(shipped_listings())
         log.info("Simulator repeat %d: %s requests/s", repeat + 1, measurement["requests_per_second"])
         measurements.append(measurement)
     median = statistics.median(m["requests_per_second"] for m in measurements)

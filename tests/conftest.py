@@ -20,6 +20,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_airflow_home}/
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 pytest_plugins = [
+    "tws_simulator.pytest_plugin",
     "tests.fixtures.postgres",
     "tests.fixtures.simulator",
     "tests.fixtures.airflow_env",

@@ -1,11 +1,14 @@
 """Command line for operators: ``python -m ibkr_market_data.cli {migrate,load-symbols,collect,backfill}``.
 
-``collect --date D`` runs the daily DAG once for D in this process (``dag.test()``), on the
-embedded defaults of ``local_env`` unless connections are configured, prints the summary and exits
-non-zero if the run failed.
+Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``),
+resolved the Airflow way: environment variables, the secrets backend, then the metadata database.
+It never starts a simulator; ``make collect`` / ``make backfill`` run it on this machine's embedded
+defaults through ``ibkr_market_data_dev.local_cli``.
 
-``backfill --from A --to B [--symbols S,T] [--exchanges X,Y] [--dry-run]`` prints the gap report,
-then runs the backfill DAG once in-process the same way; bad input exits 2 before any request.
+``collect --date D`` runs the daily DAG once for D in this process (``dag.test()``), prints the
+summary and exits 1 if the run failed. ``backfill --from A --to B [--symbols S,T] [--exchanges X,Y]
+[--dry-run]`` prints the gap report, then runs the backfill DAG once in-process the same way. Bad
+input ends either at once with one ``error:`` line naming it and exit status 2, before any request.
 """
 
 from __future__ import annotations
@@ -15,31 +18,44 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
-from ibkr_market_data import local_env
+from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
+
+if TYPE_CHECKING:
+    import psycopg
+    from airflow.sdk import DAG
 
 log = logging.getLogger("ibkr_market_data.cli")
 
 
-def migrate() -> str:
+class BadInput(ValueError):
+    """A command-line value is unusable; the message names it. Ends the command with exit 2."""
+
+
+def market_db_connection() -> psycopg.Connection:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    # The provider types get_conn() as a psycopg2/psycopg 3 union; this deployment runs psycopg 3.
+    return cast("psycopg.Connection", PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_conn())
+
+
+def migrate() -> None:
+    """Bring the market-data database to the latest schema."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
     from ibkr_market_data import schema
 
-    url = local_env.ensure_market_db()
-    schema.upgrade(url)
-    return url
+    schema.upgrade(PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_uri())
 
 
 def load_symbols() -> int:
     """Migrate, load the universe and resolve contracts through IB; returns the unresolved count."""
-    import psycopg
-
     from ibkr_market_data.hooks.ibkr import IbkrHook
-    from ibkr_market_data.settings import IBKR_CONN_ID
     from ibkr_market_data.symbols import load_symbols as load
 
-    url = migrate()
-    with psycopg.connect(url) as conn, IbkrHook(IBKR_CONN_ID) as hook:
+    migrate()
+    with market_db_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook)
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
@@ -50,12 +66,10 @@ def load_symbols() -> int:
     return len(report.unresolved)
 
 
-def print_run_summary(url: str, dag_id: str, run_id: str) -> None:
-    import psycopg
-
+def print_run_summary(dag_id: str, run_id: str) -> None:
     from ibkr_market_data import repository
 
-    with psycopg.connect(url) as conn:
+    with market_db_connection() as conn:
         counts = repository.run_summary(conn, dag_id, run_id)
         failures = repository.run_failures(conn, dag_id, run_id)
         bars = repository.run_records_collected(conn, dag_id, run_id)
@@ -68,52 +82,61 @@ def print_run_summary(url: str, dag_id: str, run_id: str) -> None:
         print(f"  failed {symbol} (IB code {code}): {reason}")
 
 
-def ensure_symbols(url: str) -> None:
+def ensure_symbols() -> None:
     """Load and resolve the universe if no symbol is active yet."""
-    import psycopg
-
     from ibkr_market_data import repository
 
-    with psycopg.connect(url) as conn:
+    migrate()
+    with market_db_connection() as conn:
         loaded = repository.has_active_symbols(conn)
     if not loaded:
         load_symbols()
 
 
-def load_dag(dag_id: str) -> Any:
-    """The DAG ``dag_id`` from ``dags/<dag_id>.py``, with Airflow's metadata schema in place for ``dag.test()``."""
+def load_dag(dag_id: str) -> DAG:
+    """The DAG ``dag_id`` from the configured DAGs folder, with Airflow's metadata schema in place for ``dag.test()``."""
+    from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
     db.initdb()
-    return DagBag(dag_folder=str(local_env.REPO_ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
+    dag = DagBag(dag_folder=conf.get("core", "dags_folder")).get_dag(dag_id)
+    if dag is None:
+        raise RuntimeError(f"DAG {dag_id} is not in {conf.get('core', 'dags_folder')}")
+    return dag
+
+
+def check_collect_date(date: str | None, now: dt.datetime) -> None:
+    """Refuse a malformed, future or non-trading ``--date`` before anything is migrated or requested."""
+    from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, parse_date_param
+
+    try:
+        day = parse_date_param(date)
+        if day is not None:
+            check_trading_date(day, DAILY_EXCHANGES, now)
+    except InvalidRunParamError as exc:
+        raise BadInput(str(exc).replace("Param 'date'", "--date")) from None
 
 
 def collect(date: str | None, dry_run: bool = False) -> int:
-    local_env.configure_airflow()
-    simulator = local_env.ensure_ibkr()
-    try:
-        url = migrate()
-        ensure_symbols(url)
-        dag = load_dag("daily_market_data")
-        conf: dict[str, object] = {"dry_run": dry_run}
-        if date:
-            conf["date"] = date
-        dag_run = dag.test(run_conf=conf)
-        print_run_summary(url, dag.dag_id, dag_run.run_id)
-        print(f"state: {dag_run.state}")
-        return 0 if str(dag_run.state) == "success" else 1
-    finally:
-        if simulator is not None:
-            simulator.__exit__(None, None, None)
+    check_collect_date(date, dt.datetime.now(dt.UTC))
+    ensure_symbols()
+    dag = load_dag("daily_market_data")
+    conf: dict[str, object] = {"dry_run": dry_run}
+    if date:
+        conf["date"] = date
+    dag_run = dag.test(run_conf=conf)
+    print_run_summary(dag.dag_id, dag_run.run_id)
+    print(f"state: {dag_run.state}")
+    return 0 if str(dag_run.state) == "success" else 1
 
 
 def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_run: bool = False) -> int:
     """Print the gap report, run the backfill DAG once in-process, print its summary.
 
-    Returns 0 on success, 1 if the run failed, 2 on bad input (nothing sent).
+    Returns 0 on success, 1 if the run failed; raises BadInput (exit 2) before any request.
     """
-    local_env.configure_airflow()
+    from ibkr_market_data import repository
     from ibkr_market_data.run_dates import InvalidRunParamError
     from ibkr_market_data.tasks import backfill as tasks
     from ibkr_market_data.tasks.common import as_name_list
@@ -128,48 +151,34 @@ def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_r
     try:
         request = tasks.check_params(params)
     except InvalidRunParamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    simulator = local_env.ensure_ibkr()
-    try:
-        url = migrate()
-        ensure_symbols(url)
-        import psycopg
-
-        with psycopg.connect(url) as conn:
-            try:
-                tasks.check_symbols(conn, request)
-            except InvalidRunParamError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            report, _ = tasks.gap_report(conn, request, dt.datetime.now(dt.UTC))
-        for line in report.lines():
-            print(line)
-        if dry_run:
-            totals = report.totals()
-            print(
-                f"dry run: would send {totals['requests']} requests for {totals['symbols_with_gaps']} symbols"
-            )
-        dag = load_dag("backfill_market_data")
-        dag_run = dag.test(run_conf=params)
-        if not dry_run:
-            print_run_summary(url, dag.dag_id, dag_run.run_id)
-            with psycopg.connect(url) as conn:
-                from ibkr_market_data import repository
-
-                totals = repository.run_backfill_totals(conn, dag.dag_id, dag_run.run_id)
-            print(
-                f"requests sent {totals['requests_sent']}, bars collected {totals['bars_collected']}, "
-                f"revised {totals['bars_revised']}, sessions without data at IB {totals['no_data_sessions']}"
-            )
-        print(f"state: {dag_run.state}")
-        return 0 if str(dag_run.state) == "success" else 1
-    finally:
-        if simulator is not None:
-            simulator.__exit__(None, None, None)
+        raise BadInput(str(exc)) from None
+    ensure_symbols()
+    with market_db_connection() as conn:
+        try:
+            tasks.check_symbols(conn, request)
+        except InvalidRunParamError as exc:
+            raise BadInput(str(exc)) from None
+        report, _ = tasks.gap_report(conn, request, dt.datetime.now(dt.UTC))
+    for line in report.lines():
+        print(line)
+    if dry_run:
+        totals = report.totals()
+        print(f"dry run: would send {totals['requests']} requests for {totals['symbols_with_gaps']} symbols")
+    dag = load_dag("backfill_market_data")
+    dag_run = dag.test(run_conf=params)
+    if not dry_run:
+        print_run_summary(dag.dag_id, dag_run.run_id)
+        with market_db_connection() as conn:
+            run_totals = repository.run_backfill_totals(conn, dag.dag_id, dag_run.run_id)
+        print(
+            f"requests sent {run_totals['requests_sent']}, bars collected {run_totals['bars_collected']}, "
+            f"revised {run_totals['bars_revised']}, sessions without data at IB {run_totals['no_data_sessions']}"
+        )
+    print(f"state: {dag_run.state}")
+    return 0 if str(dag_run.state) == "success" else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ibkr_market_data.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the schema migrations to market_data_db")
@@ -189,24 +198,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     backfill_parser.add_argument(
         "--dry-run", action="store_true", help="print the gap report and requests only"
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "migrate":
-        local_env.configure_airflow()
-        migrate()
-        return 0
-    if args.command == "load-symbols":
-        local_env.configure_airflow()
-        simulator = local_env.ensure_ibkr()
+    return parser
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse bad values of the parsed command before anything is migrated, started or requested."""
+    from ibkr_market_data.run_dates import InvalidRunParamError
+    from ibkr_market_data.tasks import backfill as tasks
+
+    now = dt.datetime.now(dt.UTC)
+    if args.command == "collect":
+        check_collect_date(args.date, now)
+    elif args.command == "backfill":
         try:
+            tasks.check_params(
+                {"start_date": args.start, "end_date": args.end, "exchanges": args.exchanges}, now
+            )
+        except InvalidRunParamError as exc:
+            raise BadInput(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; BadInput becomes one ``error:`` line and exit 2."""
+    try:
+        check(args)
+        if args.command == "migrate":
+            migrate()
+            return 0
+        if args.command == "load-symbols":
             load_symbols()
-        finally:
-            if simulator is not None:
-                simulator.__exit__(None, None, None)
-        return 0
-    if args.command == "backfill":
-        return backfill(args.start, args.end, args.symbols, args.exchanges, args.dry_run)
-    return collect(args.date or None, args.dry_run)
+            return 0
+        if args.command == "backfill":
+            return backfill(args.start, args.end, args.symbols, args.exchanges, args.dry_run)
+        return collect(args.date or None, args.dry_run)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args)
 
 
 if __name__ == "__main__":

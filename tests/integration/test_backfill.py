@@ -10,6 +10,7 @@ import pytest
 from ibkr_market_data import calendars, repository
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.repository import RunContext, UpsertResult
+from ibkr_market_data_dev.simulated_ib import stored_bar
 
 DAG_ID = "backfill_market_data"
 SEEDED = RunContext("test", "seeded")
@@ -19,7 +20,7 @@ SEEDED = RunContext("test", "seeded")
 def backfill_dag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
-    from ibkr_market_data.local_env import REPO_ROOT
+    from ibkr_market_data_dev.local_env import REPO_ROOT
 
     dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "backfill_market_data.py"))
     assert not dag_bag.import_errors
@@ -43,7 +44,7 @@ def d(text):
 
 
 def sim_bar(simulator, symbol, day):
-    return simulator.model.daily_bar(symbol, day).as_stored_bar()
+    return stored_bar(simulator.model.daily_bar(symbol, day))
 
 
 def store(url, symbol, bars):

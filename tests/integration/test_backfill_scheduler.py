@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from ibkr_market_data import repository
+from ibkr_market_data_dev.simulated_ib import stored_bar
 from tests.fixtures.airflow_stack import STACK_UNIVERSE
 
 pytestmark = pytest.mark.scheduler
@@ -25,7 +26,7 @@ def test_backfill_create_runs_each_trading_date_and_fetches_only_what_it_misses(
     airflow_stack, stack_market_db, stack_simulator
 ):
     airflow_stack.wait_for_dag(DAG_ID)
-    already_stored = stack_simulator.model.daily_bar("AAPL", dt.date(2025, 1, 21)).as_stored_bar()
+    already_stored = stored_bar(stack_simulator.model.daily_bar("AAPL", dt.date(2025, 1, 21)))
     with psycopg.connect(stack_market_db) as conn:
         [aapl] = repository.select_symbols(conn, symbols=["AAPL"])
         repository.upsert_bars(conn, aapl.id, "1day", [already_stored])

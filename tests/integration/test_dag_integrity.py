@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ibkr_market_data.local_env import REPO_ROOT
+from ibkr_market_data_dev.local_env import REPO_ROOT
 
 POOLS = json.loads((REPO_ROOT / "pools.json").read_text())
 

@@ -16,7 +16,7 @@ MLK_DAY = dt.date(2025, 1, 20)  # US markets closed, ASX open
 def daily_dag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
-    from ibkr_market_data.local_env import REPO_ROOT
+    from ibkr_market_data_dev.local_env import REPO_ROOT
 
     dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
     assert not dag_bag.import_errors

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from ibkr_market_data.simulator.market import SimBar
+from tws_simulator.market import SimBar
 
 
 def assert_bars_equal(received: Sequence[Any], expected: Sequence[SimBar]) -> None:

@@ -1,4 +1,4 @@
-"""``python -m ibkr_market_data.simulator``: configuration from the environment, and a real run."""
+"""``python -m tws_simulator``: configuration from the environment, and a real run."""
 
 from __future__ import annotations
 
@@ -14,20 +14,58 @@ from pathlib import Path
 import pytest
 from ib_insync import IB, Stock
 
-from ibkr_market_data.simulator.__main__ import DEFAULT_PORT, build_config
+from ibkr_market_data_dev.simulated_ib import shipped_universe_files
+from tws_simulator.__main__ import DEFAULT_PORT, build_config
 
 REPO = Path(__file__).resolve().parents[2]
+UNIVERSE = os.pathsep.join(str(path) for path in shipped_universe_files())
 
 
 def test_defaults_bind_loopback_on_4002() -> None:
-    config = build_config([], environ={})
+    config = build_config([], environ={"IBKR_SIM_UNIVERSE": UNIVERSE})
     assert (config.host, config.port, config.seed, dict(config.faults)) == ("127.0.0.1", DEFAULT_PORT, 42, {})
+    assert "AAPL" in {listing.symbol for listing in config.universe}
+
+
+def test_the_universe_comes_from_the_files_given(tmp_path: Path) -> None:
+    listings = tmp_path / "two.csv"
+    listings.write_text(
+        "symbol,sec_type,exchange,primary_exchange,currency,con_id\n"
+        "AAPL,STK,SMART,NASDAQ,USD,265598\nBHP,STK,ASX,ASX,AUD,4036812\n"
+    )
+    config = build_config(["--universe", str(listings)], environ={"IBKR_SIM_UNIVERSE": UNIVERSE})
+    assert [(listing.symbol, listing.con_id) for listing in config.universe] == [
+        ("AAPL", 265598),
+        ("BHP", 4036812),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, "--universe"),
+        ({"IBKR_SIM_UNIVERSE": "/nonexistent/universe.csv"}, "/nonexistent/universe.csv"),
+        ({"IBKR_SIM_UNIVERSE": UNIVERSE, "IBKR_SIM_PORT": "four"}, "--port"),
+        ({"IBKR_SIM_UNIVERSE": UNIVERSE, "IBKR_SIM_PORT": "70000"}, "--port"),
+        ({"IBKR_SIM_UNIVERSE": UNIVERSE, "IBKR_SIM_SEED": "1.5"}, "--seed"),
+        ({"IBKR_SIM_UNIVERSE": UNIVERSE, "IBKR_SIM_NOW": "yesterday"}, "IBKR_SIM_NOW"),
+    ],
+)
+def test_bad_settings_end_in_one_usage_error_naming_them(
+    environ: dict[str, str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_config([], environ=environ)
+    assert exit_info.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and named in error_lines[0]
 
 
 def test_environment_sets_port_seed_faults_and_now() -> None:
     config = build_config(
         [],
         environ={
+            "IBKR_SIM_UNIVERSE": UNIVERSE,
             "IBKR_SIM_PORT": "4100",
             "IBKR_SIM_SEED": "7",
             "IBKR_SIM_FAULTS": '{"*": {"latency_ms": 200}, "AAPL": {"no_permission": true}}',
@@ -37,13 +75,18 @@ def test_environment_sets_port_seed_faults_and_now() -> None:
     assert (config.port, config.seed) == (4100, 7)
     assert config.faults == {"*": {"latency_ms": 200}, "AAPL": {"no_permission": True}}
     assert config.clock() == dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
-    assert build_config(["--port", "4200"], environ={"IBKR_SIM_PORT": "4100"}).port == 4200
+    assert (
+        build_config(
+            ["--port", "4200"], environ={"IBKR_SIM_PORT": "4100", "IBKR_SIM_UNIVERSE": UNIVERSE}
+        ).port
+        == 4200
+    )
 
 
 @pytest.mark.parametrize("faults", ['{"AAPL": {"no_permision": true}}', "[1]", "{not json"])
 def test_bad_faults_are_refused_with_a_usage_error(faults: str) -> None:
     with pytest.raises(SystemExit):
-        build_config([], environ={"IBKR_SIM_FAULTS": faults})
+        build_config([], environ={"IBKR_SIM_FAULTS": faults, "IBKR_SIM_UNIVERSE": UNIVERSE})
 
 
 def test_the_command_serves_a_real_client_and_reports_at_exit() -> None:
@@ -51,11 +94,12 @@ def test_the_command_serves_a_real_client_and_reports_at_exit() -> None:
         **os.environ,
         "PYTHONPATH": str(REPO / "include"),
         "IBKR_SIM_PORT": "0",
+        "IBKR_SIM_UNIVERSE": UNIVERSE,
         "IBKR_SIM_NOW": "2025-06-30T12:00:00+00:00",
         "IBKR_SIM_FAULTS": '{"MSFT": {"no_permission": true}}',
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "ibkr_market_data.simulator"],
+        [sys.executable, "-m", "tws_simulator"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from ib_insync import IB, Stock
 
-from tests.fixtures.simulator import SIM_NOW
 from tests.simulator.bar_assertions import assert_bars_equal, sessions_closing_between
+from tws_simulator.pytest_plugin import SIM_NOW
 
 
 @pytest.mark.parametrize("readonly", [True, False])

@@ -7,8 +7,8 @@ import time
 import pytest
 from ib_insync import RequestError, Stock
 
-from ibkr_market_data.simulator.faults import UnknownFault
 from tests.simulator.waiting import run_until
+from tws_simulator.faults import UnknownFault
 
 END = "20250627 23:59:59 US/Eastern"
 

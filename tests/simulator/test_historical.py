@@ -8,9 +8,9 @@ import pytest
 from ib_insync import RequestError, Stock
 
 from ibkr_market_data import calendars
-from tests.fixtures.simulator import SIM_NOW
 from tests.simulator.bar_assertions import assert_bars_equal, sessions_closing_between
 from tests.simulator.waiting import run_until
+from tws_simulator.pytest_plugin import SIM_NOW
 
 
 def stock(simulator, symbol: str) -> Stock:

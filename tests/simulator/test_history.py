@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from ibkr_market_data.simulator.history import InvalidRequest, build_query, parse_end_date_time, window_start
+from tws_simulator.history import InvalidRequest, build_query, parse_end_date_time, window_start
 
 NOW = dt.datetime(2025, 6, 30, 12, 0, tzinfo=dt.UTC)
 

@@ -8,13 +8,14 @@ from decimal import Decimal
 import pytest
 
 from ibkr_market_data import calendars
-from ibkr_market_data.simulator.market import LISTING_DATES, MarketModel, NoSuchSession
-from ibkr_market_data.simulator.server import shared_model
+from ibkr_market_data_dev.simulated_ib import shipped_listings
+from tws_simulator.market import LISTING_DATES, MarketModel, NoSuchSession
+from tws_simulator.server import shared_model
 
 
 @pytest.fixture(scope="module")
 def model() -> MarketModel:
-    return shared_model(42)
+    return shared_model(shipped_listings(), 42)
 
 
 def test_the_model_serves_the_project_universe(model: MarketModel) -> None:
@@ -28,7 +29,7 @@ def test_the_model_serves_the_project_universe(model: MarketModel) -> None:
 
 
 def test_same_seed_symbol_and_session_give_the_same_bar_whatever_the_range(model: MarketModel) -> None:
-    fresh = MarketModel(42)
+    fresh = MarketModel(shipped_listings(), 42)
     single = fresh.daily_bar("CBA", dt.date(2025, 3, 14))
     in_range = {bar.date: bar for bar in model.daily_bars("CBA", dt.date(2025, 1, 1), dt.date(2025, 6, 30))}
     assert in_range[dt.date(2025, 3, 14)] == single
@@ -36,7 +37,7 @@ def test_same_seed_symbol_and_session_give_the_same_bar_whatever_the_range(model
 
 def test_another_seed_gives_other_prices(model: MarketModel) -> None:
     day = dt.date(2025, 3, 14)
-    assert MarketModel(7).daily_bar("CBA", day).close != model.daily_bar("CBA", day).close
+    assert MarketModel(shipped_listings(), 7).daily_bar("CBA", day).close != model.daily_bar("CBA", day).close
 
 
 def test_bars_are_valid_ohlc_with_fixed_decimal_places(model: MarketModel) -> None:

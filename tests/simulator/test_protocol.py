@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ibkr_market_data.simulator.protocol import (
+from tws_simulator.protocol import (
     API_MAGIC,
     FrameReader,
     ProtocolError,

@@ -6,7 +6,7 @@ import datetime as dt
 
 from ib_insync import Stock
 
-from ibkr_market_data.simulator.request_log import RequestLog, RequestRecord
+from tws_simulator.request_log import RequestLog, RequestRecord
 
 
 def test_every_request_is_recorded_with_its_outcome(tws_simulator, ib_client_factory) -> None:

@@ -13,8 +13,8 @@ import time
 import pytest
 from ib_insync import RequestError, Stock
 
-from ibkr_market_data.simulator.testing import ManualMonotonic
 from tests.simulator.waiting import run_until
+from tws_simulator.testing import ManualMonotonic
 
 END = "20250627 16:00:00 US/Eastern"
 

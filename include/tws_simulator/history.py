@@ -42,9 +42,9 @@ import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ibkr_market_data.simulator import ib_errors
-from ibkr_market_data.simulator.ib_errors import IbError
-from ibkr_market_data.simulator.market import MarketModel, SimBar, SimContract
+from tws_simulator import ib_errors
+from tws_simulator.ib_errors import IbError
+from tws_simulator.market import MarketModel, SimBar, SimContract
 
 DAILY_BAR_SIZE = "1 day"
 

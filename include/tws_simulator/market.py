@@ -1,4 +1,4 @@
-"""The simulated market: contracts from the project's universe files and deterministic bars.
+"""The simulated market: contracts from the universe it is given, and deterministic bars.
 
 Determinism
     Every bar is a pure function of ``(seed, symbol, session)`` (intraday bars also of the bar's
@@ -23,7 +23,7 @@ Values that break naive schemas (see :data:`SPECIAL_SYMBOLS`)
 Listing dates (see :data:`LISTING_DATES`)
     ``GYG`` (ASX) lists on 2025-06-16 and ``ARM`` (NASDAQ) on 2023-09-14; there are no bars
     before those sessions. Every other symbol has bars from the first session of its exchange's
-    calendar (:data:`ibkr_market_data.calendars.CALENDAR_START`).
+    calendar (:data:`tws_simulator.session_index.CALENDAR_START`).
 
 Sessions
     Each symbol trades on the sessions of its primary exchange's real calendar, so ASX holidays
@@ -49,10 +49,8 @@ from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from ibkr_market_data import calendars
-from ibkr_market_data.bars import Bar
-from ibkr_market_data.simulator.session_index import SessionIndex, session_index
-from ibkr_market_data.universe import UniverseSymbol, load_universe
+from tws_simulator.session_index import SessionIndex, session_index
+from tws_simulator.universe import Listing
 
 #: Symbols with deliberately extreme values, and why; tests of other modules look them up here.
 SPECIAL_SYMBOLS: dict[str, str] = {
@@ -140,19 +138,6 @@ class SimBar:
     def is_valid(self) -> bool:
         return self.low <= min(self.open, self.close) and max(self.open, self.close) <= self.high
 
-    def as_stored_bar(self) -> Bar:
-        """The ``Bar`` the collector stores for this daily bar (tests and benchmarks compare or seed with it)."""
-        return Bar(
-            dt.datetime.combine(self.date, dt.time()),
-            self.open,
-            self.high,
-            self.low,
-            self.close,
-            self.volume,
-            self.wap,
-            self.bar_count,
-        )
-
 
 @dataclass(frozen=True)
 class _Profile:
@@ -180,12 +165,14 @@ def _ticks_to_decimal(ticks: int, decimals: int) -> Decimal:
 class MarketModel:
     """Contracts, sessions and deterministic bars for a universe of symbols.
 
-    ``universe`` defaults to the project's shipped symbol files (:func:`load_universe`).
+    ``universe`` is what it serves (:func:`tws_simulator.universe.read_listings` reads it from files).
     """
 
-    def __init__(self, seed: int = 42, universe: Sequence[UniverseSymbol] | None = None) -> None:
+    def __init__(self, universe: Sequence[Listing], seed: int = 42) -> None:
+        if not universe:
+            raise ValueError("A market needs a universe: at least one Listing")
         self.seed = seed
-        self._symbols = list(load_universe() if universe is None else universe)
+        self._symbols = list(universe)
         self._by_con_id: dict[int, SimContract] = {}
         self._by_symbol: dict[str, list[SimContract]] = {}
         for entry in self._symbols:
@@ -199,7 +186,7 @@ class MarketModel:
 
     # -- contracts -------------------------------------------------------------------------------
 
-    def _make_contract(self, entry: UniverseSymbol) -> SimContract:
+    def _make_contract(self, entry: Listing) -> SimContract:
         profile_price = _PROFILE_OVERRIDES.get(entry.symbol, (None, None))[0]
         primary = entry.primary_exchange.upper()
         base_price = (
@@ -220,7 +207,7 @@ class MarketModel:
             # A symbol whose trend can take it below one unit is quoted to 4 places throughout.
             decimals=4 if base_price * math.exp(-0.4) < 1 else 2,
             listing_date=first,
-            time_zone_id=IB_TIME_ZONE_IDS.get(primary) or calendars.time_zone(primary),
+            time_zone_id=IB_TIME_ZONE_IDS.get(primary) or index.time_zone,
         )
 
     def _seeded_base_price(self, symbol: str, primary_exchange: str) -> float:
@@ -365,7 +352,7 @@ class MarketModel:
             raise NoSuchSession(f"{session.isoformat()} is not a trading session of {contract.symbol}")
         start, end = index.opens[position], index.closes[position]
         if not use_rth and contract.primary_exchange in _EXTENDED_HOURS_EXCHANGES:
-            zone = ZoneInfo(calendars.time_zone(contract.primary_exchange))
+            zone = ZoneInfo(index.time_zone)
             start = dt.datetime.combine(session, _PRE_MARKET_OPEN, zone).timestamp()
             end += _POST_MARKET_SECONDS
         return start, end
@@ -380,7 +367,7 @@ class MarketModel:
         assert position is not None  # daily_bar() checked it
         rth_open, rth_close = index.opens[position], index.closes[position]
         start, end = self.trading_hours(contract, session, use_rth)
-        zone = ZoneInfo(calendars.time_zone(contract.primary_exchange))
+        zone = ZoneInfo(index.time_zone)
         midnight = dt.datetime.combine(session, dt.time(0), zone).timestamp()
         profile = self._profile(contract)
         scale = 10**contract.decimals

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ibkr_market_data import local_postgres
+from ibkr_market_data_dev import local_postgres
+
+if TYPE_CHECKING:
+    from tws_simulator.testing import SimulatorThread
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +60,24 @@ def airflow_metadata_url() -> str:
     )
 
 
-def ensure_ibkr(port: int = 0, seed: int = 42) -> Any:
-    """Start the simulator and point ``ibkr_default`` at it, unless the connection is configured.
+@contextmanager
+def local_ibkr(port: int = 0, seed: int = 42) -> Iterator[SimulatorThread | None]:
+    """Serve ``ibkr_default`` from the TWS simulator while the block runs, unless it is configured.
 
-    Returns the running ``SimulatorThread`` (stop it when done), or None when IB is configured.
+    Yields the running simulator, or None when ``AIRFLOW_CONN_IBKR_DEFAULT`` is set.
     """
     if os.environ.get("AIRFLOW_CONN_IBKR_DEFAULT"):
-        return None
-    from ibkr_market_data.simulator.server import SimulatorConfig
-    from ibkr_market_data.simulator.testing import SimulatorThread
+        yield None
+        return
+    from ibkr_market_data_dev.simulated_ib import simulator_config
+    from tws_simulator.testing import SimulatorThread
 
-    simulator = SimulatorThread(SimulatorConfig(port=port, seed=seed))
-    simulator.__enter__()
-    os.environ["AIRFLOW_CONN_IBKR_DEFAULT"] = (
-        f"ibkr://{simulator.host}:{simulator.port}?client_id=1&client_id_range=32"
-    )
-    log.info("ibkr_default: TWS simulator on %s:%s", simulator.host, simulator.port)
-    return simulator
+    with SimulatorThread(simulator_config(port=port, seed=seed)) as simulator:
+        os.environ["AIRFLOW_CONN_IBKR_DEFAULT"] = (
+            f"ibkr://{simulator.host}:{simulator.port}?client_id=1&client_id_range=32"
+        )
+        log.info("ibkr_default: TWS simulator on %s:%s", simulator.host, simulator.port)
+        try:
+            yield simulator
+        finally:
+            del os.environ["AIRFLOW_CONN_IBKR_DEFAULT"]

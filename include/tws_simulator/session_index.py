@@ -1,10 +1,11 @@
-"""Fast look-ups of one exchange's sessions, built once from :mod:`ibkr_market_data.calendars`.
+"""Each exchange's sessions, read once from ``exchange_calendars`` into plain lists.
 
+The simulator keeps its own reading of the exchanges' calendars (it imports nothing from a
+collector): :data:`CALENDAR_CODES` maps an IB primary exchange to its ``exchange_calendars`` code.
 ``exchange_calendars`` answers through pandas, which costs tens of microseconds per call; the
 simulator asks for sessions on every request. :class:`SessionIndex` copies each exchange's
 sessions with their open and close instants (epoch seconds, UTC) into plain lists once, so a
-request is answered by bisection. The session dates are exactly those of
-:func:`ibkr_market_data.calendars.sessions_between`.
+request is answered by bisection.
 """
 
 from __future__ import annotations
@@ -14,7 +15,22 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import cache
 
-from ibkr_market_data import calendars
+#: IB primary exchange -> ``exchange_calendars`` code; the exchanges a universe may list on.
+CALENDAR_CODES: dict[str, str] = {
+    "ASX": "XASX",
+    "NASDAQ": "XNAS",
+    "NYSE": "XNYS",
+    "ARCA": "XNYS",
+    "AMEX": "XNYS",
+    "BATS": "XNYS",
+}
+
+#: First session the simulator serves; every symbol listed earlier has bars from here on.
+CALENDAR_START = dt.date(2005, 1, 1)
+
+
+class UnknownExchange(ValueError):
+    """The simulator has no calendar for the exchange."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,7 @@ class SessionIndex:
     """Sessions of one exchange, in date order, with parallel lists of open and close instants."""
 
     exchange: str
+    time_zone: str
     dates: tuple[dt.date, ...]
     opens: tuple[float, ...]
     closes: tuple[float, ...]
@@ -48,17 +65,25 @@ class SessionIndex:
 
 @cache
 def session_index(exchange: str) -> SessionIndex:
-    """The :class:`SessionIndex` of an IB primary exchange, built on first use (about 1 s)."""
-    calendar = calendars.get_calendar(exchange)
-    first = calendar.first_session.date()
-    last = calendar.last_session.date()
-    dates = tuple(calendars.sessions_between(exchange, first, last))
-    labels = [day.isoformat() for day in dates]
-    opens = calendar.opens.loc[labels]
-    closes = calendar.closes.loc[labels]
+    """The :class:`SessionIndex` of an IB primary exchange, built on first use (about 1 s).
+
+    Sessions run from :data:`CALENDAR_START` to two years after today, so a simulator that serves
+    for a year never walks off the end.
+    """
+    import exchange_calendars
+
+    code = CALENDAR_CODES.get(exchange.upper())
+    if code is None:
+        raise UnknownExchange(
+            f"No calendar for exchange {exchange!r}; known: {', '.join(sorted(CALENDAR_CODES))}"
+        )
+    end = dt.date.today() + dt.timedelta(days=2 * 366)
+    calendar = exchange_calendars.get_calendar(code, start=CALENDAR_START.isoformat(), end=end.isoformat())
+    sessions = calendar.sessions
     return SessionIndex(
         exchange=exchange.upper(),
-        dates=dates,
-        opens=tuple(float(ts.timestamp()) for ts in opens),
-        closes=tuple(float(ts.timestamp()) for ts in closes),
+        time_zone=str(calendar.tz),
+        dates=tuple(ts.date() for ts in sessions),
+        opens=tuple(float(ts.timestamp()) for ts in calendar.opens.loc[sessions]),
+        closes=tuple(float(ts.timestamp()) for ts in calendar.closes.loc[sessions]),
     )

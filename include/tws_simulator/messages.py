@@ -39,13 +39,6 @@ class ContractQuery:
     currency: str
     local_symbol: str = ""
 
-    @property
-    def describes(self) -> str:
-        """Short text for logs: ``AAPL@SMART`` or ``conId 200001``."""
-        if self.symbol:
-            return f"{self.symbol}@{self.exchange or 'SMART'}"
-        return f"conId {self.con_id}"
-
 
 @dataclass(frozen=True)
 class HistoricalDataRequest:

@@ -20,13 +20,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from ibkr_market_data.simulator import history, ib_errors, messages
-from ibkr_market_data.simulator.ib_errors import IbError
-from ibkr_market_data.simulator.market import SimContract
-from ibkr_market_data.simulator.messages import ContractQuery
-from ibkr_market_data.simulator.protocol import (
+from tws_simulator import history, ib_errors, messages
+from tws_simulator.ib_errors import IbError
+from tws_simulator.market import SimContract
+from tws_simulator.messages import ContractQuery
+from tws_simulator.protocol import (
     FrameReader,
     IncomingMessage,
     OutgoingMessage,
@@ -35,16 +35,40 @@ from ibkr_market_data.simulator.protocol import (
     negotiate_version,
     parse_version_range,
 )
-from ibkr_market_data.simulator.request_log import (
+from tws_simulator.request_log import (
     KIND_CONTRACT_DETAILS,
     KIND_HEAD_TIMESTAMP,
     KIND_HISTORICAL,
     RequestRecord,
 )
-from ibkr_market_data.simulator.rules import RULE_DUPLICATE_CLIENT_ID, RULE_MAX_CLIENTS, PacedRequest
+from tws_simulator.rules import RULE_DUPLICATE_CLIENT_ID, RULE_MAX_CLIENTS, IbRules, PacedRequest
 
 if TYPE_CHECKING:
-    from ibkr_market_data.simulator.server import TwsSimulator
+    import datetime as dt
+
+    from tws_simulator.config import SimulatorConfig
+    from tws_simulator.faults import FaultPlan
+    from tws_simulator.market import MarketModel
+    from tws_simulator.request_log import RequestLog
+
+
+class SharedState(Protocol):
+    """What a connection shares with the others of its simulator (``TwsSimulator`` is one)."""
+
+    config: SimulatorConfig
+    model: MarketModel
+    faults: FaultPlan
+    request_log: RequestLog
+    rules: IbRules
+    clients: dict[int, ClientConnection]
+    connections: set[ClientConnection]
+
+    def now(self) -> dt.datetime: ...
+
+    def register_client(self, client_id: int, connection: ClientConnection) -> bool: ...
+
+    def unregister(self, connection: ClientConnection) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +93,7 @@ class ContractNotResolved(Exception):
 class ClientConnection(asyncio.Protocol):
     """The server side of one client socket."""
 
-    def __init__(self, simulator: TwsSimulator) -> None:
+    def __init__(self, simulator: SharedState) -> None:
         self.simulator = simulator
         self.client_id: int | None = None
         self.server_version = 0

@@ -11,7 +11,7 @@ Switches (``True`` = every matching request, an int N = the next N matching requ
 ``ambiguous``         200 "... is ambiguous." unless the request gives primaryExchange or conId
 ``no_data``           historical / head timestamp: 162 "HMDS query returned no data"
 ``pacing_violation``  historical / head timestamp: 162 pacing violation (not the client's fault,
-                      so not a :class:`~ibkr_market_data.simulator.rules.Violation`)
+                      so not a :class:`~tws_simulator.rules.Violation`)
 ``drop_connection``   the server closes the client's socket instead of answering
 ``never_answer``      the request is never answered; it stays open (counts toward the 50)
 ``corrupt_bars``      bars arrive with high < low and a negative volume

@@ -3,7 +3,7 @@
 ib_insync throttles itself to 45 messages per second per connection, so it cannot load the
 server; this benchmark speaks the wire protocol itself over several raw sockets, each keeping a
 window of requests in flight (pipelined), and counts answers (bars or errors). Run it as
-``python -m ibkr_market_data.simulator.bench`` or call :func:`measure_throughput` (``make bench``).
+``python -m tws_simulator.bench`` or call :func:`measure_throughput` (``make bench``).
 By default it starts an in-process simulator on its own thread, sharing the interpreter (and its
 GIL) with the client, so the figure is a lower bound.
 """
@@ -17,11 +17,13 @@ import itertools
 import json
 import struct
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from ibkr_market_data.simulator.protocol import API_MAGIC, encode_frame, encode_raw_frame
-from ibkr_market_data.simulator.server import SimulatorConfig
-from ibkr_market_data.simulator.testing import SimulatorThread
+from tws_simulator.config import SimulatorConfig
+from tws_simulator.protocol import API_MAGIC, encode_frame, encode_raw_frame
+from tws_simulator.testing import SimulatorThread
+from tws_simulator.universe import Listing, read_listings
 
 #: The market "now" of the in-process simulator: results do not depend on the day it runs.
 BENCH_NOW = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
@@ -95,6 +97,7 @@ async def _drive(
 
 
 def measure_throughput(
+    universe: Sequence[Listing],
     *,
     connections: int = 4,
     requests_per_connection: int = 2_500,
@@ -105,7 +108,7 @@ def measure_throughput(
     port: int | None = None,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Send ``connections * requests_per_connection`` historical requests; report requests/s.
+    """Send ``connections * requests_per_connection`` historical requests for ``universe``; report requests/s.
 
     With ``host``/``port`` it measures a simulator that is already running; otherwise it starts one
     in-process. ``in_flight`` (per connection) times ``connections`` should stay at or below 50, IB's
@@ -113,14 +116,10 @@ def measure_throughput(
     """
     simulator = None
     if host is None or port is None:
-        simulator = SimulatorThread(SimulatorConfig(seed=seed, clock=lambda: BENCH_NOW)).start()
+        config = SimulatorConfig(seed=seed, clock=lambda: BENCH_NOW, universe=universe)
+        simulator = SimulatorThread(config).start()
         host, port = simulator.host, simulator.port
-        contracts = simulator.model.contracts
-    else:
-        from ibkr_market_data.simulator.server import shared_model
-
-        contracts = shared_model(seed).contracts
-    symbols = itertools.cycle([(c.symbol, c.exchange, c.currency) for c in contracts])
+    symbols = itertools.cycle([(listing.symbol, listing.exchange, listing.currency) for listing in universe])
     plan = [[next(symbols) for _ in range(requests_per_connection)] for _ in range(connections)]
     try:
         # A private loop: asyncio.run() would unset the caller's event loop, which ib_insync relies on.
@@ -159,8 +158,10 @@ def main() -> None:
     parser.add_argument("--duration", default="5 D")
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--universe", nargs="+", required=True, help="CSV files of the symbols to request")
     options = parser.parse_args()
     result = measure_throughput(
+        read_listings(options.universe),
         connections=options.connections,
         requests_per_connection=options.requests,
         in_flight=options.in_flight,

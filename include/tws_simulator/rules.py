@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from ibkr_market_data.simulator import ib_errors
-from ibkr_market_data.simulator.ib_errors import IbError
+from tws_simulator import ib_errors
+from tws_simulator.ib_errors import IbError
 
 #: Rule names used in :class:`Violation`.
 RULE_MAX_OPEN_REQUESTS = "max_open_requests"

@@ -20,9 +20,9 @@ import os
 import signal
 import sys
 
-from ibkr_market_data import local_env
+from ibkr_market_data_dev import local_env
 
-log = logging.getLogger("ibkr_market_data.local_stack")
+log = logging.getLogger("ibkr_market_data_dev.local_stack")
 
 DAG_ID = "daily_market_data"
 
@@ -42,13 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     configured_metadata = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")  # before the defaults
     home = local_env.configure_airflow()
-    simulator = local_env.ensure_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002")))
     from ibkr_market_data import cli
-    from ibkr_market_data.airflow_stack import AirflowStack
+    from ibkr_market_data_dev.airflow_stack import AirflowStack
 
-    try:
+    local_env.ensure_market_db()
+    with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
         cli.load_symbols()  # migrates first
-        url = local_env.ensure_market_db()
         metadata_url = configured_metadata or local_env.airflow_metadata_url()
         stack = AirflowStack(
             home,
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             run_id = stack.trigger(DAG_ID)
             print(f"Triggered {DAG_ID} run {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
             run = stack.wait_for_run(DAG_ID, run_id)
-            cli.print_run_summary(url, DAG_ID, run_id)
+            cli.print_run_summary(DAG_ID, run_id)
             print(f"state: {run['state']}")
             if args.exit_after_run:
                 return 0 if run["state"] == "success" else 1
@@ -80,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                     signal.pause()
             except KeyboardInterrupt:
                 return 0
-    finally:
-        if simulator is not None:
-            simulator.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

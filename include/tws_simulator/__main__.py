@@ -1,7 +1,9 @@
-"""Command line: ``python -m ibkr_market_data.simulator`` serves until Ctrl-C or SIGTERM.
+"""Command line: ``python -m tws_simulator`` serves until Ctrl-C or SIGTERM.
 
 Settings come from options or, for ``make sim`` and the local stack, from the environment:
 
+``--universe`` / ``IBKR_SIM_UNIVERSE``  the CSV files of the instruments to serve (required; the
+                                    variable separates paths with ``:``), see ``tws_simulator.universe``
 ``--host`` / ``IBKR_SIM_HOST``      listen address, default ``127.0.0.1`` (loopback only)
 ``--port`` / ``IBKR_SIM_PORT``      port, default ``4002`` (IB Gateway's paper port)
 ``--seed`` / ``IBKR_SIM_SEED``      market seed, default ``42``
@@ -9,7 +11,8 @@ Settings come from options or, for ``make sim`` and the local stack, from the en
 ``--now`` / ``IBKR_SIM_NOW``        fixed market "now" (ISO 8601, UTC if no offset); default: real time
 ``--log-level``                     default ``INFO``
 
-On exit it prints how many requests it served and every IB rule a client broke.
+On exit it prints how many requests it served and every IB rule a client broke. A bad setting
+ends it at once with one ``error:`` line naming the setting, and exit status 2.
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from ibkr_market_data.simulator.faults import UnknownFault, validate_settings
-from ibkr_market_data.simulator.server import SimulatorConfig, TwsSimulator
+from tws_simulator.config import SimulatorConfig
+from tws_simulator.faults import UnknownFault, validate_settings
+from tws_simulator.server import TwsSimulator
+from tws_simulator.universe import read_listings
 
-log = logging.getLogger("ibkr_market_data.simulator")
+log = logging.getLogger("tws_simulator")
 
 DEFAULT_PORT = 4002
 
 
 def _fixed_clock(text: str) -> dt.datetime:
-    moment = dt.datetime.fromisoformat(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"IBKR_SIM_NOW / --now is {text!r}, not an ISO 8601 time") from None
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
@@ -56,26 +64,38 @@ def build_config(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
 ) -> SimulatorConfig:
     """The simulator configuration from command-line options, falling back to the environment."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ibkr_market_data.simulator", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m tws_simulator", description=__doc__.split("\n")[0])
+    # String defaults from the environment go through `type` too, so a bad variable is an argparse error.
     parser.add_argument("--host", default=environ.get("IBKR_SIM_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(environ.get("IBKR_SIM_PORT", DEFAULT_PORT)))
-    parser.add_argument("--seed", type=int, default=int(environ.get("IBKR_SIM_SEED", 42)))
+    parser.add_argument("--port", type=int, default=environ.get("IBKR_SIM_PORT", str(DEFAULT_PORT)))
+    parser.add_argument("--seed", type=int, default=environ.get("IBKR_SIM_SEED", "42"))
     parser.add_argument("--faults", default=environ.get("IBKR_SIM_FAULTS", ""))
     parser.add_argument("--now", default=environ.get("IBKR_SIM_NOW", ""))
+    parser.add_argument(
+        "--universe",
+        nargs="+",
+        default=[path for path in environ.get("IBKR_SIM_UNIVERSE", "").split(os.pathsep) if path],
+        help="CSV files of the instruments to serve",
+    )
     parser.add_argument("--log-level", default="INFO")
     options = parser.parse_args(argv)
+    if not options.universe:
+        parser.error("no universe: give --universe FILE [FILE ...] or IBKR_SIM_UNIVERSE")
+    if not 0 <= options.port <= 65535:
+        parser.error(f"argument --port: {options.port} is not a TCP port (0-65535)")
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         faults = parse_faults(options.faults)
+        universe = read_listings(options.universe)
+        fixed = _fixed_clock(options.now) if options.now else None
     except (ValueError, UnknownFault) as exc:
         parser.error(str(exc))
-    config = SimulatorConfig(host=options.host, port=options.port, seed=options.seed, faults=faults)
-    if options.now:
-        fixed = _fixed_clock(options.now)
+    config = SimulatorConfig(
+        host=options.host, port=options.port, seed=options.seed, faults=faults, universe=universe
+    )
+    if fixed is not None:
         config.clock = lambda: fixed
     return config
 

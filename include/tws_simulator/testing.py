@@ -3,7 +3,7 @@
 The synchronous ib_insync client runs its own event loop; the simulator must not share it, so
 :class:`SimulatorThread` starts a fresh loop on a daemon thread and serves from there::
 
-    with SimulatorThread(SimulatorConfig(seed=7)) as sim:
+    with SimulatorThread(SimulatorConfig(seed=7, universe=read_listings(["universe.csv"]))) as sim:
         ib.connect(sim.host, sim.port, clientId=1)
         sim.faults.set("AAPL", no_permission=True)
         ...
@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from ibkr_market_data.simulator.faults import FaultPlan
-from ibkr_market_data.simulator.market import MarketModel
-from ibkr_market_data.simulator.request_log import RequestLog
-from ibkr_market_data.simulator.rules import Violation
-from ibkr_market_data.simulator.server import SimulatorConfig, TwsSimulator
+from tws_simulator.config import SimulatorConfig
+from tws_simulator.faults import FaultPlan
+from tws_simulator.market import MarketModel
+from tws_simulator.request_log import RequestLog
+from tws_simulator.rules import Violation
+from tws_simulator.server import TwsSimulator
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class ManualMonotonic:
 class SimulatorThread:
     """A :class:`TwsSimulator` serving on its own thread and event loop; a context manager."""
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
-        self.config = config or SimulatorConfig()
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
         self.simulator = TwsSimulator(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

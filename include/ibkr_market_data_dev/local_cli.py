@@ -1,0 +1,36 @@
+"""``make collect`` / ``make backfill``: the operator CLI on this machine's embedded defaults.
+
+``python -m ibkr_market_data_dev.local_cli COMMAND ...`` takes the commands and options of
+``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
+Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, when ``ibkr_default``
+is not set, the TWS simulator on a loopback port, stopped when the command ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from ibkr_market_data_dev import local_env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Parse first: a bad option ends here, before anything is started.
+    from ibkr_market_data import cli
+
+    args = cli.build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cli.check(args)
+    except cli.BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    local_env.configure_airflow()
+    local_env.ensure_market_db()
+    with local_env.local_ibkr():
+        return cli.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The TWS / IB Gateway simulator: an asyncio TCP server the unmodified ib_insync client talks to.
+
+:class:`TwsSimulator` listens (on loopback unless told otherwise), keeps the client-id registry
+(326 for an id in use, at most ``max_clients`` connections) and owns the state every connection
+shares: the :class:`~tws_simulator.market.MarketModel`, the
+:class:`~tws_simulator.faults.FaultPlan`, the
+:class:`~tws_simulator.request_log.RequestLog` and the
+:class:`~tws_simulator.rules.IbRules`. Each connection's messages are handled by
+:class:`~tws_simulator.connection.ClientConnection`.
+
+It runs on one event loop; tests that use the synchronous ib_insync client run it on its own thread
+with :class:`tws_simulator.testing.SimulatorThread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+
+from tws_simulator.config import SimulatorConfig
+from tws_simulator.connection import ClientConnection
+from tws_simulator.faults import FaultPlan
+from tws_simulator.market import MarketModel
+from tws_simulator.request_log import RequestLog
+from tws_simulator.rules import IbRules, Violation
+from tws_simulator.universe import Listing
+
+__all__ = ["SimulatorConfig", "TwsSimulator", "shared_model"]
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4)
+def shared_model(universe: Sequence[Listing], seed: int) -> MarketModel:
+    """The model of ``universe`` (a tuple) for ``seed``, built once per process (its caches too)."""
+    return MarketModel(universe, seed)
+
+
+class TwsSimulator:
+    """One simulated TWS session. ``await start()``, connect clients to ``.port``, ``await stop()``."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.model = shared_model(tuple(config.universe), config.seed)
+        self.faults = FaultPlan(self.config.faults, seed=self.config.seed)
+        self.request_log = RequestLog()
+        self.rules = IbRules(self.config.pacing_limits(), self.config.monotonic)
+        self.clients: dict[int, ClientConnection] = {}
+        self.connections: set[ClientConnection] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("The simulator is not listening; await start() first")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), self.config.host, self.config.port, reuse_address=True
+        )
+        log.info(
+            "TWS simulator listening on %s:%s (seed %s, %s symbols, faults %s)",
+            self.config.host,
+            self.port,
+            self.config.seed,
+            len(self.model.contracts),
+            self.faults.snapshot() or "none",
+        )
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self.connections):
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None
+        violations = self.violations()
+        if violations:
+            log.warning(
+                "TWS simulator stopped: clients broke IB rules %s time(s): %s", len(violations), violations
+            )
+        else:
+            log.info("TWS simulator stopped: %s requests served, no IB rule broken", len(self.request_log))
+
+    def violations(self) -> list[Violation]:
+        """Every IB rule a client broke (pacing, open-request cap, client ids); empty if none."""
+        return self.rules.violations()
+
+    def now(self) -> dt.datetime:
+        return self.config.clock()
+
+    def register_client(self, client_id: int, connection: ClientConnection) -> bool:
+        """Claim ``client_id`` for ``connection``; False if another live connection holds it."""
+        if client_id in self.clients:
+            return False
+        self.clients[client_id] = connection
+        return True
+
+    def unregister(self, connection: ClientConnection) -> None:
+        self.connections.discard(connection)
+        if connection.client_id is not None and self.clients.get(connection.client_id) is connection:
+            del self.clients[connection.client_id]

@@ -1,0 +1,79 @@
+"""The instruments a simulator serves, read from CSV files or given as a list.
+
+The simulator ships no symbol list of its own: a caller hands it one (``SimulatorConfig.universe``,
+``python -m tws_simulator --universe FILE``). A file has a header row and at least these columns;
+others are ignored:
+
+``symbol``            IB symbol (``BHP``, ``AAPL``, ``BRK A``)
+``sec_type``          IB security type, ``STK`` for shares and ETFs
+``exchange``          routing exchange (``ASX``, ``SMART``)
+``primary_exchange``  listing exchange; picks the trading calendar (see ``session_index``)
+``currency``          ``AUD``, ``USD``
+``con_id``            the contract id the simulator serves for it
+``asset_class``       ``equity`` or ``etf`` (optional)
+``name``              long name reported in contract details (optional)
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRED_COLUMNS = ("symbol", "sec_type", "exchange", "primary_exchange", "currency", "con_id")
+
+
+class UniverseFileError(ValueError):
+    """A universe file is missing, or a row of it cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One instrument of the simulated market."""
+
+    symbol: str
+    sec_type: str
+    exchange: str
+    primary_exchange: str
+    currency: str
+    con_id: int
+    name: str = ""
+    asset_class: str = "equity"
+
+
+def read_listings(paths: Iterable[Path | str]) -> tuple[Listing, ...]:
+    """Every row of ``paths``, in file order; a (symbol, primary exchange) listed twice keeps its first row."""
+    seen: dict[tuple[str, str], Listing] = {}
+    for path in map(Path, paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UniverseFileError(f"universe file {path}: {exc.strerror or exc}") from exc
+        reader = csv.DictReader(text.splitlines())
+        missing = [column for column in REQUIRED_COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise UniverseFileError(f"universe file {path}: no column {', '.join(missing)}")
+        for line_no, row in enumerate(reader, start=2):
+            try:
+                listing = Listing(
+                    symbol=_text(row, "symbol"),
+                    sec_type=_text(row, "sec_type"),
+                    exchange=_text(row, "exchange"),
+                    primary_exchange=_text(row, "primary_exchange").upper(),
+                    currency=_text(row, "currency"),
+                    con_id=int(_text(row, "con_id")),
+                    name=(row.get("name") or "").strip(),
+                    asset_class=(row.get("asset_class") or "equity").strip(),
+                )
+            except ValueError as exc:
+                raise UniverseFileError(f"{path}:{line_no}: {exc}") from None
+            seen.setdefault((listing.symbol, listing.primary_exchange), listing)
+    return tuple(seen.values())
+
+
+def _text(row: dict[str, str | None], column: str) -> str:
+    value = (row.get(column) or "").strip()
+    if not value:
+        raise ValueError(f"column {column!r} is empty")
+    return value
