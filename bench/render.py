@@ -1,0 +1,304 @@
+"""Rendering ``bench/results.json`` as ``bench/results.md``: formatting only, no measuring.
+
+``markdown(results)`` is a pure function of the results, so the committed Markdown can be
+re-rendered from the committed JSON (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SECTIONS = ("sim", "daily", "backfill")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value) or "–"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:,.1f} s ({seconds / 60:,.1f} min)" if seconds >= 120 else f"{seconds:,.1f} s"
+
+
+def sim_markdown(section: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            i + 1,
+            m["connections"],
+            m["in_flight_per_connection"],
+            m["requests"],
+            m["seconds"],
+            m["requests_per_second"],
+            m["errors"],
+            m["rule_violations"],
+        ]
+        for i, m in enumerate(section["repeats"])
+    ]
+    lines = _table(
+        [
+            "repeat",
+            "connections",
+            "in flight each",
+            "requests",
+            "seconds",
+            "requests/s",
+            "errors",
+            "violations",
+        ],
+        rows,
+    )
+    lines.append(
+        f"Median **{section['median_requests_per_s']:,.0f} requests/s**, "
+        f"{section['ratio_to_goal']:.1f}x the goal of {section['goal_requests_per_s']:,}/s "
+        f"(met: {_fmt(section['meets_goal'])}). The client shares the simulator's interpreter, so this is a "
+        "lower bound."
+    )
+    return lines + [""]
+
+
+def daily_markdown(section: dict[str, Any]) -> list[str]:
+    return (
+        _daily_headline(section)
+        + _daily_per_task(section["summary"])
+        + _daily_cpu_by_component(section["summary"])
+        + _daily_runs(section["runs"])
+        + _daily_footer(section)
+    )
+
+
+def _daily_headline(section: dict[str, Any]) -> list[str]:
+    """What was measured, the four wall times side by side, and the verdict on the target ratio."""
+    summary, settings = section["summary"], section["settings"]
+    trivial, daily = summary["trivial"], summary["daily"]
+    n = summary["symbols"]
+    ratios = summary.get("ratios_vs_trivial", {})
+    repeats = len(section["runs"])
+    lines = [
+        f"{n} symbols planned; simulator latency {settings['latency_ms']} ms on every request; pool "
+        f"`ibkr` {settings['pool_slots']} slots, parallelism {settings['parallelism']}; "
+        f"{settings['executor']}. Wall time is trigger to success as seen through the REST API; CPU is "
+        "the whole Airflow process tree's user+system over that window; memory is the peak of the "
+        "tree's summed PSS (RSS beside it) sampled every 0.5 s. "
+        + (f"Medians of {repeats} repeats." if repeats > 1 else "One repeat."),
+        "",
+    ]
+    no_process_figures = [None, None, None, None]
+    lines += _table(
+        ["what", "tasks", "wall", "x trivial", "CPU-s", "CPU-s / task", "peak PSS MiB", "peak RSS MiB"],
+        [
+            [
+                f"Airflow's floor: {n} trivial mapped tasks (baseline)",
+                n + 2,
+                _minutes(trivial["wall_s"]),
+                1.0,
+                *_process_figures(trivial),
+            ],
+            [
+                f"daily_market_data, {n} symbols",
+                n + 3,
+                _minutes(daily["wall_s"]),
+                ratios.get("daily"),
+                *_process_figures(daily),
+            ],
+            [
+                f"IB's bound: {summary['ib_bound_formula']}",
+                None,
+                _minutes(summary["ib_bound_s"]),
+                ratios.get("ib_bound"),
+                *no_process_figures,
+            ],
+            [
+                f"original cron script: {summary['original_formula']}",
+                None,
+                _minutes(summary["original_s"]),
+                ratios.get("original"),
+                *no_process_figures,
+            ],
+        ],
+    )
+    verdict = "met" if summary["meets_target"] else "**not met**"
+    lines.append(
+        f"**Daily / trivial = {_fmt(summary['ratio_daily_to_trivial'])}** (target <= {summary['target_ratio']}: "
+        f"{verdict}). Every run collected every planned symbol with no IB rule broken: "
+        f"{_fmt(summary['all_collected'])}. Idle Airflow burns {section['idle_cpu_s_per_s']} CPU-s per second."
+    )
+    return lines + [""]
+
+
+def _process_figures(run: dict[str, Any]) -> list[Any]:
+    return [run["cpu_s"], run["cpu_s_per_task"], run["peak_pss_mib"], run["peak_rss_mib"]]
+
+
+def _daily_per_task(summary: dict[str, Any]) -> list[str]:
+    trivial, daily = summary["trivial"], summary["daily"]
+    figures = [
+        ("task duration (Airflow's start to end), s", "mapped_duration_median_s"),
+        ("queued to started, s", "mapped_queue_wait_median_s"),
+        ("mapped tasks finished per second", "mapped_tasks_per_s"),
+        ("trigger to run end as Airflow records it, s", "airflow_queued_to_end_s"),
+    ]
+    return _table(
+        ["per mapped task (median)", "trivial", "daily"],
+        [[label, trivial[key], daily[key]] for label, key in figures],
+    )
+
+
+def _daily_cpu_by_component(summary: dict[str, Any]) -> list[str]:
+    trivial = summary["trivial"]["cpu_s_by_component"]
+    daily = summary["daily"]["cpu_s_by_component"]
+    n_tasks = max(summary["symbols"], 1)
+    return _table(
+        ["CPU-s by component (median)", "trivial", "daily", "daily - trivial, per mapped task"],
+        [
+            [
+                name,
+                trivial.get(name),
+                daily.get(name),
+                round((daily.get(name, 0.0) - trivial.get(name, 0.0)) / n_tasks, 2),
+            ]
+            for name in sorted(set(trivial) | set(daily))
+        ],
+    )
+
+
+def _daily_runs(runs: list[dict[str, Any]]) -> list[str]:
+    """One row per repeat, then a warning when other processes contended for the CPUs."""
+    rows = []
+    for i, pair in enumerate(runs):
+        checks = pair["daily"]["checks"]
+        rows.append(
+            [
+                i + 1,
+                pair["date"],
+                " then ".join(pair["order"]),
+                pair["planned_symbols"],
+                f"{pair['trivial']['state']} {pair['trivial']['wall_s']} s",
+                f"{pair['daily']['state']} {pair['daily']['wall_s']} s",
+                pair["ratio_daily_to_trivial"],
+                checks["market_data_rows"],
+                checks["ib_historical_requests"],
+                checks["collection_log_statuses"],
+                checks["simulator_violations"],
+                pair["daily"]["retried_tasks"],
+                f"{pair['trivial']['other_processes_cpu_share']:.0%}"
+                f" / {pair['daily']['other_processes_cpu_share']:.0%}",
+            ]
+        )
+    lines = _table(
+        [
+            "repeat",
+            "trading date",
+            "order",
+            "planned",
+            "trivial",
+            "daily",
+            "ratio",
+            "bars stored",
+            "IB requests",
+            "collection_logs",
+            "IB violations",
+            "retried tasks",
+            "others' CPU share (trivial / daily)",
+        ],
+        rows,
+    )
+    contention = max(
+        max(pair["trivial"]["other_processes_cpu_share"], pair["daily"]["other_processes_cpu_share"])
+        for pair in runs
+    )
+    if contention > 0.1:
+        lines += [
+            f"**Contended machine**: processes outside this benchmark took up to {contention:.0%} of the "
+            "CPUs during a measured run (others' CPU share: the machine's busy CPU minus Airflow's tree "
+            "and the benchmark's own process, over wall time x CPUs). Absolute times are inflated and "
+            "the ratio is noisier; rerun on a quiet machine for figures to quote.",
+            "",
+        ]
+    return lines
+
+
+def _daily_footer(section: dict[str, Any]) -> list[str]:
+    universe, settings = section["universe"], section["settings"]
+    unresolved = universe["unresolved"]
+    return [
+        f"Universe: {universe['loaded']} symbols loaded, {universe['resolved']} resolved through the simulator "
+        f"({len(unresolved)} unresolved{': ' + ', '.join(unresolved) if unresolved else ''}). "
+        f"Stack start to both DAGs parsed: {settings['stack_start_s']} s (not in any figure).",
+        "",
+    ]
+
+
+def generic_markdown(value: Any, depth: int = 4) -> list[str]:
+    """Any dict as Markdown: scalars in one two-column table, lists of dicts as tables, dicts nested."""
+    if not isinstance(value, dict):
+        return [_fmt(value), ""]
+    scalars = [
+        [key, item]
+        for key, item in value.items()
+        if not isinstance(item, dict | list)
+        or (isinstance(item, list) and not any(isinstance(v, dict) for v in item))
+    ]
+    lines = _table(["figure", "value"], scalars) if scalars else []
+    for key, item in value.items():
+        if isinstance(item, dict):
+            lines += [f"{'#' * depth} {key}", ""] + generic_markdown(item, min(depth + 1, 6))
+        elif isinstance(item, list) and item and all(isinstance(v, dict) for v in item):
+            columns: list[str] = []
+            for row in item:
+                columns += [column for column in row if column not in columns]
+            lines += [f"{'#' * depth} {key}", ""]
+            lines += _table(columns, [[row.get(column) for column in columns] for row in item])
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`bench/run.py`); the raw figures are in `bench/results.json`.",
+        "",
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB, Python "
+        f"{machine['python']}, Airflow {machine['airflow']}, providers-postgres "
+        f"{machine['providers_postgres']}, ib_insync {machine['ib_insync']}; {machine['platform']}.",
+        "",
+    ]
+    titles = {
+        "sim": "Simulator throughput",
+        "daily": "Daily run vs Airflow's floor",
+        "backfill": "Backfill",
+    }
+    renderers = {"sim": sim_markdown, "daily": daily_markdown}
+    for name in SECTIONS:
+        entry = results["sections"].get(name)
+        if entry is None:
+            continue
+        lines += [
+            f"## {titles[name]}",
+            "",
+            f"Measured {entry['measured_at']}, in {entry['seconds']:,.0f} s, on {entry.get('code', 'an unrecorded commit')}.",
+            "",
+        ]
+        if "error" in entry:
+            lines += ["**Failed:**", "", "```", entry["error"].rstrip(), "```", ""]
+            continue
+        render = renderers.get(name, generic_markdown)
+        lines += render(entry["figures"])
+    return "\n".join(lines).rstrip() + "\n"
