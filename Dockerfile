@@ -10,7 +10,7 @@ RUN pip install --no-cache-dir -r /opt/ibkr-market-data/requirements.txt
 # the timetable and the task code. pyproject.toml's package list leaves out the TWS simulator and
 # the local-stack tools that live beside it in include/.
 COPY --chown=airflow:root pyproject.toml /opt/ibkr-market-data/
-COPY --chown=airflow:root include /opt/ibkr-market-data/include
+COPY --chown=airflow:root include/ibkr_market_data /opt/ibkr-market-data/include/ibkr_market_data
 RUN pip install --no-cache-dir --no-deps /opt/ibkr-market-data
 
 COPY --chown=airflow:root dags /opt/airflow/dags

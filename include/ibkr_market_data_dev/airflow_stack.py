@@ -200,7 +200,8 @@ class AirflowStack:
                 "include_deferred": spec.get("include_deferred", False),
             }
             if self._exists(f"/api/v2/pools/{name}"):
-                self._request("PATCH", f"/api/v2/pools/{name}", body)
+                # Without an update mask the API validates the whole pool, its name included.
+                self._request("PATCH", f"/api/v2/pools/{name}", {"pool": name, **body})
             else:
                 self._request("POST", "/api/v2/pools", {"name": name, **body})
         return sorted(pools)

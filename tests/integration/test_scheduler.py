@@ -64,3 +64,20 @@ def test_unpaused_dag_schedules_the_latest_completed_trading_date(airflow_stack,
             "SELECT COUNT(*) FROM market_data WHERE timestamp = %s", (dt.datetime.combine(latest, dt.time()),)
         ).fetchone()[0]
     assert collected > 0
+
+
+def test_pools_import_twice_updates_the_existing_pool(airflow_stack, tmp_path):
+    """A second `make run` on the same machine finds the pool there already and updates it."""
+    import json
+
+    from ibkr_market_data_dev.local_env import REPO_ROOT
+
+    pools = json.loads((REPO_ROOT / "pools.json").read_text())
+    resized = tmp_path / "pools.json"
+    resized.write_text(json.dumps({"ibkr": {**pools["ibkr"], "slots": pools["ibkr"]["slots"] - 1}}))
+    try:
+        assert airflow_stack.import_pools(resized) == ["ibkr"]
+        assert airflow_stack._request("GET", "/api/v2/pools/ibkr")["slots"] == pools["ibkr"]["slots"] - 1
+    finally:
+        airflow_stack.import_pools(REPO_ROOT / "pools.json")
+    assert airflow_stack._request("GET", "/api/v2/pools/ibkr")["slots"] == pools["ibkr"]["slots"]
