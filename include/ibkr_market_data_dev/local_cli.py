@@ -3,7 +3,8 @@
 ``python -m ibkr_market_data_dev.local_cli COMMAND ...`` takes the commands and options of
 ``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
 Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, when ``ibkr_default``
-is not set, the TWS simulator on a loopback port, stopped when the command ends.
+is not configured, the TWS simulator on a loopback port, stopped when the command ends. It refuses
+(exit 2) to serve simulated bars to a ``market_data_db`` that is configured.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     local_env.configure_airflow()
+    try:
+        local_env.refuse_simulated_bars_in_configured_db()
+    except local_env.LocalSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     local_env.ensure_market_db()
     with local_env.local_ibkr():
         return cli.run(args)

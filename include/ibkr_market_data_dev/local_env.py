@@ -4,7 +4,11 @@
   plugins folders, no examples, SQLite metadata.
 * ``market_data_db``: ``AIRFLOW_CONN_MARKET_DATA_DB`` if set, else database ``market_data`` on the
   local server or an embedded one (see ``local_postgres``).
-* ``ibkr_default``: ``AIRFLOW_CONN_IBKR_DEFAULT`` if set, else the TWS simulator on a loopback port.
+* ``ibkr_default``: as configured (environment, secrets backend or Airflow's metadata), else the
+  TWS simulator on a loopback port.
+
+Simulated bars never go into a database someone configured: with ``market_data_db`` configured
+and ``ibkr_default`` not, the local commands refuse to start (:func:`refuse_simulated_bars_in_configured_db`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,39 @@ def configure_airflow(home: Path | None = None) -> Path:
     return airflow_home
 
 
+class LocalSetupError(RuntimeError):
+    """The embedded defaults cannot be used with what is configured; the message says what to change."""
+
+
+def is_configured(conn_id: str) -> bool:
+    """Whether Airflow resolves connection ``conn_id`` (environment, secrets backend, metadata database)."""
+    if os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
+        return True
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+
+    try:
+        Connection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def refuse_simulated_bars_in_configured_db() -> None:
+    """Raise LocalSetupError when the simulator would serve IB to a configured market-data database.
+
+    Call before :func:`ensure_market_db`, which configures ``market_data_db`` itself.
+    """
+    from ibkr_market_data.settings import IBKR_CONN_ID, MARKET_DATA_CONN_ID
+
+    if is_configured(MARKET_DATA_CONN_ID) and not is_configured(IBKR_CONN_ID):
+        raise LocalSetupError(
+            f"{MARKET_DATA_CONN_ID} is configured but {IBKR_CONN_ID} is not: refusing to store the TWS "
+            f"simulator's bars in a configured database. Configure {IBKR_CONN_ID} (a real TWS / IB "
+            f"Gateway), or unset {MARKET_DATA_CONN_ID} to use the local market_data database."
+        )
+
+
 def ensure_market_db() -> str:
     """The market-data database URL, configuring ``AIRFLOW_CONN_MARKET_DATA_DB`` if it was not."""
     configured = local_postgres.configured_url()
@@ -64,9 +101,11 @@ def airflow_metadata_url() -> str:
 def local_ibkr(port: int = 0, seed: int = 42) -> Iterator[SimulatorThread | None]:
     """Serve ``ibkr_default`` from the TWS simulator while the block runs, unless it is configured.
 
-    Yields the running simulator, or None when ``AIRFLOW_CONN_IBKR_DEFAULT`` is set.
+    Yields the running simulator, or None when ``ibkr_default`` is configured.
     """
-    if os.environ.get("AIRFLOW_CONN_IBKR_DEFAULT"):
+    from ibkr_market_data.settings import IBKR_CONN_ID
+
+    if is_configured(IBKR_CONN_ID):
         yield None
         return
     from ibkr_market_data_dev.simulated_ib import simulator_config

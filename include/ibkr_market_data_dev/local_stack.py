@@ -1,6 +1,7 @@
 """``make run``: the whole stack on this machine, on embedded defaults, and one daily run.
 
-1. The TWS simulator on 127.0.0.1:$IBKR_SIM_PORT (4002), unless ``AIRFLOW_CONN_IBKR_DEFAULT`` is set.
+1. The TWS simulator on 127.0.0.1:$IBKR_SIM_PORT (4002), unless ``ibkr_default`` is configured; it
+   refuses to start when ``market_data_db`` is configured and ``ibkr_default`` is not.
 2. PostgreSQL: the ``market_data_db`` connection's server if configured, else database ``market_data``
    on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
 3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from ibkr_market_data import cli
     from ibkr_market_data_dev.airflow_stack import AirflowStack
 
+    try:
+        local_env.refuse_simulated_bars_in_configured_db()
+    except local_env.LocalSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     local_env.ensure_market_db()
     with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
         cli.load_symbols()  # migrates first
@@ -53,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             home,
             port=args.port,
             env={
-                "AIRFLOW_CONN_MARKET_DATA_DB": os.environ["AIRFLOW_CONN_MARKET_DATA_DB"],
-                "AIRFLOW_CONN_IBKR_DEFAULT": os.environ["AIRFLOW_CONN_IBKR_DEFAULT"],
+                # Connections configured elsewhere (the metadata database) are not overridden.
+                **{
+                    name: os.environ[name]
+                    for name in ("AIRFLOW_CONN_MARKET_DATA_DB", "AIRFLOW_CONN_IBKR_DEFAULT")
+                    if name in os.environ
+                },
                 "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,

@@ -1,0 +1,55 @@
+"""``make collect`` / ``make backfill`` on embedded defaults: the simulator never feeds a configured database."""
+
+from __future__ import annotations
+
+import pytest
+
+from ibkr_market_data_dev import local_cli, local_env
+
+
+def test_a_configured_market_db_without_ibkr_is_refused_before_anything_starts(
+    market_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_IBKR_DEFAULT", raising=False)
+    started: list[object] = []
+    monkeypatch.setattr(local_env, "local_ibkr", lambda *args, **kwargs: started.append(args))
+
+    assert local_cli.main(["collect", "--date", "2025-01-15"]) == 2
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "market_data_db is configured but ibkr_default is not" in errors[0]
+    assert started == []
+
+
+def test_an_ibkr_connection_in_airflows_metadata_counts_as_configured(airflow_db, monkeypatch) -> None:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    monkeypatch.delenv("AIRFLOW_CONN_IBKR_DEFAULT", raising=False)
+    assert not local_env.is_configured("ibkr_default")
+    with create_session() as session:
+        session.add(Connection(conn_id="ibkr_default", conn_type="ibkr", host="gateway.internal", port=4001))
+    try:
+        assert local_env.is_configured("ibkr_default")
+    finally:
+        with create_session() as session:
+            session.query(Connection).filter(Connection.conn_id == "ibkr_default").delete()
+    assert not local_env.is_configured("ibkr_default")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["collect", "--date", "2025-01-18"], "--date is 2025-01-18 (Saturday)"),
+        (["collect", "--date", "15/01/2025"], "--date must be a date as YYYY-MM-DD"),
+        (["backfill", "--from", "2025-01-17", "--to", "2025-01-13"], "'start_date'"),
+        (["backfill", "--from", "2025-01-01", "--to", "2025-01-31", "--exchanges", "LSE"], "'exchanges'"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2_before_anything_starts(
+    argv: list[str], named: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(local_env, "configure_airflow", lambda *args: pytest.fail("started on bad input"))
+    assert local_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and named in err
