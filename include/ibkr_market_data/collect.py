@@ -16,7 +16,7 @@ from ibkr_market_data import repository
 from ibkr_market_data.bars import Bar, InvalidBarError
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
-from ibkr_market_data.repository import RunContext
+from ibkr_market_data.repository import AttemptStatus, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ TIMEFRAME_BY_BAR_SIZE = {"1 day": "1day"}
 @dataclass(frozen=True)
 class SymbolOutcome:
     symbol: str
-    status: str  # completed | no_data | skipped | failed
+    status: AttemptStatus  # completed, no_data, skipped or failed
     records_collected: int = 0
     bars_inserted: int = 0
     bars_revised: int = 0
@@ -62,10 +62,10 @@ def collect_target(
 
     if first == last and repository.symbols_having_bar(conn, [target.symbol_id], timeframe, window[1]):
         # Another run stored it since this run was planned: send nothing.
-        repository.finish_attempt(conn, log_id, "skipped", error_message=ALREADY_COLLECTED)
+        repository.finish_attempt(conn, log_id, AttemptStatus.SKIPPED, error_message=ALREADY_COLLECTED)
         conn.commit()
         log.info("%s %s: skipped, %s", target.symbol, last, ALREADY_COLLECTED)
-        return SymbolOutcome(target.symbol, "skipped", reason=ALREADY_COLLECTED)
+        return SymbolOutcome(target.symbol, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
     requests_before = hook.requests_sent
     try:
@@ -77,18 +77,18 @@ def collect_target(
         repository.finish_attempt(
             conn,
             log_id,
-            "completed",
+            AttemptStatus.COMPLETED,
             records_collected=len(wanted),
             requests_sent=hook.requests_sent - requests_before,
         )
         conn.commit()
     except IbkrNoDataError as exc:
         conn.rollback()
-        outcome = SymbolOutcome(target.symbol, "no_data", reason=str(exc), error_code=exc.code)
+        outcome = SymbolOutcome(target.symbol, AttemptStatus.NO_DATA, reason=str(exc), error_code=exc.code)
         repository.finish_attempt(
             conn,
             log_id,
-            "no_data",
+            AttemptStatus.NO_DATA,
             requests_sent=hook.requests_sent - requests_before,
             error_message=exc.reason,
             error_code=exc.code,
@@ -103,7 +103,7 @@ def collect_target(
         repository.finish_attempt(
             conn,
             log_id,
-            "failed",
+            AttemptStatus.FAILED,
             requests_sent=hook.requests_sent - requests_before,
             error_message=str(exc),
             error_code=code,
@@ -113,7 +113,7 @@ def collect_target(
             "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
         )
         raise CollectionFailed(
-            SymbolOutcome(target.symbol, "failed", reason=str(exc), error_code=code), retryable
+            SymbolOutcome(target.symbol, AttemptStatus.FAILED, reason=str(exc), error_code=code), retryable
         ) from exc
     log.info(
         "%s %s: collected %d bars (%d new, %d revised)",
@@ -125,7 +125,7 @@ def collect_target(
     )
     return SymbolOutcome(
         target.symbol,
-        "completed",
+        AttemptStatus.COMPLETED,
         records_collected=len(wanted),
         bars_inserted=result.inserted,
         bars_revised=result.revised,
