@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-#: IB bar size -> the ``timeframe`` value stored in ``market_data`` (the original system's names).
-TIMEFRAMES: dict[str, str] = {
-    "1 day": "1day",
-    "1 hour": "1hour",
-    "30 mins": "30min",
-    "15 mins": "15min",
-    "5 mins": "5min",
-    "1 min": "1min",
-    "30 secs": "30sec",
-}
+DAILY_BAR_SIZE = "1 day"
+
+#: IB bar size -> the ``timeframe`` value stored in ``market_data`` (the original system's names),
+#: for the bar sizes the collector requests.
+TIMEFRAME_BY_BAR_SIZE: dict[str, str] = {DAILY_BAR_SIZE: "1day"}
+
+DAILY_TIMEFRAME = TIMEFRAME_BY_BAR_SIZE[DAILY_BAR_SIZE]
 
 #: Bar sizes where IB's hard historical pacing limits apply (bars of 30 seconds or less).
 SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"})
@@ -105,9 +102,3 @@ def bars_from_ib(ib_bars: Iterable[Any]) -> list[Bar]:
     for bar in bars:
         validate_bar(bar)
     return bars
-
-
-def bars_in_sessions(bars: Sequence[Bar], sessions: Iterable[dt.date]) -> list[Bar]:
-    """The daily bars dated on one of ``sessions`` (IB may return neighbours of the asked range)."""
-    wanted = set(sessions)
-    return [bar for bar in bars if bar.session_date in wanted]

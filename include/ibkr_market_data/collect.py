@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import Bar, InvalidBarError
+from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext
 
 log = logging.getLogger(__name__)
-
-TIMEFRAME_BY_BAR_SIZE = {"1 day": "1day"}
 
 
 @dataclass(frozen=True)
