@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -102,3 +102,15 @@ def bars_from_ib(ib_bars: Iterable[Any]) -> list[Bar]:
     for bar in bars:
         validate_bar(bar)
     return bars
+
+
+def latest_per_timestamp(bars: Sequence[Bar]) -> list[Bar]:
+    """``bars`` with one bar per timestamp, the last one IB sent, in the order first seen.
+
+    A response naming a timestamp twice would otherwise fail the UPSERT (one statement cannot
+    write a row twice), and every retry with it.
+    """
+    latest: dict[dt.datetime, Bar] = {}
+    for bar in bars:
+        latest[bar.timestamp] = bar
+    return list(latest.values())

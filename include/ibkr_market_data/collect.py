@@ -7,13 +7,17 @@ mid-request leaves a visible trace; the bars and the final status commit in one 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
+
+from psycopg import Connection
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError
+from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError, latest_per_timestamp
+from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext
@@ -41,12 +45,26 @@ class CollectionFailed(Exception):
         self.retryable = retryable
 
 
+class BarSource(Protocol):
+    """What collecting needs of the IBKR hook."""
+
+    requests_sent: int
+
+    def fetch_bars(
+        self, spec: ContractSpec, end: dt.datetime | str, duration: str, bar_size: str
+    ) -> list[Bar]: ...
+
+
 #: Writes one symbol's bars: ``store(conn, symbol_id, timeframe, bars)``.
-BarStore = Callable[[Any, int, str, Sequence[Bar]], repository.UpsertResult]
+BarStore = Callable[[Connection, int, str, Sequence[Bar]], repository.UpsertResult]
 
 
 def collect_target(
-    conn: Any, hook: Any, target: CollectionTarget, run: RunContext, store: BarStore | None = None
+    conn: Connection,
+    hook: BarSource,
+    target: CollectionTarget,
+    run: RunContext,
+    store: BarStore | None = None,
 ) -> SymbolOutcome:
     """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed.
 
@@ -68,9 +86,17 @@ def collect_target(
     requests_before = hook.requests_sent
     try:
         bars = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
-        wanted = [bar for bar in bars if first <= bar.session_date <= last]
-        if not wanted:
+        in_window = [bar for bar in bars if first <= bar.session_date <= last]
+        if not in_window:
             raise IbkrNoDataError(f"IB sent {len(bars)} bars, none for {first}..{last}")
+        wanted = latest_per_timestamp(in_window)
+        if len(wanted) < len(in_window):
+            log.warning(
+                "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
+                target.symbol,
+                last,
+                len(in_window) - len(wanted),
+            )
         result = (store or repository.upsert_bars)(conn, target.symbol_id, timeframe, wanted)
         repository.finish_attempt(
             conn,

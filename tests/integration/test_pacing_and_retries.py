@@ -1,14 +1,17 @@
 """IB's small-bar pacing shared through PostgreSQL, and how the collect task retries or fails."""
 
+import dataclasses
 import datetime as dt
 import threading
 
 import psycopg
 import pytest
 
+from ibkr_market_data.collect import CollectionFailed, collect_target
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.pacing import PacingRules, PostgresPacer
+from ibkr_market_data.planning import CollectionTarget, daily_target
 from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
 from ibkr_market_data.tasks.common import PermanentFailure
@@ -70,14 +73,10 @@ def test_without_the_pacer_the_same_burst_breaks_ibs_rules(tws_simulator_factory
 @pytest.fixture
 def aapl_target(small_universe, db_conn):
     (row,) = select_symbols(db_conn, symbols=["AAPL"])
-    from ibkr_market_data.planning import daily_target
-
     return daily_target(row, dt.date(2025, 1, 15), dt.date(2025, 1, 15)).to_dict()
 
 
 def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn, ibkr_connection):
-    from ibkr_market_data.collect import CollectionFailed
-
     ibkr_connection.faults.set("AAPL", pacing_violation=1)
     with pytest.raises(CollectionFailed) as raised:
         daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=1))
@@ -97,3 +96,23 @@ def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connecti
         daily.collect(aapl_target, RunContext("daily_market_data", "manual__perm", try_number=1))
     assert db_conn.execute("SELECT status, error_code FROM collection_logs").fetchall() == [("failed", 354)]
     assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
+
+
+class RepeatingHook(IbkrHook):
+    """IB answering with every bar twice, the second copy closing at its low."""
+
+    def fetch_bars(self, *args, **kwargs):
+        bars = super().fetch_bars(*args, **kwargs)
+        return bars + [dataclasses.replace(bar, close=bar.low) for bar in bars]
+
+
+def test_a_bar_sent_twice_is_stored_once_the_last_copy_winning(aapl_target, db_conn, ibkr_connection, caplog):
+    run = RunContext("daily_market_data", "manual__twice", try_number=1)
+    with RepeatingHook() as hook:
+        outcome = collect_target(db_conn, hook, CollectionTarget.from_dict(aapl_target), run)
+    assert (outcome.status, outcome.records_collected) == ("completed", 1)
+    assert db_conn.execute("SELECT close = low FROM market_data").fetchall() == [(True,)]
+    assert db_conn.execute("SELECT status, records_collected FROM collection_logs").fetchall() == [
+        ("completed", 1)
+    ]
+    assert "AAPL 2025-01-15: dropped 1 duplicate bars" in caplog.text

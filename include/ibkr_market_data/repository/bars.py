@@ -53,7 +53,8 @@ def upsert_bars(conn: Connection, symbol_id: int, timeframe: str, bars: Sequence
     """Bulk UPSERT on (symbol, timeframe, timestamp) through COPY into a temporary table.
 
     Unchanged bars are left alone; a bar whose values differ replaces the stored one (IB adjusts
-    history after the fact) and is counted as revised. Nothing is ever deleted.
+    history after the fact) and is counted as revised. Nothing is ever deleted. ``bars`` must
+    have distinct timestamps (``bars.latest_per_timestamp``): one statement cannot write a row twice.
     """
     if not bars:
         return UpsertResult(0, 0)
@@ -147,7 +148,8 @@ def store_backfilled_bars(
     (a request that bridges stored sessions, or another run stored them meanwhile: a unique
     violation rolls back to a savepoint), every fetched bar is compared with the stored one: equal
     bars are left alone, changed ones are replaced and their old and new values written to
-    ``bar_revisions``. Sessions that now have a bar leave ``no_data_sessions``.
+    ``bar_revisions``. Sessions that now have a bar leave ``no_data_sessions``. Timestamps must
+    be distinct, as for ``upsert_bars``.
     """
     if not bars:
         return UpsertResult(0, 0)
