@@ -18,6 +18,7 @@ import threading
 from typing import Protocol
 
 from psycopg import Connection
+from psycopg.pq import TransactionStatus
 
 from ibkr_market_data import repository
 
@@ -66,7 +67,12 @@ class LocalClientIdLease:
 
 
 class PostgresClientIdLease:
-    """Advisory-lock lease on ``connection``, a dedicated autocommit psycopg connection kept open while leased."""
+    """Advisory-lock lease on ``connection``, kept open while leased.
+
+    The connection may be the task's own write connection: releasing rolls back a transaction that
+    a failed statement aborted (session-level locks outlive a rollback), so the release never hides
+    the statement's error behind ``InFailedSqlTransaction``.
+    """
 
     def __init__(self, connection: Connection, first: int, count: int) -> None:
         self.connection = connection
@@ -84,5 +90,9 @@ class PostgresClientIdLease:
         )
 
     def release_all(self) -> None:
-        repository.release_client_ids(self.connection, self.held)
+        """Unlock every held id; on a closed connection they went with its session."""
+        if self.held and not self.connection.closed:
+            if self.connection.info.transaction_status == TransactionStatus.INERROR:
+                self.connection.rollback()
+            repository.release_client_ids(self.connection, self.held)
         self.held.clear()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import psycopg
 from psycopg import Connection
 
 from ibkr_market_data import repository
@@ -69,6 +70,7 @@ def collect_target(
     """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed.
 
     ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``.
+    A database error fails the attempt, recorded with its text, and is retryable.
     """
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
     first, last = target.first_session_date, target.session_date
@@ -120,19 +122,11 @@ def collect_target(
         conn.commit()
         log.info("%s %s: no data from IB (%s)", target.symbol, last, exc.reason)
         return outcome
-    except (IbkrError, InvalidBarError) as exc:
-        conn.rollback()
+    except (IbkrError, InvalidBarError, psycopg.Error) as exc:
         code = exc.code if isinstance(exc, IbkrError) else None
-        retryable = isinstance(exc, IbkrError) and exc.retryable
-        repository.finish_attempt(
-            conn,
-            log_id,
-            AttemptStatus.FAILED,
-            requests_sent=hook.requests_sent - requests_before,
-            error_message=str(exc),
-            error_code=code,
-        )
-        conn.commit()
+        # A database error may be passing (a lost connection, a deadlock): the next try decides.
+        retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
+        _record_failure(conn, log_id, exc, code, hook.requests_sent - requests_before)
         log.warning(
             "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
         )
@@ -154,3 +148,30 @@ def collect_target(
         bars_inserted=result.inserted,
         bars_revised=result.revised,
     )
+
+
+def _record_failure(
+    conn: Connection, log_id: int, exc: Exception, code: int | None, requests_sent: int
+) -> None:
+    """Mark the attempt ``failed`` in a fresh transaction, the failed one rolled back.
+
+    Where the database cannot take even that (the connection is gone), the attempt stays
+    ``pending`` and the caller still raises the error that failed it, not this one.
+    """
+    try:
+        conn.rollback()
+        repository.finish_attempt(
+            conn,
+            log_id,
+            AttemptStatus.FAILED,
+            requests_sent=requests_sent,
+            error_message=str(exc),
+            error_code=code,
+        )
+        conn.commit()
+    except psycopg.Error as recording_error:
+        log.error(
+            "Attempt %s stays pending: the database refused to record its failure: %s",
+            log_id,
+            recording_error,
+        )

@@ -28,6 +28,12 @@ RULES = PacingRules(
     window=3.0, window_limit=4, identical_gap=1.0, per_contract_window=1.0, per_contract_limit=3
 )
 
+#: Advisory locks (leased client ids) held in the test's database by any session.
+ADVISORY_LOCKS_HERE = """
+    SELECT COUNT(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
 
 def burst(simulator, monkeypatch, pacer_factory):
     """Two workers, each with its own connection, ask for 30-second bars of several half-hours."""
@@ -116,3 +122,32 @@ def test_a_bar_sent_twice_is_stored_once_the_last_copy_winning(aapl_target, db_c
         ("completed", 1)
     ]
     assert "AAPL 2025-01-15: dropped 1 duplicate bars" in caplog.text
+
+
+@pytest.fixture
+def market_data_refusing_bars(db_conn):
+    """A constraint that every new bar breaks: a database error inside the write, as a full disk would be."""
+    db_conn.execute("ALTER TABLE market_data ADD CONSTRAINT refuse_every_bar CHECK (volume < 0) NOT VALID")
+    db_conn.commit()
+    yield
+    db_conn.rollback()
+    db_conn.execute("ALTER TABLE market_data DROP CONSTRAINT IF EXISTS refuse_every_bar")
+    db_conn.commit()
+
+
+def test_a_database_error_fails_the_attempt_with_its_text_and_is_retried(
+    aapl_target, db_conn, market_data_refusing_bars
+):
+    with pytest.raises(CollectionFailed) as raised:
+        daily.collect(aapl_target, RunContext("daily_market_data", "manual__db_error", try_number=1))
+    assert raised.value.retryable
+    assert isinstance(raised.value.__cause__, psycopg.errors.CheckViolation)
+    [(status, message)] = db_conn.execute("SELECT status, error_message FROM collection_logs").fetchall()
+    assert status == "failed" and 'violates check constraint "refuse_every_bar"' in message
+    assert db_conn.execute(ADVISORY_LOCKS_HERE).fetchone()[0] == 0, "the client id lease is released"
+
+    db_conn.execute("ALTER TABLE market_data DROP CONSTRAINT refuse_every_bar")
+    db_conn.commit()
+    retry = daily.collect(aapl_target, RunContext("daily_market_data", "manual__db_error", try_number=2))
+    assert retry["status"] == "completed"
+    assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 1
