@@ -11,7 +11,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ibkr_market_data.ib_client import BarData
 
 DAILY_BAR_SIZE = "1 day"
 
@@ -61,7 +64,7 @@ def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
     return dt.datetime.combine(value, dt.time())
 
 
-def bar_from_ib(ib_bar: Any) -> Bar:
+def bar_from_ib(ib_bar: BarData) -> Bar:
     """Convert one ``BarData``; raises InvalidBarError for non-numeric or non-finite fields."""
     when = ib_bar.date
     volume = ib_bar.volume
@@ -96,7 +99,7 @@ def validate_bar(bar: Bar) -> None:
         raise InvalidBarError(f"bar {when}: volume {bar.volume} is negative")
 
 
-def bars_from_ib(ib_bars: Iterable[Any]) -> list[Bar]:
+def bars_from_ib(ib_bars: Iterable[BarData]) -> list[Bar]:
     """Convert and validate a whole response; one bad bar rejects it all, so nothing partial is written."""
     bars = [bar_from_ib(ib_bar) for ib_bar in ib_bars]
     for bar in bars:
