@@ -11,18 +11,18 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: IB bar size -> the ``timeframe`` value stored in ``market_data`` (the original system's names).
-TIMEFRAMES: dict[str, str] = {
-    "1 day": "1day",
-    "1 hour": "1hour",
-    "30 mins": "30min",
-    "15 mins": "15min",
-    "5 mins": "5min",
-    "1 min": "1min",
-    "30 secs": "30sec",
-}
+if TYPE_CHECKING:
+    from ibkr_market_data.ib_client import BarData
+
+DAILY_BAR_SIZE = "1 day"
+
+#: IB bar size -> the ``timeframe`` value stored in ``market_data`` (the original system's names),
+#: for the bar sizes the collector requests.
+TIMEFRAME_BY_BAR_SIZE: dict[str, str] = {DAILY_BAR_SIZE: "1day"}
+
+DAILY_TIMEFRAME = TIMEFRAME_BY_BAR_SIZE[DAILY_BAR_SIZE]
 
 #: Bar sizes where IB's hard historical pacing limits apply (bars of 30 seconds or less).
 SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"})
@@ -64,7 +64,7 @@ def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
     return dt.datetime.combine(value, dt.time())
 
 
-def bar_from_ib(ib_bar: Any) -> Bar:
+def bar_from_ib(ib_bar: BarData) -> Bar:
     """Convert one ``BarData``; raises InvalidBarError for non-numeric or non-finite fields."""
     when = ib_bar.date
     volume = ib_bar.volume
@@ -99,7 +99,7 @@ def validate_bar(bar: Bar) -> None:
         raise InvalidBarError(f"bar {when}: volume {bar.volume} is negative")
 
 
-def bars_from_ib(ib_bars: Iterable[Any]) -> list[Bar]:
+def bars_from_ib(ib_bars: Iterable[BarData]) -> list[Bar]:
     """Convert and validate a whole response; one bad bar rejects it all, so nothing partial is written."""
     bars = [bar_from_ib(ib_bar) for ib_bar in ib_bars]
     for bar in bars:
@@ -107,7 +107,13 @@ def bars_from_ib(ib_bars: Iterable[Any]) -> list[Bar]:
     return bars
 
 
-def bars_in_sessions(bars: Sequence[Bar], sessions: Iterable[dt.date]) -> list[Bar]:
-    """The daily bars dated on one of ``sessions`` (IB may return neighbours of the asked range)."""
-    wanted = set(sessions)
-    return [bar for bar in bars if bar.session_date in wanted]
+def latest_per_timestamp(bars: Sequence[Bar]) -> list[Bar]:
+    """``bars`` with one bar per timestamp, the last one IB sent, in the order first seen.
+
+    A response naming a timestamp twice would otherwise fail the UPSERT (one statement cannot
+    write a row twice), and every retry with it.
+    """
+    latest: dict[dt.datetime, Bar] = {}
+    for bar in bars:
+        latest[bar.timestamp] = bar
+    return list(latest.values())

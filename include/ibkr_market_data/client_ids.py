@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
-#: First key of the advisory lock pair, so our locks never clash with other applications'.
-ADVISORY_LOCK_NAMESPACE = 0x1B_C1
+from psycopg import Connection
+from psycopg.pq import TransactionStatus
+
+from ibkr_market_data import repository
 
 
 class ClientIdsExhaustedError(RuntimeError):
@@ -65,30 +67,32 @@ class LocalClientIdLease:
 
 
 class PostgresClientIdLease:
-    """Advisory-lock lease on ``connection``, a dedicated autocommit psycopg connection kept open while leased."""
+    """Advisory-lock lease on ``connection``, kept open while leased.
 
-    def __init__(self, connection: Any, first: int, count: int) -> None:
+    The connection may be the task's own write connection: releasing rolls back a transaction that
+    a failed statement aborted (session-level locks outlive a rollback), so the release never hides
+    the statement's error behind ``InFailedSqlTransaction``.
+    """
+
+    def __init__(self, connection: Connection, first: int, count: int) -> None:
         self.connection = connection
         self.first, self.count = first, count
         self.held: list[int] = []
 
     def acquire(self) -> int:
-        with self.connection.cursor() as cursor:
-            for client_id in _candidates(self.first, self.count):
-                if client_id in self.held:
-                    continue
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id))
-                row = cursor.fetchone()
-                if row and row[0]:
-                    self.held.append(client_id)
-                    return client_id
+        for client_id in _candidates(self.first, self.count):
+            if client_id not in self.held and repository.try_lease_client_id(self.connection, client_id):
+                self.held.append(client_id)
+                return client_id
         raise ClientIdsExhaustedError(
             f"All {self.count} client ids from {self.first} are leased by other workers; "
             "widen the ibkr connection's client_id_range or lower the ibkr pool's slots"
         )
 
     def release_all(self) -> None:
-        with self.connection.cursor() as cursor:
-            for client_id in self.held:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id))
+        """Unlock every held id; on a closed connection they went with its session."""
+        if self.held and not self.connection.closed:
+            if self.connection.info.transaction_status == TransactionStatus.INERROR:
+                self.connection.rollback()
+            repository.release_client_ids(self.connection, self.held)
         self.held.clear()

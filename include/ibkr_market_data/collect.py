@@ -7,26 +7,29 @@ mid-request leaves a visible trace; the bars and the final status commit in one 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
+
+import psycopg
+from psycopg import Connection
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import Bar, InvalidBarError
+from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError, latest_per_timestamp
+from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
-from ibkr_market_data.repository import RunContext
+from ibkr_market_data.repository import AttemptStatus, RunContext
 
 log = logging.getLogger(__name__)
-
-TIMEFRAME_BY_BAR_SIZE = {"1 day": "1day"}
 
 
 @dataclass(frozen=True)
 class SymbolOutcome:
     symbol: str
-    status: str  # completed | no_data | skipped | failed
+    status: AttemptStatus  # completed, no_data, skipped or failed
     records_collected: int = 0
     bars_inserted: int = 0
     bars_revised: int = 0
@@ -43,16 +46,31 @@ class CollectionFailed(Exception):
         self.retryable = retryable
 
 
+class BarSource(Protocol):
+    """What collecting needs of the IBKR hook."""
+
+    requests_sent: int
+
+    def fetch_bars(
+        self, spec: ContractSpec, end: dt.datetime | str, duration: str, bar_size: str
+    ) -> list[Bar]: ...
+
+
 #: Writes one symbol's bars: ``store(conn, symbol_id, timeframe, bars)``.
-BarStore = Callable[[Any, int, str, Sequence[Bar]], repository.UpsertResult]
+BarStore = Callable[[Connection, int, str, Sequence[Bar]], repository.UpsertResult]
 
 
 def collect_target(
-    conn: Any, hook: Any, target: CollectionTarget, run: RunContext, store: BarStore | None = None
+    conn: Connection,
+    hook: BarSource,
+    target: CollectionTarget,
+    run: RunContext,
+    store: BarStore | None = None,
 ) -> SymbolOutcome:
     """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed.
 
     ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``.
+    A database error fails the attempt, recorded with its text, and is retryable.
     """
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
     first, last = target.first_session_date, target.session_date
@@ -62,33 +80,41 @@ def collect_target(
 
     if first == last and repository.symbols_having_bar(conn, [target.symbol_id], timeframe, window[1]):
         # Another run stored it since this run was planned: send nothing.
-        repository.finish_attempt(conn, log_id, "skipped", error_message=ALREADY_COLLECTED)
+        repository.finish_attempt(conn, log_id, AttemptStatus.SKIPPED, error_message=ALREADY_COLLECTED)
         conn.commit()
         log.info("%s %s: skipped, %s", target.symbol, last, ALREADY_COLLECTED)
-        return SymbolOutcome(target.symbol, "skipped", reason=ALREADY_COLLECTED)
+        return SymbolOutcome(target.symbol, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
     requests_before = hook.requests_sent
     try:
         bars = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
-        wanted = [bar for bar in bars if first <= bar.session_date <= last]
-        if not wanted:
+        in_window = [bar for bar in bars if first <= bar.session_date <= last]
+        if not in_window:
             raise IbkrNoDataError(f"IB sent {len(bars)} bars, none for {first}..{last}")
+        wanted = latest_per_timestamp(in_window)
+        if len(wanted) < len(in_window):
+            log.warning(
+                "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
+                target.symbol,
+                last,
+                len(in_window) - len(wanted),
+            )
         result = (store or repository.upsert_bars)(conn, target.symbol_id, timeframe, wanted)
         repository.finish_attempt(
             conn,
             log_id,
-            "completed",
+            AttemptStatus.COMPLETED,
             records_collected=len(wanted),
             requests_sent=hook.requests_sent - requests_before,
         )
         conn.commit()
     except IbkrNoDataError as exc:
         conn.rollback()
-        outcome = SymbolOutcome(target.symbol, "no_data", reason=str(exc), error_code=exc.code)
+        outcome = SymbolOutcome(target.symbol, AttemptStatus.NO_DATA, reason=str(exc), error_code=exc.code)
         repository.finish_attempt(
             conn,
             log_id,
-            "no_data",
+            AttemptStatus.NO_DATA,
             requests_sent=hook.requests_sent - requests_before,
             error_message=exc.reason,
             error_code=exc.code,
@@ -96,24 +122,16 @@ def collect_target(
         conn.commit()
         log.info("%s %s: no data from IB (%s)", target.symbol, last, exc.reason)
         return outcome
-    except (IbkrError, InvalidBarError) as exc:
-        conn.rollback()
+    except (IbkrError, InvalidBarError, psycopg.Error) as exc:
         code = exc.code if isinstance(exc, IbkrError) else None
-        retryable = isinstance(exc, IbkrError) and exc.retryable
-        repository.finish_attempt(
-            conn,
-            log_id,
-            "failed",
-            requests_sent=hook.requests_sent - requests_before,
-            error_message=str(exc),
-            error_code=code,
-        )
-        conn.commit()
+        # A database error may be passing (a lost connection, a deadlock): the next try decides.
+        retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
+        _record_failure(conn, log_id, exc, code, hook.requests_sent - requests_before)
         log.warning(
             "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
         )
         raise CollectionFailed(
-            SymbolOutcome(target.symbol, "failed", reason=str(exc), error_code=code), retryable
+            SymbolOutcome(target.symbol, AttemptStatus.FAILED, reason=str(exc), error_code=code), retryable
         ) from exc
     log.info(
         "%s %s: collected %d bars (%d new, %d revised)",
@@ -125,8 +143,35 @@ def collect_target(
     )
     return SymbolOutcome(
         target.symbol,
-        "completed",
+        AttemptStatus.COMPLETED,
         records_collected=len(wanted),
         bars_inserted=result.inserted,
         bars_revised=result.revised,
     )
+
+
+def _record_failure(
+    conn: Connection, log_id: int, exc: Exception, code: int | None, requests_sent: int
+) -> None:
+    """Mark the attempt ``failed`` in a fresh transaction, the failed one rolled back.
+
+    Where the database cannot take even that (the connection is gone), the attempt stays
+    ``pending`` and the caller still raises the error that failed it, not this one.
+    """
+    try:
+        conn.rollback()
+        repository.finish_attempt(
+            conn,
+            log_id,
+            AttemptStatus.FAILED,
+            requests_sent=requests_sent,
+            error_message=str(exc),
+            error_code=code,
+        )
+        conn.commit()
+    except psycopg.Error as recording_error:
+        log.error(
+            "Attempt %s stays pending: the database refused to record its failure: %s",
+            log_id,
+            recording_error,
+        )

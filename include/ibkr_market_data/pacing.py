@@ -19,11 +19,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from psycopg import Connection
+
+from ibkr_market_data import repository
+from ibkr_market_data.repository import SentRequest
 
 log = logging.getLogger(__name__)
-
-PACING_LOCK_KEY = 0x1BC1_0001
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,6 @@ class PacingRules:
     @property
     def horizon(self) -> float:
         return max(self.window, self.identical_gap, self.per_contract_window)
-
-
-@dataclass(frozen=True)
-class SentRequest:
-    contract_key: str
-    request_key: str
-    sent_at: float  # epoch seconds
 
 
 def seconds_until_allowed(
@@ -87,7 +82,7 @@ class PostgresPacer:
 
     def __init__(
         self,
-        connect: Callable[[], Any],
+        connect: Callable[[], Connection],
         rules: PacingRules | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -104,35 +99,11 @@ class PostgresPacer:
         conn = self.connect()
         try:
             while True:
-                with conn.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (PACING_LOCK_KEY,))
-                    cursor.execute(
-                        """
-                        SELECT contract_key, request_key, EXTRACT(EPOCH FROM sent_at)::float8,
-                               EXTRACT(EPOCH FROM clock_timestamp())::float8
-                        FROM ib_pacing_ledger
-                        WHERE sent_at > clock_timestamp() - make_interval(secs => %s)
-                        ORDER BY sent_at
-                        """,
-                        (self.rules.horizon,),
-                    )
-                    rows = cursor.fetchall()
-                    if rows:
-                        now = rows[0][3]
-                    else:
-                        cursor.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")
-                        now = cursor.fetchone()[0]
-                    history = [SentRequest(c, r, s) for c, r, s, _ in rows]
-                    wait = seconds_until_allowed(self.rules, history, contract_key, request_key, now)
-                    if wait <= 0:
-                        cursor.execute(
-                            "INSERT INTO ib_pacing_ledger (contract_key, request_key) VALUES (%s, %s)",
-                            (contract_key, request_key),
-                        )
-                        cursor.execute(
-                            "DELETE FROM ib_pacing_ledger WHERE sent_at < clock_timestamp() - make_interval(secs => %s)",
-                            (self.rules.horizon * 2,),
-                        )
+                repository.lock_pacing_ledger(conn)
+                history, now = repository.recent_requests(conn, self.rules.horizon)
+                wait = seconds_until_allowed(self.rules, history, contract_key, request_key, now)
+                if wait <= 0:
+                    repository.record_request(conn, contract_key, request_key, self.rules.horizon * 2)
                 conn.commit()  # releases the advisory lock
                 if wait <= 0:
                     return waited

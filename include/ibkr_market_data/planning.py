@@ -13,11 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from ibkr_market_data import calendars
+
+# The daily bar size and timeframe are defined in bars; the task modules import them from here.
+from ibkr_market_data.bars import DAILY_BAR_SIZE as DAILY_BAR_SIZE
+from ibkr_market_data.bars import DAILY_TIMEFRAME as DAILY_TIMEFRAME
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.repository import SymbolRow
-
-DAILY_BAR_SIZE = "1 day"
-DAILY_TIMEFRAME = "1day"
 
 NOT_A_TRADING_DAY = "not a trading day"
 ALREADY_COLLECTED = "already collected"

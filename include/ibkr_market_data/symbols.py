@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
+
+from psycopg import Connection
 
 from ibkr_market_data import repository
-from ibkr_market_data.contracts import ContractSpec
+from ibkr_market_data.contracts import ContractSpec, ResolvedContract
 from ibkr_market_data.errors import IbkrContractError, IbkrPermissionError, IbkrRequestError
 from ibkr_market_data.universe import UniverseSymbol, load_universe
 
 log = logging.getLogger(__name__)
+
+
+class ContractResolver(Protocol):
+    """What loading needs of the IBKR hook."""
+
+    def resolve_contract(self, spec: ContractSpec) -> ResolvedContract: ...
 
 
 @dataclass
@@ -26,7 +34,9 @@ class ResolutionReport:
     unresolved: dict[str, str] = field(default_factory=dict)
 
 
-def load_symbols(conn: Any, hook: Any, universe: list[UniverseSymbol] | None = None) -> ResolutionReport:
+def load_symbols(
+    conn: Connection, hook: ContractResolver, universe: list[UniverseSymbol] | None = None
+) -> ResolutionReport:
     """Upsert the universe, then resolve every symbol that has no conId yet; commits as it goes."""
     report = ResolutionReport()
     report.loaded = repository.upsert_universe(conn, load_universe() if universe is None else universe)

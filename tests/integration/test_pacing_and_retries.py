@@ -1,14 +1,17 @@
 """IB's small-bar pacing shared through PostgreSQL, and how the collect task retries or fails."""
 
+import dataclasses
 import datetime as dt
 import threading
 
 import psycopg
 import pytest
 
+from ibkr_market_data.collect import CollectionFailed, collect_target
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.pacing import PacingRules, PostgresPacer
+from ibkr_market_data.planning import CollectionTarget, daily_target
 from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
 from ibkr_market_data.tasks.common import PermanentFailure
@@ -24,6 +27,12 @@ COMPRESSED = dict(
 RULES = PacingRules(
     window=3.0, window_limit=4, identical_gap=1.0, per_contract_window=1.0, per_contract_limit=3
 )
+
+#: Advisory locks (leased client ids) held in the test's database by any session.
+ADVISORY_LOCKS_HERE = """
+    SELECT COUNT(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
 
 
 def burst(simulator, monkeypatch, pacer_factory):
@@ -70,14 +79,10 @@ def test_without_the_pacer_the_same_burst_breaks_ibs_rules(tws_simulator_factory
 @pytest.fixture
 def aapl_target(small_universe, db_conn):
     (row,) = select_symbols(db_conn, symbols=["AAPL"])
-    from ibkr_market_data.planning import daily_target
-
     return daily_target(row, dt.date(2025, 1, 15), dt.date(2025, 1, 15)).to_dict()
 
 
 def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn, ibkr_connection):
-    from ibkr_market_data.collect import CollectionFailed
-
     ibkr_connection.faults.set("AAPL", pacing_violation=1)
     with pytest.raises(CollectionFailed) as raised:
         daily.collect(aapl_target, RunContext("daily_market_data", "manual__retry", try_number=1))
@@ -97,3 +102,52 @@ def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connecti
         daily.collect(aapl_target, RunContext("daily_market_data", "manual__perm", try_number=1))
     assert db_conn.execute("SELECT status, error_code FROM collection_logs").fetchall() == [("failed", 354)]
     assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
+
+
+class RepeatingHook(IbkrHook):
+    """IB answering with every bar twice, the second copy closing at its low."""
+
+    def fetch_bars(self, *args, **kwargs):
+        bars = super().fetch_bars(*args, **kwargs)
+        return bars + [dataclasses.replace(bar, close=bar.low) for bar in bars]
+
+
+def test_a_bar_sent_twice_is_stored_once_the_last_copy_winning(aapl_target, db_conn, ibkr_connection, caplog):
+    run = RunContext("daily_market_data", "manual__twice", try_number=1)
+    with RepeatingHook() as hook:
+        outcome = collect_target(db_conn, hook, CollectionTarget.from_dict(aapl_target), run)
+    assert (outcome.status, outcome.records_collected) == ("completed", 1)
+    assert db_conn.execute("SELECT close = low FROM market_data").fetchall() == [(True,)]
+    assert db_conn.execute("SELECT status, records_collected FROM collection_logs").fetchall() == [
+        ("completed", 1)
+    ]
+    assert "AAPL 2025-01-15: dropped 1 duplicate bars" in caplog.text
+
+
+@pytest.fixture
+def market_data_refusing_bars(db_conn):
+    """A constraint that every new bar breaks: a database error inside the write, as a full disk would be."""
+    db_conn.execute("ALTER TABLE market_data ADD CONSTRAINT refuse_every_bar CHECK (volume < 0) NOT VALID")
+    db_conn.commit()
+    yield
+    db_conn.rollback()
+    db_conn.execute("ALTER TABLE market_data DROP CONSTRAINT IF EXISTS refuse_every_bar")
+    db_conn.commit()
+
+
+def test_a_database_error_fails_the_attempt_with_its_text_and_is_retried(
+    aapl_target, db_conn, market_data_refusing_bars
+):
+    with pytest.raises(CollectionFailed) as raised:
+        daily.collect(aapl_target, RunContext("daily_market_data", "manual__db_error", try_number=1))
+    assert raised.value.retryable
+    assert isinstance(raised.value.__cause__, psycopg.errors.CheckViolation)
+    [(status, message)] = db_conn.execute("SELECT status, error_message FROM collection_logs").fetchall()
+    assert status == "failed" and 'violates check constraint "refuse_every_bar"' in message
+    assert db_conn.execute(ADVISORY_LOCKS_HERE).fetchone()[0] == 0, "the client id lease is released"
+
+    db_conn.execute("ALTER TABLE market_data DROP CONSTRAINT refuse_every_bar")
+    db_conn.commit()
+    retry = daily.collect(aapl_target, RunContext("daily_market_data", "manual__db_error", try_number=2))
+    assert retry["status"] == "completed"
+    assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 1

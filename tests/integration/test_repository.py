@@ -8,6 +8,7 @@ import pytest
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import Bar
+from ibkr_market_data.client_ids import PostgresClientIdLease
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.symbols import load_symbols
@@ -170,6 +171,17 @@ def test_a_retried_attempt_is_a_new_row_and_a_repeated_one_is_not(db_conn, symbo
     )
     assert first == again != retry
     assert db_conn.execute("SELECT COUNT(*) FROM collection_logs").fetchone()[0] == 2
+
+
+def test_a_lease_on_the_write_connection_releases_after_a_failed_statement(market_db, db_conn):
+    lease = PostgresClientIdLease(db_conn, 10, 2)
+    held = lease.acquire()
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        db_conn.execute("SELECT 1 / 0")
+    lease.release_all()
+    assert lease.held == []
+    with psycopg.connect(market_db) as other_worker:
+        assert repository.try_lease_client_id(other_worker, held), "released, so another session may lease it"
 
 
 def test_unresolvable_symbols_stay_inactive_and_are_reported(market_db, ibkr_connection):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from ibkr_market_data import errors
-from ibkr_market_data.bars import InvalidBarError, bar_from_ib, bars_from_ib
+from ibkr_market_data.bars import InvalidBarError, bar_from_ib, bars_from_ib, latest_per_timestamp
 
 
 def ib_bar(**overrides):
@@ -53,6 +53,16 @@ def test_intraday_times_are_stored_as_utc():
 def test_broken_bars_reject_the_whole_response(overrides, message):
     with pytest.raises(InvalidBarError, match=message):
         bars_from_ib([ib_bar(date=dt.date(2025, 1, 14)), ib_bar(**overrides)])
+
+
+def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():
+    monday, tuesday = dt.date(2025, 1, 13), dt.date(2025, 1, 14)
+    first_monday = bar_from_ib(ib_bar(date=monday))
+    bars = [first_monday, bar_from_ib(ib_bar(date=tuesday)), bar_from_ib(ib_bar(date=monday, close=10.25))]
+    kept = latest_per_timestamp(bars)
+    assert [bar.session_date for bar in kept] == [monday, tuesday]
+    assert kept[0].close == Decimal("10.25")
+    assert latest_per_timestamp(bars[:2]) == bars[:2]
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.pacing import minimum_duration
 from ibkr_market_data.planning import ALREADY_COLLECTED, DAILY_TIMEFRAME, session_timestamp
-from ibkr_market_data.repository import RunContext, SymbolRow
+from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
 from ibkr_market_data.tasks.common import as_name_list, fail_on_problems, ib_session, market_db
 from ibkr_market_data.tasks.daily import DRY_RUN_LATENCY_SECONDS, selected_exchanges
@@ -210,7 +210,7 @@ class GapOutcome:
     """What filling one symbol's gaps did; travels through XCom as a dict."""
 
     symbol: str
-    status: str = "completed"  # completed | no_data | skipped
+    status: AttemptStatus = AttemptStatus.COMPLETED  # completed, no_data or skipped
     requests: int = 0
     bars_collected: int = 0
     bars_inserted: int = 0
@@ -239,7 +239,7 @@ def fill_symbol_gaps(
         repository.log_skipped(conn, run, [(row.id, reason)], DAILY_TIMEFRAME, *window)
         conn.commit()
         log.info("%s: skipped, %s", row.symbol, reason)
-        outcome.status = "skipped"
+        outcome.status = AttemptStatus.SKIPPED
         return outcome
 
     def store(db: Any, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> repository.UpsertResult:
@@ -266,7 +266,7 @@ def fill_symbol_gaps(
             first_available = _ask_first_available(conn, hook, row, target.contract())
         outcome.no_data_sessions += _record_no_data(conn, row, absent, first_available, run)
     if not outcome.bars_collected:
-        outcome.status = "no_data"
+        outcome.status = AttemptStatus.NO_DATA
     log.info(
         "%s: %d missing sessions in %s..%s: %d requests, %d bars (%d new, %d revised), %d sessions without data at IB",
         row.symbol,

@@ -1,0 +1,96 @@
+"""Every SQL statement of the collector, by table family, with values always bound as parameters.
+
+Functions take an open psycopg connection (``PostgresHook.get_conn()``) and leave transaction
+control to the caller, so a symbol's bars and its log row commit together. Callers use the
+package, not its modules: ``from ibkr_market_data import repository; repository.upsert_bars(...)``.
+
+* ``symbols``: the universe and what IB said about each contract
+* ``bars``: ``market_data`` and ``bar_revisions``
+* ``collection_logs``: one row per attempt, the statuses, what a run did
+* ``backfill``: ``no_data_sessions``, first available dates, a backfill run's totals
+* ``pacing``: the shared ``ib_pacing_ledger``
+* ``leases``: client ids as advisory locks
+"""
+
+from ibkr_market_data.repository.backfill import (
+    first_available_dates,
+    no_data_session_dates,
+    record_no_data_sessions,
+    run_backfill_totals,
+    set_first_available_date,
+)
+from ibkr_market_data.repository.bars import (
+    ARRAY_UPSERT_MAX_BARS,
+    UpsertResult,
+    existing_bar_dates,
+    store_backfilled_bars,
+    symbols_having_bar,
+    upsert_bars,
+)
+from ibkr_market_data.repository.collection_logs import (
+    COLLECTION_TYPE,
+    AttemptStatus,
+    RunContext,
+    finish_attempt,
+    log_skipped,
+    run_failures,
+    run_records_collected,
+    run_summary,
+    start_attempt,
+    symbols_with_outcome,
+)
+from ibkr_market_data.repository.leases import release_client_ids, try_lease_client_id
+from ibkr_market_data.repository.pacing import (
+    SentRequest,
+    lock_pacing_ledger,
+    recent_requests,
+    record_request,
+)
+from ibkr_market_data.repository.symbols import (
+    SymbolRow,
+    has_active_symbols,
+    known_symbol_names,
+    mark_resolved,
+    mark_unresolved,
+    select_symbols,
+    unresolved_symbols,
+    upsert_universe,
+)
+
+__all__ = [
+    "ARRAY_UPSERT_MAX_BARS",
+    "COLLECTION_TYPE",
+    "AttemptStatus",
+    "RunContext",
+    "SentRequest",
+    "SymbolRow",
+    "UpsertResult",
+    "existing_bar_dates",
+    "finish_attempt",
+    "first_available_dates",
+    "has_active_symbols",
+    "known_symbol_names",
+    "lock_pacing_ledger",
+    "log_skipped",
+    "mark_resolved",
+    "mark_unresolved",
+    "no_data_session_dates",
+    "recent_requests",
+    "record_no_data_sessions",
+    "record_request",
+    "release_client_ids",
+    "run_backfill_totals",
+    "run_failures",
+    "run_records_collected",
+    "run_summary",
+    "select_symbols",
+    "set_first_available_date",
+    "start_attempt",
+    "store_backfilled_bars",
+    "symbols_having_bar",
+    "symbols_with_outcome",
+    "try_lease_client_id",
+    "unresolved_symbols",
+    "upsert_bars",
+    "upsert_universe",
+]

@@ -1,0 +1,95 @@
+"""Backfill bookkeeping: ``no_data_sessions``, ``symbols.first_available_date`` and a run's totals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from psycopg import Connection
+
+from ibkr_market_data.repository.collection_logs import RunContext
+
+
+def no_data_session_dates(
+    conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
+) -> dict[int, set[dt.date]]:
+    """Per symbol, the sessions in ``[start, end]`` recorded as having no data at IB."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT symbol_id, session FROM no_data_sessions
+            WHERE symbol_id = ANY(%s) AND timeframe = %s AND session BETWEEN %s AND %s
+            """,
+            (list(symbol_ids), timeframe, start, end),
+        )
+        found: dict[int, set[dt.date]] = {}
+        for symbol_id, session in cursor.fetchall():
+            found.setdefault(symbol_id, set()).add(session)
+        return found
+
+
+def record_no_data_sessions(
+    conn: Connection,
+    symbol_id: int,
+    timeframe: str,
+    sessions: Iterable[dt.date],
+    reason: str,
+    run: RunContext,
+) -> int:
+    """Record sessions IB sent no bar for; a session seen again keeps ``first_seen`` and gets the new reason."""
+    rows = [
+        (symbol_id, timeframe, session, reason, run.dag_id, run.run_id) for session in sorted(set(sessions))
+    ]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO no_data_sessions (symbol_id, timeframe, session, reason, dag_id, run_id)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            ON CONFLICT (symbol_id, timeframe, session) DO UPDATE SET
+                reason = EXCLUDED.reason, last_seen = NOW(), dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id
+            """,
+            rows,
+        )
+    return len(rows)
+
+
+def first_available_dates(conn: Connection, symbol_ids: Sequence[int]) -> dict[int, dt.date]:
+    """``symbols.first_available_date`` of the symbols that have one (IB's head timestamp)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, first_available_date FROM symbols WHERE id = ANY(%s) AND first_available_date IS NOT NULL",
+            (list(symbol_ids),),
+        )
+        return {symbol_id: day for symbol_id, day in cursor.fetchall()}
+
+
+def set_first_available_date(conn: Connection, symbol_id: int, day: dt.date) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "UPDATE symbols SET first_available_date = %s, updated_at = NOW() WHERE id = %s", (day, symbol_id)
+        )
+
+
+def run_backfill_totals(conn: Connection, dag_id: str, run_id: str) -> dict[str, int]:
+    """What one backfill run did: requests, bars collected, revisions and no-data sessions recorded."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (SELECT COALESCE(SUM(requests_sent), 0) FROM collection_logs
+                    WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s),
+                   (SELECT COALESCE(SUM(records_collected), 0) FROM collection_logs
+                    WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s),
+                   (SELECT COUNT(*) FROM bar_revisions WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s),
+                   (SELECT COUNT(*) FROM no_data_sessions WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s)
+            """,
+            {"dag_id": dag_id, "run_id": run_id},
+        )
+        totals = cursor.fetchone()
+        assert totals is not None  # a SELECT without FROM returns its one row
+    requests, bars, revisions, no_data = totals
+    return {
+        "requests_sent": int(requests),
+        "bars_collected": int(bars),
+        "bars_revised": int(revisions),
+        "no_data_sessions": int(no_data),
+    }

@@ -1,0 +1,217 @@
+"""``market_data`` and ``bar_revisions``: stored bars, written by UPSERT, and the changes IB made to them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import Connection, Cursor
+
+from ibkr_market_data.bars import Bar
+from ibkr_market_data.repository.collection_logs import RunContext
+
+
+def symbols_having_bar(
+    conn: Connection, symbol_ids: Sequence[int], timeframe: str, timestamp: dt.datetime
+) -> set[int]:
+    """The dedupe check: which of ``symbol_ids`` already have their bar at ``timestamp``."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT symbol_id FROM market_data WHERE symbol_id = ANY(%s) AND timeframe = %s AND timestamp = %s",
+            (list(symbol_ids), timeframe, timestamp),
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def existing_bar_dates(
+    conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
+) -> dict[int, set[dt.date]]:
+    """Per symbol, the dates in ``[start, end]`` that already have a bar."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT symbol_id, timestamp::date FROM market_data
+            WHERE symbol_id = ANY(%s) AND timeframe = %s AND timestamp >= %s AND timestamp < %s
+            """,
+            (list(symbol_ids), timeframe, start, end + dt.timedelta(days=1)),
+        )
+        found: dict[int, set[dt.date]] = {}
+        for symbol_id, day in cursor.fetchall():
+            found.setdefault(symbol_id, set()).add(day)
+        return found
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    inserted: int
+    revised: int
+
+
+def upsert_bars(conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> UpsertResult:
+    """Bulk UPSERT on (symbol, timeframe, timestamp) through COPY into a temporary table.
+
+    Unchanged bars are left alone; a bar whose values differ replaces the stored one (IB adjusts
+    history after the fact) and is counted as revised. Nothing is ever deleted. ``bars`` must
+    have distinct timestamps (``bars.latest_per_timestamp``): one statement cannot write a row twice.
+    """
+    if not bars:
+        return UpsertResult(0, 0)
+    with conn.cursor() as cursor:
+        if len(bars) <= ARRAY_UPSERT_MAX_BARS:
+            # A daily run writes one bar: arrays in one statement spare a temporary table per task.
+            columns = list(zip(*(_bar_row(bar) for bar in bars), strict=True))
+            cursor.execute(_UPSERT_ARRAY_BARS, (symbol_id, timeframe, *map(list, columns)))
+        else:
+            _stage_bars(cursor, bars)
+            cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
+        return _counted(cursor)
+
+
+#: Up to this many bars go in one statement of arrays; more go through COPY.
+ARRAY_UPSERT_MAX_BARS = 64
+
+
+def _bar_row(bar: Bar) -> tuple[object, ...]:
+    return (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
+
+
+def _counted(cursor: Cursor) -> UpsertResult:
+    """The result of an UPSERT that returned one ``inserted`` flag per row written."""
+    flags = [row[0] for row in cursor.fetchall()]
+    inserted = sum(1 for flag in flags if flag)
+    return UpsertResult(inserted=inserted, revised=len(flags) - inserted)
+
+
+def _stage_bars(cursor: Cursor, bars: Sequence[Bar]) -> None:
+    """COPY ``bars`` into the session's ``incoming_bars`` table, emptied first.
+
+    ``ON COMMIT DELETE ROWS`` empties it only at commit, so two calls in one transaction would
+    otherwise see each other's bars.
+    """
+    cursor.execute(
+        """
+        CREATE TEMPORARY TABLE IF NOT EXISTS incoming_bars (
+            timestamp TIMESTAMP, open NUMERIC(20,8), high NUMERIC(20,8), low NUMERIC(20,8),
+            close NUMERIC(20,8), volume BIGINT, wap NUMERIC(20,8), bar_count INTEGER
+        ) ON COMMIT DELETE ROWS
+        """
+    )
+    cursor.execute("DELETE FROM incoming_bars")
+    with cursor.copy(
+        "COPY incoming_bars (timestamp, open, high, low, close, volume, wap, bar_count) FROM STDIN"
+    ) as copy:
+        for bar in bars:
+            copy.write_row(_bar_row(bar))
+
+
+_ON_CONFLICT_COMPARE = """
+    ON CONFLICT (symbol_id, timeframe, timestamp) DO UPDATE SET
+        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+        volume = EXCLUDED.volume, wap = EXCLUDED.wap, bar_count = EXCLUDED.bar_count,
+        updated_at = NOW()
+    WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
+          IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+                            EXCLUDED.volume, EXCLUDED.wap, EXCLUDED.bar_count)
+    RETURNING (xmax = 0) AS inserted
+"""
+
+_INSERT_BARS = """
+    INSERT INTO market_data AS md (symbol_id, timeframe, timestamp, open, high, low, close,
+                                   volume, wap, bar_count)
+"""
+
+#: Parameters: symbol_id, timeframe. Returns one ``inserted`` flag per row written.
+_UPSERT_STAGED_BARS = (  # constant fragments only: values are bound
+    _INSERT_BARS  # noqa: S608
+    + "SELECT %s, %s, timestamp, open, high, low, close, volume, wap, bar_count FROM incoming_bars"
+    + _ON_CONFLICT_COMPARE
+)
+
+#: Parameters: symbol_id, timeframe, then one array per column in ``_bar_row`` order.
+_UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
+    _INSERT_BARS  # noqa: S608
+    + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric[], %s::numeric[], %s::numeric[],
+                                       %s::numeric[], %s::bigint[], %s::numeric[], %s::integer[])"""
+    + _ON_CONFLICT_COMPARE
+)
+
+
+def store_backfilled_bars(
+    conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext
+) -> UpsertResult:
+    """Write a backfill response: plain COPY where nothing is stored, else compare and log revisions.
+
+    Where the symbol has no bar yet in the response's span (the usual case: the span was a gap),
+    the bars are copied straight into ``market_data``, the fastest bulk path. Where it has some
+    (a request that bridges stored sessions, or another run stored them meanwhile: a unique
+    violation rolls back to a savepoint), every fetched bar is compared with the stored one: equal
+    bars are left alone, changed ones are replaced and their old and new values written to
+    ``bar_revisions``. Sessions that now have a bar leave ``no_data_sessions``. Timestamps must
+    be distinct, as for ``upsert_bars``.
+    """
+    if not bars:
+        return UpsertResult(0, 0)
+    first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    with conn.cursor() as cursor:
+        # One round trip for both questions: this path is timed in bars per second.
+        cursor.execute(
+            """
+            SELECT EXISTS (SELECT 1 FROM market_data
+                           WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s),
+                   EXISTS (SELECT 1 FROM no_data_sessions
+                           WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
+            """,
+            (symbol_id, timeframe, first, last, symbol_id, timeframe, first.date(), last.date()),
+        )
+        overlaps = cursor.fetchone()
+        assert overlaps is not None  # a SELECT without FROM returns its one row
+        overlaps_stored, overlaps_no_data = overlaps
+        result = None
+        if not overlaps_stored:
+            try:
+                with conn.transaction():
+                    _copy_new_bars(cursor, symbol_id, timeframe, bars)
+                result = UpsertResult(inserted=len(bars), revised=0)
+            except psycopg.errors.UniqueViolation:
+                result = None  # stored by someone else since the check: compare instead
+        if result is None:
+            _stage_bars(cursor, bars)
+            cursor.execute(
+                """
+                INSERT INTO bar_revisions (
+                    symbol_id, timeframe, timestamp,
+                    old_open, old_high, old_low, old_close, old_volume, old_wap, old_bar_count,
+                    new_open, new_high, new_low, new_close, new_volume, new_wap, new_bar_count,
+                    dag_id, run_id)
+                SELECT md.symbol_id, md.timeframe, md.timestamp,
+                       md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count,
+                       i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count, %s, %s
+                FROM incoming_bars i
+                JOIN market_data md ON md.symbol_id = %s AND md.timeframe = %s AND md.timestamp = i.timestamp
+                WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
+                      IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
+                """,
+                (run.dag_id, run.run_id, symbol_id, timeframe),
+            )
+            cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
+            result = _counted(cursor)
+        if overlaps_no_data:
+            cursor.execute(
+                """
+                DELETE FROM no_data_sessions
+                WHERE symbol_id = %s AND timeframe = %s AND session = ANY(%s)
+                """,
+                (symbol_id, timeframe, [bar.timestamp.date() for bar in bars]),
+            )
+    return result
+
+
+def _copy_new_bars(cursor: Cursor, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> None:
+    with cursor.copy(
+        "COPY market_data (symbol_id, timeframe, timestamp, open, high, low, close, volume, wap, bar_count)"
+        " FROM STDIN"
+    ) as copy:
+        for bar in bars:
+            copy.write_row((symbol_id, timeframe, *_bar_row(bar)))

@@ -1,0 +1,136 @@
+"""``symbols``: the shipped universe and what IB said about each contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from psycopg import Connection
+
+from ibkr_market_data.universe import UniverseSymbol
+
+
+@dataclass(frozen=True)
+class SymbolRow:
+    id: int
+    symbol: str
+    exchange: str
+    primary_exchange: str
+    currency: str
+    sec_type: str
+    con_id: int | None
+    priority: int
+    active: bool
+
+
+_SYMBOL_COLUMNS = "id, symbol, exchange, primary_exchange, currency, sec_type, con_id, priority, active"
+
+
+def upsert_universe(conn: Connection, symbols: Iterable[UniverseSymbol]) -> int:
+    """Insert new symbols (inactive until resolved) and refresh list facts of known ones; returns rows touched."""
+    rows = [
+        (
+            s.symbol,
+            s.exchange,
+            s.primary_exchange,
+            s.currency,
+            s.sec_type,
+            s.priority,
+            s.asset_class,
+            s.name,
+            s.source_list,
+        )
+        for s in symbols
+    ]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO symbols (symbol, exchange, primary_exchange, currency, sec_type, priority,
+                                 asset_class, name, source_list)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (symbol, primary_exchange, currency) DO UPDATE SET
+                exchange = EXCLUDED.exchange, sec_type = EXCLUDED.sec_type,
+                priority = EXCLUDED.priority, asset_class = EXCLUDED.asset_class,
+                name = EXCLUDED.name, source_list = EXCLUDED.source_list, updated_at = NOW()
+            WHERE (symbols.exchange, symbols.sec_type, symbols.priority, symbols.asset_class,
+                   symbols.name, symbols.source_list)
+                  IS DISTINCT FROM (EXCLUDED.exchange, EXCLUDED.sec_type, EXCLUDED.priority,
+                                    EXCLUDED.asset_class, EXCLUDED.name, EXCLUDED.source_list)
+            """,
+            rows,
+        )
+    return len(rows)
+
+
+def unresolved_symbols(conn: Connection) -> list[SymbolRow]:
+    """Symbols with no conId yet."""
+    with conn.cursor() as cursor:
+        cursor.execute(f"SELECT {_SYMBOL_COLUMNS} FROM symbols WHERE con_id IS NULL ORDER BY id")  # noqa: S608
+        return [SymbolRow(*row) for row in cursor.fetchall()]
+
+
+def mark_resolved(conn: Connection, symbol_id: int, con_id: int, primary_exchange: str) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE symbols SET con_id = %s, primary_exchange = %s, active = TRUE, inactive_reason = NULL,
+                               resolved_at = NOW(), updated_at = NOW()
+            WHERE id = %s
+            """,
+            (con_id, primary_exchange, symbol_id),
+        )
+
+
+def mark_unresolved(conn: Connection, symbol_id: int, reason: str) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "UPDATE symbols SET active = FALSE, inactive_reason = %s, updated_at = NOW() WHERE id = %s",
+            (reason, symbol_id),
+        )
+
+
+def select_symbols(
+    conn: Connection,
+    *,
+    symbols: Sequence[str] | None = None,
+    exchanges: Sequence[str] | None = None,
+    priority: str = "all",
+    active_only: bool = True,
+) -> list[SymbolRow]:
+    """Symbols matching the filters, high priority first. ``priority``: ``all``, ``high`` (1) or ``low`` (>1)."""
+    clauses: list[str] = []
+    params: list[list[str]] = []
+    if active_only:
+        clauses.append("active")
+    if symbols:
+        clauses.append("symbol = ANY(%s)")
+        params.append(list(symbols))
+    if exchanges:
+        clauses.append("(primary_exchange = ANY(%s) OR exchange = ANY(%s))")
+        params += [list(exchanges), list(exchanges)]
+    if priority == "high":
+        clauses.append("priority = 1")
+    elif priority == "low":
+        clauses.append("priority > 1")
+    elif priority != "all":
+        raise ValueError(f"priority must be all, high or low, not {priority!r}")
+    where = " AND ".join(clauses) or "TRUE"
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_SYMBOL_COLUMNS} FROM symbols WHERE {where} ORDER BY priority, symbol",  # noqa: S608
+            params,
+        )
+        return [SymbolRow(*row) for row in cursor.fetchall()]
+
+
+def has_active_symbols(conn: Connection) -> bool:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)")
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
+
+def known_symbol_names(conn: Connection) -> set[str]:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT symbol FROM symbols")
+        return {row[0] for row in cursor.fetchall()}
