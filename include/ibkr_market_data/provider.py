@@ -1,16 +1,24 @@
 """Provider metadata: how Airflow learns the ``ibkr`` connection type and shows it in the UI.
 
 The form's defaults (its placeholders and descriptions) and its bounds come from
-``IbkrConnectionConfig``, so the form, the hook and ``connections.json`` cannot disagree.
+``IbkrConnectionConfig``, so the form and the hook cannot disagree.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from ibkr_market_data.hooks.ibkr_config import MAX_API_CLIENTS, IbkrConnectionConfig, MarketDataType
 
 _DEFAULT = IbkrConnectionConfig()
+
+
+class ConnField(TypedDict):
+    """One extra's field in the connection form: a JSON schema with a label and help text."""
+
+    label: str
+    schema: dict[str, object]
+    description: str
 
 
 def _shown(value: object) -> str:
@@ -24,7 +32,7 @@ def _shown(value: object) -> str:
 
 #: Extras of the ``ibkr`` connection, rendered by the UI's connection form (see IbkrHook's docstring).
 #: Every schema admits null: an emptied field means the default.
-CONN_FIELDS: dict[str, Any] = {
+CONN_FIELDS: dict[str, ConnField] = {
     "client_id": {
         "label": "First client id",
         "schema": {"type": ["integer", "null"], "minimum": 0},
