@@ -214,3 +214,11 @@ def test_hook_docstring_lists_every_extra_with_the_config_default():
     assert f"``host`` (default ``{default.host}``)" in doc
     assert f"``port`` (default ``{default.port}``" in doc
     assert f"int 1-{MAX_API_CLIENTS}" in doc
+
+
+def test_readme_extras_table_shows_the_config_defaults():
+    readme = (REPO / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+?) \|", readme, flags=re.MULTILINE))
+    assert {name: rows.get(name) for name in EXTRAS} == {
+        name: PLACEHOLDERS.get(name, "empty") for name in EXTRAS
+    }
