@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ibkr_market_data.ib_client import Contract
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class ContractSpec:
     sec_type: str = "STK"
     con_id: int = 0
 
-    def to_ib(self) -> Any:
+    def to_ib(self) -> Contract:
         """The ``Contract`` of the IB client library."""
         from ibkr_market_data.ib_client import Contract
 

@@ -7,6 +7,32 @@ decide: ``retryable`` failures retry with backoff, the others fail the symbol at
 
 from __future__ import annotations
 
+import enum
+
+
+class IbErrorCode(enum.IntEnum):
+    """The IB message codes that decide a failure's class (IB's "Message Codes" table)."""
+
+    MAX_MESSAGE_RATE_EXCEEDED = 100
+    #: Historical Market Data Service error: no data, pacing, cancelled, permissions, by its text.
+    HISTORICAL_DATA_SERVICE_ERROR = 162
+    #: Historical Market Data Service query message, e.g. the service reconnecting.
+    HISTORICAL_DATA_SERVICE_QUERY = 165
+    HISTORICAL_DATA_EXPIRED_CONTRACT = 166
+    #: No security definition found, or the description is ambiguous, by its text.
+    NO_SECURITY_DEFINITION = 200
+    REQUEST_VALIDATION_ERROR = 321
+    #: Error processing request, among them "Only 50 simultaneous API historical data requests".
+    REQUEST_PROCESSING_ERROR = 322
+    CLIENT_ID_IN_USE = 326
+    MARKET_DATA_NOT_SUBSCRIBED = 354
+    COULD_NOT_CONNECT = 502
+    NOT_CONNECTED = 504
+    CONNECTIVITY_LOST = 1100
+    SOCKET_PORT_RESET = 1300
+    DELAYED_MARKET_DATA_NOT_ENABLED = 10168
+    NO_DATA_DURING_COMPETING_SESSION = 10197
+
 
 class IbkrError(Exception):
     """Base class. ``code`` is IB's error code when IB sent one."""
@@ -16,7 +42,7 @@ class IbkrError(Exception):
     advice: str = ""
 
     def __init__(self, message: str, code: int | None = None) -> None:
-        self.code = code
+        self.code = None if code is None else int(code)  # a plain int in logs, XCom and the database
         self.reason = message
         text = f"IB error {code}: {message}" if code is not None else message
         super().__init__(f"{text}. {self.advice}" if self.advice else text)
@@ -90,16 +116,25 @@ class IbkrCancelledError(IbkrError):
 
 
 #: Codes that end a request for good, by failure class.
-_PERMISSION_CODES = {354, 10168, 10197}
-_REQUEST_CODES = {321, 166}
-_CONNECTION_CODES = {502, 504, 1100, 1300}
-_PACING_CODES = {322, 100}
+_PERMISSION_CODES = {
+    IbErrorCode.MARKET_DATA_NOT_SUBSCRIBED,
+    IbErrorCode.DELAYED_MARKET_DATA_NOT_ENABLED,
+    IbErrorCode.NO_DATA_DURING_COMPETING_SESSION,
+}
+_CONNECTION_CODES = {
+    IbErrorCode.COULD_NOT_CONNECT,
+    IbErrorCode.NOT_CONNECTED,
+    IbErrorCode.CONNECTIVITY_LOST,
+    IbErrorCode.SOCKET_PORT_RESET,
+    IbErrorCode.HISTORICAL_DATA_SERVICE_QUERY,
+}
+_PACING_CODES = {IbErrorCode.REQUEST_PROCESSING_ERROR, IbErrorCode.MAX_MESSAGE_RATE_EXCEEDED}
 
 
 def classify_error(code: int, message: str) -> IbkrError:
     """The exception for IB error ``code`` with text ``message``."""
     text = message.lower()
-    if code == 162:
+    if code == IbErrorCode.HISTORICAL_DATA_SERVICE_ERROR:
         if "pacing violation" in text:
             return IbkrPacingViolation(message, code)
         if "returned no data" in text:
@@ -109,11 +144,11 @@ def classify_error(code: int, message: str) -> IbkrError:
         if "permission" in text:
             return IbkrPermissionError(message, code)
         return IbkrRequestError(message, code)
-    if code == 200:
+    if code == IbErrorCode.NO_SECURITY_DEFINITION:
         if "ambiguous" in text:
             return IbkrAmbiguousContractError(message, code)
         return IbkrUnknownContractError(message, code)
-    if code == 326:
+    if code == IbErrorCode.CLIENT_ID_IN_USE:
         return IbkrClientIdInUseError(message, code)
     if code in _PACING_CODES:
         return IbkrPacingViolation(message, code)
@@ -121,6 +156,5 @@ def classify_error(code: int, message: str) -> IbkrError:
         return IbkrPermissionError(message, code)
     if code in _CONNECTION_CODES:
         return IbkrConnectionError(message, code)
-    if code == 165:
-        return IbkrConnectionError(message, code)
+    # 321 request validation, 166 expired contract and every code not named above.
     return IbkrRequestError(message, code)

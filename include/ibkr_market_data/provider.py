@@ -1,25 +1,55 @@
-"""Provider metadata: how Airflow learns the ``ibkr`` connection type and shows it in the UI."""
+"""Provider metadata: how Airflow learns the ``ibkr`` connection type and shows it in the UI.
+
+The form's defaults (its placeholders and descriptions) and its bounds come from
+``IbkrConnectionConfig``, so the form and the hook cannot disagree.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
+
+from ibkr_market_data.hooks.ibkr_config import MAX_API_CLIENTS, IbkrConnectionConfig, MarketDataType
+
+_DEFAULT = IbkrConnectionConfig()
+
+
+class ConnField(TypedDict):
+    """One extra's field in the connection form: a JSON schema with a label and help text."""
+
+    label: str
+    schema: dict[str, object]
+    description: str
+
+
+def _shown(value: object) -> str:
+    """A default as a person types it into the form: ``true``, ``10``, ``1``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
 
 #: Extras of the ``ibkr`` connection, rendered by the UI's connection form (see IbkrHook's docstring).
-CONN_FIELDS: dict[str, Any] = {
+#: Every schema admits null: an emptied field means the default.
+CONN_FIELDS: dict[str, ConnField] = {
     "client_id": {
         "label": "First client id",
         "schema": {"type": ["integer", "null"], "minimum": 0},
-        "description": "First TWS API client id to lease (default 1).",
+        "description": f"First TWS API client id to lease (default {_shown(_DEFAULT.client_id)}).",
     },
     "client_id_range": {
         "label": "Client id range",
-        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 32},
-        "description": "How many client ids from the first one may be leased (default 32).",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_API_CLIENTS},
+        "description": (
+            "How many client ids from the first one may be leased "
+            f"(default {_shown(_DEFAULT.client_id_range)}; TWS allows {MAX_API_CLIENTS} clients)."
+        ),
     },
     "readonly": {
         "label": "Read-only",
         "schema": {"type": ["boolean", "null"]},
-        "description": "Connect read-only (default true); the collector places no orders.",
+        "description": f"Connect read-only (default {_shown(_DEFAULT.readonly)}); the collector places no orders.",
     },
     "account": {
         "label": "Account",
@@ -28,18 +58,35 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "market_data_type": {
         "label": "Market data type",
-        "schema": {"type": ["integer", "null"], "enum": [1, 2, 3, 4, None]},
-        "description": "1 live, 2 frozen, 3 delayed, 4 delayed-frozen (default 1).",
+        "schema": {"type": ["integer", "null"], "enum": [*(int(kind) for kind in MarketDataType), None]},
+        "description": (
+            ", ".join(f"{int(kind)} {kind.name.lower().replace('_', '-')}" for kind in MarketDataType)
+            + f" (default {_shown(_DEFAULT.market_data_type)})."
+        ),
     },
     "connect_timeout": {
         "label": "Connect timeout (s)",
-        "schema": {"type": ["number", "null"], "minimum": 1},
-        "description": "Handshake and connect-time sync (default 10).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "description": f"Handshake and connect-time sync (default {_shown(_DEFAULT.connect_timeout)}).",
     },
     "request_timeout": {
         "label": "Request timeout (s)",
-        "schema": {"type": ["number", "null"], "minimum": 1},
-        "description": "One historical or contract request before it is cancelled (default 60).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "description": (
+            "One historical, contract or head-timestamp request before it is given up "
+            f"(default {_shown(_DEFAULT.request_timeout)})."
+        ),
+    },
+}
+
+#: What an empty field of the form shows: the value the hook uses for it.
+PLACEHOLDERS: dict[str, str] = {
+    "host": _DEFAULT.host,
+    "port": _shown(_DEFAULT.port),
+    **{
+        name: _shown(getattr(_DEFAULT, name))
+        for name in IbkrConnectionConfig.extra_names()
+        if name != "account"
     },
 }
 
@@ -59,7 +106,7 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "password"],
                     "relabeling": {"host": "TWS / IB Gateway host", "port": "API port"},
-                    "placeholders": {"host": "127.0.0.1", "port": "4002"},
+                    "placeholders": PLACEHOLDERS,
                 },
             }
         ],

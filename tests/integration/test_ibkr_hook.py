@@ -1,15 +1,20 @@
 """The IBKR hook against the TWS simulator: real ib_insync client, real socket."""
 
 import datetime as dt
+import functools
+import json
+import socket
 
 import psycopg
 import pytest
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from ibkr_market_data import errors
 from ibkr_market_data.bars import InvalidBarError
 from ibkr_market_data.client_ids import PostgresClientIdLease
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.hooks.ibkr import IbkrHook
+from ibkr_market_data.hooks.ibkr_config import IbkrConfigError
 from ibkr_market_data.ib_client import IB
 from ibkr_market_data.planning import ib_end_of_day
 
@@ -139,7 +144,7 @@ def test_client_id_in_use_leases_another(ibkr_connection):
     squatter.connect(ibkr_connection.host, ibkr_connection.port, clientId=10, timeout=5, readonly=True)
     try:
         lease = OrderedLease([10, 11])  # the first id offered clashes with the squatter
-        with IbkrHook(client_id_lease=lease) as hook:
+        with IbkrHook(client_id_lease=lambda first, count: lease) as hook:
             hook.get_conn()
             assert hook.client_id == 11
             assert ibkr_connection.connected_client_ids() == {10, 11}
@@ -148,12 +153,17 @@ def test_client_id_in_use_leases_another(ibkr_connection):
         squatter.disconnect()
 
 
-def test_postgres_leases_never_share_an_id(ibkr_connection, market_db):
+def test_postgres_leases_never_share_an_id(ibkr_connection, market_db, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IBKR_DEFAULT",
+        f"ibkr://{ibkr_connection.host}:{ibkr_connection.port}?client_id=10&client_id_range=2",
+    )
     connect = lambda: psycopg.connect(market_db, autocommit=True)  # noqa: E731
     with connect() as first, connect() as second, connect() as other_worker:
+        # Each hook leases over the range its connection names: ids 10 and 11.
         hooks = [
-            IbkrHook(client_id_lease=PostgresClientIdLease(first, 10, 2)),
-            IbkrHook(client_id_lease=PostgresClientIdLease(second, 10, 2)),
+            IbkrHook(client_id_lease=functools.partial(PostgresClientIdLease, first)),
+            IbkrHook(client_id_lease=functools.partial(PostgresClientIdLease, second)),
         ]
         for hook in hooks:
             hook.get_conn()
@@ -164,6 +174,21 @@ def test_postgres_leases_never_share_an_id(ibkr_connection, market_db):
         for hook in hooks:
             hook.close()
         assert third.acquire() in {10, 11}
+
+
+def test_lease_is_made_from_the_connections_client_id_range(ibkr_connection):
+    made = []
+
+    def lease(first, count):
+        made.append((first, count))
+        return OrderedLease([first])
+
+    hook = IbkrHook(client_id_lease=lease)
+    assert made == [], "the connection is read on first use, not when the hook is made"
+    with hook:
+        hook.get_conn()
+        assert hook.client_id == 10
+    assert made == [(10, 32)]  # ibkr_connection: client_id=10&client_id_range=32
 
 
 def test_head_timestamp_is_the_listing_session_in_the_exchanges_zone(ibkr_connection):
@@ -178,3 +203,125 @@ def test_head_timestamp_is_the_listing_session_in_the_exchanges_zone(ibkr_connec
     bhp_first = ibkr_connection.model.listing_date("BHP")
     assert bhp_first.month in (1, 2, 3, 10, 11, 12), "the case needs a listing in Australian summer time"
     assert summer == bhp_first
+
+
+# -- the connection: read on first use, each extra checked before anything connects -------------
+
+
+def test_connection_is_read_on_first_use():
+    hook = IbkrHook("ibkr_no_such_connection")  # as Airflow's hooks do: making one reads nothing
+    with hook:
+        pass  # closing a hook never used needs no connection either
+    with pytest.raises(AirflowNotFoundException, match="ibkr_no_such_connection"):
+        hook.get_conn()
+
+
+@pytest.fixture
+def silent_listener():
+    """A loopback socket that accepts TCP connections and never answers: any attempt stays queued."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        yield listener
+
+
+def nobody_connected(listener):
+    try:
+        accepted, _ = listener.accept()
+    except BlockingIOError:
+        return True
+    accepted.close()
+    return False
+
+
+@pytest.mark.parametrize(
+    ("extra", "value"),
+    [
+        ("client_id_range", "0"),
+        ("client_id_range", "33"),
+        ("client_id_range", "abc"),
+        ("readonly", "ture"),
+        ("request_timeout", "0"),
+        ("request_timeout", "-1"),
+        ("market_data_type", "9"),
+    ],
+)
+def test_bad_extra_is_refused_before_connecting(silent_listener, monkeypatch, extra, value):
+    port = silent_listener.getsockname()[1]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IBKR_DEFAULT", f"ibkr://127.0.0.1:{port}?{extra}={value}&connect_timeout=2"
+    )
+    leases = []
+    hook = IbkrHook(client_id_lease=lambda first, count: leases.append(count) or OrderedLease([first]))
+    with hook, pytest.raises(IbkrConfigError, match=f"extra {extra} must be"):
+        hook.get_conn()
+    assert leases == [], "no client id was leased"
+    assert nobody_connected(silent_listener)
+    ok, message = IbkrHook().test_connection()
+    assert not ok and f"extra {extra} must be" in message
+    assert nobody_connected(silent_listener)
+
+
+def test_null_extras_connect_with_the_defaults(tws_simulator, monkeypatch):
+    extras = {"client_id": 12, "client_id_range": 1, "readonly": None, "account": ""}
+    extras |= {"market_data_type": None, "connect_timeout": "", "request_timeout": None}
+    connection = {
+        "conn_type": "ibkr",
+        "host": tws_simulator.host,
+        "port": tws_simulator.port,
+        "extra": extras,
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", json.dumps(connection))
+    with IbkrHook() as hook:
+        hook.get_conn()
+        assert hook.client_id == 12
+        assert tws_simulator.connected_client_ids() == {12}
+        assert (hook.config.readonly, hook.config.request_timeout) == (True, 60.0)
+
+
+def test_unknown_extras_are_logged(ibkr_connection, monkeypatch, capfd):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IBKR_DEFAULT",
+        f"ibkr://{ibkr_connection.host}:{ibkr_connection.port}?client_id=10&clientid=11&read_only=false",
+    )
+    capfd.readouterr()
+    assert IbkrHook().config.client_id == 10
+    logged = capfd.readouterr()
+    # Airflow's task logging (structlog) writes the hook's log lines to the process's output.
+    assert "ignoring unknown extras clientid, read_only" in logged.out + logged.err
+
+
+# -- every request is bounded by request_timeout ------------------------------------------------
+
+
+@pytest.fixture
+def impatient_connection(ibkr_connection, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_IBKR_DEFAULT",
+        f"ibkr://{ibkr_connection.host}:{ibkr_connection.port}?client_id=10&request_timeout=1",
+    )
+    return ibkr_connection
+
+
+def test_unanswered_head_timestamp_times_out_and_is_cancelled(impatient_connection):
+    impatient_connection.faults.set("BHP", never_answer=True)
+    with IbkrHook() as hook:
+        with pytest.raises(errors.IbkrTimeoutError, match="head timestamp for BHP") as raised:
+            hook.head_timestamp(BHP)
+        assert raised.value.retryable
+        cancelled = impatient_connection.request_log.wait_until(
+            lambda log: [r.outcome for r in log.head_timestamps(symbol="BHP")] == ["cancelled"]
+        )
+        assert cancelled, impatient_connection.request_log.outcomes("head_timestamp", symbol="BHP")
+        # The connection stays usable: the next symbol's request is answered.
+        assert hook.head_timestamp(AAPL) == impatient_connection.model.listing_date("AAPL")
+
+
+def test_unanswered_contract_details_time_out(impatient_connection):
+    impatient_connection.faults.set("CBA", never_answer=True)
+    with IbkrHook() as hook:
+        with pytest.raises(errors.IbkrTimeoutError, match="contract details for CBA") as raised:
+            hook.resolve_contract(ContractSpec("CBA", exchange="ASX", currency="AUD"))
+        assert raised.value.retryable
+        # IB has no cancel for contract details; the connection carries on with the next request.
+        resolved = hook.resolve_contract(AAPL)
+    assert resolved.con_id == impatient_connection.model.contract("AAPL").con_id

@@ -109,11 +109,54 @@ def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():
         (321, "Error validating request", errors.IbkrRequestError, False),
         (326, "Unable to connect as the client id is already in use.", errors.IbkrClientIdInUseError, True),
         (504, "Not connected", errors.IbkrConnectionError, True),
+        (
+            1100,
+            "Connectivity between IB and Trader Workstation has been lost.",
+            errors.IbkrConnectionError,
+            True,
+        ),
+        (
+            165,
+            "Historical Market Data Service query message:HMDS server disconnect",
+            errors.IbkrConnectionError,
+            True,
+        ),
+        (166, "HMDS Expired Contract Violation", errors.IbkrRequestError, False),
+        (100, "Max rate of messages per second has been exceeded", errors.IbkrPacingViolation, True),
+        (
+            10168,
+            "Requested market data is not subscribed. Delayed market data is not enabled.",
+            errors.IbkrPermissionError,
+            False,
+        ),
+        (10197, "No market data during competing live session", errors.IbkrPermissionError, False),
+        (
+            420,
+            "Invalid real-time query: an unnamed code is a request error",
+            errors.IbkrRequestError,
+            False,
+        ),
     ],
 )
 def test_error_classification(code, text, expected, retryable):
     error = errors.classify_error(code, text)
     assert type(error) is expected
     assert error.code == code
+    assert type(error.code) is int
     assert error.retryable is retryable
     assert str(code) in str(error)
+
+
+def test_named_codes_are_ibs_numbers():
+    assert errors.IbErrorCode.CLIENT_ID_IN_USE == 326
+    assert errors.IbErrorCode.NO_SECURITY_DEFINITION == 200
+    assert errors.IbErrorCode.HISTORICAL_DATA_SERVICE_ERROR == 162
+    assert errors.IbErrorCode.REQUEST_PROCESSING_ERROR == 322
+
+
+def test_an_error_made_with_a_named_code_carries_a_plain_int():
+    error = errors.IbkrUnknownContractError(
+        "No security definition", errors.IbErrorCode.NO_SECURITY_DEFINITION
+    )
+    assert type(error.code) is int
+    assert str(error).startswith("IB error 200: No security definition")

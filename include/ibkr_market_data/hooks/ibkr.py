@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -15,6 +15,7 @@ from ibkr_market_data.bars import SMALL_BAR_SIZES, Bar, bars_from_ib
 from ibkr_market_data.client_ids import ClientIdLease, ClientIdsExhaustedError, LocalClientIdLease
 from ibkr_market_data.contracts import ContractSpec, ResolvedContract
 from ibkr_market_data.errors import (
+    IbErrorCode,
     IbkrAmbiguousContractError,
     IbkrClientIdInUseError,
     IbkrConnectionError,
@@ -24,20 +25,24 @@ from ibkr_market_data.errors import (
     IbkrUnknownContractError,
     classify_error,
 )
+from ibkr_market_data.hooks.ibkr_config import IbkrConnectionConfig, MarketDataType
 
 if TYPE_CHECKING:
-    from ibkr_market_data.ib_client import IB
+    from ibkr_market_data.ib_client import IB, Contract
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Waits for the right to send a small-bar request: ``pacer(contract_key, request_key)``.
 Pacer = Callable[[str, str], None]
 
+#: Makes the client-id lease once the connection is read: ``lease(first_client_id, client_id_range)``.
+ClientIdLeaseFactory = Callable[[int, int], ClientIdLease]
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
+#: ``formatDate`` of historical and head-timestamp requests: dates and times as strings in the
+#: exchange's zone (daily bars are then plain session dates) ...
+FORMAT_DATE_EXCHANGE_LOCAL: Final = 1
+#: ... or intraday times as epoch seconds, which the client turns into aware UTC datetimes.
+FORMAT_DATE_EPOCH_UTC: Final = 2
 
 
 def _ensure_event_loop() -> None:
@@ -54,26 +59,32 @@ class IbkrHook(BaseHook):
 
     Connection fields: ``host`` (default ``127.0.0.1``) and ``port`` (default ``4002``, IB Gateway
     paper; 4001 live, TWS 7497 paper / 7496 live). IB Gateway has no API password: it trusts the
-    socket, so bind it to loopback or a private network. Extras, all optional:
+    socket, so bind it to loopback or a private network. Extras, all optional; a missing extra,
+    ``null`` or ``""`` means the default, and a bad value fails with ``IbkrConfigError`` naming it
+    before anything connects. The defaults below are ``IbkrConnectionConfig``'s (a test holds them
+    equal):
 
     * ``client_id`` (int, default 1): first API client id this hook may use.
-    * ``client_id_range`` (int, default 32): how many ids from ``client_id`` it may lease; each live
-      connection leases one, so this bounds concurrent connections (TWS allows 32 clients).
+    * ``client_id_range`` (int 1-32, default 32): how many ids from ``client_id`` it may lease; each
+      live connection leases one, so this bounds concurrent connections (TWS allows 32 clients).
     * ``readonly`` (bool, default true): connect read-only; no order state is synchronised.
+      Accepts true/false, 1/0, yes/no, on/off; anything else is refused.
     * ``account`` (str, default empty): account to synchronise at connect; empty for the only one.
     * ``market_data_type`` (int 1-4, default 1): 1 live, 2 frozen, 3 delayed, 4 delayed-frozen.
-    * ``connect_timeout`` (seconds, default 10): handshake and connect-time sync.
-    * ``request_timeout`` (seconds, default 60): one historical or contract request; on expiry the
-      request is cancelled and ``IbkrTimeoutError`` raised.
+    * ``connect_timeout`` (seconds > 0, default 10): handshake and connect-time sync.
+    * ``request_timeout`` (seconds > 0, default 60): one historical, contract or head-timestamp
+      request; on expiry the request is cancelled (where IB can) and ``IbkrTimeoutError`` raised.
 
-    Use as a context manager, which always disconnects::
+    The connection is read on first use, not when the hook is made. Use the hook as a context
+    manager, which always disconnects::
 
         with IbkrHook() as hook:
             bars = hook.fetch_bars(ContractSpec("AAPL", primary_exchange="NASDAQ"), end, "1 D", "1 day")
 
     :param ibkr_conn_id: the Airflow connection to use.
-    :param client_id_lease: where client ids come from; default: process-local over the
-        connection's range. Tasks on several workers pass a ``PostgresClientIdLease``.
+    :param client_id_lease: makes the client-id lease from the connection's ``client_id`` and
+        ``client_id_range``; default: process-local. Tasks on several workers pass
+        ``functools.partial(PostgresClientIdLease, connection)``.
     :param pacer: called before every request that IB's hard pacing limits cover (bars of 30
         seconds or less, head timestamps); it blocks until the request may be sent.
     """
@@ -83,34 +94,41 @@ class IbkrHook(BaseHook):
     conn_type = "ibkr"
     hook_name = "Interactive Brokers (TWS / IB Gateway)"
 
-    default_port = 4002
-
     def __init__(
         self,
         ibkr_conn_id: str = default_conn_name,
-        client_id_lease: ClientIdLease | None = None,
+        client_id_lease: ClientIdLeaseFactory = LocalClientIdLease,
         pacer: Pacer | None = None,
     ) -> None:
         super().__init__()
         self.ibkr_conn_id = ibkr_conn_id
-        conn = self.get_connection(ibkr_conn_id)
-        extras = conn.extra_dejson
-        self.host = conn.host or "127.0.0.1"
-        self.port = int(conn.port or self.default_port)
-        self.first_client_id = int(extras.get("client_id", 1))
-        self.client_id_range = int(extras.get("client_id_range", 32))
-        self.readonly = _as_bool(extras.get("readonly", True))
-        self.account = str(extras.get("account", ""))
-        self.market_data_type = int(extras.get("market_data_type", 1))
-        self.connect_timeout = float(extras.get("connect_timeout", 10))
-        self.request_timeout = float(extras.get("request_timeout", 60))
-        self.client_id_lease = client_id_lease or LocalClientIdLease(
-            self.first_client_id, self.client_id_range
-        )
         self.pacer = pacer
         self.client_id: int | None = None
-        self._ib: IB | None = None
         self.requests_sent = 0
+        self._make_lease = client_id_lease
+        self._lease: ClientIdLease | None = None
+        self._ib: IB | None = None
+
+    @cached_property
+    def config(self) -> IbkrConnectionConfig:
+        """The connection, read and checked on first use; raises IbkrConfigError naming a bad extra."""
+        conn = self.get_connection(self.ibkr_conn_id)
+        extras = conn.extra_dejson
+        config = IbkrConnectionConfig.from_connection(conn)
+        ignored = IbkrConnectionConfig.unknown_extras(extras)
+        if ignored:
+            self.log.warning(
+                "Connection %s: ignoring unknown extras %s; known: %s",
+                self.ibkr_conn_id,
+                ", ".join(ignored),
+                ", ".join(IbkrConnectionConfig.extra_names()),
+            )
+        return config
+
+    def _client_id_lease(self) -> ClientIdLease:
+        if self._lease is None:
+            self._lease = self._make_lease(self.config.client_id, self.config.client_id_range)
+        return self._lease
 
     # -- connection lifetime ------------------------------------------------------------------
 
@@ -119,12 +137,14 @@ class IbkrHook(BaseHook):
         if self._ib is not None and self._ib.isConnected():
             return self._ib
         self.close()
+        config = self.config  # a bad extra fails here, before anything connects
+        lease = self._client_id_lease()
         _ensure_event_loop()
         from ibkr_market_data.ib_client import IB, util
 
         while True:
             try:
-                client_id = self.client_id_lease.acquire()
+                client_id = lease.acquire()
             except ClientIdsExhaustedError as exc:
                 raise IbkrClientIdInUseError(str(exc)) from exc
             ib = IB()
@@ -132,34 +152,35 @@ class IbkrHook(BaseHook):
             try:
                 util.run(self._connect(ib, client_id))
             except IbkrClientIdInUseError:
-                log.warning("Client id %s is in use by another API client; leasing another", client_id)
+                self.log.warning("Client id %s is in use by another API client; leasing another", client_id)
                 continue  # the clashing id stays leased, so acquire() moves on
             except IbkrError:
-                self.client_id_lease.release_all()
+                lease.release_all()
                 raise
             self._ib, self.client_id = ib, client_id
-            if self.market_data_type != 1:
-                ib.reqMarketDataType(self.market_data_type)
-            log.info("Connected to IB at %s:%s as client %s", self.host, self.port, client_id)
+            if config.market_data_type != MarketDataType.LIVE:
+                ib.reqMarketDataType(int(config.market_data_type))
+            self.log.info("Connected to IB at %s:%s as client %s", config.host, config.port, client_id)
             return ib
 
     async def _connect(self, ib: IB, client_id: int) -> None:
-        """Connect, failing fast on 326 instead of waiting out the timeout as the client does."""
+        """Connect, failing fast on a client id in use instead of waiting out the timeout as the client does."""
+        config = self.config
         clash: asyncio.Future[str] = asyncio.get_event_loop().create_future()
 
-        def on_error(req_id: int, code: int, message: str, contract: Any) -> None:
-            if code == 326 and not clash.done():
+        def on_error(req_id: int, code: int, message: str, contract: Contract | None) -> None:
+            if code == IbErrorCode.CLIENT_ID_IN_USE and not clash.done():
                 clash.set_result(message)
 
         ib.errorEvent += on_error
         connect = asyncio.ensure_future(
             ib.connectAsync(
-                self.host,
-                self.port,
+                config.host,
+                config.port,
                 clientId=client_id,
-                timeout=self.connect_timeout,
-                readonly=self.readonly,
-                account=self.account,
+                timeout=config.connect_timeout,
+                readonly=config.readonly,
+                account=config.account,
             )
         )
         try:
@@ -167,24 +188,25 @@ class IbkrHook(BaseHook):
             if clash.done():
                 connect.cancel()
                 ib.client.disconnect()  # IB.disconnect() refuses a socket whose API is not ready
-                raise IbkrClientIdInUseError(clash.result(), 326)
+                raise IbkrClientIdInUseError(clash.result(), IbErrorCode.CLIENT_ID_IN_USE)
             connect.result()
         except (ConnectionError, OSError, TimeoutError) as exc:
             ib.client.disconnect()
             raise IbkrConnectionError(
-                f"Could not connect to TWS / IB Gateway at {self.host}:{self.port} "
+                f"Could not connect to TWS / IB Gateway at {config.host}:{config.port} "
                 f"(client id {client_id}): {exc!r}"
             ) from exc
         finally:
             ib.errorEvent -= on_error
 
     def close(self) -> None:
-        """Disconnect and give back the client ids; safe to call twice."""
+        """Disconnect and give back the client ids; safe to call twice, and on a hook never used."""
         if self._ib is not None:
             self._ib.disconnect()
             self._ib = None
         self.client_id = None
-        self.client_id_lease.release_all()
+        if self._lease is not None:
+            self._lease.release_all()
 
     def __enter__(self) -> IbkrHook:
         return self
@@ -196,38 +218,61 @@ class IbkrHook(BaseHook):
         """Connect and ask for IB's clock, as the UI's Test button does."""
         try:
             with self:
-                server_time = self.get_conn().reqCurrentTime()
+                server_time = self._request(
+                    "the server time",
+                    lambda ib: self._answer_within(ib.reqCurrentTimeAsync(), "the server time"),
+                )
         except Exception as exc:
             return False, str(exc)
-        return True, f"Connected to {self.host}:{self.port}; server time {server_time.isoformat()}"
+        return (
+            True,
+            f"Connected to {self.config.host}:{self.config.port}; server time {server_time.isoformat()}",
+        )
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _run(self, request: Callable[[IB], Any], what: str) -> Any:
-        """Run one request, turning every failure into its IbkrError class."""
-        from ibkr_market_data.ib_client import RequestError
+    def _request(self, what: str, request: Callable[[IB], Awaitable[T]]) -> T:
+        """Send one request and wait for its answer, turning every failure into its IbkrError class."""
+        from ibkr_market_data.ib_client import RequestError, util
 
         ib = self.get_conn()
         self.requests_sent += 1
         try:
-            return request(ib)
+            answer: T = util.run(request(ib))
         except RequestError as exc:
             raise classify_error(exc.code, exc.message) from exc
         except ConnectionError as exc:
             self.close()
             raise IbkrConnectionError(f"Connection lost during {what}: {exc}") from exc
+        return answer
+
+    async def _answer_within(self, answer: Awaitable[T], what: str) -> T:
+        """``answer`` within the connection's request_timeout; the client waits forever on its own."""
+        timeout = self.config.request_timeout
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError as exc:
+            raise IbkrTimeoutError(f"No answer within {timeout:g} s for {what}") from exc
 
     def resolve_contract(self, spec: ContractSpec) -> ResolvedContract:
         """IB's one contract for ``spec``; raises IbkrUnknownContractError / IbkrAmbiguousContractError."""
         _ensure_event_loop()
-        details = self._run(lambda ib: ib.reqContractDetails(spec.to_ib()), f"contract details for {spec}")
+        what = f"contract details for {spec}"
+        # IB has no cancel for a contract-details request: on a timeout the answer is just ignored.
+        details = self._request(
+            what, lambda ib: self._answer_within(ib.reqContractDetailsAsync(spec.to_ib()), what)
+        )
         if not details:
-            raise IbkrUnknownContractError(f"No security definition has been found for {spec}", 200)
+            raise IbkrUnknownContractError(
+                f"No security definition has been found for {spec}", IbErrorCode.NO_SECURITY_DEFINITION
+            )
         if len(details) > 1:
             raise IbkrAmbiguousContractError(
-                f"{spec} matches {len(details)} contracts; give its primary exchange or conId", 200
+                f"{spec} matches {len(details)} contracts; give its primary exchange or conId",
+                IbErrorCode.NO_SECURITY_DEFINITION,
             )
         contract = details[0].contract
+        assert contract is not None  # every contract-details answer carries its contract
         return ResolvedContract(
             con_id=contract.conId,
             symbol=contract.symbol,
@@ -264,25 +309,26 @@ class IbkrHook(BaseHook):
             self.pacer(f"{spec}|{what_to_show}", request_key)
         _ensure_event_loop()
         contract = spec.to_ib()
+        timeout = self.config.request_timeout
         started = time.monotonic()
-        ib_bars = self._run(
-            lambda ib: ib.reqHistoricalData(
+        # The client's own timeout cancels the request at IB and answers with an empty list.
+        ib_bars = self._request(
+            f"historical data for {spec}",
+            lambda ib: ib.reqHistoricalDataAsync(
                 contract,
                 endDateTime=end,
                 durationStr=duration,
                 barSizeSetting=bar_size,
                 whatToShow=what_to_show,
                 useRTH=use_rth,
-                formatDate=2,
-                timeout=self.request_timeout,
+                formatDate=FORMAT_DATE_EPOCH_UTC,
+                timeout=timeout,
             ),
-            f"historical data for {spec}",
         )
         if not ib_bars:
-            # The client answers a timeout with an empty list after cancelling the request.
-            if time.monotonic() - started >= self.request_timeout * 0.99:
+            if time.monotonic() - started >= timeout * 0.99:
                 raise IbkrTimeoutError(
-                    f"No answer within {self.request_timeout:.0f} s for {duration} of {bar_size} bars of {spec}"
+                    f"No answer within {timeout:g} s for {duration} of {bar_size} bars of {spec}"
                 )
             raise IbkrNoDataError(f"IB returned no bars for {duration} of {bar_size} to {end} for {spec}")
         return bars_from_ib(ib_bars)
@@ -294,10 +340,8 @@ class IbkrHook(BaseHook):
             self.pacer(f"{spec}|{what_to_show}", f"{spec}|head|{what_to_show}")
         _ensure_event_loop()
         contract = spec.to_ib()
-        first = self._run(
-            lambda ib: ib.reqHeadTimeStamp(contract, whatToShow=what_to_show, useRTH=True, formatDate=1),
-            f"head timestamp for {spec}",
-        )
+        what = f"head timestamp for {spec}"
+        first = self._request(what, lambda ib: self._head_timestamp(ib, contract, what_to_show, what))
         if not first:
             raise IbkrNoDataError(f"IB has no head timestamp for {spec}")
         if not isinstance(first, dt.datetime):
@@ -312,3 +356,17 @@ class IbkrHook(BaseHook):
 
             first = first.astimezone(ZoneInfo(calendars.time_zone(spec.primary_exchange)))
         return first.date()
+
+    async def _head_timestamp(self, ib: IB, contract: Contract, what_to_show: str, what: str) -> dt.datetime:
+        """``reqHeadTimeStampAsync`` with a timeout; written out because it hides the id a cancel needs."""
+        req_id = ib.client.getReqId()
+        answer: asyncio.Future[dt.datetime] = ib.wrapper.startReq(req_id, contract)
+        ib.client.reqHeadTimeStamp(req_id, contract, what_to_show, True, FORMAT_DATE_EXCHANGE_LOCAL)
+        try:
+            first = await self._answer_within(answer, what)
+        except IbkrTimeoutError:
+            ib.client.cancelHeadTimeStamp(req_id)
+            raise
+        # IB keeps a head-timestamp request open even after answering it; the client cancels it too.
+        ib.client.cancelHeadTimeStamp(req_id)
+        return first

@@ -89,23 +89,32 @@ def ib_session(paced: bool = False) -> Iterator[tuple[Any, Any]]:
 
     The lease is a session-level advisory lock, so it holds across the connection's commits and
     rollbacks and dies with it. ``paced``: small-bar and head-timestamp requests wait their turn
-    in the shared pacing ledger. A CollectionFailed that no retry can mend becomes PermanentFailure.
+    in the shared pacing ledger. A CollectionFailed that no retry can mend, and a bad extra of the
+    ibkr connection, become PermanentFailure.
     """
+    import functools
+
     from ibkr_market_data.client_ids import PostgresClientIdLease
     from ibkr_market_data.collect import CollectionFailed
     from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.hooks.ibkr_config import IbkrConfigError
     from ibkr_market_data.pacing import PostgresPacer
 
     pg = market_db()
     conn = pg.get_conn()
     try:
-        hook = IbkrHook(IBKR_CONN_ID, pacer=PostgresPacer(pg.get_conn) if paced else None)
-        hook.client_id_lease = PostgresClientIdLease(conn, hook.first_client_id, hook.client_id_range)
+        hook = IbkrHook(
+            IBKR_CONN_ID,
+            client_id_lease=functools.partial(PostgresClientIdLease, conn),
+            pacer=PostgresPacer(pg.get_conn) if paced else None,
+        )
         with hook:
             yield conn, hook
     except CollectionFailed as exc:
         if not exc.retryable:
             raise PermanentFailure(str(exc)) from exc
         raise
+    except IbkrConfigError as exc:
+        raise PermanentFailure(str(exc)) from exc
     finally:
         conn.close()
