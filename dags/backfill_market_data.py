@@ -20,30 +20,29 @@ outcome is a row in `collection_logs`. From a shell: `make backfill FROM=2025-01
 
 from __future__ import annotations
 
-import datetime as dt
+from typing import TYPE_CHECKING
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_POOL
-from ibkr_market_data.tasks.common import failing_without_retry, run_context
+from ibkr_market_data.dag_defaults import DEFAULT_ARGS, GAP_TASK_TIMEOUT, START_DATE, selection_params
+from ibkr_market_data.settings import IBKR_POOL
+from ibkr_market_data.tasks.common import run_context
+
+if TYPE_CHECKING:
+    # For readers only: a payload type known at parse time would make Airflow split the dict
+    # a task returns into one XCom per key.
+    from ibkr_market_data.payloads import BackfillRequestPayload, GapOutcomePayload, GapPayload
 
 
 @dag(
     dag_id="backfill_market_data",
     schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["market-data", "ibkr", "backfill"],
-    default_args={
-        "owner": "market-data",
-        "retries": 3,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "start_date": Param(
             type="string",
@@ -57,55 +56,34 @@ from ibkr_market_data.tasks.common import failing_without_retry, run_context
             title="End date",
             description="Last date to fill (YYYY-MM-DD), inclusive; not in the future.",
         ),
-        "exchanges": Param(
-            [],
-            type="array",
-            items={"type": "string", "enum": list(DAILY_EXCHANGES)},
-            title="Exchanges",
-            description="Listing exchanges to fill; empty for all.",
-        ),
-        "symbols": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Symbols",
-            description="Only these symbols; empty for all active ones.",
-        ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Log the gap report and the requests only; send nothing, write nothing.",
-        ),
+        **selection_params(),
     },
 )
 def backfill_market_data():
-    @task(retries=0)
-    def validate() -> dict:
+    @task
+    def validate() -> BackfillRequestPayload:
         from ibkr_market_data.tasks import backfill
 
         return backfill.validate(get_current_context()["params"])
 
-    @task(retries=0)
-    def find_gaps(request: dict) -> list[dict]:
+    @task
+    def find_gaps(request: BackfillRequestPayload) -> list[GapPayload]:
         from ibkr_market_data.tasks import backfill
 
         return backfill.find_gaps(request, run_context())
 
-    @task(pool=IBKR_POOL, map_index_template="{{ symbol }}")
-    def collect_gap(gap: dict) -> dict:
+    @task(pool=IBKR_POOL, map_index_template="{{ symbol }}", execution_timeout=GAP_TASK_TIMEOUT)
+    def collect_gap(gap: GapPayload) -> GapOutcomePayload:
         from ibkr_market_data.tasks import backfill
 
         get_current_context()["symbol"] = gap["symbol"]  # type: ignore[typeddict-unknown-key]
-        with failing_without_retry():
-            return backfill.collect_gap(gap, run_context())
+        return backfill.collect_gap(gap, run_context())
 
-    @task(trigger_rule="all_done", retries=0)
-    def summary(request: dict, gaps: list[dict]) -> dict:
+    @task(trigger_rule="all_done")
+    def summary(request: BackfillRequestPayload | None, gaps: list[GapPayload] | None) -> dict[str, int]:
         from ibkr_market_data.tasks import backfill
 
-        with failing_without_retry():
-            return backfill.summarize(request, gaps, run_context())
+        return backfill.summarize(request, gaps, run_context())
 
     request = validate()
     gaps = find_gaps(request)

@@ -14,31 +14,31 @@ requests nothing that is already stored. Every attempt is a row in `collection_l
 
 from __future__ import annotations
 
-import datetime as dt
+from typing import TYPE_CHECKING
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ibkr_market_data.dag_defaults import DAILY_RUN_TIMEOUT, DEFAULT_ARGS, START_DATE, selection_params
 from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_EXCHANGES, IBKR_POOL
-from ibkr_market_data.tasks.common import failing_without_retry, run_context
+from ibkr_market_data.tasks.common import run_context
 from ibkr_market_data.timetables import ExchangeSessionTimetable
+
+if TYPE_CHECKING:
+    # For readers only: a payload type known at parse time would make Airflow split the dict
+    # a task returns into one XCom per key.
+    from ibkr_market_data.payloads import CollectOutcomePayload, TargetPayload
 
 
 @dag(
     dag_id="daily_market_data",
     schedule=ExchangeSessionTimetable(exchanges=DAILY_EXCHANGES, delay_minutes=CLOSE_DELAY_MINUTES),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=DAILY_RUN_TIMEOUT,
     doc_md=__doc__,
     tags=["market-data", "ibkr", "daily"],
-    default_args={
-        "owner": "market-data",
-        "retries": 3,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "date": Param(
             None,
@@ -47,36 +47,17 @@ from ibkr_market_data.timetables import ExchangeSessionTimetable
             title="Trading date",
             description="Session to collect (YYYY-MM-DD). Empty: the latest completed trading date.",
         ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Plan and log the requests only; send nothing, write nothing.",
-        ),
         "priority": Param(
             "all",
             enum=["all", "high", "low"],
             title="Priority",
             description="high: priority-1 symbols only; low: the rest.",
         ),
-        "exchanges": Param(
-            [],
-            type="array",
-            items={"type": "string", "enum": list(DAILY_EXCHANGES)},
-            title="Exchanges",
-            description="Listing exchanges to collect; empty for all.",
-        ),
-        "symbols": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            title="Symbols",
-            description="Only these symbols; empty for all active ones.",
-        ),
+        **selection_params(),
     },
 )
 def daily_market_data():
-    @task(retries=0)
+    @task
     def resolve_date() -> str:
         from ibkr_market_data.tasks import daily
 
@@ -86,26 +67,24 @@ def daily_market_data():
             context["params"], dag_run.run_type, dag_run.logical_date, dag_run.run_after
         )
 
-    @task(retries=0)
-    def plan(trading_date: str) -> list[dict]:
+    @task
+    def plan(trading_date: str) -> list[TargetPayload]:
         from ibkr_market_data.tasks import daily
 
         return daily.plan(trading_date, get_current_context()["params"], run_context())
 
     @task(pool=IBKR_POOL, map_index_template="{{ symbol }}")
-    def collect(target: dict) -> dict:
+    def collect(target: TargetPayload) -> CollectOutcomePayload:
         from ibkr_market_data.tasks import daily
 
         get_current_context()["symbol"] = target["symbol"]  # type: ignore[typeddict-unknown-key]
-        with failing_without_retry():
-            return daily.collect(target, run_context())
+        return daily.collect(target, run_context())
 
-    @task(trigger_rule="all_done", retries=0)
-    def summary(trading_date: str, targets: list[dict]) -> dict:
+    @task(trigger_rule="all_done")
+    def summary(trading_date: str | None, targets: list[TargetPayload] | None) -> dict[str, int]:
         from ibkr_market_data.tasks import daily
 
-        with failing_without_retry():
-            return daily.summarize(trading_date, targets, get_current_context()["params"], run_context())
+        return daily.summarize(trading_date, targets, get_current_context()["params"], run_context())
 
     trading_date = resolve_date()
     targets = plan(trading_date)

@@ -29,23 +29,25 @@ Requests
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ibkr_market_data import calendars
-from ibkr_market_data.bars import SMALL_BAR_SIZES
-from ibkr_market_data.planning import DAILY_BAR_SIZE, CollectionTarget, daily_target
+from ibkr_market_data.payloads import BackfillRequestPayload
+from ibkr_market_data.planning import DAILY_BAR_SIZE, CollectionTarget, Skip, daily_target
 from ibkr_market_data.repository import SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError
 
 #: The longest window one request may cover: ``365 D`` is IB's longest duration in days.
 MAX_REQUEST_DAYS = 365
-#: Bar sizes the backfill collects.
-BACKFILL_BAR_SIZES = (DAILY_BAR_SIZE,)
-#: IB serves bars of 30 seconds or less for the last six months only.
-SMALL_BAR_HISTORY_DAYS = 183
 
 NO_DATA_FROM_IB = "no data from IB"
+NO_GAPS = "no gaps"
+
+
+def no_gaps_reason(start: dt.date, end: dt.date) -> str:
+    """The skip reason of a symbol with nothing missing in ``start..end``."""
+    return f"{NO_GAPS} in {start.isoformat()}..{end.isoformat()}"
 
 
 def before_first_available(first_available: dt.date) -> str:
@@ -63,7 +65,7 @@ class BackfillRange:
     symbols: tuple[str, ...] = ()
     dry_run: bool = False
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> BackfillRequestPayload:
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -73,34 +75,22 @@ class BackfillRange:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> BackfillRange:
+    def from_dict(cls, data: BackfillRequestPayload) -> BackfillRange:
         return cls(
-            start=dt.date.fromisoformat(str(data["start"])),
-            end=dt.date.fromisoformat(str(data["end"])),
-            exchanges=tuple(data.get("exchanges") or ()),  # type: ignore[arg-type]
-            symbols=tuple(data.get("symbols") or ()),  # type: ignore[arg-type]
-            dry_run=bool(data.get("dry_run")),
+            start=dt.date.fromisoformat(data["start"]),
+            end=dt.date.fromisoformat(data["end"]),
+            exchanges=tuple(data["exchanges"]),
+            symbols=tuple(data["symbols"]),
+            dry_run=data["dry_run"],
         )
 
 
-def earliest_served(bar_size: str, today: dt.date) -> dt.date:
-    """The first date we can ask IB for bars of ``bar_size``.
+def check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
+    """Refuse a range no request should be sent for; the message names the param and the fix.
 
-    Daily bars: the start of the exchange calendars we ship (IB's own daily history goes further
-    back, but a session we cannot name is a session we cannot call missing). Bars of 30 seconds or
-    less: six months back, IB's limit.
+    The earliest date is where the exchange calendars we ship start: IB's own daily history goes
+    further back, but a session we cannot name is a session we cannot call missing.
     """
-    if bar_size in SMALL_BAR_SIZES:
-        return today - dt.timedelta(days=SMALL_BAR_HISTORY_DAYS)
-    return calendars.CALENDAR_START
-
-
-def check_range(start: dt.date, end: dt.date, today: dt.date, bar_size: str = DAILY_BAR_SIZE) -> None:
-    """Refuse a range no request should be sent for; the message names the param and the fix."""
-    if bar_size not in BACKFILL_BAR_SIZES:
-        raise InvalidRunParamError(
-            f"Backfill collects {', '.join(BACKFILL_BAR_SIZES)} bars only, not {bar_size!r}"
-        )
     if start > end:
         raise InvalidRunParamError(
             f"Param 'start_date' {start.isoformat()} is after 'end_date' {end.isoformat()}; swap them."
@@ -111,11 +101,11 @@ def check_range(start: dt.date, end: dt.date, today: dt.date, bar_size: str = DA
                 f"Param {name!r} is {day.isoformat()}, in the future (today is {today.isoformat()} UTC); "
                 "IB has no bars yet. Give past dates."
             )
-    earliest = earliest_served(bar_size, today)
+    earliest = calendars.CALENDAR_START
     if start < earliest:
         raise InvalidRunParamError(
             f"Param 'start_date' is {start.isoformat()}, before {earliest.isoformat()}, the earliest "
-            f"{bar_size} bars this collector backfills (its exchange calendars start there). "
+            f"{DAILY_BAR_SIZE} bars this collector backfills (its exchange calendars start there). "
             f"Start on or after {earliest.isoformat()}."
         )
 
@@ -232,19 +222,6 @@ class SymbolGaps:
     def complete(self) -> bool:
         return not self.missing
 
-    def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data["missing"] = [day.isoformat() for day in self.missing]
-        data["runs"] = [
-            {"first": run.first.isoformat(), "last": run.last.isoformat(), "sessions": run.sessions}
-            for run in self.runs
-        ]
-        data["requests"] = [
-            {"first": r.first.isoformat(), "last": r.last.isoformat(), "missing": r.missing, "runs": r.runs}
-            for r in self.requests
-        ]
-        return data
-
 
 def symbol_gaps(
     row: SymbolRow,
@@ -281,10 +258,43 @@ def request_targets(row: SymbolRow, gaps: SymbolGaps) -> list[CollectionTarget]:
     return [daily_target(row, request.first, request.last) for request in gaps.requests]
 
 
+def report_gaps(
+    request: BackfillRange,
+    rows: Sequence[SymbolRow],
+    now: dt.datetime,
+    stored: Mapping[int, Iterable[dt.date]],
+    no_data: Mapping[int, Iterable[dt.date]],
+    first_available: Mapping[int, dt.date],
+) -> GapReport:
+    """Every row's gaps in the range, given per symbol id the dates stored and known to have no data.
+
+    A symbol whose primary exchange has no calendar here is skipped with the reason, alone.
+    """
+    symbols: list[SymbolGaps] = []
+    skips: list[Skip] = []
+    for row in rows:
+        try:
+            gaps = symbol_gaps(
+                row,
+                request.start,
+                request.end,
+                now,
+                stored.get(row.id, ()),
+                no_data.get(row.id, ()),
+                first_available.get(row.id),
+            )
+        except calendars.UnknownExchangeError as exc:
+            skips.append(Skip(row.id, row.symbol, str(exc)))
+        else:
+            symbols.append(gaps)
+    return GapReport(request, symbols, skips)
+
+
 @dataclass(frozen=True)
 class GapReport:
     range: BackfillRange
     symbols: list[SymbolGaps]
+    skips: list[Skip] = field(default_factory=list)  # symbols no gap can be found for
 
     @property
     def with_gaps(self) -> list[SymbolGaps]:
@@ -327,4 +337,5 @@ class GapReport:
             )
         if len(self.with_gaps) > detail_limit:
             lines.append(f"  ... and {len(self.with_gaps) - detail_limit} more symbols with gaps")
+        lines += [f"  {skip.symbol}: skipped, {skip.reason}" for skip in self.skips]
         return lines

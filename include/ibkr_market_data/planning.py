@@ -11,6 +11,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import cast
 
 from ibkr_market_data import calendars
 
@@ -18,6 +19,7 @@ from ibkr_market_data import calendars
 from ibkr_market_data.bars import DAILY_BAR_SIZE as DAILY_BAR_SIZE
 from ibkr_market_data.bars import DAILY_TIMEFRAME as DAILY_TIMEFRAME
 from ibkr_market_data.contracts import ContractSpec
+from ibkr_market_data.payloads import TargetPayload
 from ibkr_market_data.repository import SymbolRow
 
 NOT_A_TRADING_DAY = "not a trading day"
@@ -60,12 +62,12 @@ class CollectionTarget:
     def first_session_date(self) -> dt.date:
         return dt.date.fromisoformat(self.first_session or self.session)
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def to_dict(self) -> TargetPayload:
+        return cast(TargetPayload, asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> CollectionTarget:
-        return cls(**data)  # type: ignore[arg-type]
+    def from_dict(cls, data: TargetPayload) -> CollectionTarget:
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -112,21 +114,35 @@ def plan_daily(
     already_collected: Iterable[int],
     now: dt.datetime,
 ) -> DailyPlan:
-    """Targets and skips for ``trading_date``; symbols on an exchange not trading that day send nothing."""
+    """Targets and skips for ``trading_date``; symbols on an exchange not trading that day send nothing.
+
+    A symbol whose primary exchange has no calendar here is skipped with the reason, alone: the
+    others are planned as usual.
+    """
     collected = set(already_collected)
     targets: list[CollectionTarget] = []
     skips: list[Skip] = []
     for row in symbols:
-        exchange = row.primary_exchange
-        if not calendars.is_session(exchange, trading_date):
-            skips.append(Skip(row.id, row.symbol, f"{NOT_A_TRADING_DAY} on {exchange}"))
-        elif row.id in collected:
-            skips.append(Skip(row.id, row.symbol, ALREADY_COLLECTED))
-        elif calendars.session_close(exchange, trading_date) > now:
-            skips.append(Skip(row.id, row.symbol, f"{SESSION_NOT_CLOSED} on {exchange}"))
+        try:
+            reason = _skip_reason(row, trading_date, collected, now)
+        except calendars.UnknownExchangeError as exc:
+            reason = str(exc)
+        if reason:
+            skips.append(Skip(row.id, row.symbol, reason))
         else:
             targets.append(daily_target(row, trading_date, trading_date))
     return DailyPlan(trading_date=trading_date, targets=targets, skips=skips)
+
+
+def _skip_reason(row: SymbolRow, trading_date: dt.date, collected: set[int], now: dt.datetime) -> str | None:
+    exchange = row.primary_exchange
+    if not calendars.is_session(exchange, trading_date):
+        return f"{NOT_A_TRADING_DAY} on {exchange}"
+    if row.id in collected:
+        return ALREADY_COLLECTED
+    if calendars.session_close(exchange, trading_date) > now:
+        return f"{SESSION_NOT_CLOSED} on {exchange}"
+    return None
 
 
 def session_timestamp(day: dt.date) -> dt.datetime:

@@ -248,11 +248,30 @@ def test_bad_params_fail_validate_before_any_request(
 ):
     dag_run = backfill_dag.test(run_conf=conf)
     assert dag_run.state == "failed"
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-    assert states["validate"] == "failed"
-    assert states["find_gaps"] == "upstream_failed"
+    tries = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert backfill_dag.get_task("validate").retries >= 1
+    assert tries["validate"] == ("failed", 1), "a bad param fails at once, whatever the task's retries"
+    assert tries["find_gaps"][0] == "upstream_failed"
+    assert tries["summary"] == ("failed", 1)
     assert len(ibkr_connection.request_log.historical()) == 0
     assert count(market_db, "market_data") == 0
+
+
+def test_a_symbol_on_an_exchange_without_a_calendar_is_skipped_and_the_others_filled(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    with psycopg.connect(market_db) as conn:
+        [bhp] = repository.select_symbols(conn, symbols=["BHP"])
+        repository.mark_resolved(conn, bhp.id, bhp.con_id, "CHIXAU")  # IB names another venue
+    dag_run = run(backfill_dag, "2025-01-13", "2025-01-17", symbols=["BHP", "CBA", "AAPL"])
+    assert dag_run.state == "success"
+
+    statuses = latest_statuses(market_db, dag_run.run_id)
+    assert statuses["BHP"][0] == "skipped"
+    assert statuses["BHP"][1].startswith("No trading calendar for exchange 'CHIXAU'")
+    assert (statuses["CBA"][0], statuses["AAPL"][0]) == ("completed", "completed")
+    assert {r.symbol for r in ibkr_connection.request_log.historical()} == {"CBA", "AAPL"}
+    assert stored_bars(market_db, "BHP") == {}
 
 
 def test_cli_dry_run_prints_the_gap_report_and_sends_nothing(

@@ -7,6 +7,9 @@ import pytest
 from ibkr_market_data_dev.local_env import REPO_ROOT
 
 POOLS = json.loads((REPO_ROOT / "pools.json").read_text())
+DAG_IDS = {"daily_market_data", "backfill_market_data"}
+#: The tasks that talk to IB: each holds one of the ibkr pool's slots, and only they do.
+IB_TASKS = {("daily_market_data", "collect"), ("backfill_market_data", "collect_gap")}
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,11 @@ def dag_bag(airflow_db):
 
 def test_dags_import_without_errors(dag_bag):
     assert dag_bag.import_errors == {}
-    assert "daily_market_data" in dag_bag.dag_ids
+    assert set(dag_bag.dag_ids) == DAG_IDS
+
+
+def every_task(dag_bag):
+    return [(dag.dag_id, task) for dag in dag_bag.dags.values() for task in dag.tasks]
 
 
 def test_every_pool_named_by_a_task_is_in_pools_json(dag_bag):
@@ -30,8 +37,8 @@ def test_every_pool_named_by_a_task_is_in_pools_json(dag_bag):
 
 
 def test_ib_requests_run_in_the_ibkr_pool_below_ibs_limits(dag_bag):
-    collect = dag_bag.get_dag("daily_market_data").get_task("collect")
-    assert collect.pool == "ibkr"
+    in_ibkr_pool = {(dag_id, task.task_id) for dag_id, task in every_task(dag_bag) if task.pool == "ibkr"}
+    assert in_ibkr_pool == IB_TASKS
     assert POOLS["ibkr"]["slots"] < 32, "stay below IB's 32 API clients and 50 open requests"
 
 
@@ -39,8 +46,44 @@ def test_conventions(dag_bag):
     for dag in dag_bag.dags.values():
         assert dag.tags, dag.dag_id
         assert dag.doc_md, dag.dag_id
-        assert dag.default_args.get("owner"), dag.dag_id
-        assert dag.default_args.get("retries", 0) >= 1, dag.dag_id
+
+
+def test_every_task_has_an_owner_retries_and_a_timeout(dag_bag):
+    for dag_id, task in every_task(dag_bag):
+        name = f"{dag_id}.{task.task_id}"
+        assert task.owner == "market-data", name
+        assert task.retries >= 1, f"{name}: a transient database or IB error must be retried"
+        assert task.execution_timeout is not None, name
+        assert task.execution_timeout.total_seconds() > 0, name
+
+
+def test_every_task_fails_at_once_on_a_permanent_failure_and_retries_the_rest(dag_bag):
+    from airflow.sdk import RetryAction
+
+    from ibkr_market_data.collect import CollectionFailed, SymbolOutcome
+    from ibkr_market_data.run_dates import InvalidRunParamError
+    from ibkr_market_data.tasks.common import PermanentFailure
+
+    transient = CollectionFailed(SymbolOutcome("AAPL", "failed", reason="pacing"), retryable=True)
+    for dag_id, task in every_task(dag_bag):
+        name = f"{dag_id}.{task.task_id}"
+        policy = task.retry_policy
+        assert policy is not None, name
+        for permanent in (InvalidRunParamError("Param 'date' ..."), PermanentFailure("354 no permission")):
+            assert policy.evaluate(permanent, 1, 4).action == RetryAction.FAIL, name
+        for retryable in (transient, OSError("connection reset"), TimeoutError()):
+            assert policy.evaluate(retryable, 1, 4).action == RetryAction.DEFAULT, name
+
+
+def test_the_daily_run_times_out_before_the_next_one_is_due(dag_bag):
+    import datetime as dt
+
+    dag = dag_bag.get_dag("daily_market_data")
+    assert dag.max_active_runs == 1
+    assert dag.dagrun_timeout is not None
+    # The shortest gap between two scheduled runs: a US date's (21:30 UTC) and the next, ASX-only,
+    # date's (05:40 UTC the next morning).
+    assert dag.dagrun_timeout < dt.timedelta(hours=8)
 
 
 def test_daily_dag_schedule_and_params(dag_bag):

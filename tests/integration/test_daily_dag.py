@@ -142,12 +142,38 @@ def test_malformed_date_is_refused_at_trigger_naming_the_param(daily_dag, small_
     ],
 )
 def test_bad_params_fail_the_run_before_any_request(
-    daily_dag, small_universe, market_db, ibkr_connection, conf, failed_task
+    daily_dag, small_universe, market_db, ibkr_connection, conf, failed_task, capsys
 ):
     dag_run = daily_dag.test(run_conf=conf)
     assert dag_run.state == "failed"
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-    assert states[failed_task] == "failed"
+    tries = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert daily_dag.get_task(failed_task).retries >= 1
+    assert tries[failed_task] == ("failed", 1), "a bad param fails at once, whatever the task's retries"
+    # The summary names the task that failed, at once, instead of crashing on its missing output.
+    assert tries["summary"] == ("failed", 1)
+    task_logs = capsys.readouterr().out
+    assert f"because task '{failed_task}' failed" in task_logs
+    assert "TypeError" not in task_logs
     assert ibkr_connection.request_log.historical() == []
     with psycopg.connect(market_db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
+
+
+def test_a_symbol_on_an_exchange_without_a_calendar_is_skipped_and_the_others_collected(
+    daily_dag, small_universe, market_db, ibkr_connection
+):
+    from ibkr_market_data import repository
+
+    with psycopg.connect(market_db) as conn:
+        [bhp] = repository.select_symbols(conn, symbols=["BHP"])
+        repository.mark_resolved(conn, bhp.id, bhp.con_id, "CHIXAU")  # IB names another venue
+    day = dt.date(2025, 1, 15)
+    dag_run = daily_dag.test(run_conf={"date": day.isoformat()})
+    assert dag_run.state == "success"
+
+    statuses = latest_statuses(market_db, dag_run.run_id)
+    assert statuses["BHP"][0] == "skipped"
+    assert statuses["BHP"][1].startswith("No trading calendar for exchange 'CHIXAU'")
+    assert {s for s, v in statuses.items() if v[0] == "completed"} == set(SMALL_UNIVERSE) - {"BHP"}
+    assert set(stored_bars(market_db, day)) == set(SMALL_UNIVERSE) - {"BHP"}
+    assert "BHP" not in {r.symbol for r in ibkr_connection.request_log.historical()}

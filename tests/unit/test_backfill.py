@@ -12,6 +12,7 @@ from ibkr_market_data.backfill import (
     SessionRun,
     check_range,
     plan_requests,
+    report_gaps,
     request_targets,
     symbol_gaps,
 )
@@ -23,6 +24,8 @@ NOW = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
 AAPL = SymbolRow(1, "AAPL", "SMART", "NASDAQ", "USD", "STK", 265598, 1, True)
 BHP = SymbolRow(2, "BHP", "ASX", "ASX", "AUD", "STK", 4036812, 1, True)
 GYG = SymbolRow(3, "GYG", "ASX", "ASX", "AUD", "STK", 700000001, 2, True)
+#: Listed on ASX, but IB names a primary exchange we have no calendar for.
+ON_CHIXAU = SymbolRow(4, "XRO", "ASX", "CHIXAU", "AUD", "STK", 700000002, 2, True)
 
 MLK_DAY = dt.date(2025, 1, 20)  # US closed, ASX open
 AUSTRALIA_DAY = dt.date(2025, 1, 27)  # ASX closed, US open
@@ -197,11 +200,6 @@ def test_a_bad_range_is_refused_naming_the_param(start, end, message):
         check_range(d(start), d(end), today=d("2025-07-01"))
 
 
-def test_bar_sizes_other_than_daily_are_refused():
-    with pytest.raises(InvalidRunParamError, match="1 day bars only, not '5 mins'"):
-        check_range(d("2025-01-01"), d("2025-01-31"), today=d("2025-07-01"), bar_size="5 mins")
-
-
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -245,3 +243,21 @@ def test_the_gap_report_names_each_symbols_runs_and_requests():
     assert lines[0].endswith("-> 1 requests")
     assert lines[1] == "  BHP (ASX): 6 missing [2025-01-23..2025-01-31] -> 9 D ending 2025-01-31"
     assert len(lines) == 2
+
+
+def test_a_symbol_on_an_exchange_without_a_calendar_is_skipped_and_the_others_get_their_gaps():
+    request = BackfillRange(d("2025-01-13"), d("2025-01-17"), ("ASX", "NASDAQ"))
+    report = report_gaps(
+        request,
+        [BHP, ON_CHIXAU, AAPL],
+        NOW,
+        stored={AAPL.id: sessions("NASDAQ", "2025-01-13", "2025-01-16")},
+        no_data={},
+        first_available={},
+    )
+
+    assert [(gaps.symbol, len(gaps.missing)) for gaps in report.symbols] == [("BHP", 5), ("AAPL", 1)]
+    [skip] = report.skips
+    assert (skip.symbol_id, skip.symbol) == (ON_CHIXAU.id, "XRO")
+    assert skip.reason.startswith("No trading calendar for exchange 'CHIXAU'; known: AMEX, ARCA, ASX")
+    assert report.lines()[-1] == f"  XRO: skipped, {skip.reason}"

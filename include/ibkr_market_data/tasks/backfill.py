@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ibkr_market_data import repository
 from ibkr_market_data.backfill import (
@@ -21,22 +21,35 @@ from ibkr_market_data.backfill import (
     SymbolGaps,
     before_first_available,
     check_range,
+    no_gaps_reason,
+    report_gaps,
     request_targets,
     symbol_gaps,
 )
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
-from ibkr_market_data.pacing import minimum_duration
-from ibkr_market_data.planning import ALREADY_COLLECTED, DAILY_TIMEFRAME, session_timestamp
+from ibkr_market_data.payloads import BackfillRequestPayload, GapOutcomePayload, GapPayload, SymbolRowPayload
+from ibkr_market_data.planning import DAILY_TIMEFRAME, session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
-from ibkr_market_data.tasks.common import as_name_list, fail_on_problems, ib_session, market_db
-from ibkr_market_data.tasks.daily import DRY_RUN_LATENCY_SECONDS, selected_exchanges
+from ibkr_market_data.tasks.common import (
+    as_name_list,
+    ib_session,
+    log_dry_run,
+    market_connection,
+    select_wanted_symbols,
+    selected_exchanges,
+    summarize_run,
+    upstream_failed,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ibkr_market_data.hooks.ibkr import IbkrHook
 
 log = logging.getLogger(__name__)
-
-NO_GAPS = "no gaps"
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -65,35 +78,17 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
     )
 
 
-def check_symbols(conn: Any, request: BackfillRange) -> None:
+def check_symbols(conn: psycopg.Connection, request: BackfillRange) -> None:
     """Refuse symbols the ``symbols`` table does not know; warn about those filtered out."""
-    if not request.symbols:
-        return
-    unknown = sorted(set(request.symbols) - repository.known_symbol_names(conn))
-    if unknown:
-        raise InvalidRunParamError(
-            f"Param 'symbols' names unknown symbols: {', '.join(unknown)}; "
-            "add them to the universe and run load-symbols first"
-        )
-    selected = {
-        row.symbol
-        for row in repository.select_symbols(conn, symbols=request.symbols, exchanges=request.exchanges)
-    }
-    left_out = sorted(set(request.symbols) - selected)
-    if left_out:
-        log.warning(
-            "Not backfilled (inactive, or not on %s): %s", ", ".join(request.exchanges), ", ".join(left_out)
-        )
+    if request.symbols:
+        select_wanted_symbols(conn, request.symbols, request.exchanges)
 
 
-def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> dict[str, object]:
+def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> BackfillRequestPayload:
     """Check every param before any request; returns the range for the next tasks."""
     request = check_params(params, now)
-    conn = market_db().get_conn()
-    try:
+    with market_connection() as conn:
         check_symbols(conn, request)
-    finally:
-        conn.close()
     log.info(
         "Backfill %s..%s on %s%s%s",
         request.start,
@@ -105,58 +100,55 @@ def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> dict[
     return request.to_dict()
 
 
-def gap_report(conn: Any, request: BackfillRange, now: dt.datetime) -> tuple[GapReport, dict[int, SymbolRow]]:
+def gap_report(
+    conn: psycopg.Connection, request: BackfillRange, now: dt.datetime
+) -> tuple[GapReport, dict[int, SymbolRow]]:
     """Every selected active symbol's gaps, read from ``market_data``, ``no_data_sessions`` and ``symbols``."""
     rows = repository.select_symbols(conn, symbols=request.symbols, exchanges=request.exchanges)
     ids = [row.id for row in rows]
-    stored = repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end)
-    no_data = repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end)
-    first_available = repository.first_available_dates(conn, ids)
-    gaps = [
-        symbol_gaps(
-            row,
-            request.start,
-            request.end,
-            now,
-            stored.get(row.id, ()),
-            no_data.get(row.id, ()),
-            first_available.get(row.id),
-        )
-        for row in rows
-    ]
-    return GapReport(request, gaps), {row.id: row for row in rows}
+    report = report_gaps(
+        request,
+        rows,
+        now,
+        stored=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
+        no_data=repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
+        first_available=repository.first_available_dates(conn, ids),
+    )
+    return report, {row.id: row for row in rows}
 
 
 def find_gaps(
-    request_data: Mapping[str, object], run: RunContext, now: dt.datetime | None = None
-) -> list[dict[str, object]]:
+    request_data: BackfillRequestPayload, run: RunContext, now: dt.datetime | None = None
+) -> list[GapPayload]:
     """Log the gap report; returns one item per symbol with gaps (none in a dry run).
 
-    Symbols without gaps get their ``skipped`` row in ``collection_logs`` here.
+    Symbols without gaps, and those no gap can be found for (an exchange without a calendar), get
+    their ``skipped`` row in ``collection_logs`` here.
     """
-    request = BackfillRange.from_dict(dict(request_data))
-    conn = market_db().get_conn()
-    try:
+    request = BackfillRange.from_dict(request_data)
+    with market_connection() as conn:
         report, rows = gap_report(conn, request, _now(now))
         for line in report.lines():
             log.info("%s", line)
         if request.dry_run:
-            _log_dry_run(report, rows)
+            targets = [
+                target for gaps in report.with_gaps for target in request_targets(rows[gaps.symbol_id], gaps)
+            ]
+            log_dry_run(targets, len(report.with_gaps))
             return []
         window = (session_timestamp(request.start), session_timestamp(request.end))
-        complete = [
-            (gaps.symbol_id, _no_gaps_reason(request.start, request.end))
+        skipped = [
+            (gaps.symbol_id, no_gaps_reason(request.start, request.end))
             for gaps in report.symbols
             if gaps.complete
-        ]
-        repository.log_skipped(conn, run, complete, DAILY_TIMEFRAME, *window)
+        ] + [(skip.symbol_id, skip.reason) for skip in report.skips]
+        repository.log_skipped(conn, run, skipped, DAILY_TIMEFRAME, *window)
         conn.commit()
-    finally:
-        conn.close()
     return [
         {
+            "symbol_id": gaps.symbol_id,
             "symbol": gaps.symbol,
-            "row": asdict(rows[gaps.symbol_id]),
+            "row": cast(SymbolRowPayload, asdict(rows[gaps.symbol_id])),
             "start": request.start.isoformat(),
             "end": request.end.isoformat(),
             "missing": len(gaps.missing),
@@ -167,38 +159,16 @@ def find_gaps(
     ]
 
 
-def _log_dry_run(report: GapReport, rows: Mapping[int, SymbolRow]) -> None:
-    requests = 0
-    for gaps in report.with_gaps:
-        for target in request_targets(rows[gaps.symbol_id], gaps):
-            requests += 1
-            log.info(
-                "Dry run: would request %s %s of %s ending %s",
-                target.duration,
-                target.bar_size,
-                target.contract(),
-                target.end_date_time,
-            )
-    estimate = minimum_duration(requests, small_bars=False, in_flight=1, latency=DRY_RUN_LATENCY_SECONDS)
-    log.info(
-        "Dry run: %d requests for %d symbols. IB's rules set no hard limit on daily bars; at %.1f s a "
-        "request and one at a time that is %.0f s, divided by the ibkr pool's slots. Nothing sent or written.",
-        requests,
-        len(report.with_gaps),
-        DRY_RUN_LATENCY_SECONDS,
-        estimate,
-    )
-
-
-def collect_gap(gap: Mapping[str, Any], run: RunContext, now: dt.datetime | None = None) -> dict[str, object]:
+def collect_gap(gap: GapPayload, run: RunContext, now: dt.datetime | None = None) -> GapOutcomePayload:
     """Fill one symbol's gaps; raises PermanentFailure, or CollectionFailed when a retry may help."""
+    # Paced: the head timestamp request counts against IB's hard pacing limits like small bars.
     with ib_session(paced=True) as (conn, hook):
         outcome = fill_symbol_gaps(
             conn,
             hook,
             SymbolRow(**gap["row"]),
-            dt.date.fromisoformat(str(gap["start"])),
-            dt.date.fromisoformat(str(gap["end"])),
+            dt.date.fromisoformat(gap["start"]),
+            dt.date.fromisoformat(gap["end"]),
             run,
             _now(now),
         )
@@ -217,12 +187,18 @@ class GapOutcome:
     bars_revised: int = 0
     no_data_sessions: int = 0
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+    def to_dict(self) -> GapOutcomePayload:
+        return cast(GapOutcomePayload, asdict(self))
 
 
 def fill_symbol_gaps(
-    conn: Any, hook: Any, row: SymbolRow, start: dt.date, end: dt.date, run: RunContext, now: dt.datetime
+    conn: psycopg.Connection,
+    hook: IbkrHook,
+    row: SymbolRow,
+    start: dt.date,
+    end: dt.date,
+    run: RunContext,
+    now: dt.datetime,
 ) -> GapOutcome:
     """Plan ``row``'s gaps afresh, send each request, record the sessions IB had no bar for.
 
@@ -234,15 +210,18 @@ def fill_symbol_gaps(
     gaps = _fresh_gaps(conn, row, start, end, now)
     outcome = GapOutcome(row.symbol)
     if gaps.complete:
+        # Filled since find_gaps ran: by this task's previous try, or another backfill.
         window = (session_timestamp(start), session_timestamp(end))
-        reason = f"{ALREADY_COLLECTED}: nothing missing in {start.isoformat()}..{end.isoformat()}"
+        reason = no_gaps_reason(start, end)
         repository.log_skipped(conn, run, [(row.id, reason)], DAILY_TIMEFRAME, *window)
         conn.commit()
         log.info("%s: skipped, %s", row.symbol, reason)
         outcome.status = AttemptStatus.SKIPPED
         return outcome
 
-    def store(db: Any, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> repository.UpsertResult:
+    def store(
+        db: psycopg.Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar]
+    ) -> repository.UpsertResult:
         return repository.store_backfilled_bars(db, symbol_id, timeframe, bars, run)
 
     first_available: dt.date | None = None
@@ -282,18 +261,18 @@ def fill_symbol_gaps(
     return outcome
 
 
-def _no_gaps_reason(start: dt.date, end: dt.date) -> str:
-    return f"{NO_GAPS} in {start.isoformat()}..{end.isoformat()}"
-
-
-def _fresh_gaps(conn: Any, row: SymbolRow, start: dt.date, end: dt.date, now: dt.datetime) -> SymbolGaps:
+def _fresh_gaps(
+    conn: psycopg.Connection, row: SymbolRow, start: dt.date, end: dt.date, now: dt.datetime
+) -> SymbolGaps:
     stored = repository.existing_bar_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
     no_data = repository.no_data_session_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
     first_available = repository.first_available_dates(conn, [row.id]).get(row.id)
     return symbol_gaps(row, start, end, now, stored, no_data, first_available)
 
 
-def _ask_first_available(conn: Any, hook: Any, row: SymbolRow, contract: ContractSpec) -> dt.date | None:
+def _ask_first_available(
+    conn: psycopg.Connection, hook: IbkrHook, row: SymbolRow, contract: ContractSpec
+) -> dt.date | None:
     try:
         first_available = hook.head_timestamp(contract)
     except IbkrNoDataError:
@@ -309,7 +288,11 @@ def _ask_first_available(conn: Any, hook: Any, row: SymbolRow, contract: Contrac
 
 
 def _record_no_data(
-    conn: Any, row: SymbolRow, sessions: Sequence[dt.date], first_available: dt.date | None, run: RunContext
+    conn: psycopg.Connection,
+    row: SymbolRow,
+    sessions: Sequence[dt.date],
+    first_available: dt.date | None,
+    run: RunContext,
 ) -> int:
     before = [day for day in sessions if first_available is not None and day < first_available]
     after = [day for day in sessions if first_available is None or day >= first_available]
@@ -333,32 +316,32 @@ def _record_no_data(
 
 
 def summarize(
-    request_data: Mapping[str, object], gaps: Sequence[Mapping[str, object]], run: RunContext
+    request_data: BackfillRequestPayload | None, gaps: Sequence[GapPayload] | None, run: RunContext
 ) -> dict[str, int]:
-    """Counts per status and what the run did; PermanentFailure naming failed or unfinished symbols."""
-    request = BackfillRange.from_dict(dict(request_data))
+    """Counts per status and what the run did; PermanentFailure naming failed or unfinished symbols.
+
+    Also PermanentFailure when an upstream task failed: no checked request, or no gaps found.
+    """
+    if request_data is None:
+        raise upstream_failed("Backfill", "validate")
+    request = BackfillRange.from_dict(request_data)
+    what = f"Backfill {request.start}..{request.end}"
+    if gaps is None:
+        raise upstream_failed(what, "find_gaps")
     if request.dry_run:
         log.info("Dry run for %s..%s: nothing was requested or written", request.start, request.end)
         return {}
-    conn = market_db().get_conn()
-    try:
-        counts = repository.run_summary(conn, run.dag_id, run.run_id)
-        failures = repository.run_failures(conn, run.dag_id, run.run_id)
-        finished = repository.symbols_with_outcome(conn, run.dag_id, run.run_id)
+    with market_connection() as conn:
         totals = repository.run_backfill_totals(conn, run.dag_id, run.run_id)
-    finally:
-        conn.close()
-    missing = sorted(str(gap["symbol"]) for gap in gaps if gap["row"]["id"] not in finished)  # type: ignore[index]
     log.info(
-        "Backfill %s..%s: %d symbols with gaps; attempts %s; %d requests, %d bars, %d revised, %d sessions without data",
-        request.start,
-        request.end,
+        "%s: %d symbols with gaps; %d requests, %d bars, %d revised, %d sessions without data",
+        what,
         len(gaps),
-        ", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "none",
         totals["requests_sent"],
         totals["bars_collected"],
         totals["bars_revised"],
         totals["no_data_sessions"],
     )
-    fail_on_problems(f"Backfill {request.start}..{request.end}", failures, missing, "symbols with gaps")
-    return {**counts, **totals}
+    planned = {gap["symbol_id"]: gap["symbol"] for gap in gaps}
+    report = summarize_run(what, run, planned, "symbols with gaps")
+    return {**report.counts, **totals}

@@ -1,25 +1,56 @@
-"""What the daily and backfill task bodies share: the database, the IB session, failure classes."""
+"""What the daily and backfill task bodies share: the database, param checks, dry runs, summaries, the IB session."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ibkr_market_data.settings import IBKR_CONN_ID, MARKET_DATA_CONN_ID
+from ibkr_market_data import repository
+from ibkr_market_data.pacing import minimum_duration
+from ibkr_market_data.run_dates import InvalidRunParamError
+from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
+
+if TYPE_CHECKING:
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.planning import CollectionTarget
+    from ibkr_market_data.repository import RunContext, SymbolRow
+    from ibkr_market_data.run_report import RunReport
 
 log = logging.getLogger(__name__)
 
+#: What a dry run assumes per request when it estimates the run's length.
+DRY_RUN_LATENCY_SECONDS = 0.2
+
 
 class PermanentFailure(Exception):
-    """A failure that a retry cannot mend; the task raises it as AirflowFailException."""
+    """A failure that a retry cannot mend; the DAGs' retry policy fails the task at once."""
 
 
-def market_db() -> Any:
+def market_db() -> PostgresHook:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID)
+
+
+def open_market_connection() -> psycopg.Connection:
+    """A new connection to the market-data database; the caller closes it."""
+    # The provider types get_conn() as a psycopg2 / psycopg 3 union; this deployment runs psycopg 3.
+    return cast("psycopg.Connection", market_db().get_conn())
+
+
+@contextmanager
+def market_connection() -> Iterator[psycopg.Connection]:
+    """A connection to the market-data database (psycopg 3), closed on exit; the caller commits."""
+    conn = open_market_connection()
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def as_name_list(value: object) -> list[str]:
@@ -30,37 +61,82 @@ def as_name_list(value: object) -> list[str]:
     return [str(item).strip().upper() for item in items if str(item).strip()]
 
 
-def names(symbols: Iterable[str], limit: int = 20) -> str:
-    """``A, B, C and 12 more``: symbol lists for log lines and errors."""
-    listed = list(symbols)
-    more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
-    return ", ".join(listed[:limit]) + more
+def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
+    """The ``exchanges`` param, all of ``DAILY_EXCHANGES`` when empty; InvalidRunParamError on an unknown one."""
+    exchanges = as_name_list(params.get("exchanges")) or list(DAILY_EXCHANGES)
+    unknown = sorted(set(exchanges) - set(DAILY_EXCHANGES))
+    if unknown:
+        raise InvalidRunParamError(
+            f"Param 'exchanges' has unknown exchanges {unknown}; choose from {list(DAILY_EXCHANGES)}"
+        )
+    return exchanges
 
 
-def fail_on_problems(
-    what: str,
-    failures: Iterable[tuple[str, str, int | None]],
-    unfinished: Iterable[str],
-    unfinished_label: str,
-) -> None:
-    """Log each failed symbol; raise PermanentFailure naming the failed and the unfinished ones.
+def select_wanted_symbols(
+    conn: psycopg.Connection, symbols: Sequence[str], exchanges: Sequence[str], priority: str = "all"
+) -> list[SymbolRow]:
+    """The active symbols the params select; InvalidRunParamError if ``symbols`` names one never loaded.
 
-    ``failures`` are (symbol, reason, IB code); ``unfinished`` are symbols planned but with no final
-    status in ``collection_logs`` (their task never ran to the end).
+    A named symbol that is inactive or filtered out by ``exchanges`` / ``priority`` is logged, not refused.
     """
-    failures, unfinished = list(failures), list(unfinished)
-    for symbol, reason, code in failures:
-        log.error("%s failed (IB code %s): %s", symbol, code, reason)
-    problems = []
-    if failures:
-        problems.append(f"{len(failures)} symbols failed: {names(row[0] for row in failures)}")
-    if unfinished:
-        problems.append(f"{len(unfinished)} {unfinished_label} have no outcome: {names(unfinished)}")
+    if symbols:
+        unknown = sorted(set(symbols) - repository.known_symbol_names(conn))
+        if unknown:
+            raise InvalidRunParamError(
+                f"Param 'symbols' names unknown symbols: {', '.join(unknown)}; "
+                "add them to the universe and run load-symbols first"
+            )
+    rows = repository.select_symbols(conn, symbols=symbols, exchanges=exchanges, priority=priority)
+    left_out = sorted(set(symbols) - {row.symbol for row in rows})
+    if left_out:
+        log.warning("Left out (inactive, or not on %s): %s", ", ".join(exchanges), ", ".join(left_out))
+    return rows
+
+
+def log_dry_run(targets: Sequence[CollectionTarget], symbols: int) -> None:
+    """Log each request a dry run would send, and how long sending them would take."""
+    for target in targets:
+        log.info(
+            "Dry run: would request %s %s of %s ending %s",
+            target.duration,
+            target.bar_size,
+            target.contract(),
+            target.end_date_time,
+        )
+    estimate = minimum_duration(len(targets), small_bars=False, in_flight=1, latency=DRY_RUN_LATENCY_SECONDS)
+    log.info(
+        "Dry run: %d requests for %d symbols. IB's rules set no hard limit on daily bars; at %.1f s a "
+        "request and one at a time that is %.0f s, divided by the ibkr pool's slots. Nothing sent or written.",
+        len(targets),
+        symbols,
+        DRY_RUN_LATENCY_SECONDS,
+        estimate,
+    )
+
+
+def upstream_failed(what: str, task_id: str) -> PermanentFailure:
+    """The summary's failure when an upstream task left it nothing to report on."""
+    return PermanentFailure(
+        f"{what}: nothing was planned or collected because task {task_id!r} failed; see its log"
+    )
+
+
+def summarize_run(what: str, run: RunContext, planned: Mapping[int, str], unfinished_label: str) -> RunReport:
+    """Read the run's report, log it; PermanentFailure naming failed and unfinished symbols."""
+    from ibkr_market_data.run_report import read_run_report
+
+    with market_connection() as conn:
+        report = read_run_report(conn, run.dag_id, run.run_id, planned)
+    log.info("%s: %s", what, report.status_line())
+    for failure in report.failures:
+        log.error("%s failed (IB code %s): %s", failure.symbol, failure.ib_code, failure.reason)
+    problems = report.problems(unfinished_label)
     if problems:
         raise PermanentFailure(f"{what}: " + "; ".join(problems))
+    return report
 
 
-def run_context() -> Any:
+def run_context() -> RunContext:
     """The ``RunContext`` (dag, run, try) of the task instance running now."""
     from airflow.sdk import get_current_context
 
@@ -73,18 +149,7 @@ def run_context() -> Any:
 
 
 @contextmanager
-def failing_without_retry() -> Iterator[None]:
-    """Turn PermanentFailure into Airflow's AirflowFailException: the task fails at once, no retry."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    try:
-        yield
-    except PermanentFailure as exc:
-        raise AirflowFailException(str(exc)) from exc
-
-
-@contextmanager
-def ib_session(paced: bool = False) -> Iterator[tuple[Any, Any]]:
+def ib_session(paced: bool = False) -> Iterator[tuple[psycopg.Connection, IbkrHook]]:
     """A market-data connection and an IbkrHook whose client id is leased on that connection.
 
     The lease is a session-level advisory lock, so it holds across the connection's commits and
@@ -100,13 +165,12 @@ def ib_session(paced: bool = False) -> Iterator[tuple[Any, Any]]:
     from ibkr_market_data.hooks.ibkr_config import IbkrConfigError
     from ibkr_market_data.pacing import PostgresPacer
 
-    pg = market_db()
-    conn = pg.get_conn()
+    conn = open_market_connection()
     try:
         hook = IbkrHook(
             IBKR_CONN_ID,
             client_id_lease=functools.partial(PostgresClientIdLease, conn),
-            pacer=PostgresPacer(pg.get_conn) if paced else None,
+            pacer=PostgresPacer(open_market_connection) if paced else None,
         )
         with hook:
             yield conn, hook

@@ -12,27 +12,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ibkr_market_data import repository
-from ibkr_market_data.pacing import minimum_duration
+from ibkr_market_data.payloads import CollectOutcomePayload, TargetPayload
 from ibkr_market_data.planning import DAILY_TIMEFRAME, CollectionTarget, plan_daily, session_timestamp
 from ibkr_market_data.repository import RunContext
-from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, resolve_trading_date
-from ibkr_market_data.settings import DAILY_EXCHANGES
-from ibkr_market_data.tasks.common import as_name_list, fail_on_problems, ib_session, market_db
+from ibkr_market_data.run_dates import check_trading_date, resolve_trading_date
+from ibkr_market_data.tasks.common import (
+    as_name_list,
+    ib_session,
+    log_dry_run,
+    market_connection,
+    select_wanted_symbols,
+    selected_exchanges,
+    summarize_run,
+    upstream_failed,
+)
 
 log = logging.getLogger(__name__)
-
-#: What a dry run assumes per request when it estimates the run's length.
-DRY_RUN_LATENCY_SECONDS = 0.2
-
-
-def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
-    exchanges = as_name_list(params.get("exchanges")) or list(DAILY_EXCHANGES)
-    unknown = sorted(set(exchanges) - set(DAILY_EXCHANGES))
-    if unknown:
-        raise InvalidRunParamError(
-            f"Param 'exchanges' has unknown exchanges {unknown}; choose from {list(DAILY_EXCHANGES)}"
-        )
-    return exchanges
 
 
 def resolve_date(
@@ -62,51 +57,30 @@ def plan(
     params: Mapping[str, Any],
     run: RunContext,
     now: dt.datetime | None = None,
-) -> list[dict[str, object]]:
+) -> list[TargetPayload]:
     """Targets for the mapped collect task; logs the skips (not in a dry run)."""
     day = dt.date.fromisoformat(trading_date)
-    wanted_symbols = as_name_list(params.get("symbols"))
-    priority = str(params.get("priority") or "all")
-    dry_run = bool(params.get("dry_run"))
-    conn = market_db().get_conn()
-    try:
-        if wanted_symbols:
-            unknown = sorted(set(wanted_symbols) - repository.known_symbol_names(conn))
-            if unknown:
-                raise InvalidRunParamError(f"Param 'symbols' names unknown symbols: {', '.join(unknown)}")
-        symbols = repository.select_symbols(
-            conn, symbols=wanted_symbols, exchanges=selected_exchanges(params), priority=priority
+    with market_connection() as conn:
+        symbols = select_wanted_symbols(
+            conn,
+            as_name_list(params.get("symbols")),
+            selected_exchanges(params),
+            priority=str(params.get("priority") or "all"),
         )
-        if wanted_symbols:
-            inactive = sorted(set(wanted_symbols) - {row.symbol for row in symbols})
-            if inactive:
-                log.warning("Not collected (inactive or filtered out): %s", ", ".join(inactive))
         collected = repository.symbols_having_bar(
             conn, [row.id for row in symbols], DAILY_TIMEFRAME, session_timestamp(day)
         )
         daily_plan = plan_daily(day, symbols, collected, now or dt.datetime.now(dt.UTC))
         for skip in daily_plan.skips:
             log.info("%s: skipped, %s", skip.symbol, skip.reason)
-        if dry_run:
-            estimate = minimum_duration(
-                len(daily_plan.targets), small_bars=False, in_flight=1, latency=DRY_RUN_LATENCY_SECONDS
-            )
-            for target in daily_plan.targets:
-                log.info(
-                    "Dry run: would request %s %s of %s ending %s",
-                    target.duration,
-                    target.bar_size,
-                    target.contract(),
-                    target.end_date_time,
-                )
-            log.info(
-                "Dry run: %d requests, %d skipped. IB's rules set no hard limit on daily bars; at %.1f s "
-                "a request and one at a time that is %.0f s, divided by the ibkr pool's slots. Nothing sent or written.",
-                len(daily_plan.targets),
-                len(daily_plan.skips),
-                DRY_RUN_LATENCY_SECONDS,
-                estimate,
-            )
+        log.info(
+            "Planned %d symbols to collect for %s, %d skipped",
+            len(daily_plan.targets),
+            day,
+            len(daily_plan.skips),
+        )
+        if params.get("dry_run"):
+            log_dry_run(daily_plan.targets, len(daily_plan.targets))
             return []
         window = session_timestamp(day)
         repository.log_skipped(
@@ -118,50 +92,38 @@ def plan(
             window,
         )
         conn.commit()
-    finally:
-        conn.close()
-    log.info(
-        "Planned %d symbols to collect for %s, %d skipped",
-        len(daily_plan.targets),
-        day,
-        len(daily_plan.skips),
-    )
     return [target.to_dict() for target in daily_plan.targets]
 
 
-def collect(target_data: Mapping[str, object], run: RunContext) -> dict[str, object]:
+def collect(target_data: TargetPayload, run: RunContext) -> CollectOutcomePayload:
     """Collect one target; raises PermanentFailure or CollectionFailed (retryable)."""
     from ibkr_market_data.collect import collect_target
 
-    target = CollectionTarget.from_dict(dict(target_data))
+    target = CollectionTarget.from_dict(target_data)
     with ib_session() as (conn, ibkr):
         outcome = collect_target(conn, ibkr, target, run)
     return {"symbol": outcome.symbol, "status": outcome.status, "records": outcome.records_collected}
 
 
 def summarize(
-    trading_date: str, targets: Sequence[Mapping[str, object]], params: Mapping[str, Any], run: RunContext
+    trading_date: str | None,
+    targets: Sequence[TargetPayload] | None,
+    params: Mapping[str, Any],
+    run: RunContext,
 ) -> dict[str, int]:
     """Counts per status for the run.
 
     Raises PermanentFailure naming the symbols that failed, or that were planned but have no
-    outcome (their task never ran to the end: a lost worker, a missing pool).
+    outcome (their task never ran to the end: a lost worker, a missing pool); and when an upstream
+    task failed, so there is no date (``trading_date`` None) or no plan (``targets`` None).
     """
+    if trading_date is None:
+        raise upstream_failed("No trading date", "resolve_date")
+    if targets is None:
+        raise upstream_failed(f"Trading date {trading_date}", "plan")
     if params.get("dry_run"):
         log.info("Dry run for %s: nothing was requested or written", trading_date)
         return {}
-    conn = market_db().get_conn()
-    try:
-        counts = repository.run_summary(conn, run.dag_id, run.run_id)
-        failures = repository.run_failures(conn, run.dag_id, run.run_id)
-        finished = repository.symbols_with_outcome(conn, run.dag_id, run.run_id)
-    finally:
-        conn.close()
-    missing = sorted(str(t["symbol"]) for t in targets if t["symbol_id"] not in finished)
-    log.info(
-        "Trading date %s: %s",
-        trading_date,
-        ", ".join(f"{status} {count}" for status, count in sorted(counts.items())) or "nothing to do",
-    )
-    fail_on_problems(f"Trading date {trading_date}", failures, missing, "planned symbols")
-    return counts
+    planned = {target["symbol_id"]: target["symbol"] for target in targets}
+    report = summarize_run(f"Trading date {trading_date}", run, planned, "planned symbols")
+    return report.counts

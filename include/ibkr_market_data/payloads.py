@@ -1,0 +1,84 @@
+"""What travels between tasks through XCom: JSON-shaped dicts, one TypedDict per kind.
+
+Dates are ISO strings. Each dataclass that crosses a task boundary converts to and from its
+payload (``CollectionTarget.to_dict``, ``BackfillRange.to_dict``, ...). This module imports
+nothing, so a DAG file may name these types without loading the task code.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class TargetPayload(TypedDict):
+    """A ``planning.CollectionTarget``: one request for one symbol, the daily DAG's mapped item."""
+
+    symbol_id: int
+    symbol: str
+    exchange: str
+    primary_exchange: str
+    currency: str
+    sec_type: str
+    con_id: int
+    session: str
+    end_date_time: str
+    duration: str
+    bar_size: str
+    first_session: str
+
+
+class CollectOutcomePayload(TypedDict):
+    """What the daily DAG's ``collect`` did for one symbol."""
+
+    symbol: str
+    status: str
+    records: int
+
+
+class BackfillRequestPayload(TypedDict):
+    """A checked ``backfill.BackfillRange``: the backfill DAG's validated params."""
+
+    start: str
+    end: str
+    exchanges: list[str]
+    symbols: list[str]
+    dry_run: bool
+
+
+class SymbolRowPayload(TypedDict):
+    """A ``repository.SymbolRow``."""
+
+    id: int
+    symbol: str
+    exchange: str
+    primary_exchange: str
+    currency: str
+    sec_type: str
+    con_id: int | None
+    priority: int
+    active: bool
+
+
+class GapPayload(TypedDict):
+    """One symbol with gaps in the backfill range, the backfill DAG's mapped item."""
+
+    symbol_id: int
+    symbol: str
+    row: SymbolRowPayload
+    start: str
+    end: str
+    missing: int
+    runs: int
+    requests: int
+
+
+class GapOutcomePayload(TypedDict):
+    """What the backfill DAG's ``collect_gap`` did for one symbol."""
+
+    symbol: str
+    status: str
+    requests: int
+    bars_collected: int
+    bars_inserted: int
+    bars_revised: int
+    no_data_sessions: int
