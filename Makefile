@@ -20,8 +20,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install  ## the local stack: simulator, PostgreSQL, Airflow on :8080, one daily run
-	$(PY) -m ibkr_market_data_dev.local_stack $(ARGS)
+run: install  ## the local stack: simulator, PostgreSQL, Airflow on :8080, one daily run [EXECUTOR=celery WORKERS=2]
+	$(PY) -m ibkr_market_data_dev.local_stack $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
 test: install  ## the whole suite, against real PostgreSQL and the TWS simulator
 	$(PY) -m pytest

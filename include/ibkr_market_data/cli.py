@@ -18,12 +18,12 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
+from ibkr_market_data.tasks.common import market_connection
 
 if TYPE_CHECKING:
-    import psycopg
     from airflow.sdk import DAG
 
 log = logging.getLogger("ibkr_market_data.cli")
@@ -31,13 +31,6 @@ log = logging.getLogger("ibkr_market_data.cli")
 
 class BadInput(ValueError):
     """A command-line value is unusable; the message names it. Ends the command with exit 2."""
-
-
-def market_db_connection() -> psycopg.Connection:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    # The provider types get_conn() as a psycopg2/psycopg 3 union; this deployment runs psycopg 3.
-    return cast("psycopg.Connection", PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_conn())
 
 
 def migrate() -> None:
@@ -55,7 +48,7 @@ def load_symbols() -> int:
     from ibkr_market_data.symbols import load_symbols as load
 
     migrate()
-    with market_db_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
+    with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook)
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
@@ -67,19 +60,17 @@ def load_symbols() -> int:
 
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
-    from ibkr_market_data import repository
+    """The run's outcome per symbol, its failures, and what is now stored for the sessions it collected."""
+    from ibkr_market_data.run_report import read_run_report, read_session_coverage
 
-    with market_db_connection() as conn:
-        counts = repository.run_summary(conn, dag_id, run_id)
-        failures = repository.run_failures(conn, dag_id, run_id)
-        bars = repository.run_records_collected(conn, dag_id, run_id)
-    print(
-        f"run {run_id}: "
-        + (", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "nothing to do")
-        + f"; {bars} bars stored"
-    )
-    for symbol, reason, code in failures:
-        print(f"  failed {symbol} (IB code {code}): {reason}")
+    with market_connection() as conn:
+        report = read_run_report(conn, dag_id, run_id)
+        coverage = read_session_coverage(conn, dag_id, run_id)
+    print(f"run {run_id}: {report.status_line()}")
+    for failure in report.failures:
+        print(f"  failed {failure.symbol} (IB code {failure.ib_code}): {failure.reason}")
+    for session in coverage:
+        print(f"  stored for {session.line()}")
 
 
 def ensure_symbols() -> None:
@@ -87,7 +78,7 @@ def ensure_symbols() -> None:
     from ibkr_market_data import repository
 
     migrate()
-    with market_db_connection() as conn:
+    with market_connection() as conn:
         loaded = repository.has_active_symbols(conn)
     if not loaded:
         load_symbols()
@@ -153,7 +144,7 @@ def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_r
     except InvalidRunParamError as exc:
         raise BadInput(str(exc)) from None
     ensure_symbols()
-    with market_db_connection() as conn:
+    with market_connection() as conn:
         try:
             tasks.check_symbols(conn, request)
         except InvalidRunParamError as exc:
@@ -168,7 +159,7 @@ def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_r
     dag_run = dag.test(run_conf=params)
     if not dry_run:
         print_run_summary(dag.dag_id, dag_run.run_id)
-        with market_db_connection() as conn:
+        with market_connection() as conn:
             run_totals = repository.run_backfill_totals(conn, dag.dag_id, dag_run.run_id)
         print(
             f"requests sent {run_totals['requests_sent']}, bars collected {run_totals['bars_collected']}, "
@@ -219,7 +210,16 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the parsed command; BadInput becomes one ``error:`` line and exit 2."""
+    """Run the parsed command.
+
+    Bad input (a value, or an extra of the ``ibkr`` connection) ends in one ``error:`` line and exit
+    2; an unreachable gateway or database in one ``error:`` line and exit 1.
+    """
+    import psycopg
+
+    from ibkr_market_data.errors import IbkrError
+    from ibkr_market_data.hooks.ibkr_config import IbkrConfigError
+
     try:
         check(args)
         if args.command == "migrate":
@@ -231,9 +231,13 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "backfill":
             return backfill(args.start, args.end, args.symbols, args.exchanges, args.dry_run)
         return collect(args.date or None, args.dry_run)
-    except BadInput as exc:
+    except (BadInput, IbkrConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (IbkrError, psycopg.OperationalError) as exc:
+        # Not bad input but an unreachable gateway or database: one line, and the configured target.
+        print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,14 @@
 """What one run did, read back from ``collection_logs``: the summary tasks and the CLI print the same.
 
 A symbol counts by its latest attempt in the run. *Unfinished* symbols were planned but have no
-final status: their task never ran to the end (a lost worker, a missing pool).
+final status: their task never ran to the end (a lost worker, a missing pool). *Session coverage*
+says what is stored for the sessions a run collected, whichever run stored it: a run that skipped
+every symbol because a scheduled run had already collected them still reports a complete date.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -13,6 +16,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from ibkr_market_data import repository
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import psycopg
 
 
@@ -66,6 +71,43 @@ def read_run_report(
             symbol for symbol_id, symbol in (planned or {}).items() if symbol_id not in finished
         ),
     )
+
+
+@dataclass(frozen=True)
+class SessionCoverage:
+    """How many of the active symbols trading ``session`` have its daily bar stored."""
+
+    session: dt.date
+    stored: int
+    expected: int
+
+    def line(self) -> str:
+        return (
+            f"{self.session.isoformat()}: {self.stored} of {self.expected} active symbols trading that "
+            "day have their daily bar"
+        )
+
+
+def read_session_coverage(conn: psycopg.Connection, dag_id: str, run_id: str) -> list[SessionCoverage]:
+    """Coverage of each session the run attempted one at a time (a daily run's trading date)."""
+    from ibkr_market_data import calendars
+    from ibkr_market_data.bars import DAILY_TIMEFRAME
+    from ibkr_market_data.planning import session_timestamp
+
+    active = repository.select_symbols(conn)
+    coverage = []
+    for session in repository.run_single_sessions(conn, dag_id, run_id):
+        trading = [row.id for row in active if _trades(calendars, row.primary_exchange, session)]
+        stored = repository.symbols_having_bar(conn, trading, DAILY_TIMEFRAME, session_timestamp(session))
+        coverage.append(SessionCoverage(session, len(stored), len(trading)))
+    return coverage
+
+
+def _trades(calendars: ModuleType, exchange: str, session: dt.date) -> bool:
+    try:
+        return bool(calendars.is_session(exchange, session))
+    except calendars.UnknownExchangeError:
+        return False  # planned as skipped with the reason; not expected to have a bar
 
 
 def names(symbols: Iterable[str], limit: int = 20) -> str:

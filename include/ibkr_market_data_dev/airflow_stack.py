@@ -1,9 +1,16 @@
-"""Running a real Airflow (``airflow standalone``) and driving it through its REST API.
+"""Running a real Airflow and driving it through its REST API.
 
-Used by ``make run``, the real-scheduler tests and the benchmark. Measured on this machine: the
-API answers its health check ~40 s after start; the whole tree stops cleanly only when started in
-its own session and signalled as a process group; new DAG files are seen at the bundle rescan, so
-``refresh_interval`` is lowered here.
+Used by ``make run``, the real-scheduler tests and the benchmark. Two shapes:
+
+* ``executor="local"``: ``airflow standalone`` (scheduler with the LocalExecutor, DAG processor,
+  triggerer, API server) as one process tree.
+* ``executor="celery"``: the same components started one by one (standalone forces the
+  LocalExecutor) with the CeleryExecutor, plus ``workers`` Celery workers; the broker is
+  ``broker_url`` (Redis), task results go to Airflow's metadata database.
+
+Measured on this machine: the API answers its health check ~40 s after start; a process tree stops
+cleanly only when started in its own session and signalled as a process group; new DAG files are
+seen at the bundle rescan, so ``refresh_interval`` is lowered here.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +39,14 @@ class AirflowStackError(RuntimeError):
     pass
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
     """Poll ``check()`` until it returns something truthy; AirflowStackError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -43,16 +59,48 @@ def _wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) ->
         time.sleep(interval)
 
 
-class AirflowStack:
-    """``airflow standalone`` in ``home``, on 127.0.0.1:``port``, with ``env`` added to its environment."""
+#: Components started one by one under the CeleryExecutor (``airflow standalone`` runs them itself).
+CELERY_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 
-    def __init__(self, home: Path, port: int = 8080, env: Mapping[str, str] | None = None) -> None:
+
+class AirflowStack:
+    """Airflow in ``home``, its API on 127.0.0.1:``port``, with ``env`` added to its environment.
+
+    ``executor`` is ``local`` (``airflow standalone``) or ``celery`` (``workers`` Celery workers of
+    ``worker_concurrency`` task slots each, their broker at ``broker_url``).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        port: int = 8080,
+        env: Mapping[str, str] | None = None,
+        *,
+        executor: str = "local",
+        workers: int = 2,
+        worker_concurrency: int = 8,
+        broker_url: str | None = None,
+    ) -> None:
+        if executor not in ("local", "celery"):
+            raise ValueError(f"executor must be local or celery, not {executor!r}")
+        if executor == "celery" and (workers < 1 or not broker_url):
+            raise ValueError("the celery executor needs at least one worker and a broker_url")
         self.home = Path(home)
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.extra_env = dict(env or {})
-        self.process: subprocess.Popen[bytes] | None = None
+        self.executor = executor
+        self.workers = workers
+        self.worker_concurrency = worker_concurrency
+        self.broker_url = broker_url
+        #: name -> process, each the leader of its own process group.
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The process whose death means the stack is down: standalone, or the API server."""
+        return self.processes.get("standalone") or self.processes.get("api-server")
 
     @property
     def airflow_bin(self) -> str:
@@ -81,8 +129,35 @@ class AirflowStack:
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
             }
         )
+        if self.executor == "celery":
+            env.update(self._celery_settings(env))
         env.update(self.extra_env)
         return env
+
+    def _celery_settings(self, env: Mapping[str, str]) -> dict[str, str]:
+        metadata = self.extra_env.get(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        )
+        assert self.broker_url is not None
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+            # Celery's database backend speaks SQLAlchemy: the metadata URL with a db+ prefix.
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
+            + metadata.replace("+psycopg", "").replace("+psycopg2", ""),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            # Components started apart must sign and check the same tokens.
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
+        }
+
+    def _jwt_secret(self) -> str:
+        """One random secret per Airflow home, kept in it with owner-only permissions."""
+        path = self.home / "jwt_secret"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def cli(self, *args: str) -> str:
         """Run one ``airflow`` CLI command against this home (~7 s each: Airflow's import)."""
@@ -93,26 +168,70 @@ class AirflowStack:
             raise AirflowStackError(f"airflow {' '.join(args)} failed: {result.stderr[-2000:]}")
         return result.stdout
 
+    @property
+    def log_file(self) -> Path:
+        """The log of standalone, or of the API server under Celery (each component has its own)."""
+        return self.home / ("standalone.log" if self.executor == "local" else "api-server.log")
+
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        log_file = (self.home / "standalone.log").open("ab")
-        self.process = subprocess.Popen(
-            [self.airflow_bin, "standalone"],
-            env=self.environment(),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.info("Started airflow standalone (pid %s), log in %s", self.process.pid, log_file.name)
         try:
+            if self.executor == "local":
+                self._spawn("standalone", "standalone")
+            else:
+                self.cli("db", "migrate")
+                self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
+                for component in CELERY_COMPONENTS:
+                    self._spawn(component, component)
+                for number in range(1, self.workers + 1):
+                    self.start_worker(number)
             _wait_until(self._healthy, timeout, "the Airflow API's health check")
         except BaseException:
             self.stop()
             raise
 
+    def start_worker(self, number: int) -> subprocess.Popen[bytes]:
+        """Start (or restart) Celery worker ``number``, named ``worker<number>@<host>``."""
+        name = f"worker{number}"
+        # Several workers on one host: each its own name and pid file, and none serving task logs
+        # on the shared log-server port (the API server reads them from this home's log folder).
+        return self._spawn(
+            name,
+            *("celery", "worker", "--celery-hostname", f"{name}@%h", "--pid", str(self.home / f"{name}.pid")),
+            "--skip-serve-logs",
+        )
+
+    def worker_pids(self) -> dict[str, int]:
+        """The running Celery workers' main process ids, by name."""
+        return {
+            name: process.pid
+            for name, process in self.processes.items()
+            if name.startswith("worker") and process.poll() is None
+        }
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a Celery worker's whole process group, as if its machine died mid-task."""
+        process = self.processes[name]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def _spawn(self, name: str, *command: str) -> subprocess.Popen[bytes]:
+        with (self.home / f"{name}.log").open("ab") as log_file:
+            process = subprocess.Popen(
+                [self.airflow_bin, *command],
+                env=self.environment(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        log.info("Started airflow %s (pid %s), log in %s", " ".join(command), process.pid, log_file.name)
+        return process
+
     def _healthy(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AirflowStackError(f"airflow standalone exited with {self.process.returncode}; see its log")
+        for name, process in self.processes.items():
+            if process.poll() is not None and not name.startswith("worker"):
+                raise AirflowStackError(f"airflow {name} exited with {process.returncode}; see {name}.log")
         try:
             with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as response:
                 health = json.load(response)
@@ -121,29 +240,25 @@ class AirflowStack:
         return health.get("scheduler", {}).get("status") == "healthy"
 
     def stop(self) -> None:
-        """SIGTERM the whole process group; whatever is still alive 30 s after the leader gets SIGKILL."""
-        if self.process is None:
-            return
-        group = self.process.pid
-        try:
-            os.killpg(group, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
+        """SIGTERM every process group; whatever is still alive 30 s after its leader gets SIGKILL."""
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=60)
         # A scheduler can outlive standalone itself while it finishes its loop.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        alive = set(self.processes.values())
+        while alive and time.monotonic() < deadline:
+            alive = {process for process in alive if _group_alive(process.pid)}
+            if alive:
+                time.sleep(0.5)
+        for process in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        self.processes.clear()
 
     def __enter__(self) -> AirflowStack:
         self.start()

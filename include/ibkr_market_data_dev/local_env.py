@@ -88,6 +88,28 @@ def ensure_market_db() -> str:
     return url
 
 
+#: Where ``make run EXECUTOR=celery`` looks for a broker when ``AIRFLOW__CELERY__BROKER_URL`` is not set.
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def celery_broker_url() -> str:
+    """The configured Celery broker, else Redis on 127.0.0.1:6379 if it answers; LocalSetupError if neither."""
+    configured = os.environ.get("AIRFLOW__CELERY__BROKER_URL")
+    if configured:
+        return configured
+    import redis
+
+    try:
+        redis.Redis.from_url(LOCAL_REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise LocalSetupError(
+            f"No Celery broker: AIRFLOW__CELERY__BROKER_URL is not set and Redis does not answer on "
+            f"127.0.0.1:6379 ({exc}). Start Redis there (Debian: apt-get install redis-server) or set "
+            "AIRFLOW__CELERY__BROKER_URL."
+        ) from None
+    return LOCAL_REDIS_URL
+
+
 def airflow_metadata_url() -> str:
     """SQLAlchemy URL of database ``airflow_metadata`` on the local stack's PostgreSQL, created if missing."""
     from ibkr_market_data.schema import sqlalchemy_url

@@ -8,6 +8,10 @@
    ``pools.json`` and the connections of ``connections.json``; its metadata in database
    ``airflow_metadata`` on the same PostgreSQL server (SQLite locks up under the scheduler, the
    DAG processor and the API writing at once), unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
+   With ``--executor celery --workers N`` (``make run EXECUTOR=celery WORKERS=2``) the components
+   start one by one with the CeleryExecutor and N Celery workers; the broker is
+   ``AIRFLOW__CELERY__BROKER_URL``, else Redis on 127.0.0.1:6379, else a clear error; task results
+   go to the metadata database. The ``ibkr`` pool still bounds IB work across every worker.
 4. The daily DAG unpaused and triggered for the latest completed trading date; its summary printed.
 
 Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--exit-after-run", action="store_true", help="stop the stack after the first run")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
+    parser.add_argument("--workers", type=int, default=2, help="Celery workers (with --executor celery)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -46,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     from ibkr_market_data import cli
     from ibkr_market_data_dev.airflow_stack import AirflowStack
 
+    if args.workers < 1:
+        parser.error(f"argument --workers: {args.workers} is not a number of workers (1 or more)")
     try:
         local_env.refuse_simulated_bars_in_configured_db()
+        broker_url = local_env.celery_broker_url() if args.executor == "celery" else None
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -69,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             },
+            executor=args.executor,
+            workers=args.workers,
+            broker_url=broker_url,
         )
-        print(f"Starting Airflow in {home} (log: {home / 'standalone.log'}); the UI answers in ~40 s")
+        workers = f" with {args.workers} Celery workers" if args.executor == "celery" else ""
+        print(f"Starting Airflow in {home}{workers} (log: {stack.log_file}); the UI answers in ~40 s")
         with stack:
             stack.import_pools(local_env.REPO_ROOT / "pools.json")
             stack.import_connections(local_env.REPO_ROOT / "connections.json")

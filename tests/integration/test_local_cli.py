@@ -53,3 +53,30 @@ def test_bad_input_is_one_error_line_and_exit_2_before_anything_starts(
     assert local_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error:") and named in err
+
+
+def test_a_bad_ibkr_extra_is_one_error_line_naming_it(
+    market_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibkr_market_data import cli
+
+    monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", "ibkr://127.0.0.1:4002?client_id_range=0")
+    assert cli.main(["load-symbols"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "client_id_range" in errors[0]
+
+
+def test_an_unreachable_gateway_is_one_error_line_and_exit_1(
+    market_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from ibkr_market_data import cli
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", f"ibkr://127.0.0.1:{port}?connect_timeout=2")
+    assert cli.main(["load-symbols"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]

@@ -171,6 +171,19 @@ def run_records_collected(conn: Connection, dag_id: str, run_id: str) -> int:
         return int(row[0]) if row else 0
 
 
+def run_single_sessions(conn: Connection, dag_id: str, run_id: str) -> list[dt.date]:
+    """The sessions a run attempted one at a time (a daily run's trading date), oldest first."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT end_date::date FROM collection_logs
+            WHERE dag_id = %s AND run_id = %s AND start_date = end_date ORDER BY 1
+            """,
+            (dag_id, run_id),
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def run_failures(conn: Connection, dag_id: str, run_id: str) -> list[tuple[str, str, int | None]]:
     """(symbol, reason, IB code) of the symbols whose latest attempt in the run failed."""
     with conn.cursor() as cursor:

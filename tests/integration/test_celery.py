@@ -1,0 +1,119 @@
+"""The daily DAG on the CeleryExecutor with two workers, one of them killed mid-run.
+
+The broker is the machine's Redis (127.0.0.1:6379, as ``make run EXECUTOR=celery`` finds it); task
+results go to the stack's metadata database. A worker is SIGKILLed (its whole process group) while
+collect tasks run on both: its tasks' heartbeats stop, the scheduler fails them after the heartbeat
+timeout, and their retries run on the other worker. Nothing may be lost or stored twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from ibkr_market_data import schema
+from ibkr_market_data.universe import load_universe
+from ibkr_market_data_dev import local_env, local_postgres
+from ibkr_market_data_dev.airflow_stack import AirflowStack
+from ibkr_market_data_dev.simulated_ib import simulator_config
+from tests.fixtures.airflow_stack import running_stack
+from tws_simulator.testing import SimulatorThread
+
+pytestmark = pytest.mark.scheduler
+
+#: Task slots per worker: with more collect tasks running than one worker holds, both are busy.
+WORKER_SLOTS = 4
+DAG_ID = "daily_market_data"
+TRADING_DATE = dt.date(2025, 1, 15)
+SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[:40]
+#: How soon the scheduler gives up on a silent task, and on a task queued with no worker taking it.
+RECOVERY_SETTINGS = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
+}
+
+
+@pytest.fixture(scope="module")
+def celery_stack(market_db_server: str) -> Iterator[tuple[AirflowStack, SimulatorThread, str]]:
+    market_db = local_postgres.create_database(market_db_server)
+    metadata_db = local_postgres.create_database(market_db_server)
+    schema.upgrade(market_db)
+    try:
+        # Slow answers keep collect tasks running on both workers when one is killed.
+        with (
+            SimulatorThread(simulator_config(port=0, faults={"*": {"latency_ms": 500}})) as simulator,
+            running_stack(
+                market_db,
+                metadata_db,
+                simulator,
+                SYMBOLS,
+                env=RECOVERY_SETTINGS,
+                executor="celery",
+                workers=2,
+                worker_concurrency=WORKER_SLOTS,
+                broker_url=local_env.celery_broker_url(),
+            ) as stack,
+        ):
+            yield stack, simulator, market_db
+    finally:
+        local_postgres.drop_database(market_db)
+        local_postgres.drop_database(metadata_db)
+
+
+def _running_collects(stack: AirflowStack, run_id: str) -> int:
+    return sum(
+        1
+        for ti in stack.task_instances(DAG_ID, run_id)
+        if ti["task_id"] == "collect" and ti["state"] == "running"
+    )
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_stores_nothing_twice(celery_stack) -> None:
+    stack, simulator, market_db = celery_stack
+    stack.wait_for_dag(DAG_ID)
+    run_id = stack.trigger(DAG_ID, {"date": TRADING_DATE.isoformat()})
+    stack.unpause(DAG_ID)
+
+    deadline = time.monotonic() + 300
+    while _running_collects(stack, run_id) <= WORKER_SLOTS:
+        assert time.monotonic() < deadline, "collect tasks never ran on the workers"
+        time.sleep(0.5)
+    stack.kill_worker("worker1")
+    assert list(stack.worker_pids()) == ["worker2"]
+
+    run = stack.wait_for_run(DAG_ID, run_id, timeout=900)
+    assert run["state"] == "success"
+
+    with psycopg.connect(market_db) as conn:
+        stored = conn.execute(
+            """
+            SELECT s.symbol, COUNT(*) FROM market_data md JOIN symbols s ON s.id = md.symbol_id
+            WHERE md.timeframe = '1day' AND md.timestamp = %s GROUP BY s.symbol
+            """,
+            (dt.datetime.combine(TRADING_DATE, dt.time()),),
+        ).fetchall()
+        latest = dict(
+            conn.execute(
+                """
+                SELECT DISTINCT ON (symbol_id) s.symbol, cl.status FROM collection_logs cl
+                JOIN symbols s ON s.id = cl.symbol_id WHERE cl.dag_id = %s AND cl.run_id = %s
+                ORDER BY symbol_id, try_number DESC, cl.id DESC
+                """,
+                (DAG_ID, run_id),
+            ).fetchall()
+        )
+    assert sorted(stored) == sorted((symbol, 1) for symbol in SYMBOLS)
+    # A killed try that had stored its bar is found stored by its retry: skipped, never re-requested.
+    assert set(latest) == set(SYMBOLS) and set(latest.values()) <= {"completed", "skipped"}
+    retried = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["try_number"] > 1]
+    assert retried, "the killed worker's tasks were retried on the other one"
+    assert all(ti["state"] == "success" for ti in retried)
+    summary = next(ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "summary")
+    assert summary["state"] == "success"
+    assert simulator.violations() == []
