@@ -33,8 +33,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ibkr_market_data import calendars
+from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.payloads import BackfillRequestPayload
-from ibkr_market_data.planning import DAILY_BAR_SIZE, CollectionTarget, Skip, daily_target
+from ibkr_market_data.planning import CollectionTarget, Skip, daily_target
 from ibkr_market_data.repository import SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError
 

@@ -16,8 +16,7 @@ from typing import cast
 from ibkr_market_data import calendars
 
 # The daily bar size and timeframe are defined in bars; the task modules import them from here.
-from ibkr_market_data.bars import DAILY_BAR_SIZE as DAILY_BAR_SIZE
-from ibkr_market_data.bars import DAILY_TIMEFRAME as DAILY_TIMEFRAME
+from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.payloads import TargetPayload
 from ibkr_market_data.repository import SymbolRow

@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from ibkr_market_data.client_ids import ADVISORY_LOCK_NAMESPACE
+from ibkr_market_data.repository.leases import ADVISORY_LOCK_NAMESPACE
 from ibkr_market_data.tasks.common import PermanentFailure, ib_session
 
 

@@ -26,11 +26,11 @@ from ibkr_market_data.backfill import (
     request_targets,
     symbol_gaps,
 )
-from ibkr_market_data.bars import Bar
+from ibkr_market_data.bars import DAILY_TIMEFRAME, Bar
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.payloads import BackfillRequestPayload, GapOutcomePayload, GapPayload, SymbolRowPayload
-from ibkr_market_data.planning import DAILY_TIMEFRAME, session_timestamp
+from ibkr_market_data.planning import session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
 from ibkr_market_data.tasks.common import (

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ibkr_market_data import repository
+from ibkr_market_data.bars import DAILY_TIMEFRAME
 from ibkr_market_data.payloads import CollectOutcomePayload, TargetPayload
-from ibkr_market_data.planning import DAILY_TIMEFRAME, CollectionTarget, plan_daily, session_timestamp
+from ibkr_market_data.planning import CollectionTarget, plan_daily, session_timestamp
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.run_dates import check_trading_date, resolve_trading_date
 from ibkr_market_data.tasks.common import (
