@@ -26,6 +26,8 @@ from ibkr_market_data.tasks.common import market_connection
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+    from ibkr_market_data.universe import UniverseSymbol
+
 log = logging.getLogger("ibkr_market_data.cli")
 
 
@@ -42,14 +44,14 @@ def migrate() -> None:
     schema.upgrade(PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_uri())
 
 
-def load_symbols() -> int:
-    """Migrate, load the universe and resolve contracts through IB; returns the unresolved count."""
+def load_symbols(universe: list[UniverseSymbol] | None = None) -> int:
+    """Migrate, load ``universe`` (default: the universe files) and resolve it through IB; returns the unresolved count."""
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.symbols import load_symbols as load
 
     migrate()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
-        report = load(conn, hook)
+        report = load(conn, hook, universe)
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
         f"{len(report.unresolved)} unresolved"

@@ -4,7 +4,8 @@
 ``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
 Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, when ``ibkr_default``
 is not configured, the TWS simulator on a loopback port, stopped when the command ends. It refuses
-(exit 2) to serve simulated bars to a ``market_data_db`` that is configured.
+(exit 2) to serve simulated bars to a ``market_data_db`` that is configured. With
+``IBKR_SYNTHETIC_SYMBOLS=N`` the simulator and the loaded universe gain N synthetic symbols.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ibkr_market_data_dev import local_env
+from ibkr_market_data_dev.simulated_ib import local_universe, synthetic_count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,12 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     local_env.configure_airflow()
     try:
-        local_env.refuse_simulated_bars_in_configured_db()
+        local_env.check_local_setup()
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     local_env.ensure_market_db()
     with local_env.local_ibkr():
+        if synthetic_count():
+            cli.load_symbols(universe=local_universe())
         return cli.run(args)
 
 

@@ -8,7 +8,7 @@
   TWS simulator on a loopback port.
 
 Simulated bars never go into a database someone configured: with ``market_data_db`` configured
-and ``ibkr_default`` not, the local commands refuse to start (:func:`refuse_simulated_bars_in_configured_db`).
+and ``ibkr_default`` not, the local commands refuse to start (:func:`check_local_setup`).
 """
 
 from __future__ import annotations
@@ -62,14 +62,27 @@ def is_configured(conn_id: str) -> bool:
     return True
 
 
-def refuse_simulated_bars_in_configured_db() -> None:
-    """Raise LocalSetupError when the simulator would serve IB to a configured market-data database.
+def check_local_setup() -> None:
+    """Raise LocalSetupError where the embedded defaults cannot serve what is configured.
 
-    Call before :func:`ensure_market_db`, which configures ``market_data_db`` itself.
+    The simulator must not serve IB to a configured market-data database, and synthetic symbols
+    (``IBKR_SYNTHETIC_SYMBOLS``) exist only in the simulator. Call before :func:`ensure_market_db`,
+    which configures ``market_data_db`` itself.
     """
     from ibkr_market_data.settings import IBKR_CONN_ID, MARKET_DATA_CONN_ID
+    from ibkr_market_data_dev.simulated_ib import SYNTHETIC_SYMBOLS_VARIABLE, synthetic_count
 
-    if is_configured(MARKET_DATA_CONN_ID) and not is_configured(IBKR_CONN_ID):
+    try:
+        synthetic = synthetic_count()
+    except ValueError as exc:
+        raise LocalSetupError(str(exc)) from None
+    ibkr_configured = is_configured(IBKR_CONN_ID)
+    if synthetic and ibkr_configured:
+        raise LocalSetupError(
+            f"{SYNTHETIC_SYMBOLS_VARIABLE} adds symbols only the TWS simulator knows, but {IBKR_CONN_ID} "
+            f"is configured; unset one of them."
+        )
+    if is_configured(MARKET_DATA_CONN_ID) and not ibkr_configured:
         raise LocalSetupError(
             f"{MARKET_DATA_CONN_ID} is configured but {IBKR_CONN_ID} is not: refusing to store the TWS "
             f"simulator's bars in a configured database. Configure {IBKR_CONN_ID} (a real TWS / IB "

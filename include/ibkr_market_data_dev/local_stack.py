@@ -26,6 +26,7 @@ import signal
 import sys
 
 from ibkr_market_data_dev import local_env
+from ibkr_market_data_dev.simulated_ib import local_universe
 
 log = logging.getLogger("ibkr_market_data_dev.local_stack")
 
@@ -55,14 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         parser.error(f"argument --workers: {args.workers} is not a number of workers (1 or more)")
     try:
-        local_env.refuse_simulated_bars_in_configured_db()
+        local_env.check_local_setup()
         broker_url = local_env.celery_broker_url() if args.executor == "celery" else None
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     local_env.ensure_market_db()
     with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
-        cli.load_symbols()  # migrates first
+        cli.load_symbols(universe=local_universe())  # migrates first
         metadata_url = configured_metadata or local_env.airflow_metadata_url()
         stack = AirflowStack(
             home,

@@ -2,21 +2,32 @@
 
 The simulator (``tws_simulator``) and the collector (``ibkr_market_data``) know nothing of each
 other; this module joins them for the local stack, the tests and the benchmarks.
+
+``IBKR_SYNTHETIC_SYMBOLS=N`` adds N made-up listings (:func:`tws_simulator.universe.synthetic_listings`)
+both to the simulator's market and to the universe the local commands load, so a run of thousands
+of symbols can be tried on this machine. Only the local stack reads it: production loads the
+universe files alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ibkr_market_data.bars import Bar
-from ibkr_market_data.universe import UNIVERSE_FILES
+from ibkr_market_data.universe import UNIVERSE_FILES, UniverseSymbol, load_universe
 from tws_simulator.config import SimulatorConfig
 from tws_simulator.market import SimBar
-from tws_simulator.universe import Listing, read_listings
+from tws_simulator.universe import MAX_SYNTHETIC_LISTINGS, Listing, read_listings, synthetic_listings
+
+SYNTHETIC_SYMBOLS_VARIABLE = "IBKR_SYNTHETIC_SYMBOLS"
+#: Synthetic symbols collect after every shipped one.
+SYNTHETIC_PRIORITY = 9
 
 
 def shipped_universe_files() -> list[Path]:
@@ -30,9 +41,45 @@ def shipped_listings() -> tuple[Listing, ...]:
     return read_listings(shipped_universe_files())
 
 
+def synthetic_count(environ: Mapping[str, str] = os.environ) -> int:
+    """How many synthetic symbols ``IBKR_SYNTHETIC_SYMBOLS`` asks for (0 when unset); ValueError naming it."""
+    text = environ.get(SYNTHETIC_SYMBOLS_VARIABLE, "").strip()
+    if not text:
+        return 0
+    if not text.isdigit() or int(text) > MAX_SYNTHETIC_LISTINGS:
+        raise ValueError(
+            f"{SYNTHETIC_SYMBOLS_VARIABLE} is {text!r}; give a count of symbols from 0 to {MAX_SYNTHETIC_LISTINGS}"
+        )
+    return int(text)
+
+
+def local_listings(environ: Mapping[str, str] = os.environ) -> tuple[Listing, ...]:
+    """What the local simulator serves: the shipped universe and the synthetic symbols asked for."""
+    return shipped_listings() + synthetic_listings(synthetic_count(environ))
+
+
+def local_universe(environ: Mapping[str, str] = os.environ) -> list[UniverseSymbol]:
+    """What the local commands load: the shipped universe and the synthetic symbols asked for."""
+    return load_universe() + [
+        UniverseSymbol(
+            symbol=listing.symbol,
+            sec_type=listing.sec_type,
+            exchange=listing.exchange,
+            primary_exchange=listing.primary_exchange,
+            currency=listing.currency,
+            con_id=listing.con_id,
+            priority=SYNTHETIC_PRIORITY,
+            asset_class=listing.asset_class,
+            name=listing.name,
+            source_list="synthetic",
+        )
+        for listing in synthetic_listings(synthetic_count(environ))
+    ]
+
+
 def simulator_config(**overrides: Any) -> SimulatorConfig:
-    """A ``SimulatorConfig`` serving the shipped universe, with ``overrides`` applied."""
-    settings: dict[str, Any] = {"universe": shipped_listings(), **overrides}
+    """A ``SimulatorConfig`` serving :func:`local_listings`, with ``overrides`` applied."""
+    settings: dict[str, Any] = {"universe": local_listings(), **overrides}
     return SimulatorConfig(**settings)
 
 

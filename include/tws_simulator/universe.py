@@ -77,3 +77,43 @@ def _text(row: dict[str, str | None], column: str) -> str:
     if not value:
         raise ValueError(f"column {column!r} is empty")
     return value
+
+
+#: Contract ids of synthetic listings start here, far above the real ones a universe file carries.
+SYNTHETIC_CON_ID_BASE = 900_000_000
+#: Synthetic listings cycle through these venues: two US listings for every ASX one.
+_SYNTHETIC_VENUES = (
+    ("ZZ", "NASDAQ", "SMART", "USD"),
+    ("ZY", "NYSE", "SMART", "USD"),
+    ("ZX", "ASX", "ASX", "AUD"),
+)
+#: Enough for any scale test, and every name stays five letters.
+MAX_SYNTHETIC_LISTINGS = 3 * 26**3
+
+
+def synthetic_listings(count: int) -> tuple[Listing, ...]:
+    """``count`` made-up listings for scale tests, the same ones every time.
+
+    Two of every three are US listings (NASDAQ, NYSE), one is on the ASX. Symbols are five letters
+    starting ``ZZ`` (NASDAQ), ``ZY`` (NYSE) or ``ZX`` (ASX), which no real listing of the shipped
+    universes uses; contract ids count up from :data:`SYNTHETIC_CON_ID_BASE`.
+    """
+    if not 0 <= count <= MAX_SYNTHETIC_LISTINGS:
+        raise ValueError(f"synthetic listings: {count} is not a count from 0 to {MAX_SYNTHETIC_LISTINGS}")
+    listings = []
+    for number in range(count):
+        prefix, primary_exchange, exchange, currency = _SYNTHETIC_VENUES[number % len(_SYNTHETIC_VENUES)]
+        serial = number // len(_SYNTHETIC_VENUES)
+        letters = "".join(chr(ord("A") + serial // 26**power % 26) for power in (2, 1, 0))
+        listings.append(
+            Listing(
+                symbol=prefix + letters,
+                sec_type="STK",
+                exchange=exchange,
+                primary_exchange=primary_exchange,
+                currency=currency,
+                con_id=SYNTHETIC_CON_ID_BASE + number,
+                name=f"Synthetic listing {number + 1}",
+            )
+        )
+    return tuple(listings)

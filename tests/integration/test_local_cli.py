@@ -80,3 +80,55 @@ def test_an_unreachable_gateway_is_one_error_line_and_exit_1(
     assert cli.main(["load-symbols"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
+
+
+@pytest.mark.parametrize("value", ["many", "-3", "1e3", "99999999"])
+def test_a_bad_synthetic_symbol_count_is_refused_naming_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IBKR_SYNTHETIC_SYMBOLS", value)
+    with pytest.raises(local_env.LocalSetupError, match="IBKR_SYNTHETIC_SYMBOLS"):
+        local_env.check_local_setup()
+
+
+def test_synthetic_symbols_need_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IBKR_SYNTHETIC_SYMBOLS", "5")
+    monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", "ibkr://gateway.internal:4001")
+    with pytest.raises(local_env.LocalSetupError, match="only the TWS simulator knows"):
+        local_env.check_local_setup()
+
+
+def test_synthetic_symbols_are_served_loaded_and_fetched_locally(
+    market_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    import psycopg
+
+    from ibkr_market_data import cli
+    from ibkr_market_data.contracts import ContractSpec
+    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data_dev.simulated_ib import local_universe, stored_bar
+    from tws_simulator.universe import synthetic_listings
+
+    monkeypatch.setenv("IBKR_SYNTHETIC_SYMBOLS", "30")
+    monkeypatch.delenv("AIRFLOW_CONN_IBKR_DEFAULT", raising=False)
+    with local_env.local_ibkr() as simulator:
+        assert simulator is not None and len(simulator.model.contracts) == 320 + 30
+        assert cli.load_symbols(universe=local_universe()) == 0
+        synthetic = synthetic_listings(30)
+        with IbkrHook() as hook:
+            [bar] = hook.fetch_bars(
+                ContractSpec(synthetic[0].symbol, primary_exchange=synthetic[0].primary_exchange),
+                "20250115 23:59:59 US/Eastern",
+                "1 D",
+                "1 day",
+            )
+        assert bar == stored_bar(simulator.model.daily_bar(synthetic[0].symbol, dt.date(2025, 1, 15)))
+    with psycopg.connect(market_db) as conn:
+        rows = conn.execute(
+            "SELECT symbol, con_id, active, source_list FROM symbols WHERE source_list = 'synthetic' ORDER BY con_id"
+        ).fetchall()
+    assert [(symbol, con_id, active) for symbol, con_id, active, _ in rows] == [
+        (listing.symbol, listing.con_id, True) for listing in synthetic
+    ]
