@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 export PYTHONPATH := $(CURDIR)/include
 
-.PHONY: install run test test-fast collect backfill sim bench lint format lock clean
+.PHONY: install run test test-fast collect backfill sim bench faults lint format lock clean
 
 # The virtualenv is rebuilt whenever a pinned file changes. Bytecode is compiled at install: where
 # PYTHONDONTWRITEBYTECODE is set (it is on this workplace's machines) every process would otherwise
@@ -40,6 +40,9 @@ sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 
 bench: install  ## benchmarks; figures go to bench/results.md
 	$(PY) -m bench.run
+
+faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...]
+	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)")
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,440 @@
+"""``make faults``: each fault scenario against a real daily run, and what it cost.
+
+One Airflow stack (scheduler, LocalExecutor, PostgreSQL metadata) and one TWS simulator (on the
+real clock, every answer delayed so tasks are in flight when a fault strikes) serve every
+scenario. For each: the market data is emptied, the daily DAG is triggered for a fixed trading
+date, the scenario injects its fault (before the run, or once collect tasks are running), the run
+is awaited; if it did not store everything, a second run of the same date is triggered, as the
+next scheduled run or an operator would, and the time until every bar is stored is the time to
+recover. Then the invariants are checked:
+
+* **bars lost**: sessions whose bar is missing, or differs from the simulator's bar (the
+  simulator is deterministic: the same seed gives the same bars a clean run stores);
+* **duplicates**: rows beyond one per (symbol, timeframe, timestamp);
+* **unfinished**: planned symbols whose latest attempt in a run is still ``pending``;
+* **IB rules broken**: what the simulator recorded (pacing, open requests, client ids).
+
+Results go to ``campaign/results.md`` (and ``results.json``); the README quotes them.
+
+    PYTHONPATH=include .venv/bin/python -m campaign.run [--only NAME,...] [--symbols N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from campaign.scenarios import SCENARIOS, Scenario
+from ibkr_market_data import schema
+from ibkr_market_data.universe import load_universe
+from ibkr_market_data_dev import local_postgres
+from ibkr_market_data_dev.airflow_stack import AirflowStack
+from ibkr_market_data_dev.local_env import REPO_ROOT
+from ibkr_market_data_dev.simulated_ib import simulator_config, stored_bar
+from tws_simulator.testing import SimulatorThread
+
+log = logging.getLogger("campaign")
+
+CAMPAIGN_DIR = Path(__file__).resolve().parent
+DAILY = "daily_market_data"
+BACKFILL = "backfill_market_data"
+#: A Wednesday both the ASX and the US traded.
+TRADING_DATE = dt.date(2025, 1, 15)
+#: Tables a scenario starts without (symbols stay loaded).
+RESET_TABLES = ("ib_pacing_ledger", "collection_logs", "bar_revisions", "no_data_sessions", "market_data")
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    area: str
+    injected: str
+    first_run: str
+    recovered_by: str
+    tasks_retried: int
+    bars_expected: int
+    bars_lost: int
+    duplicates: int
+    unfinished: int
+    ib_rules_broken: int
+    seconds_to_recover: float
+    notes: str
+
+    @property
+    def clean(self) -> bool:
+        return not (self.bars_lost or self.duplicates or self.unfinished or self.ib_rules_broken)
+
+
+class Campaign:
+    """The stack, simulator and database every scenario acts on."""
+
+    def __init__(self, symbols: int, latency_ms: int, request_timeout: int) -> None:
+        self.latency_ms = latency_ms
+        self.request_timeout = request_timeout
+        self.universe = _campaign_universe(symbols)
+        self._resources = ExitStack()
+        self._outside_clients: list[Any] = []
+        self.simulator = self._start_simulator(port=0)
+        self.port = self.simulator.port
+        self._violations_seen = 0  # in this scenario, by simulators since stopped
+        self._violations_at_start = 0  # the running simulator's count when the scenario began
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def __enter__(self) -> Campaign:
+        server = local_postgres.server_url()
+        self.market_db = local_postgres.create_database(server)
+        self._resources.callback(local_postgres.drop_database, self.market_db)
+        metadata_db = local_postgres.create_database(server)
+        self._resources.callback(local_postgres.drop_database, metadata_db)
+        schema.upgrade(self.market_db)
+        self._load_symbols()
+        home = Path(tempfile.mkdtemp(prefix="ibkr-market-data-faults-"))
+        self.stack = AirflowStack(
+            home,
+            port=_free_port(),
+            env={
+                "AIRFLOW_CONN_MARKET_DATA_DB": self.market_db,
+                "AIRFLOW_CONN_IBKR_DEFAULT": self.ibkr_uri,
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": schema.sqlalchemy_url(metadata_db),
+                # Give up on a silent task, or one queued with no taker, in seconds rather than minutes.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            },
+        )
+        self._resources.enter_context(self.stack)
+        self.stack.import_pools(REPO_ROOT / "pools.json")
+        for dag_id in (DAILY, BACKFILL):
+            self.stack.wait_for_dag(dag_id)
+            self.stack.unpause(dag_id)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release_client_ids()
+        self.simulator.stop()
+        self._resources.close()
+
+    @property
+    def ibkr_uri(self) -> str:
+        return (
+            f"ibkr://127.0.0.1:{self.port}?client_id=1&client_id_range=32"
+            f"&request_timeout={self.request_timeout}&connect_timeout=5"
+        )
+
+    def _start_simulator(self, port: int) -> SimulatorThread:
+        simulator = SimulatorThread(
+            simulator_config(port=port, faults={"*": {"latency_ms": self.latency_ms}})
+        )
+        return simulator.start()
+
+    def _load_symbols(self) -> None:
+        from ibkr_market_data.hooks.ibkr import IbkrHook
+        from ibkr_market_data.symbols import load_symbols
+
+        os.environ["AIRFLOW_CONN_IBKR_DEFAULT"] = self.ibkr_uri
+        try:
+            with psycopg.connect(self.market_db) as conn, IbkrHook() as hook:
+                report = load_symbols(conn, hook, self.universe)
+        finally:
+            del os.environ["AIRFLOW_CONN_IBKR_DEFAULT"]
+        if report.unresolved:
+            raise RuntimeError(f"symbols the simulator did not resolve: {report.unresolved}")
+
+    # -- what scenarios do ---------------------------------------------------------------------
+
+    def restart_simulator(self, down_seconds: float) -> None:
+        """Stop the gateway (every connection drops), then serve again on the same port."""
+        self._violations_seen += len(self.simulator.violations()) - self._violations_at_start
+        self._violations_at_start = 0
+        self.simulator.stop()
+        time.sleep(down_seconds)
+        self.simulator = self._start_simulator(port=self.port)
+
+    def hold_client_ids(self, client_ids: Iterable[int]) -> None:
+        from ib_insync import IB
+
+        for client_id in client_ids:
+            ib = IB()
+            ib.connect("127.0.0.1", self.port, clientId=client_id, readonly=True, timeout=10)
+            self._outside_clients.append(ib)
+
+    def release_client_ids(self) -> None:
+        for ib in self._outside_clients:
+            ib.disconnect()
+        self._outside_clients.clear()
+
+    def kill_a_collect_task_process(self) -> str:
+        """SIGKILL the process of one running collect task (``airflow worker -- <ti id>``)."""
+        for ti in self.stack.task_instances(DAILY, self.current_run):
+            if ti["task_id"] != "collect" or ti["state"] != "running":
+                continue
+            for pid in _pids_with_title(f"airflow worker -- {ti['id']}"):
+                os.kill(pid, signal.SIGKILL)
+                return f"{ti['rendered_map_index']}, pid {pid}"
+        return "none was running"
+
+    # -- one scenario --------------------------------------------------------------------------
+
+    def run(self, scenario: Scenario) -> Outcome:
+        log.info("Scenario: %s", scenario.name)
+        self._reset()
+        started = time.monotonic()
+        self.current_run = ""
+        injected = [scenario.before(self, "")]
+        run_id = self.current_run = self.stack.trigger(DAILY, {"date": TRADING_DATE.isoformat()})
+        run_ids = [run_id]
+        if scenario.double_trigger:
+            run_ids.append(self.stack.trigger(DAILY, {"date": TRADING_DATE.isoformat()}))
+            injected.append("the same date triggered twice at once")
+        if scenario.overlapping_backfill:
+            day = TRADING_DATE.isoformat()
+            run_ids.append(self.stack.trigger(BACKFILL, {"start_date": day, "end_date": day}))
+            injected.append(f"a backfill of {day} triggered beside it")
+        if self._await_running_collects(run_id):
+            injected.append(scenario.during(self, run_id))
+        else:
+            injected.append("(no collect task was running to inject into)")
+        runs = [
+            self.stack.wait_for_run(_dag_of(i, scenario), rid, timeout=1800) for i, rid in enumerate(run_ids)
+        ]
+        scenario.after(self, run_id)
+        first_state = runs[0]["state"]
+        recovered_by = "the run itself"
+        if self._bars_lost():
+            recovered_by = "a second run of the date"
+            self.current_run = rerun = self.stack.trigger(DAILY, {"date": TRADING_DATE.isoformat()})
+            self.stack.wait_for_run(DAILY, rerun, timeout=1800)
+            run_ids.append(rerun)
+        seconds = time.monotonic() - started
+        return Outcome(
+            scenario=scenario.name,
+            area=scenario.area,
+            injected="; ".join(text for text in injected if text) or "nothing",
+            first_run=first_state,
+            recovered_by=recovered_by if not self._bars_lost() else "**not recovered**",
+            tasks_retried=sum(self._retried(_dag_of(i, scenario), rid) for i, rid in enumerate(run_ids)),
+            bars_expected=len(self._expected_bars()),
+            bars_lost=self._bars_lost(),
+            duplicates=self._duplicates(),
+            unfinished=sum(self._unfinished(_dag_of(i, scenario), rid) for i, rid in enumerate(run_ids)),
+            ib_rules_broken=self._violations_seen
+            + len(self.simulator.violations())
+            - self._violations_at_start,
+            seconds_to_recover=round(seconds, 1),
+            notes=scenario.notes,
+        )
+
+    def _reset(self) -> None:
+        self._violations_seen = 0
+        self._violations_at_start = len(self.simulator.violations())
+        self.simulator.faults.clear_all()
+        self.simulator.faults.set(None, latency_ms=self.latency_ms)
+        with psycopg.connect(self.market_db, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {', '.join(RESET_TABLES)}")  # noqa: S608 (constant table names)
+
+    def _await_running_collects(self, run_id: str, timeout: float = 300) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            instances = self.stack.task_instances(DAILY, run_id)
+            if any(ti["task_id"] == "collect" and ti["state"] == "running" for ti in instances):
+                return True
+            if self.stack.dag_run(DAILY, run_id)["state"] in ("success", "failed"):
+                return False
+            time.sleep(0.5)
+        return False
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def _expected_bars(self) -> dict[str, Any]:
+        return {
+            listing.symbol: stored_bar(self.simulator.model.daily_bar(listing.symbol, TRADING_DATE))
+            for listing in self.universe
+            if self.simulator.model.sessions(listing.symbol, TRADING_DATE, TRADING_DATE)
+        }
+
+    def _stored_bars(self) -> dict[str, tuple[Any, ...]]:
+        with psycopg.connect(self.market_db) as conn:
+            rows = conn.execute(
+                """
+                SELECT s.symbol, md.timestamp, md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count
+                FROM market_data md JOIN symbols s ON s.id = md.symbol_id
+                WHERE md.timeframe = '1day' AND md.timestamp = %s
+                """,
+                (dt.datetime.combine(TRADING_DATE, dt.time()),),
+            ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def _bars_lost(self) -> int:
+        stored = self._stored_bars()
+        return sum(
+            1
+            for symbol, bar in self._expected_bars().items()
+            if stored.get(symbol)
+            != (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
+        )
+
+    def _duplicates(self) -> int:
+        with psycopg.connect(self.market_db) as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) - COUNT(DISTINCT (symbol_id, timeframe, timestamp)) FROM market_data"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _unfinished(self, dag_id: str, run_id: str) -> int:
+        with psycopg.connect(self.market_db) as conn:
+            row = conn.execute(
+                """
+                SELECT COUNT(*) FROM (
+                    SELECT DISTINCT ON (symbol_id, start_date) status FROM collection_logs
+                    WHERE dag_id = %s AND run_id = %s ORDER BY symbol_id, start_date, try_number DESC, id DESC
+                ) latest WHERE status = 'pending'
+                """,
+                (dag_id, run_id),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _retried(self, dag_id: str, run_id: str) -> int:
+        return sum(1 for ti in self.stack.task_instances(dag_id, run_id) if ti["try_number"] > 1)
+
+
+def _dag_of(index: int, scenario: Scenario) -> str:
+    """The DAG of the index-th run a scenario triggered: the backfill is the second when it overlaps."""
+    return BACKFILL if scenario.overlapping_backfill and index == 1 else DAILY
+
+
+def _campaign_universe(count: int) -> list[Any]:
+    """``count`` symbols, half ASX and half US, the special ones (BRK A, GGP, SQQQ) included."""
+    universe = load_universe()
+    special = [s for s in universe if s.symbol in ("BRK A", "GGP", "SQQQ")]
+    asx = [s for s in universe if s.primary_exchange == "ASX" and s not in special]
+    us = [s for s in universe if s.primary_exchange != "ASX" and s not in special]
+    rest = count - len(special)
+    return special + asx[: rest // 2] + us[: rest - rest // 2]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pids_with_title(title: str) -> Iterator[int]:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title in cmdline:
+            yield int(entry.name)
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+COLUMNS = (
+    ("scenario", "scenario"),
+    ("area", "area"),
+    ("injected (when: once collect tasks ran, unless before the run)", "injected"),
+    ("first run", "first_run"),
+    ("recovered by", "recovered_by"),
+    ("tasks retried", "tasks_retried"),
+    ("bars expected", "bars_expected"),
+    ("bars lost", "bars_lost"),
+    ("duplicates", "duplicates"),
+    ("unfinished", "unfinished"),
+    ("IB rules broken", "ib_rules_broken"),
+    ("s to recover", "seconds_to_recover"),
+)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    outcomes = results["outcomes"]
+    lines = [
+        "# Fault campaign results",
+        "",
+        "Written by `make faults` (`campaign/run.py`); raw figures in `campaign/results.json`.",
+        "",
+        f"Measured {results['measured_at']} on {results['code']}: {results['symbols']} symbols, trading date "
+        f"{results['trading_date']}, every simulator answer delayed {results['latency_ms']} ms, the hook's "
+        f"request_timeout {results['request_timeout']} s; real scheduler, LocalExecutor.",
+        "",
+        "| " + " | ".join(title for title, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for outcome in outcomes:
+        cells = [str(outcome[key]).replace("|", "\\|") for _, key in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    clean = sum(
+        1
+        for o in outcomes
+        if not (o["bars_lost"] or o["duplicates"] or o["unfinished"] or o["ib_rules_broken"])
+    )
+    lines += [
+        "",
+        f"{clean} of {len(outcomes)} scenarios end with nothing lost, duplicated, unfinished or broken.",
+    ]
+    notes = [f"- **{o['scenario']}**: {o['notes']}" for o in outcomes if o["notes"]]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated scenario names (substrings)")
+    parser.add_argument("--symbols", type=int, default=24)
+    parser.add_argument("--latency-ms", type=int, default=300)
+    parser.add_argument("--request-timeout", type=int, default=10)
+    options = parser.parse_args(argv)
+    wanted = [name.strip() for name in options.only.split(",") if name.strip()]
+    scenarios = [s for s in SCENARIOS if not wanted or any(w in s.name for w in wanted)]
+    if not scenarios:
+        parser.error(
+            f"--only {options.only!r} matches no scenario; known: {', '.join(s.name for s in SCENARIOS)}"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from bench.run import code_state
+
+    results: dict[str, Any] = {
+        "measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "code": code_state(),
+        "symbols": options.symbols,
+        "trading_date": TRADING_DATE.isoformat(),
+        "latency_ms": options.latency_ms,
+        "request_timeout": options.request_timeout,
+        "outcomes": [],
+    }
+    with Campaign(options.symbols, options.latency_ms, options.request_timeout) as campaign:
+        for scenario in scenarios:
+            outcome = campaign.run(scenario)
+            log.info("%s: %s", scenario.name, asdict(outcome))
+            results["outcomes"].append(asdict(outcome))
+            (CAMPAIGN_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            (CAMPAIGN_DIR / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0 if all(Outcome(**o).clean for o in results["outcomes"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
