@@ -45,6 +45,7 @@ from ibkr_market_data_dev import local_postgres
 from ibkr_market_data_dev.airflow_stack import AirflowStack
 from ibkr_market_data_dev.local_env import REPO_ROOT
 from ibkr_market_data_dev.simulated_ib import simulator_config, stored_bar
+from tws_simulator.rules import Violation
 from tws_simulator.testing import SimulatorThread
 
 log = logging.getLogger("campaign")
@@ -71,6 +72,7 @@ class Outcome:
     duplicates: int
     unfinished: int
     ib_rules_broken: int
+    expected_refusals: int
     seconds_to_recover: float
     notes: str
 
@@ -90,7 +92,7 @@ class Campaign:
         self._outside_clients: list[Any] = []
         self.simulator = self._start_simulator(port=0)
         self.port = self.simulator.port
-        self._violations_seen = 0  # in this scenario, by simulators since stopped
+        self._violations_seen: list[Violation] = []  # in this scenario, by simulators since stopped
         self._violations_at_start = 0  # the running simulator's count when the scenario began
 
     # -- set-up --------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class Campaign:
 
     def restart_simulator(self, down_seconds: float) -> None:
         """Stop the gateway (every connection drops), then serve again on the same port."""
-        self._violations_seen += len(self.simulator.violations()) - self._violations_at_start
+        self._violations_seen += self.simulator.violations()[self._violations_at_start :]
         self._violations_at_start = 0
         self.simulator.stop()
         time.sleep(down_seconds)
@@ -222,6 +224,8 @@ class Campaign:
             self.stack.wait_for_run(DAILY, rerun, timeout=1800)
             run_ids.append(rerun)
         seconds = time.monotonic() - started
+        violations = self._violations_seen + self.simulator.violations()[self._violations_at_start :]
+        refusals = sum(1 for violation in violations if violation.rule in scenario.expected_refusals)
         return Outcome(
             scenario=scenario.name,
             area=scenario.area,
@@ -233,15 +237,14 @@ class Campaign:
             bars_lost=self._bars_lost(),
             duplicates=self._duplicates(),
             unfinished=sum(self._unfinished(_dag_of(i, scenario), rid) for i, rid in enumerate(run_ids)),
-            ib_rules_broken=self._violations_seen
-            + len(self.simulator.violations())
-            - self._violations_at_start,
+            ib_rules_broken=len(violations) - refusals,
+            expected_refusals=refusals,
             seconds_to_recover=round(seconds, 1),
             notes=scenario.notes,
         )
 
     def _reset(self) -> None:
-        self._violations_seen = 0
+        self._violations_seen = []
         self._violations_at_start = len(self.simulator.violations())
         self.simulator.faults.clear_all()
         self.simulator.faults.set(None, latency_ms=self.latency_ms)
@@ -363,6 +366,7 @@ COLUMNS = (
     ("duplicates", "duplicates"),
     ("unfinished", "unfinished"),
     ("IB rules broken", "ib_rules_broken"),
+    ("refusals by design", "expected_refusals"),
     ("s to recover", "seconds_to_recover"),
 )
 
