@@ -181,6 +181,13 @@ class Campaign:
             ib.disconnect()
         self._outside_clients.clear()
 
+    def lock_market_data(self, seconds: float) -> None:
+        """Hold an ACCESS EXCLUSIVE lock on ``market_data`` from another session for ``seconds``."""
+        with psycopg.connect(self.market_db) as conn:
+            conn.execute("LOCK TABLE market_data IN ACCESS EXCLUSIVE MODE")
+            time.sleep(seconds)
+            conn.rollback()
+
     def kill_a_collect_task_process(self) -> str:
         """SIGKILL the process of one running collect task (``airflow worker -- <ti id>``)."""
         for ti in self.stack.task_instances(DAILY, self.current_run):

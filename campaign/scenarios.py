@@ -76,6 +76,14 @@ def _release_client_ids(campaign: Campaign, run_id: str) -> str:
     return ""
 
 
+def _lock_market_data(seconds: float) -> Action:
+    def lock(campaign: Campaign, run_id: str) -> str:
+        campaign.lock_market_data(seconds)
+        return f"another session holds an exclusive lock on market_data for {seconds:.0f} s"
+
+    return lock
+
+
 def _kill_task_process(campaign: Campaign, run_id: str) -> str:
     killed = campaign.kill_a_collect_task_process()
     return f"SIGKILL to a running collect task's process ({killed})"
@@ -128,6 +136,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         expected_refusals=(RULE_DUPLICATE_CLIENT_ID,),
         notes="IB refuses a connection on an id the outside client holds (326) and the hook takes the "
         "next id: those refusals are counted apart, not as rules broken",
+    ),
+    Scenario(
+        "a lock on market_data held by another session",
+        "PostgreSQL",
+        during=_lock_market_data(40),
+        notes="writes wait for the lock; nothing fails or is written twice",
     ),
     Scenario("task process SIGKILLed mid-request", "Airflow", during=_kill_task_process),
     Scenario("two triggers of one date at once", "Airflow", double_trigger=True),
