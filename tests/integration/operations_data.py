@@ -1,0 +1,103 @@
+"""Rows for the operations tests, written straight into the market-data tables.
+
+Week of 2025-01-13 (Monday) to 2025-01-20 (US holiday: MLK day, ASX trades). Symbols: AAPL and
+MSFT on NASDAQ, SPY on ARCA, BHP on ASX, GYG on ASX with data from 2025-01-15 only, and an
+inactive NASDAQ symbol that must never count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+DAY = dt.date(2025, 1, 13)
+DAILY = "daily_market_data"
+
+SYMBOLS = {
+    # symbol: (primary exchange, currency, active, first available date)
+    "AAPL": ("NASDAQ", "USD", True, None),
+    "MSFT": ("NASDAQ", "USD", True, None),
+    "SPY": ("ARCA", "USD", True, None),
+    "BHP": ("ASX", "AUD", True, None),
+    "GYG": ("ASX", "AUD", True, dt.date(2025, 1, 15)),
+    "OLD": ("NASDAQ", "USD", False, None),
+}
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time())
+
+
+def insert_symbols(conn: Any) -> dict[str, int]:
+    ids = {}
+    for con_id, (symbol, (exchange, currency, active, first)) in enumerate(SYMBOLS.items(), start=1):
+        row = conn.execute(
+            """
+            INSERT INTO symbols (symbol, exchange, primary_exchange, currency, con_id, active,
+                                 first_available_date)
+            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id
+            """,
+            (symbol, "ASX" if exchange == "ASX" else "SMART", exchange, currency, con_id, active, first),
+        ).fetchone()
+        ids[symbol] = row[0]
+    return ids
+
+
+def insert_bar(conn: Any, symbol_id: int, day: dt.date, close: float = 10.0) -> None:
+    conn.execute(
+        """
+        INSERT INTO market_data (symbol_id, timestamp, timeframe, open, high, low, close, volume)
+        VALUES (%s, %s, '1day', %s, %s, %s, %s, 1000)
+        """,
+        (symbol_id, midnight(day), close, close + 1, close - 1, close),
+    )
+
+
+def insert_attempt(
+    conn: Any,
+    symbol_id: int,
+    day: dt.date,
+    status: str,
+    *,
+    run_id: str = "scheduled__2025-01-13",
+    try_number: int = 1,
+    first_day: dt.date | None = None,
+    error_code: int | None = None,
+    error_message: str | None = None,
+    request_seconds: float | None = None,
+    records: int = 0,
+    requests: int = 1,
+    started_at: dt.datetime | None = None,
+    seconds: float = 1.0,
+) -> None:
+    started = started_at or midnight(day) + dt.timedelta(hours=22)
+    conn.execute(
+        """
+        INSERT INTO collection_logs (symbol_id, collection_type, timeframe, start_date, end_date, status,
+                                     error_message, records_collected, started_at, completed_at,
+                                     error_code, dag_id, run_id, try_number, requests_sent, request_seconds)
+        VALUES (%s, 'historical', '1day', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            symbol_id,
+            midnight(first_day or day),
+            midnight(day),
+            status,
+            error_message,
+            records,
+            started,
+            started + dt.timedelta(seconds=seconds),
+            error_code,
+            DAILY,
+            run_id,
+            try_number,
+            requests if status != "skipped" else 0,
+            request_seconds,
+        ),
+    )
+
+
+def clear_operations_tables(conn: Any) -> None:
+    """The tables of migration 0004 that the shared fixture does not empty."""
+    conn.execute("TRUNCATE run_metrics, freshness_alerts")
+    conn.commit()
