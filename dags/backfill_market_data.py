@@ -25,6 +25,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_POOL
 from ibkr_market_data.tasks.common import failing_without_retry, run_context
 
@@ -36,6 +37,7 @@ from ibkr_market_data.tasks.common import failing_without_retry, run_context
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    on_failure_callback=MarketDataFailureNotifier(),
     tags=["market-data", "ibkr", "backfill"],
     default_args={
         "owner": "market-data",

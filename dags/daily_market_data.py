@@ -19,6 +19,7 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_EXCHANGES, IBKR_POOL
 from ibkr_market_data.tasks.common import failing_without_retry, run_context
 from ibkr_market_data.timetables import ExchangeSessionTimetable
@@ -31,6 +32,7 @@ from ibkr_market_data.timetables import ExchangeSessionTimetable
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    on_failure_callback=MarketDataFailureNotifier(),
     tags=["market-data", "ibkr", "daily"],
     default_args={
         "owner": "market-data",

@@ -70,9 +70,10 @@ def webhook_url(conn: Any) -> str:
     if "://" in host:
         url = host
     else:
-        scheme = schema if schema in ("http", "https") else "https"
+        web = ("http", "https")
+        scheme = schema if schema in web else conn.conn_type if conn.conn_type in web else "https"
         url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
-        if schema and schema not in ("http", "https"):
+        if schema and schema not in web:
             url += "/" + schema.lstrip("/")  # a URI's path lands in ``schema``
     endpoint = str(conn.extra_dejson.get("endpoint") or "").strip()
     if endpoint:
@@ -131,7 +132,11 @@ def send_alert(subject: str, text: str) -> list[str]:
         log.info("Alert %r sent: %s", subject, "; ".join(sent))
     else:
         log.warning(
-            "Alert %r not sent: no connection %s or %s is configured.\n%s", subject, smtp_id, WEBHOOK_CONN_ID, text
+            "Alert %r not sent: no connection %s or %s is configured.\n%s",
+            subject,
+            smtp_id,
+            WEBHOOK_CONN_ID,
+            text,
         )
     return sent
 
@@ -172,6 +177,9 @@ class MarketDataFailureNotifier(BaseNotifier):
     """DAG ``on_failure_callback``: one alert naming the run's failed symbols and their reasons."""
 
     template_fields = ()
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render; and a DAG-level callback may hand over a serialized DAG without a template env."""
 
     def notify(self, context: Any) -> None:
         from ibkr_market_data.tasks.common import market_db
@@ -214,7 +222,9 @@ class FreshnessCheck:
                 f"{hours:g} h after the close ({gap.stored} stored, {gap.failed} failed, {gap.no_data} no data)"
             )
         for gap in self.recovered:
-            lines.append(f"- RECOVERED {gap.exchange} {gap.trading_date}: complete now ({gap.expected} symbols)")
+            lines.append(
+                f"- RECOVERED {gap.exchange} {gap.trading_date}: complete now ({gap.expected} symbols)"
+            )
         return subject, "\n".join(lines)
 
 
@@ -248,14 +258,39 @@ def record_check(conn: Any, check: FreshnessCheck, as_of: dt.datetime) -> None:
         queries.mark_gap_recovered(conn, recovered.exchange, recovered.trading_date, as_of)
 
 
-def run_watchdog(conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7) -> FreshnessCheck:
+def run_watchdog(
+    conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
+) -> FreshnessCheck:
     """One watchdog pass: announce new gaps and recoveries once, then remember them (commits)."""
     check = check_freshness(conn, as_of, delay, lookback_days)
     message = check.message(delay)
     if message is None:
-        log.info("Freshness as of %s: nothing new (%d gaps announced before, still open)", as_of, check.still_open)
+        log.info(
+            "Freshness as of %s: nothing new (%d gaps announced before, still open)", as_of, check.still_open
+        )
         return check
     send_alert(*message)
     record_check(conn, check, as_of)
     conn.commit()
     return check
+
+
+def watchdog_task(params: Mapping[str, Any], as_of: dt.datetime) -> dict[str, int]:
+    """The watchdog DAG's task: one pass as of the run's logical date, on the market-data connection."""
+    from ibkr_market_data.tasks.common import market_db
+
+    delay = (
+        dt.timedelta(minutes=int(params["delay_minutes"]))
+        if params.get("delay_minutes") is not None
+        else coverage.freshness_delay()
+    )
+    conn = market_db().get_conn()
+    try:
+        check = run_watchdog(conn, as_of, delay, int(params.get("lookback_days") or 7))
+    finally:
+        conn.close()
+    return {
+        "new_gaps": len(check.new_gaps),
+        "recovered": len(check.recovered),
+        "still_open": check.still_open,
+    }

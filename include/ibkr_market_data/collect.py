@@ -8,11 +8,12 @@ mid-request leaves a visible trace; the bars and the final status commit in one 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ibkr_market_data import repository
+from ibkr_market_data import repository, repository_dashboard
 from ibkr_market_data.bars import Bar, InvalidBarError
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
@@ -68,8 +69,10 @@ def collect_target(
         return SymbolOutcome(target.symbol, "skipped", reason=ALREADY_COLLECTED)
 
     requests_before = hook.requests_sent
+    request_started = time.monotonic()
     try:
         bars = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
+        request_seconds = time.monotonic() - request_started
         wanted = [bar for bar in bars if first <= bar.session_date <= last]
         if not wanted:
             raise IbkrNoDataError(f"IB sent {len(bars)} bars, none for {first}..{last}")
@@ -81,6 +84,7 @@ def collect_target(
             records_collected=len(wanted),
             requests_sent=hook.requests_sent - requests_before,
         )
+        repository_dashboard.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
     except IbkrNoDataError as exc:
         conn.rollback()
@@ -93,6 +97,7 @@ def collect_target(
             error_message=exc.reason,
             error_code=exc.code,
         )
+        repository_dashboard.record_request_seconds(conn, log_id, time.monotonic() - request_started)
         conn.commit()
         log.info("%s %s: no data from IB (%s)", target.symbol, last, exc.reason)
         return outcome
@@ -108,6 +113,7 @@ def collect_target(
             error_message=str(exc),
             error_code=code,
         )
+        repository_dashboard.record_request_seconds(conn, log_id, time.monotonic() - request_started)
         conn.commit()
         log.warning(
             "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc

@@ -99,7 +99,9 @@ def freshness_delay() -> dt.timedelta:
         minutes = -1
     if minutes < 0:
         log.warning(
-            "IBKR_FRESHNESS_DELAY_MINUTES=%r is not a whole number of minutes; using %s", raw, DEFAULT_FRESHNESS_DELAY
+            "IBKR_FRESHNESS_DELAY_MINUTES=%r is not a whole number of minutes; using %s",
+            raw,
+            DEFAULT_FRESHNESS_DELAY,
         )
         return DEFAULT_FRESHNESS_DELAY
     return dt.timedelta(minutes=minutes)
@@ -140,10 +142,14 @@ def default_range(
     return (days[0], days[-1]) if days else (today, today)
 
 
-def expected_count(symbol_counts: Iterable[tuple[str, dt.date | None, int]], exchange: str, day: dt.date) -> int:
+def expected_count(
+    symbol_counts: Iterable[tuple[str, dt.date | None, int]], exchange: str, day: dt.date
+) -> int:
     """Active symbols of ``exchange`` whose data starts on or before ``day``."""
     return sum(
-        count for listed_on, first, count in symbol_counts if listed_on == exchange and (first is None or first <= day)
+        count
+        for listed_on, first, count in symbol_counts
+        if listed_on == exchange and (first is None or first <= day)
     )
 
 
@@ -195,7 +201,9 @@ def freshness(conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days:
     return result
 
 
-def overdue_gaps(conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7) -> list[CoverageRow]:
+def overdue_gaps(
+    conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
+) -> list[CoverageRow]:
     """Sessions of the last ``lookback_days`` that are due by ``as_of`` and still incomplete."""
     end = as_of.astimezone(dt.UTC).date() + dt.timedelta(days=1)
     rows = coverage(conn, end - dt.timedelta(days=lookback_days), end)

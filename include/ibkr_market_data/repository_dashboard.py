@@ -244,7 +244,8 @@ def run_metrics(
               AND (%(end)s::timestamp IS NULL OR started_at < %(end)s::timestamp + interval '1 day')
               AND (%(dag_id)s::text IS NULL OR dag_id = %(dag_id)s::text)
               AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s::text)
-            ORDER BY started_at DESC NULLS LAST, dag_id, run_id, exchange = %(all)s DESC, exchange
+            ORDER BY MIN(started_at) OVER (PARTITION BY dag_id, run_id) DESC NULLS LAST, dag_id, run_id,
+                     exchange = %(all)s DESC, exchange
             LIMIT %(limit)s
             """,
             {

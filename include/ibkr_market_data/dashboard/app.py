@@ -125,7 +125,9 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         with database() as conn:
             first, last = date_range(conn, start, end)
             rows = queries.failures(conn, first, last, limit)
-        return JSONResponse({"from": first.isoformat(), "to": last.isoformat(), "failures": pages.jsonable(rows)})
+        return JSONResponse(
+            {"from": first.isoformat(), "to": last.isoformat(), "failures": pages.jsonable(rows)}
+        )
 
     @app.get("/api/metrics")
     def metrics_json(start: FromParam = None, end: ToParam = None, limit: LimitParam = 50) -> JSONResponse:
@@ -139,7 +141,11 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         with database() as conn:
             found, bars, attempts = symbol_data(conn, symbol, start, end)
         return JSONResponse(
-            {"symbol": pages.jsonable([found])[0], "bars": pages.jsonable(bars), "attempts": pages.jsonable(attempts)}
+            {
+                "symbol": pages.jsonable([found])[0],
+                "bars": pages.jsonable(bars),
+                "attempts": pages.jsonable(attempts),
+            }
         )
 
     def symbol_data(
@@ -154,7 +160,11 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             coverage.check_range(start, end)
         except coverage.InvalidRangeError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        return found, queries.symbol_bars(conn, found["id"], start, end), queries.symbol_attempts(conn, found["id"])
+        return (
+            found,
+            queries.symbol_bars(conn, found["id"], start, end),
+            queries.symbol_attempts(conn, found["id"]),
+        )
 
     # -- HTML -----------------------------------------------------------------------------
 
@@ -179,7 +189,9 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         return RedirectResponse(f"{root(request)}/symbols/{quote(symbol.strip().upper())}", status_code=303)
 
     @app.get("/symbols/{symbol}", response_class=HTMLResponse)
-    def symbol_page(request: Request, symbol: str, start: FromParam = None, end: ToParam = None) -> HTMLResponse:
+    def symbol_page(
+        request: Request, symbol: str, start: FromParam = None, end: ToParam = None
+    ) -> HTMLResponse:
         with database() as conn:
             found, bars, attempts = symbol_data(conn, symbol, start, end)
         return HTMLResponse(pages.symbol_page(root(request), found, bars, attempts))
@@ -189,7 +201,9 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         if request.url.path.startswith(f"{root(request)}/api/") or "/api/" in request.url.path:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         return HTMLResponse(
-            pages.error_page(root(request), exc.status_code, str(exc.detail)), exc.status_code, headers=exc.headers
+            pages.error_page(root(request), exc.status_code, str(exc.detail)),
+            exc.status_code,
+            headers=exc.headers,
         )
 
     return app

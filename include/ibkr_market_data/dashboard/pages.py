@@ -162,7 +162,10 @@ def overview_page(
             _cell(run["started_at"]),
             f"<td class='num'>{escape(_duration(run['duration_seconds']))}</td>",
             f"<td class='{'late' if run['outcome'] == 'failed' else 'fresh'}'>{escape(run['outcome'])}</td>",
-            *(_cell(run[key], numeric=True) for key in ("completed", "failed", "no_data", "skipped", "pending")),
+            *(
+                _cell(run[key], numeric=True)
+                for key in ("completed", "failed", "no_data", "skipped", "pending")
+            ),
         ]
         for run in runs
     ]
@@ -209,7 +212,18 @@ def overview_page(
         + "<h2>Latest runs</h2>"
         + _table(
             "runs",
-            ["DAG", "run", "started", "duration", "outcome", "completed", "failed", "no data", "skipped", "pending"],
+            [
+                "DAG",
+                "run",
+                "started",
+                "duration",
+                "outcome",
+                "completed",
+                "failed",
+                "no data",
+                "skipped",
+                "pending",
+            ],
             run_rows,
             "No runs yet.",
         )
@@ -224,8 +238,18 @@ def overview_page(
         + _table(
             "metrics",
             [
-                "DAG", "run", "exchange", "symbols", "requests", "bars", "retries", "failed",
-                "latency p50 (s)", "latency p95 (s)", "bars/s", "wall",
+                "DAG",
+                "run",
+                "exchange",
+                "symbols",
+                "requests",
+                "bars",
+                "retries",
+                "failed",
+                "latency p50 (s)",
+                "latency p95 (s)",
+                "bars/s",
+                "wall",
             ],  # fmt: skip
             metric_rows,
             "No run metrics recorded yet (a run's summary task records them).",
@@ -274,7 +298,10 @@ def price_chart(bars: Sequence[Mapping[str, Any]], width: int = 900, height: int
 
 
 def symbol_page(
-    root: str, symbol: Mapping[str, Any], bars: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
+    root: str,
+    symbol: Mapping[str, Any],
+    bars: Sequence[Mapping[str, Any]],
+    attempts: Sequence[Mapping[str, Any]],
 ) -> str:
     info = (
         f"<p>{escape(str(symbol['exchange']))} · {escape(str(symbol['currency']))} · conId {escape(str(symbol['con_id']))}"
@@ -282,7 +309,10 @@ def symbol_page(
         f"{' · data from ' + str(symbol['first_available_date']) if symbol['first_available_date'] else ''}</p>"
     )
     bar_rows = [
-        [_cell(bar["date"]), *(_cell(bar[key], numeric=True) for key in ("open", "high", "low", "close", "volume"))]
+        [
+            _cell(bar["date"]),
+            *(_cell(bar[key], numeric=True) for key in ("open", "high", "low", "close", "volume")),
+        ]
         for bar in reversed(bars[-20:])
     ]
     attempt_rows = [

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ibkr_market_data import repository
+from ibkr_market_data import repository, run_metrics
 from ibkr_market_data.backfill import (
     NO_DATA_FROM_IB,
     BackfillRange,
@@ -346,6 +346,7 @@ def summarize(
         failures = repository.run_failures(conn, run.dag_id, run.run_id)
         finished = repository.symbols_with_outcome(conn, run.dag_id, run.run_id)
         totals = repository.run_backfill_totals(conn, run.dag_id, run.run_id)
+        run_metrics.record(conn, run.dag_id, run.run_id)
     finally:
         conn.close()
     missing = sorted(str(gap["symbol"]) for gap in gaps if gap["row"]["id"] not in finished)  # type: ignore[index]

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ibkr_market_data import repository
+from ibkr_market_data import repository, run_metrics
 from ibkr_market_data.pacing import minimum_duration
 from ibkr_market_data.planning import DAILY_TIMEFRAME, CollectionTarget, plan_daily, session_timestamp
 from ibkr_market_data.repository import RunContext
@@ -155,6 +155,7 @@ def summarize(
         counts = repository.run_summary(conn, run.dag_id, run.run_id)
         failures = repository.run_failures(conn, run.dag_id, run.run_id)
         finished = repository.symbols_with_outcome(conn, run.dag_id, run.run_id)
+        run_metrics.record(conn, run.dag_id, run.run_id)
     finally:
         conn.close()
     missing = sorted(str(t["symbol"]) for t in targets if t["symbol_id"] not in finished)

@@ -64,7 +64,9 @@ def upgrade() -> None:
     )
     # The coverage view counts bars per session date over a range: without this, each page scans
     # the whole of market_data (its unique key leads with symbol_id).
-    op.execute("CREATE INDEX market_data_timeframe_timestamp ON market_data (timeframe, timestamp, symbol_id)")
+    op.execute(
+        "CREATE INDEX market_data_timeframe_timestamp ON market_data (timeframe, timestamp, symbol_id)"
+    )
     op.execute("CREATE INDEX collection_logs_end_date ON collection_logs (end_date)")
     op.execute("CREATE INDEX collection_logs_run ON collection_logs (dag_id, run_id)")
 

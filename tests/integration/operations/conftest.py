@@ -1,4 +1,4 @@
-"""Rows for the operations tests, written straight into the market-data tables.
+"""The operations tests' scenario, written straight into the market-data tables.
 
 Week of 2025-01-13 (Monday) to 2025-01-20 (US holiday: MLK day, ASX trades). Symbols: AAPL and
 MSFT on NASDAQ, SPY on ARCA, BHP on ASX, GYG on ASX with data from 2025-01-15 only, and an
@@ -8,9 +8,16 @@ inactive NASDAQ symbol that must never count.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-DAY = dt.date(2025, 1, 13)
+import psycopg
+import pytest
+
+D13, D14, D15, D16, D17, D20 = (dt.date(2025, 1, day) for day in (13, 14, 15, 16, 17, 20))
 DAILY = "daily_market_data"
 
 SYMBOLS = {
@@ -101,3 +108,60 @@ def clear_operations_tables(conn: Any) -> None:
     """The tables of migration 0004 that the shared fixture does not empty."""
     conn.execute("TRUNCATE run_metrics, freshness_alerts")
     conn.commit()
+
+
+@pytest.fixture
+def week(db_conn: psycopg.Connection) -> dict[str, int]:
+    """The scenario the expectations below are written for (see each line)."""
+    clear_operations_tables(db_conn)
+    ids = insert_symbols(db_conn)
+    for symbol in ("AAPL", "MSFT", "SPY", "BHP", "OLD"):  # 13th: all stored (OLD is inactive)
+        insert_bar(db_conn, ids[symbol], D13)
+    insert_bar(db_conn, ids["AAPL"], D14)  # 14th: MSFT fails, SPY has no data
+    insert_bar(db_conn, ids["BHP"], D14)
+    insert_attempt(
+        db_conn, ids["MSFT"], D14, "failed", error_code=354, error_message="No market data permissions"
+    )
+    insert_attempt(
+        db_conn, ids["SPY"], D14, "no_data", error_code=162, error_message="HMDS query returned no data"
+    )
+    insert_bar(db_conn, ids["BHP"], D15)  # 15th: GYG's first date fails; MSFT fails, then succeeds
+    insert_attempt(db_conn, ids["GYG"], D15, "failed", error_code=None, error_message="Timed out after 20 s")
+    insert_attempt(db_conn, ids["MSFT"], D15, "failed", run_id="scheduled__2025-01-15", error_code=162)
+    insert_attempt(db_conn, ids["MSFT"], D15, "completed", run_id="scheduled__2025-01-15", try_number=2)
+    insert_bar(db_conn, ids["MSFT"], D15)
+    db_conn.commit()
+    return ids
+
+
+class HttpSink:
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict]] = []
+
+
+@pytest.fixture
+def http_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSink]:
+    sink = HttpSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            sink.posts.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", f"http://127.0.0.1:{server.server_port}/services/T0/B0/x"
+    )
+    try:
+        yield sink
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,35 +13,7 @@ from fastapi.testclient import TestClient
 from ibkr_market_data import coverage
 from ibkr_market_data import repository_dashboard as queries
 from ibkr_market_data.dashboard.app import create_app
-from tests.integration.operations_data import (
-    DAY,
-    clear_operations_tables,
-    insert_attempt,
-    insert_bar,
-    insert_symbols,
-)
-
-D13, D14, D15, D16, D17, D20 = (dt.date(2025, 1, day) for day in (13, 14, 15, 16, 17, 20))
-
-
-@pytest.fixture
-def week(db_conn: psycopg.Connection) -> dict[str, int]:
-    """The scenario the expectations below are written for (see each line)."""
-    clear_operations_tables(db_conn)
-    ids = insert_symbols(db_conn)
-    for symbol in ("AAPL", "MSFT", "SPY", "BHP", "OLD"):  # 13th: all stored (OLD is inactive)
-        insert_bar(db_conn, ids[symbol], D13)
-    insert_bar(db_conn, ids["AAPL"], D14)  # 14th: MSFT fails, SPY has no data
-    insert_bar(db_conn, ids["BHP"], D14)
-    insert_attempt(db_conn, ids["MSFT"], D14, "failed", error_code=354, error_message="No market data permissions")
-    insert_attempt(db_conn, ids["SPY"], D14, "no_data", error_code=162, error_message="HMDS query returned no data")
-    insert_bar(db_conn, ids["BHP"], D15)  # 15th: GYG's first date fails; MSFT fails, then succeeds
-    insert_attempt(db_conn, ids["GYG"], D15, "failed", error_code=None, error_message="Timed out after 20 s")
-    insert_attempt(db_conn, ids["MSFT"], D15, "failed", run_id="scheduled__2025-01-15", error_code=162)
-    insert_attempt(db_conn, ids["MSFT"], D15, "completed", run_id="scheduled__2025-01-15", try_number=2)
-    insert_bar(db_conn, ids["MSFT"], D15)
-    db_conn.commit()
-    return ids
+from tests.integration.operations.conftest import D13, D14, D15, D16, D17, D20
 
 
 @pytest.fixture
@@ -127,7 +99,9 @@ def test_bad_limit_is_422_and_unknown_symbol_404(week, client):
 
 
 def test_failures_name_symbol_date_code_message_and_try(week, client):
-    failures = client.get("/api/failures", params={"from": "2025-01-13", "to": "2025-01-20"}).json()["failures"]
+    failures = client.get("/api/failures", params={"from": "2025-01-13", "to": "2025-01-20"}).json()[
+        "failures"
+    ]
     assert sorted((f["symbol"], f["date"], f["error_code"], f["try_number"]) for f in failures) == [
         ("GYG", "2025-01-15", None, 1),
         ("MSFT", "2025-01-14", 354, 1),
@@ -150,7 +124,10 @@ def test_overview_page_shows_the_heatmap_cells_and_failures(week, client):
     response = client.get("/", params={"from": "2025-01-13", "to": "2025-01-20"})
     assert response.status_code == 200
     page = response.text
-    assert "data-exchange='NASDAQ' data-date='2025-01-14' data-expected='2' data-stored='1' data-failed='1'" in page
+    assert (
+        "data-exchange='NASDAQ' data-date='2025-01-14' data-expected='2' data-stored='1' data-failed='1'"
+        in page
+    )
     assert "title='NASDAQ does not trade 2025-01-20'" in page
     assert "No market data permissions" in page
     assert "<a href='/market-data/symbols/MSFT'>MSFT</a>" in page
@@ -172,7 +149,9 @@ def test_default_range_is_the_last_30_trading_dates():
     start, end = coverage.default_range(["ASX", "NASDAQ"], dt.date(2025, 1, 31))
     dates = coverage.trading_dates(["ASX", "NASDAQ"], start, end)
     assert len(dates) == 30 and end == dt.date(2025, 1, 31)
-    assert dt.date(2025, 1, 20) in dates and dt.date(2025, 1, 27) in dates  # MLK day (ASX), Australia Day (US)
+    assert (
+        dt.date(2025, 1, 20) in dates and dt.date(2025, 1, 27) in dates
+    )  # MLK day (ASX), Australia Day (US)
 
 
 def test_freshness_is_late_until_the_due_session_is_complete(week, db_conn):
