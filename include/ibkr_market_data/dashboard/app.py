@@ -70,7 +70,15 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
 
     @contextmanager
     def database() -> Iterator[Any]:
-        conn = connect()
+        try:
+            conn = connect()
+        except Exception as exc:  # a missing connection or an unreachable server: say which, not a 500
+            log.warning("Market-data database unavailable: %s", exc)
+            raise HTTPException(
+                status_code=503,
+                detail=f"The market-data database is unavailable ({type(exc).__name__}: {exc}). "
+                "Check the market_data_db connection.",
+            ) from None
         try:
             yield conn
         finally:
