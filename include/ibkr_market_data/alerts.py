@@ -221,9 +221,10 @@ class FreshnessCheck:
                 f"- LATE {gap.exchange} {gap.date}: {gap.missing} of {gap.expected} symbols missing "
                 f"{hours:g} h after the close ({gap.stored} stored, {gap.failed} failed, {gap.no_data} no data)"
             )
-        for gap in self.recovered:
+        for recovered in self.recovered:
             lines.append(
-                f"- RECOVERED {gap.exchange} {gap.trading_date}: complete now ({gap.expected} symbols)"
+                f"- RECOVERED {recovered.exchange} {recovered.trading_date}: complete now "
+                f"({recovered.expected} symbols)"
             )
         return subject, "\n".join(lines)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-import threading
 import types
 from collections.abc import Iterator
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller

@@ -43,7 +43,11 @@ def test_with_an_airflow_token_the_dashboard_answers(airflow_api, week):
         "/market-data/api/coverage", params={"from": "2025-01-13", "to": "2025-01-13"}, headers=headers
     )
     assert response.status_code == 200, response.text
-    assert {row["exchange"]: row["stored"] for row in response.json()["rows"]} == {"ARCA": 1, "ASX": 1, "NASDAQ": 2}
+    assert {row["exchange"]: row["stored"] for row in response.json()["rows"]} == {
+        "ARCA": 1,
+        "ASX": 1,
+        "NASDAQ": 2,
+    }
     page = airflow_api.get("/market-data/", headers=headers)
     assert page.status_code == 200 and "id='coverage'" in page.text
     assert "href='/market-data/api/coverage'" in page.text  # links carry the mount prefix

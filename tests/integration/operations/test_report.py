@@ -13,11 +13,17 @@ from tests.integration.operations.conftest import DAILY
 def test_report_prints_coverage_failures_and_metrics(week, market_db, db_conn, capsys):
     queries.record_run_metrics(db_conn, DAILY, "scheduled__2025-01-15")
     db_conn.commit()
-    code = report.main(["--from", "2025-01-13", "--to", "2025-01-20"], connect=lambda: psycopg.connect(market_db))
+    code = report.main(
+        ["--from", "2025-01-13", "--to", "2025-01-20"], connect=lambda: psycopg.connect(market_db)
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "Market data 2025-01-13..2025-01-20: 6 trading dates" in out
-    lines = {line.split()[0]: line.split() for line in out.splitlines() if line[:6] in ("NASDAQ", "ASX   ", "ARCA  ")}
+    lines = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()
+        if line[:6] in ("NASDAQ", "ASX   ", "ARCA  ")
+    }
     # expected, stored, failed, no data, missing, complete dates
     assert lines["NASDAQ"][1:6] == ["10", "4", "1", "0", "6"] and lines["NASDAQ"][6] == "1/5"
     assert lines["ASX"][1:6] == ["10", "3", "1", "0", "7"] and lines["ASX"][6] == "2/6"
