@@ -269,8 +269,9 @@ def symbol_row(conn: Any, symbol: str) -> dict[str, Any] | None:
         cursor.execute(
             """
             SELECT id, symbol, primary_exchange AS exchange, currency, sec_type, con_id, active,
-                   priority, name, first_available_date, inactive_reason
-            FROM symbols WHERE symbol = %s ORDER BY active DESC, id LIMIT 1
+                   priority, name, first_available_date, inactive_reason,
+                   (SELECT MAX(md.timestamp)::date FROM market_data md WHERE md.symbol_id = s.id) AS latest_bar
+            FROM symbols s WHERE symbol = %s ORDER BY active DESC, id LIMIT 1
             """,
             (symbol,),
         )

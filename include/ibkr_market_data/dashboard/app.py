@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 #: Where Airflow mounts the app (the plugin's ``url_prefix``).
 URL_PREFIX = "/market-data"
-#: Calendar days of bars the symbol page charts when no range is given.
+#: Calendar days of bars the symbol page charts when no range is given (up to its latest bar).
 SYMBOL_DEFAULT_DAYS = 180
 
 Connect = Callable[[], Any]
@@ -162,7 +162,7 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         found = queries.symbol_row(conn, symbol.strip().upper())
         if found is None:
             raise HTTPException(status_code=404, detail=f"No symbol {symbol!r} in the symbols table")
-        end = parse_day(end_text, "to") or today()
+        end = parse_day(end_text, "to") or found["latest_bar"] or today()
         start = parse_day(start_text, "from") or end - dt.timedelta(days=SYMBOL_DEFAULT_DAYS)
         try:
             coverage.check_range(start, end)
