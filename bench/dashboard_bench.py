@@ -54,7 +54,12 @@ def generate(conn: psycopg.Connection, symbols: int, year: int) -> dict[str, int
         )
         next_id += count
         sessions = coverage.trading_dates([exchange], start, end)
-        params = {"exchange": exchange, "sessions": sessions, "failed": FAILED_EVERY, "no_data": NO_DATA_EVERY}
+        params = {
+            "exchange": exchange,
+            "sessions": sessions,
+            "failed": FAILED_EVERY,
+            "no_data": NO_DATA_EVERY,
+        }
         # Bars, except the no-data (symbol, session) pairs.
         conn.execute(
             """
@@ -160,7 +165,9 @@ def measure(url: str, year: int, repeats: int) -> dict[str, Any]:
     return figures
 
 
-def run(results: dict[str, Any] | None = None, symbols: int = SYMBOLS, repeats: int = REPEATS) -> dict[str, Any]:
+def run(
+    results: dict[str, Any] | None = None, symbols: int = SYMBOLS, repeats: int = REPEATS
+) -> dict[str, Any]:
     """Generate, measure, drop; the figures go into ``results['dashboard']`` and are returned."""
     url = local_postgres.create_database(local_postgres.server_url())
     try:
