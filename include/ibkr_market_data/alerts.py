@@ -118,19 +118,32 @@ def send_email(conn_id: str, subject: str, text: str) -> list[str]:
 
 
 def send_alert(subject: str, text: str) -> list[str]:
-    """Send one alert to every configured channel; returns what it went to (empty: logged only)."""
-    sent = []
+    """Send one alert to every configured channel; returns what it went to (empty: logged only).
+
+    A channel that fails does not keep the alert from the others; AlertDeliveryError names each
+    failed channel afterwards (the task fails, and its retry sends again).
+    """
+    sent: list[str] = []
+    failed: list[str] = []
     smtp_id = smtp_conn_id()
     if _connection(smtp_id) is not None:
-        recipients = send_email(smtp_id, subject, text)
-        sent.append(f"email to {', '.join(recipients)}")
+        try:
+            recipients = send_email(smtp_id, subject, text)
+            sent.append(f"email to {', '.join(recipients)}")
+        except Exception as exc:  # the SMTP server's or the notifier's own error, whichever it is
+            failed.append(f"email through {smtp_id}: {exc}")
     webhook = _connection(WEBHOOK_CONN_ID)
     if webhook is not None:
-        post_webhook(webhook_url(webhook), f"*{subject}*\n{text}")
-        sent.append(f"webhook {WEBHOOK_CONN_ID}")
+        try:
+            post_webhook(webhook_url(webhook), f"*{subject}*\n{text}")
+            sent.append(f"webhook {WEBHOOK_CONN_ID}")
+        except AlertDeliveryError as exc:
+            failed.append(str(exc))
     if sent:
         log.info("Alert %r sent: %s", subject, "; ".join(sent))
-    else:
+    if failed:
+        raise AlertDeliveryError(f"Alert {subject!r} not delivered: " + "; ".join(failed))
+    if not sent:
         log.warning(
             "Alert %r not sent: no connection %s or %s is configured.\n%s",
             subject,

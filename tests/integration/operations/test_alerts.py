@@ -113,6 +113,28 @@ def test_a_refusing_webhook_is_one_clear_error(monkeypatch):
         alerts.send_alert("subject", "text")
 
 
+def test_a_dead_smtp_server_does_not_keep_the_alert_from_the_webhook(http_sink, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "extra": {
+                    "from_email": "alerts@example.com",
+                    "disable_tls": True,
+                    "disable_ssl": True,
+                    "retry_limit": 1,
+                },
+            }
+        ),
+    )
+    with pytest.raises(alerts.AlertDeliveryError, match="not delivered: email through smtp_default"):
+        alerts.send_alert("subject", "text")
+    assert [payload["text"] for _, payload in http_sink.posts] == ["*subject*\ntext"]
+
+
 def posted_lines(sink: HttpSink) -> list[str]:
     return [line for _, payload in sink.posts for line in payload["text"].splitlines()[1:]]
 
