@@ -68,3 +68,24 @@ def test_a_failed_run_alerts_naming_the_symbol_and_reason(
     assert f"daily_market_data run {dag_run.run_id} failed: 1 symbols failed" in text
     assert "- MSFT 2025-01-15:" in text and "(IB 354, try 1)" in text
     assert "AAPL" not in text.split("\n", 1)[1]
+
+
+def test_a_failed_backfill_alerts_naming_the_symbol_and_its_gap(
+    airflow_db, small_universe, market_db, ibkr_connection, http_sink
+):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data_dev.local_env import REPO_ROOT
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "backfill_market_data.py")).get_dag(
+        "backfill_market_data"
+    )
+    ibkr_connection.faults.set("AAPL", no_permission=True)
+    dag_run = dag.test(
+        run_conf={"start_date": "2025-01-13", "end_date": "2025-01-17", "symbols": ["AAPL", "BHP"]}
+    )
+    assert dag_run.state == "failed"
+    assert len(http_sink.posts) == 1
+    text = http_sink.posts[0][1]["text"]
+    assert f"backfill_market_data run {dag_run.run_id} failed: 1 symbols failed" in text
+    assert "- AAPL 2025-01-13..2025-01-17:" in text and "(IB 354, try 1)" in text
