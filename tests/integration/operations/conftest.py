@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -135,18 +136,34 @@ def week(db_conn: psycopg.Connection) -> dict[str, int]:
 
 
 class HttpSink:
+    """A real HTTP server on loopback keeping the JSON of every POST; ``received`` is set on each."""
+
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict]] = []
+        self.received = threading.Condition()
+        self.url = ""
+
+    def wait_for_text(self, needle: str, timeout: float) -> list[str]:
+        """The texts of the posts containing ``needle``, once there is one (empty after ``timeout``)."""
+
+        def matching() -> list[str]:
+            return [payload["text"] for _, payload in self.posts if needle in payload.get("text", "")]
+
+        with self.received:
+            self.received.wait_for(matching, timeout)
+            return matching()
 
 
-@pytest.fixture
-def http_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSink]:
+@contextmanager
+def running_http_sink() -> Iterator[HttpSink]:
     sink = HttpSink()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            sink.posts.append((self.path, json.loads(body)))
+            with sink.received:
+                sink.posts.append((self.path, json.loads(body)))
+                sink.received.notify_all()
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -157,11 +174,17 @@ def http_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSink]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", f"http://127.0.0.1:{server.server_port}/services/T0/B0/x"
-    )
+    sink.url = f"http://127.0.0.1:{server.server_port}/services/T0/B0/x"
     try:
         yield sink
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def http_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSink]:
+    """A sink configured as the ``market_data_alerts_webhook`` connection."""
+    with running_http_sink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", sink.url)
+        yield sink

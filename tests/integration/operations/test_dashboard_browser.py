@@ -17,6 +17,7 @@ from ibkr_market_data import coverage, repository
 from ibkr_market_data import repository_dashboard as queries
 from ibkr_market_data_dev.local_env import REPO_ROOT
 from ibkr_market_data_dev.simulated_ib import stored_bar
+from tests.integration.operations.conftest import HttpSink, running_http_sink
 
 pytestmark = pytest.mark.scheduler
 
@@ -42,7 +43,22 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def collected(airflow_stack, stack_market_db, stack_simulator) -> str:
+def alert_sink(airflow_stack) -> Iterator[HttpSink]:
+    """A webhook sink, configured in the stack's metadata as ``market_data_alerts_webhook``."""
+    with running_http_sink() as sink:
+        airflow_stack._request(
+            "POST",
+            "/api/v2/connections",
+            {"connection_id": "market_data_alerts_webhook", "conn_type": "http", "host": sink.url},
+        )
+        try:
+            yield sink
+        finally:
+            airflow_stack._request("DELETE", "/api/v2/connections/market_data_alerts_webhook")
+
+
+@pytest.fixture(scope="module")
+def collected(airflow_stack, stack_market_db, stack_simulator, alert_sink) -> str:
     """Bars of the weeks before RUN_DATE written directly, then RUN_DATE through the scheduler with MSFT failing."""
     with psycopg.connect(stack_market_db) as conn:
         symbols = conn.execute("SELECT id, symbol, primary_exchange FROM symbols WHERE active").fetchall()
@@ -130,3 +146,10 @@ def test_a_bad_range_shows_the_reason_not_a_server_error(airflow_stack, browser)
     assert response is not None and response.status == 400
     assert "'from' must be a valid calendar date" in page.locator("#error").inner_text()
     page.close()
+
+
+def test_the_failed_run_alerted_through_the_dag_processor(collected, alert_sink):
+    # The DAG's on_failure_callback runs in Airflow's DAG processor once the run has failed.
+    texts = alert_sink.wait_for_text(collected, timeout=300)
+    assert len(texts) == 1, alert_sink.posts
+    assert "- MSFT 2025-03-14:" in texts[0] and "(IB 354, try 1)" in texts[0]
