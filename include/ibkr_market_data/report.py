@@ -51,6 +51,11 @@ def render(conn: Any, start: dt.date, end: dt.date, out: TextIO) -> None:
     rows = coverage.coverage(conn, start, end)
     dates = sorted({row.date for row in rows})
     print(f"Market data {start}..{end}: {len(dates)} trading dates", file=out)
+    if not rows:
+        print(
+            "No active symbol trades in the range (none loaded? `python -m ibkr_market_data.cli load-symbols`)",
+            file=out,
+        )
     print(
         f"\n{'exchange':<10}{'expected':>10}{'stored':>10}{'failed':>8}{'no data':>9}{'missing':>9}  complete",
         file=out,
