@@ -59,6 +59,8 @@ def _cell(value: Any, numeric: bool = False) -> str:
         text = ""
     elif isinstance(value, float):
         text = f"{value:.3f}"
+    elif isinstance(value, decimal.Decimal):
+        text = format(value.normalize(), "f")  # prices are NUMERIC(20,8): 30.55, not 30.55000000
     elif isinstance(value, dt.datetime):
         text = value.strftime("%Y-%m-%d %H:%M:%S")
     else:
