@@ -26,6 +26,12 @@ def _day_bounds(start: dt.date, end: dt.date) -> dict[str, object]:
     }
 
 
+def _without_jit(cursor: Any) -> None:
+    """Turn PostgreSQL's JIT off for this transaction: the range queries' plans are costed high enough
+    to trigger it, and compiling took ~0.45 s of a ~0.06 s query (measured on a year of 5,000 symbols)."""
+    cursor.execute("SET LOCAL jit = off")
+
+
 def _rows(cursor: Any) -> list[dict[str, Any]]:
     names = [column.name for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -57,6 +63,7 @@ def coverage_counts(
     """
     params = {"timeframe": timeframe, **_day_bounds(start, end)}
     with conn.cursor() as cursor:
+        _without_jit(cursor)
         cursor.execute(
             """
             WITH no_data AS (
@@ -112,6 +119,7 @@ def latest_runs(conn: Any, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs in ``collection_logs`` (within RECENT_RUN_DAYS of the newest attempt): when, how
     long, and their symbols' latest statuses."""
     with conn.cursor() as cursor:
+        _without_jit(cursor)
         cursor.execute(
             """
             WITH runs AS (
@@ -125,10 +133,12 @@ def latest_runs(conn: Any, limit: int = 20) -> list[dict[str, Any]]:
                 GROUP BY dag_id, run_id ORDER BY MIN(started_at) DESC LIMIT %(limit)s
             ),
             latest AS (
-                SELECT DISTINCT ON (cl.dag_id, cl.run_id, cl.symbol_id, cl.start_date)
-                       cl.dag_id, cl.run_id, cl.status
-                FROM collection_logs cl JOIN runs r ON r.dag_id = cl.dag_id AND r.run_id = cl.run_id
-                ORDER BY cl.dag_id, cl.run_id, cl.symbol_id, cl.start_date, cl.try_number DESC, cl.id DESC
+                -- Per run (a lateral join, so each run is read through the (dag_id, run_id) index).
+                SELECT r.dag_id, r.run_id, one.status FROM runs r CROSS JOIN LATERAL (
+                    SELECT DISTINCT ON (cl.symbol_id, cl.start_date) cl.status FROM collection_logs cl
+                    WHERE cl.dag_id = r.dag_id AND cl.run_id = r.run_id
+                    ORDER BY cl.symbol_id, cl.start_date, cl.try_number DESC, cl.id DESC
+                ) one
             )
             SELECT r.dag_id, r.run_id, r.started_at, r.finished_at,
                    EXTRACT(EPOCH FROM r.finished_at - r.started_at) AS duration_seconds,
