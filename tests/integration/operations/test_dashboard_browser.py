@@ -153,3 +153,15 @@ def test_the_failed_run_alerted_through_the_dag_processor(collected, alert_sink)
     texts = alert_sink.wait_for_text(collected, timeout=300)
     assert len(texts) == 1, alert_sink.posts
     assert "- MSFT 2025-03-14:" in texts[0] and "(IB 354, try 1)" in texts[0]
+
+
+def test_airflows_ui_shows_the_dashboard_in_its_plugin_page(airflow_stack, collected, browser):
+    """The nav's external view opens /plugin/market-data, which frames /market-data/ inside the UI."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(f"{airflow_stack.base_url}/plugin/market-data")
+    frame = page.frame_locator("iframe")
+    frame.locator("#coverage").wait_for(timeout=120_000)
+    assert page.locator("iframe").first.get_attribute("src").endswith("/market-data/")
+    assert frame.locator("h1").inner_text() == "Market data"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-in-airflow.png"))
+    page.close()
