@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 export PYTHONPATH := $(CURDIR)/include
 
-.PHONY: install run test test-fast collect backfill sim bench faults lint format lock clean
+.PHONY: install run test test-fast collect backfill report sim bench faults lint format lock clean browser
 
 # The virtualenv is rebuilt whenever a pinned file changes. Bytecode is compiled at install: where
 # PYTHONDONTWRITEBYTECODE is set (it is on this workplace's machines) every process would otherwise
@@ -23,8 +23,17 @@ install: $(VENV)/.installed
 run: install  ## the local stack: simulator, PostgreSQL, Airflow on :8080, one daily run [EXECUTOR=celery WORKERS=2]
 	$(PY) -m ibkr_market_data_dev.local_stack $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-test: install  ## the whole suite, against real PostgreSQL and the TWS simulator
+test: install browser  ## the whole suite, against real PostgreSQL and the TWS simulator
 	$(PY) -m pytest
+
+# The dashboard's browser test drives Debian's Chromium through Playwright (whose own browser
+# download cannot work offline); installed here when missing, as root or through sudo.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium
+
+browser: $(CHROMIUM)
 
 test-fast: install  ## everything but the real-scheduler runs
 	$(PY) -m pytest -m "not scheduler"
@@ -34,6 +43,9 @@ collect: install  ## one daily run in-process: make collect DATE=2025-01-15
 
 backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-12-31 [DRY_RUN=1]
 	$(PY) -m ibkr_market_data_dev.local_cli backfill --from $(FROM) --to $(TO) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run)
+
+report: install  ## run metrics and coverage in the terminal: make report FROM=2025-01-01 TO=2025-01-31
+	$(PY) -m ibkr_market_data_dev.local_report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 	$(PY) -m tws_simulator --universe $(wildcard include/ibkr_market_data/universe/*.csv)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.dag_defaults import DEFAULT_ARGS, GAP_TASK_TIMEOUT, START_DATE, selection_params
 from ibkr_market_data.settings import IBKR_POOL
 from ibkr_market_data.tasks.common import run_context
@@ -79,7 +80,9 @@ def backfill_market_data():
         get_current_context()["symbol"] = gap["symbol"]  # type: ignore[typeddict-unknown-key]
         return backfill.collect_gap(gap, run_context())
 
-    @task(trigger_rule="all_done")
+    # The alert hangs on summary, not on the DAG: Airflow builds a DAG callback's context by
+    # validating the params, and this DAG's required dates fail that in dag.test().
+    @task(trigger_rule="all_done", on_failure_callback=MarketDataFailureNotifier())
     def summary(request: BackfillRequestPayload | None, gaps: list[GapPayload] | None) -> dict[str, int]:
         from ibkr_market_data.tasks import backfill
 

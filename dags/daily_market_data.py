@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.dag_defaults import DAILY_RUN_TIMEOUT, DEFAULT_ARGS, START_DATE, selection_params
 from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_EXCHANGES, IBKR_POOL
 from ibkr_market_data.tasks.common import run_context
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     max_active_runs=1,
     dagrun_timeout=DAILY_RUN_TIMEOUT,
     doc_md=__doc__,
+    on_failure_callback=MarketDataFailureNotifier(),
     tags=["market-data", "ibkr", "daily"],
     default_args=DEFAULT_ARGS,
     params={

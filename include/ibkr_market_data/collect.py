@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -86,8 +87,10 @@ def collect_target(
         return SymbolOutcome(target.symbol, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
     requests_before = hook.requests_sent
+    request_started = time.monotonic()
     try:
         bars = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
+        request_seconds = time.monotonic() - request_started
         in_window = [bar for bar in bars if first <= bar.session_date <= last]
         if not in_window:
             raise IbkrNoDataError(f"IB sent {len(bars)} bars, none for {first}..{last}")
@@ -107,6 +110,7 @@ def collect_target(
             records_collected=len(wanted),
             requests_sent=hook.requests_sent - requests_before,
         )
+        repository.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
     except IbkrNoDataError as exc:
         conn.rollback()
@@ -119,6 +123,7 @@ def collect_target(
             error_message=exc.reason,
             error_code=exc.code,
         )
+        repository.record_request_seconds(conn, log_id, time.monotonic() - request_started)
         conn.commit()
         log.info("%s %s: no data from IB (%s)", target.symbol, last, exc.reason)
         return outcome
@@ -126,7 +131,9 @@ def collect_target(
         code = exc.code if isinstance(exc, IbkrError) else None
         # A database error may be passing (a lost connection, a deadlock): the next try decides.
         retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
-        _record_failure(conn, log_id, exc, code, hook.requests_sent - requests_before)
+        _record_failure(
+            conn, log_id, exc, code, hook.requests_sent - requests_before, time.monotonic() - request_started
+        )
         log.warning(
             "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
         )
@@ -151,7 +158,12 @@ def collect_target(
 
 
 def _record_failure(
-    conn: Connection, log_id: int, exc: Exception, code: int | None, requests_sent: int
+    conn: Connection,
+    log_id: int,
+    exc: Exception,
+    code: int | None,
+    requests_sent: int,
+    request_seconds: float,
 ) -> None:
     """Mark the attempt ``failed`` in a fresh transaction, the failed one rolled back.
 
@@ -168,6 +180,7 @@ def _record_failure(
             error_message=str(exc),
             error_code=code,
         )
+        repository.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
     except psycopg.Error as recording_error:
         log.error(

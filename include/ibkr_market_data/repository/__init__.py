@@ -10,6 +10,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 * ``backfill``: ``no_data_sessions``, first available dates, a backfill run's totals
 * ``pacing``: the shared ``ib_pacing_ledger``
 * ``leases``: client ids as advisory locks
+* ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
 """
 
 from ibkr_market_data.repository.backfill import (
@@ -41,6 +42,25 @@ from ibkr_market_data.repository.collection_logs import (
     symbols_with_outcome,
 )
 from ibkr_market_data.repository.leases import release_client_ids, try_lease_client_id
+from ibkr_market_data.repository.operations import (
+    ALL_EXCHANGES,
+    RECENT_RUN_DAYS,
+    AlertedGap,
+    active_symbol_counts,
+    coverage_counts,
+    failures,
+    latest_runs,
+    mark_gap_recovered,
+    open_freshness_alerts,
+    record_freshness_alert,
+    record_request_seconds,
+    record_run_metrics,
+    run_failure_details,
+    run_metrics,
+    symbol_attempts,
+    symbol_bars,
+    symbol_row,
+)
 from ibkr_market_data.repository.pacing import (
     SentRequest,
     lock_pacing_ledger,
@@ -59,6 +79,23 @@ from ibkr_market_data.repository.symbols import (
 )
 
 __all__ = [
+    "ALL_EXCHANGES",
+    "AlertedGap",
+    "RECENT_RUN_DAYS",
+    "active_symbol_counts",
+    "coverage_counts",
+    "failures",
+    "latest_runs",
+    "mark_gap_recovered",
+    "open_freshness_alerts",
+    "record_freshness_alert",
+    "record_request_seconds",
+    "record_run_metrics",
+    "run_failure_details",
+    "run_metrics",
+    "symbol_attempts",
+    "symbol_bars",
+    "symbol_row",
     "ARRAY_UPSERT_MAX_BARS",
     "COLLECTION_TYPE",
     "AttemptStatus",

@@ -123,10 +123,12 @@ def upstream_failed(what: str, task_id: str) -> PermanentFailure:
 
 def summarize_run(what: str, run: RunContext, planned: Mapping[int, str], unfinished_label: str) -> RunReport:
     """Read the run's report, log it; PermanentFailure naming failed and unfinished symbols."""
+    from ibkr_market_data import run_metrics
     from ibkr_market_data.run_report import read_run_report
 
     with market_connection() as conn:
         report = read_run_report(conn, run.dag_id, run.run_id, planned)
+        run_metrics.record(conn, run.dag_id, run.run_id)
     log.info("%s: %s", what, report.status_line())
     for failure in report.failures:
         log.error("%s failed (IB code %s): %s", failure.symbol, failure.ib_code, failure.reason)

@@ -1,0 +1,56 @@
+"""
+### Market-data freshness watchdog
+
+Every 15 minutes: is each trading date of the last week complete by its close plus the configured
+delay (`IBKR_FRESHNESS_DELAY_MINUTES`, default 180)? A gap alerts once, even if no run failed (a
+paused DAG, a dead scheduler, a run stuck in a pool), and says once when it has recovered. What was
+announced is kept in `freshness_alerts`. Alerts go to the `smtp_default` and
+`market_data_alerts_webhook` connections that exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+WATCHDOG_INTERVAL = dt.timedelta(minutes=15)
+
+
+@dag(
+    dag_id="market_data_freshness",
+    schedule=WATCHDOG_INTERVAL,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["market-data", "alerts"],
+    default_args={"owner": "market-data", "retries": 1, "retry_delay": dt.timedelta(minutes=1)},
+    params={
+        "delay_minutes": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Delay after the close (minutes)",
+            description="Empty: IBKR_FRESHNESS_DELAY_MINUTES, else 180.",
+        ),
+        "lookback_days": Param(7, type="integer", minimum=1, maximum=60, title="Days looked back"),
+    },
+)
+def market_data_freshness():
+    @task
+    def check_freshness() -> dict:
+        from ibkr_market_data.alerts import watchdog_task
+
+        context = get_current_context()
+        dag_run = context["dag_run"]
+        return watchdog_task(context["params"], dag_run.logical_date or dag_run.run_after)
+
+    check_freshness()
+
+
+dag_object = market_data_freshness()
+
+if __name__ == "__main__":
+    dag_object.test()

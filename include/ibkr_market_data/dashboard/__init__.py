@@ -1,0 +1,1 @@
+"""The market-data dashboard mounted in Airflow's UI (see ``app``)."""

@@ -1,0 +1,216 @@
+"""The market-data dashboard: a FastAPI app that Airflow's API server mounts at ``/market-data``.
+
+Each page has its JSON beside it under ``/api``. Every route requires an Airflow user (a session
+cookie from the UI, or ``Authorization: Bearer`` from ``POST /auth/token``) through the auth
+manager's own dependency, so it is as protected as Airflow's REST API. Bad query parameters are
+answered 400 (or FastAPI's 422) with a message naming the parameter; never a 500.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from ibkr_market_data import coverage, repository
+from ibkr_market_data.dashboard import pages
+from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
+
+log = logging.getLogger(__name__)
+
+#: Where Airflow mounts the app (the plugin's ``url_prefix``).
+URL_PREFIX = "/market-data"
+#: Calendar days of bars the symbol page charts when no range is given (up to its latest bar).
+SYMBOL_DEFAULT_DAYS = 180
+
+Connect = Callable[[], Any]
+
+FromParam = Annotated[str | None, Query(alias="from", description="First trading date, YYYY-MM-DD")]
+ToParam = Annotated[str | None, Query(alias="to", description="Last trading date, YYYY-MM-DD")]
+LimitParam = Annotated[int, Query(ge=1, le=1000, description="Rows at most")]
+
+
+def market_db_connect() -> Any:
+    """A connection to the ``market_data_db`` Airflow connection's database."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from ibkr_market_data.settings import MARKET_DATA_CONN_ID
+
+    return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_conn()
+
+
+def airflow_user_required() -> list[Any]:
+    """The dependency that makes a route answer 401/403 to a request without a valid Airflow user."""
+    from airflow.api_fastapi.core_api.security import requires_authenticated
+
+    return [Depends(requires_authenticated())]
+
+
+def parse_day(value: str | None, name: str) -> dt.date | None:
+    try:
+        return parse_date_param(value, name)
+    except InvalidRunParamError as exc:
+        raise HTTPException(status_code=400, detail=str(exc).replace("Param", "Query parameter")) from None
+
+
+def create_app(connect: Connect = market_db_connect, require_auth: bool = True) -> FastAPI:
+    """The dashboard app; ``connect`` opens a market-data connection per request."""
+    app = FastAPI(
+        title="Market data",
+        description="Coverage, freshness, runs, failures and metrics of the IBKR market-data collection.",
+        dependencies=airflow_user_required() if require_auth else [],
+    )
+
+    @contextmanager
+    def database() -> Iterator[Any]:
+        try:
+            conn = connect()
+        except Exception as exc:  # a missing connection or an unreachable server: say which, not a 500
+            log.warning("Market-data database unavailable: %s", exc)
+            raise HTTPException(
+                status_code=503,
+                detail=f"The market-data database is unavailable ({type(exc).__name__}: {exc}). "
+                "Check the market_data_db connection.",
+            ) from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def today() -> dt.date:
+        return dt.datetime.now(dt.UTC).date()
+
+    def date_range(conn: Any, start_text: str | None, end_text: str | None) -> tuple[dt.date, dt.date]:
+        start, end = parse_day(start_text, "from"), parse_day(end_text, "to")
+        end = end or today()
+        if start is None:
+            exchanges = coverage.known_exchanges(row[0] for row in repository.active_symbol_counts(conn))
+            start = coverage.default_range(exchanges or ["NYSE"], end)[0]
+        try:
+            coverage.check_range(start, end)
+        except coverage.InvalidRangeError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return start, end
+
+    def root(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    @app.get("/api/coverage")
+    def coverage_json(start: FromParam = None, end: ToParam = None) -> JSONResponse:
+        """One row per (trading date, listing exchange): expected, stored, failed, no_data."""
+        with database() as conn:
+            first, last = date_range(conn, start, end)
+            rows = coverage.coverage(conn, first, last)
+        return JSONResponse(
+            {"from": first.isoformat(), "to": last.isoformat(), "rows": [row.as_json() for row in rows]}
+        )
+
+    @app.get("/api/freshness")
+    def freshness_json() -> JSONResponse:
+        delay = coverage.freshness_delay()
+        with database() as conn:
+            rows = coverage.freshness(conn, dt.datetime.now(dt.UTC), delay)
+        return JSONResponse(
+            {"delay_minutes": delay.total_seconds() / 60, "exchanges": [row.as_json() for row in rows]}
+        )
+
+    @app.get("/api/runs")
+    def runs_json(limit: LimitParam = 20) -> JSONResponse:
+        with database() as conn:
+            return JSONResponse({"runs": pages.jsonable(repository.latest_runs(conn, limit))})
+
+    @app.get("/api/failures")
+    def failures_json(start: FromParam = None, end: ToParam = None, limit: LimitParam = 200) -> JSONResponse:
+        with database() as conn:
+            first, last = date_range(conn, start, end)
+            rows = repository.failures(conn, first, last, limit)
+        return JSONResponse(
+            {"from": first.isoformat(), "to": last.isoformat(), "failures": pages.jsonable(rows)}
+        )
+
+    @app.get("/api/metrics")
+    def metrics_json(start: FromParam = None, end: ToParam = None, limit: LimitParam = 50) -> JSONResponse:
+        first, last = parse_day(start, "from"), parse_day(end, "to")
+        with database() as conn:
+            rows = repository.run_metrics(conn, first, last, limit)
+        return JSONResponse({"metrics": pages.jsonable(rows)})
+
+    @app.get("/api/symbols/{symbol}")
+    def symbol_json(symbol: str, start: FromParam = None, end: ToParam = None) -> JSONResponse:
+        with database() as conn:
+            found, bars, attempts = symbol_data(conn, symbol, start, end)
+        return JSONResponse(
+            {
+                "symbol": pages.jsonable([found])[0],
+                "bars": pages.jsonable(bars),
+                "attempts": pages.jsonable(attempts),
+            }
+        )
+
+    def symbol_data(
+        conn: Any, symbol: str, start_text: str | None, end_text: str | None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        found = repository.symbol_row(conn, symbol.strip().upper())
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"No symbol {symbol!r} in the symbols table")
+        end = parse_day(end_text, "to") or found["latest_bar"] or today()
+        start = parse_day(start_text, "from") or end - dt.timedelta(days=SYMBOL_DEFAULT_DAYS)
+        try:
+            coverage.check_range(start, end)
+        except coverage.InvalidRangeError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return (
+            found,
+            repository.symbol_bars(conn, found["id"], start, end),
+            repository.symbol_attempts(conn, found["id"]),
+        )
+
+    # -- HTML -----------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request, start: FromParam = None, end: ToParam = None) -> HTMLResponse:
+        delay = coverage.freshness_delay()
+        with database() as conn:
+            first, last = date_range(conn, start, end)
+            rows = coverage.coverage(conn, first, last)
+            fresh = coverage.freshness(conn, dt.datetime.now(dt.UTC), delay)
+            runs = repository.latest_runs(conn, 20)
+            failed = repository.failures(conn, first, last, 100)
+            metrics = repository.run_metrics(conn, limit=60)
+        return HTMLResponse(
+            pages.overview_page(root(request), first, last, rows, fresh, delay, runs, failed, metrics)
+        )
+
+    @app.get("/symbols/", response_class=HTMLResponse)
+    def symbol_search(request: Request, symbol: str = "") -> Any:
+        if not symbol.strip():
+            raise HTTPException(status_code=400, detail="Query parameter 'symbol' is empty; give a symbol")
+        return RedirectResponse(f"{root(request)}/symbols/{quote(symbol.strip().upper())}", status_code=303)
+
+    @app.get("/symbols/{symbol}", response_class=HTMLResponse)
+    def symbol_page(
+        request: Request, symbol: str, start: FromParam = None, end: ToParam = None
+    ) -> HTMLResponse:
+        with database() as conn:
+            found, bars, attempts = symbol_data(conn, symbol, start, end)
+        return HTMLResponse(pages.symbol_page(root(request), found, bars, attempts))
+
+    @app.exception_handler(HTTPException)
+    def http_error(request: Request, exc: HTTPException) -> Any:
+        if request.url.path.startswith(f"{root(request)}/api/") or "/api/" in request.url.path:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return HTMLResponse(
+            pages.error_page(root(request), exc.status_code, str(exc.detail)),
+            exc.status_code,
+            headers=exc.headers,
+        )
+
+    return app

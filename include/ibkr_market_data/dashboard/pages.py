@@ -1,0 +1,353 @@
+"""HTML of the dashboard's pages: plain tables, a coverage heatmap and an inline SVG chart, no JavaScript.
+
+Everything shown comes from the caller's rows; every value is escaped. Cells carry ``data-*``
+attributes with their numbers, so a browser test can read them back without parsing text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from ibkr_market_data.coverage import CoverageRow, Freshness
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.2rem; color: #1d232a; background: #fff; }
+h1 { font-size: 1.4rem; margin: 0 0 .4rem; } h2 { font-size: 1.1rem; margin: 1.4rem 0 .4rem; }
+table { border-collapse: collapse; font-size: .82rem; } td, th { padding: .2rem .45rem; border: 1px solid #d8dde3; }
+th { background: #f3f5f7; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.heatmap td { min-width: 2.6rem; text-align: center; font-size: .72rem; }
+.heatmap th.date { writing-mode: vertical-rl; transform: rotate(180deg); font-weight: normal; font-size: .7rem; }
+.complete { background: #a7e3b4; } .partial { background: #f9d98b; } .failed { background: #f2a2a2; }
+.empty { background: #f3f5f7; color: #98a2ad; } .closed { background: #fff; color: #c4cad1; }
+.fresh { color: #1b7f3b; font-weight: 600; } .late { color: #b42318; font-weight: 600; }
+.scroll { overflow-x: auto; max-width: 100%; } nav a { margin-right: 1rem; } .muted { color: #6b7580; }
+form { margin: .4rem 0 .8rem; } input { font: inherit; }
+"""
+
+
+def jsonable(rows: Iterable[Mapping[str, Any] | None]) -> list[Any]:
+    """Rows with dates as ISO text and decimals as floats, for a JSON response."""
+
+    def value(item: Any) -> Any:
+        if isinstance(item, dt.datetime | dt.date):
+            return item.isoformat()
+        if isinstance(item, decimal.Decimal):
+            return float(item)
+        return item
+
+    return [None if row is None else {key: value(item) for key, item in row.items()} for row in rows]
+
+
+def _page(root: str, title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<nav><a href='{escape(root)}/'>Market data</a>"
+        f"<a href='{escape(root)}/api/coverage'>JSON: coverage</a>"
+        f"<a href='{escape(root)}/docs'>API</a></nav>"
+        f"<h1>{escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _cell(value: Any, numeric: bool = False) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, float):
+        text = f"{value:.3f}"
+    elif isinstance(value, decimal.Decimal):
+        text = format(value.normalize(), "f")  # prices are NUMERIC(20,8): 30.55, not 30.55000000
+    elif isinstance(value, dt.datetime):
+        text = value.strftime("%Y-%m-%d %H:%M:%S")
+    else:
+        text = str(value)
+    return f"<td class='num'>{escape(text)}</td>" if numeric else f"<td>{escape(text)}</td>"
+
+
+def _table(table_id: str, headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
+    body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
+    if not body:
+        return f"<p class='muted' id='{table_id}'>{escape(empty)}</p>"
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    return f"<div class='scroll'><table id='{table_id}'><tr>{head}</tr>{body}</table></div>"
+
+
+def _symbol_link(root: str, symbol: str) -> str:
+    return f"<td><a href='{escape(root)}/symbols/{quote(symbol)}'>{escape(symbol)}</a></td>"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
+
+
+def heatmap(rows: Sequence[CoverageRow]) -> str:
+    """Exchanges down, trading dates across; each cell stored/expected, coloured by completeness."""
+    if not rows:
+        return "<p class='muted' id='coverage'>No active symbols, or no trading date in the range.</p>"
+    dates = sorted({row.date for row in rows})
+    exchanges = sorted({row.exchange for row in rows})
+    by_key = {(row.exchange, row.date): row for row in rows}
+    head = "<th>exchange</th>" + "".join(f"<th class='date'>{day.isoformat()}</th>" for day in dates)
+    lines = []
+    for exchange in exchanges:
+        cells = [f"<th>{escape(exchange)}</th>"]
+        for day in dates:
+            row = by_key.get((exchange, day))
+            if row is None:
+                cells.append(f"<td class='closed' title='{escape(exchange)} does not trade {day}'>·</td>")
+                continue
+            if row.expected == 0:
+                css = "empty"
+            elif row.complete:
+                css = "complete"
+            elif row.failed:
+                css = "failed"
+            else:
+                css = "partial"
+            title = (
+                f"{exchange} {day}: {row.stored} stored of {row.expected} expected, "
+                f"{row.failed} failed, {row.no_data} no data"
+            )
+            cells.append(
+                f"<td class='{css}' title='{escape(title)}' data-exchange='{escape(exchange)}' "
+                f"data-date='{day.isoformat()}' data-expected='{row.expected}' data-stored='{row.stored}' "
+                f"data-failed='{row.failed}' data-no-data='{row.no_data}'>{row.stored}/{row.expected}</td>"
+            )
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    legend = (
+        "<p class='muted'><span class='complete'>&nbsp;complete&nbsp;</span> "
+        "<span class='partial'>&nbsp;incomplete&nbsp;</span> <span class='failed'>&nbsp;has failures&nbsp;</span> "
+        "· not a session of that exchange. A cell: bars stored / symbols expected by the calendar "
+        "(no-data sessions count as complete).</p>"
+    )
+    return f"<div class='scroll'><table class='heatmap' id='coverage'><tr>{head}</tr>{''.join(lines)}</table></div>{legend}"
+
+
+def overview_page(
+    root: str,
+    start: dt.date,
+    end: dt.date,
+    rows: Sequence[CoverageRow],
+    fresh: Sequence[Freshness],
+    delay: dt.timedelta,
+    runs: Sequence[Mapping[str, Any]],
+    failed: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[str, Any]],
+) -> str:
+    query = urlencode({"from": start.isoformat(), "to": end.isoformat()})
+    form = (
+        f"<form method='get' action='{escape(root)}/'>From <input type='date' name='from' value='{start}'> "
+        f"to <input type='date' name='to' value='{end}'> <button type='submit'>Show</button> "
+        f"<a href='{escape(root)}/api/coverage?{escape(query)}'>JSON</a></form>"
+    )
+    freshness_rows = [
+        [
+            f"<td>{escape(item.exchange)}</td>",
+            _cell(item.latest_complete),
+            _cell(item.due),
+            _cell(item.due_missing, numeric=True),
+            f"<td class='{'late' if item.status == 'late' else 'fresh'}'>{escape(item.status)}</td>",
+        ]
+        for item in fresh
+    ]
+    run_rows = [
+        [
+            _cell(run["dag_id"]),
+            _cell(run["run_id"]),
+            _cell(run["started_at"]),
+            f"<td class='num'>{escape(_duration(run['duration_seconds']))}</td>",
+            f"<td class='{'late' if run['outcome'] == 'failed' else 'fresh'}'>{escape(run['outcome'])}</td>",
+            *(
+                _cell(run[key], numeric=True)
+                for key in ("completed", "failed", "no_data", "skipped", "pending")
+            ),
+        ]
+        for run in runs
+    ]
+    failure_rows = [
+        [
+            _symbol_link(root, row["symbol"]),
+            _cell(row["exchange"]),
+            _cell(row["date"]),
+            _cell(row["error_code"], numeric=True),
+            _cell(row["error_message"]),
+            _cell(row["try_number"], numeric=True),
+            _cell(row["dag_id"]),
+            _cell(row["run_id"]),
+        ]
+        for row in failed
+    ]
+    metric_rows = [
+        [
+            _cell(row["dag_id"]),
+            _cell(row["run_id"]),
+            _cell(row["exchange"]),
+            *(_cell(row[key], numeric=True) for key in ("symbols", "requests", "bars", "retries", "failed")),
+            _cell(row["latency_p50"], numeric=True),
+            _cell(row["latency_p95"], numeric=True),
+            _cell(
+                (row["bars"] / row["wall_seconds"]) if row["wall_seconds"] else None,
+                numeric=True,
+            ),
+            f"<td class='num'>{escape(_duration(row['wall_seconds']))}</td>",
+        ]
+        for row in metrics
+    ]
+    body = (
+        f"<p class='muted'>Trading dates {start} to {end}. Data is due {delay.total_seconds() / 3600:g} h after "
+        "each session's close.</p>"
+        f"{form}<h2>Coverage</h2>{heatmap(rows)}"
+        "<h2>Freshness</h2>"
+        + _table(
+            "freshness",
+            ["exchange", "latest complete session", "latest due session", "missing from it", "status"],
+            freshness_rows,
+            "No active symbols.",
+        )
+        + "<h2>Latest runs</h2>"
+        + _table(
+            "runs",
+            [
+                "DAG",
+                "run",
+                "started",
+                "duration",
+                "outcome",
+                "completed",
+                "failed",
+                "no data",
+                "skipped",
+                "pending",
+            ],
+            run_rows,
+            "No runs yet.",
+        )
+        + f"<h2>Failures ({len(failed)})</h2>"
+        + _table(
+            "failures",
+            ["symbol", "exchange", "date", "IB code", "message", "try", "DAG", "run"],
+            failure_rows,
+            "No failed attempt in the range.",
+        )
+        + "<h2>Run metrics</h2>"
+        + _table(
+            "metrics",
+            [
+                "DAG",
+                "run",
+                "exchange",
+                "symbols",
+                "requests",
+                "bars",
+                "retries",
+                "failed",
+                "latency p50 (s)",
+                "latency p95 (s)",
+                "bars/s",
+                "wall",
+            ],  # fmt: skip
+            metric_rows,
+            "No run metrics recorded yet (a run's summary task records them).",
+        )
+        + "<h2>Data quality</h2><p class='muted'>No data-quality checks are recorded yet.</p>"
+        + f"<form method='get' action='{escape(root)}/symbols/'>Symbol <input name='symbol' size='8'></form>"
+    )
+    return _page(root, "Market data", body)
+
+
+def price_chart(bars: Sequence[Mapping[str, Any]], width: int = 900, height: int = 300) -> str:
+    """An SVG of daily bars: a high-low line per session and the closes joined."""
+    if not bars:
+        return "<p class='muted' id='chart'>No bars stored in this range.</p>"
+    pad_left, pad, plot_w, plot_h = 80, 20, width - 100, height - 60
+    lows = [float(bar["low"]) for bar in bars]
+    highs = [float(bar["high"]) for bar in bars]
+    bottom, top = min(lows), max(highs)
+    span = (top - bottom) or max(top * 0.01, 1e-8)
+
+    def x(index: int) -> float:
+        return pad_left + (plot_w * (index + 0.5) / len(bars))
+
+    def y(price: float) -> float:
+        return pad + plot_h * (1 - (price - bottom) / span)
+
+    ranges = "".join(
+        f"<line x1='{x(i):.1f}' x2='{x(i):.1f}' y1='{y(float(bar['high'])):.1f}' y2='{y(float(bar['low'])):.1f}' "
+        "stroke='#9aa5b1' stroke-width='1'/>"
+        for i, bar in enumerate(bars)
+    )
+    closes = " ".join(f"{x(i):.1f},{y(float(bar['close'])):.1f}" for i, bar in enumerate(bars))
+    labels = (
+        f"<text x='{pad_left - 6}' y='{y(top) + 4:.1f}' text-anchor='end'>{top:g}</text>"
+        f"<text x='{pad_left - 6}' y='{y(bottom) + 4:.1f}' text-anchor='end'>{bottom:g}</text>"
+        f"<text x='{pad_left}' y='{height - 12}'>{bars[0]['date']}</text>"
+        f"<text x='{pad_left + plot_w}' y='{height - 12}' text-anchor='end'>{bars[-1]['date']}</text>"
+    )
+    return (
+        f"<svg id='chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"font-size='11' data-bars='{len(bars)}' role='img' aria-label='daily bars'>"
+        f"<rect x='{pad_left}' y='{pad}' width='{plot_w}' height='{plot_h}' fill='#fbfcfd' stroke='#d8dde3'/>"
+        f"{ranges}<polyline id='closes' points='{closes}' fill='none' stroke='#1f6feb' stroke-width='1.5'/>"
+        f"{labels}</svg>"
+    )
+
+
+def symbol_page(
+    root: str,
+    symbol: Mapping[str, Any],
+    bars: Sequence[Mapping[str, Any]],
+    attempts: Sequence[Mapping[str, Any]],
+) -> str:
+    info = (
+        f"<p>{escape(str(symbol['exchange']))} · {escape(str(symbol['currency']))} · conId {escape(str(symbol['con_id']))}"
+        f" · {'active' if symbol['active'] else 'inactive: ' + escape(str(symbol['inactive_reason'] or ''))}"
+        f"{' · data from ' + str(symbol['first_available_date']) if symbol['first_available_date'] else ''}</p>"
+    )
+    bar_rows = [
+        [
+            _cell(bar["date"]),
+            *(_cell(bar[key], numeric=True) for key in ("open", "high", "low", "close", "volume")),
+        ]
+        for bar in reversed(bars[-20:])
+    ]
+    attempt_rows = [
+        [
+            _cell(row["date"] if row["first_date"] == row["date"] else f"{row['first_date']}..{row['date']}"),
+            _cell(row["status"]),
+            _cell(row["error_code"], numeric=True),
+            _cell(row["error_message"]),
+            _cell(row["try_number"], numeric=True),
+            _cell(row["records_collected"], numeric=True),
+            _cell(row["request_seconds"], numeric=True),
+            _cell(row["dag_id"]),
+            _cell(row["run_id"]),
+            _cell(row["completed_at"]),
+        ]
+        for row in attempts
+    ]
+    api = f"{escape(root)}/api/symbols/{quote(str(symbol['symbol']))}"
+    body = (
+        info
+        + f"<p><a href='{api}'>JSON</a></p><h2>Daily bars ({len(bars)})</h2>"
+        + price_chart(bars)
+        + _table("bars", ["date", "open", "high", "low", "close", "volume"], bar_rows, "No bars.")
+        + "<h2>Attempts</h2>"
+        + _table(
+            "attempts",
+            ["date", "status", "IB code", "message", "try", "bars", "request s", "DAG", "run", "finished"],
+            attempt_rows,
+            "No attempt recorded.",
+        )
+    )
+    return _page(root, str(symbol["symbol"]), body)
+
+
+def error_page(root: str, status: int, detail: str) -> str:
+    return _page(root, f"Error {status}", f"<p id='error'>{escape(detail)}</p>")

@@ -1,0 +1,138 @@
+"""``make report FROM= TO=``: coverage, failures and run metrics of a date range, in the terminal.
+
+``python -m ibkr_market_data.report [--from YYYY-MM-DD] [--to YYYY-MM-DD]`` on the configured
+``market_data_db`` connection (default range: the last 30 trading dates). Exit 0 with the report,
+2 with one ``error:`` line on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from ibkr_market_data import coverage, repository
+from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+class BadInput(ValueError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="make report", description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="start", help="first trading date, YYYY-MM-DD")
+    parser.add_argument("--to", dest="end", help="last trading date, YYYY-MM-DD")
+    return parser
+
+
+def parse_range(start: str | None, end: str | None, today: dt.date) -> tuple[dt.date | None, dt.date]:
+    try:
+        first = parse_date_param(start, "FROM")
+        last = parse_date_param(end, "TO") or today
+    except InvalidRunParamError as exc:
+        raise BadInput(str(exc).replace("Param ", "")) from None
+    if first is not None:
+        try:
+            coverage.check_range(first, last)
+        except coverage.InvalidRangeError as exc:
+            raise BadInput(str(exc).replace("'from'", "FROM").replace("'to'", "TO")) from None
+    return first, last
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) -> None:
+    rows = coverage.coverage(conn, start, end)
+    dates = sorted({row.date for row in rows})
+    print(f"Market data {start}..{end}: {len(dates)} trading dates", file=out)
+    if not rows:
+        print(
+            "No active symbol trades in the range (none loaded? `python -m ibkr_market_data.cli load-symbols`)",
+            file=out,
+        )
+    print(
+        f"\n{'exchange':<10}{'expected':>10}{'stored':>10}{'failed':>8}{'no data':>9}{'missing':>9}  complete",
+        file=out,
+    )
+    for exchange in sorted({row.exchange for row in rows}):
+        mine = [row for row in rows if row.exchange == exchange]
+        complete = sum(1 for row in mine if row.complete)
+        totals = [
+            sum(getattr(row, key) for row in mine)
+            for key in ("expected", "stored", "failed", "no_data", "missing")
+        ]
+        print(
+            f"{exchange:<10}{totals[0]:>10}{totals[1]:>10}{totals[2]:>8}{totals[3]:>9}{totals[4]:>9}"
+            f"  {complete}/{len(mine)} dates",
+            file=out,
+        )
+    incomplete = [row for row in rows if not row.complete and row.expected]
+    if incomplete:
+        listed = ", ".join(f"{row.exchange} {row.date} ({row.missing})" for row in incomplete[:12])
+        more = f" and {len(incomplete) - 12} more" if len(incomplete) > 12 else ""
+        print(f"\nIncomplete (missing symbols): {listed}{more}", file=out)
+
+    failures = repository.failures(conn, start, end, limit=1000)
+    print(f"\nFailed attempts: {len(failures)}", file=out)
+    by_code: dict[object, int] = {}
+    for failure in failures:
+        by_code[failure["error_code"]] = by_code.get(failure["error_code"], 0) + 1
+    for code, count in sorted(by_code.items(), key=lambda item: -item[1]):
+        example = next(f for f in failures if f["error_code"] == code)
+        print(
+            f"  IB {code if code is not None else '-':<5} {count:>5}  e.g. {example['symbol']} {example['date']}: "
+            f"{(example['error_message'] or '')[:80]}",
+            file=out,
+        )
+
+    metrics = [
+        row
+        for row in repository.run_metrics(conn, start, end, limit=1000)
+        if row["exchange"] == repository.ALL_EXCHANGES
+    ]
+    print(f"\nRuns started in the range: {len(metrics)}", file=out)
+    if metrics:
+        print(
+            f"  {'run':<44}{'requests':>9}{'bars':>8}{'bars/s':>8}{'p50 s':>8}{'p95 s':>8}{'retries':>8}{'wall s':>9}{'failed':>7}",
+            file=out,
+        )
+    for row in metrics:
+        wall = row["wall_seconds"]
+        print(
+            f"  {row['run_id'][:43]:<44}{row['requests']:>9}{row['bars']:>8}"
+            f"{_number(row['bars'] / wall if wall else None, 1):>8}{_number(row['latency_p50']):>8}"
+            f"{_number(row['latency_p95']):>8}{row['retries']:>8}{_number(wall, 1):>9}{row['failed']:>7}",
+            file=out,
+        )
+
+
+def main(argv: Sequence[str] | None = None, connect: Callable[[], psycopg.Connection] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        start, end = parse_range(args.start, args.end, dt.datetime.now(dt.UTC).date())
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from ibkr_market_data.tasks.common import open_market_connection
+
+    conn = (connect or open_market_connection)()
+    try:
+        if start is None:
+            exchanges = coverage.known_exchanges(row[0] for row in repository.active_symbol_counts(conn))
+            start = coverage.default_range(exchanges or ["NYSE"], end)[0]
+        render(conn, start, end, sys.stdout)
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

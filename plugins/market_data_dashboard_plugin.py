@@ -1,0 +1,23 @@
+"""Mounts the market-data dashboard in Airflow's API server at /market-data and links it from the UI's nav.
+
+The app itself is ``ibkr_market_data.dashboard.app``; every route requires an Airflow user through the
+configured auth manager (locally, ``make run``'s all-admins simple auth manager lets everyone in).
+"""
+
+from airflow.plugins_manager import AirflowPlugin
+
+from ibkr_market_data.dashboard.app import URL_PREFIX, create_app
+
+
+class MarketDataDashboardPlugin(AirflowPlugin):
+    name = "market_data_dashboard"
+    fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Market data"}]
+    external_views = [
+        {
+            "name": "Market data",
+            "href": f"{URL_PREFIX}/",
+            "url_route": "market-data",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

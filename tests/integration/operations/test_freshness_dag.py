@@ -1,0 +1,39 @@
+"""The freshness watchdog DAG run with dag.test(): its logical date is the 'now' it checks against."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ibkr_market_data import repository
+from tests.integration.operations.conftest import D14
+
+
+@pytest.fixture
+def watchdog_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data_dev.local_env import REPO_ROOT
+
+    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "market_data_freshness.py"))
+    assert not dag_bag.import_errors
+    return dag_bag.get_dag("market_data_freshness")
+
+
+def test_watchdog_run_alerts_once_per_gap(watchdog_dag, week, http_sink, db_conn, monkeypatch):
+    monkeypatch.setenv("IBKR_FRESHNESS_DELAY_MINUTES", "180")
+    as_of = dt.datetime(
+        2025, 1, 15, 4, 0, tzinfo=dt.UTC
+    )  # the US 14th is due (21:00 + 3 h), ASX's 15th is not
+    first = watchdog_dag.test(logical_date=as_of, run_conf={"lookback_days": 3})
+    assert first.state == "success"
+    assert len(http_sink.posts) == 1
+    assert http_sink.posts[0][1]["text"].splitlines()[1:] == [
+        "- LATE NASDAQ 2025-01-14: 1 of 2 symbols missing 3 h after the close (1 stored, 1 failed, 0 no data)"
+    ]
+    again = watchdog_dag.test(logical_date=as_of + dt.timedelta(minutes=15), run_conf={"lookback_days": 3})
+    assert again.state == "success" and len(http_sink.posts) == 1
+    assert [(gap.exchange, gap.trading_date) for gap in repository.open_freshness_alerts(db_conn)] == [
+        ("NASDAQ", D14)
+    ]
