@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
+
+from ibkr_market_data.dag_defaults import DEFAULT_ARGS, START_DATE
 
 WATCHDOG_INTERVAL = dt.timedelta(minutes=15)
 
@@ -21,12 +22,12 @@ WATCHDOG_INTERVAL = dt.timedelta(minutes=15)
 @dag(
     dag_id="market_data_freshness",
     schedule=WATCHDOG_INTERVAL,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["market-data", "alerts"],
-    default_args={"owner": "market-data", "retries": 1, "retry_delay": dt.timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     params={
         "delay_minutes": Param(
             None,
