@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SECTIONS = ("sim", "daily", "backfill")
+SECTIONS = ("sim", "daily", "backfill", "dashboard")
 
 
 def _fmt(value: Any) -> str:
@@ -284,6 +284,7 @@ def markdown(results: dict[str, Any]) -> str:
         "sim": "Simulator throughput",
         "daily": "Daily run vs Airflow's floor",
         "backfill": "Backfill",
+        "dashboard": "Dashboard on a year of 5,000 symbols",
     }
     renderers = {"sim": sim_markdown, "daily": daily_markdown}
     for name in SECTIONS:

@@ -8,6 +8,8 @@ Sections (``--only`` picks some, comma-separated):
   beside a DAG of as many trivial mapped tasks (Airflow's floor, measured in the same run), IB's
   bound and the original cron script's schedule (``bench.daily_bench``).
 * ``backfill``: ``bench.backfill_bench.run(results)``, when that module exists.
+* ``dashboard``: the dashboard's pages and JSON on a generated year of 5,000 symbols
+  (``bench.dashboard_bench``).
 
 Every figure is reported beside a baseline measured in the same run, as a ratio; with repeats,
 medians. A section not run keeps its previous figures (with their own date) in the results files,
@@ -184,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 figures = run_sim(options.sim_repeats)
             elif name == "daily":
                 figures = run_daily(options.repeats, options.latency_ms, options.keep)
+            elif name == "dashboard":
+                from bench import dashboard_bench
+
+                figures = dashboard_bench.run()
             else:
                 figures = run_backfill(results)
                 if figures is None:
