@@ -15,7 +15,10 @@ from ibkr_market_data.universe import COLUMNS, load_universe, load_universe_file
 HEADER = ",".join(COLUMNS)
 GOOD_ROW = "AAPL,STK,SMART,NASDAQ,USD,265598,1,equity,Apple Inc"
 PROPERTY_SETTINGS = settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
