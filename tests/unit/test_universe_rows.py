@@ -47,6 +47,11 @@ def test_a_good_row_loads_from_a_file_path(tmp_path):
         (",STK,SMART,NASDAQ,USD,265598,1,equity,Apple", "symbol"),
         ("AAPL,STK,SMART,NASDAQ,USD,abc,1,equity,Apple", "con_id"),
         ("AAPL,STK,SMART,NASDAQ,USD,265598,0,equity,Apple", "priority"),
+        ("AAPL,STK,SMART,NASDAQ,USD,265598,99999,equity,Apple", "priority"),
+        ("AAPL,STK,SMART,NASDAQ,USD,99999999999999999999,1,equity,Apple", "con_id"),
+        ("AAPL,STK,SMART,NASDAQ,US,265598,1,equity,Apple", "currency"),
+        ("A" * 33 + ",STK,SMART,NASDAQ,USD,265598,1,equity,Apple", "symbol"),
+        ("AAPL,STK,SMART,NASDAQ-GLOBAL-SELECT,USD,265598,1,equity,Apple", "primary_exchange"),
     ],
 )
 def test_a_short_or_bad_row_names_file_line_and_column(tmp_path, row, column):
@@ -103,3 +108,10 @@ def test_well_formed_rows_load_as_written(tmp_path, symbol, con_id, priority):
     path = _write(tmp_path, HEADER, f"{symbol},STK,SMART,NASDAQ,USD,{con_id},{priority},equity,Name")
     [entry] = load_universe_files([path])
     assert (entry.symbol, entry.con_id, entry.priority) == (symbol.strip(), con_id, priority)
+
+
+def test_a_unicode_line_separator_inside_a_value_stays_in_the_value(tmp_path):
+    [entry] = load_universe_files(
+        [_write(tmp_path, HEADER, GOOD_ROW.replace("Apple Inc", "Apple\x85\u2028Inc"))]
+    )
+    assert entry.name == "Apple\x85\u2028Inc"

@@ -17,6 +17,7 @@ Columns of every file (header row required):
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -36,6 +37,11 @@ COLUMNS = (
 )
 # Every column but the descriptive name must hold a value.
 REQUIRED_VALUES = COLUMNS[:-1]
+# The widths of the symbols table's columns (migration 0001), so a long value is refused here by
+# name instead of failing the whole load in the database.
+MAX_LENGTHS = {"symbol": 32, "sec_type": 8, "exchange": 16, "primary_exchange": 16, "asset_class": 16}
+MAX_PRIORITY = 32767  # SMALLINT
+MAX_CON_ID = 2**63 - 1  # BIGINT
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,12 @@ def _merge(named_texts: Iterable[tuple[str, str]]) -> list[UniverseSymbol]:
 
 
 def _parse(file_name: str, text: str) -> list[UniverseSymbol]:
-    reader = csv.DictReader(text.splitlines())
+    if len(file_name.removesuffix(".csv")) > 32:
+        raise ValueError(
+            f"{file_name}: the file name (the symbols' source list) is longer than 32 characters"
+        )
+    # Not str.splitlines(): it also splits on U+0085, U+2028 and the like inside a value.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing_columns = [column for column in COLUMNS if column not in (reader.fieldnames or ())]
     if missing_columns:
         raise ValueError(
@@ -109,26 +120,32 @@ def _parse_row(
             raise ValueError(f"{where}: column {column!r} contains a NUL character")
         if not value and column in REQUIRED_VALUES:
             raise ValueError(f"{where}: column {column!r} is empty")
+        if len(value) > MAX_LENGTHS.get(column, len(value)):
+            raise ValueError(
+                f"{where}: column {column!r} is {len(value)} characters long, at most {MAX_LENGTHS[column]}"
+            )
         values[column] = value
+    if len(values["currency"]) != 3:
+        raise ValueError(f"{where}: column 'currency' is {values['currency']!r}, not a 3-letter code")
     return UniverseSymbol(
         symbol=values["symbol"],
         sec_type=values["sec_type"],
         exchange=values["exchange"],
         primary_exchange=values["primary_exchange"],
         currency=values["currency"],
-        con_id=_positive_int(where, "con_id", values["con_id"]),
-        priority=_positive_int(where, "priority", values["priority"]),
+        con_id=_positive_int(where, "con_id", values["con_id"], MAX_CON_ID),
+        priority=_positive_int(where, "priority", values["priority"], MAX_PRIORITY),
         asset_class=values["asset_class"],
         name=values["name"],
         source_list=source_list,
     )
 
 
-def _positive_int(where: str, column: str, value: str) -> int:
+def _positive_int(where: str, column: str, value: str, maximum: int) -> int:
     try:
         number = int(value)
     except ValueError:
         raise ValueError(f"{where}: column {column!r} is {value!r}, not a whole number") from None
-    if number < 1:
-        raise ValueError(f"{where}: column {column!r} is {number}, must be 1 or more")
+    if not 1 <= number <= maximum:
+        raise ValueError(f"{where}: column {column!r} is {number}, must be 1..{maximum}")
     return number
