@@ -17,4 +17,7 @@ COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins
 COPY --chown=airflow:root pools.json /opt/airflow/pools.json
 
-ENV AIRFLOW__CORE__LOAD_EXAMPLES=False
+# Production auth manager: the fab provider's users, roles and logins (pinned in requirements.txt).
+# The local stack's login-free mode is never part of the image.
+ENV AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager

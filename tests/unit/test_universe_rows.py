@@ -1,0 +1,117 @@
+"""Universe CSV rows: a short or malformed row is refused with file:line and the column, never a
+raw AttributeError; any row of the right shape loads."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ibkr_market_data.universe import COLUMNS, load_universe, load_universe_files
+
+HEADER = ",".join(COLUMNS)
+GOOD_ROW = "AAPL,STK,SMART,NASDAQ,USD,265598,1,equity,Apple Inc"
+PROPERTY_SETTINGS = settings(
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def _write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "custom.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_shipped_universe_loads():
+    assert len(load_universe()) == 320
+
+
+def test_a_good_row_loads_from_a_file_path(tmp_path):
+    [entry] = load_universe_files([_write(tmp_path, HEADER, GOOD_ROW)])
+    assert (entry.symbol, entry.con_id, entry.priority, entry.source_list) == ("AAPL", 265598, 1, "custom")
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ("AAPL,STK,SMART,NASDAQ,USD,265598,1,equity", "name"),
+        ("AAPL,STK,SMART", "primary_exchange"),
+        ("AAPL", "sec_type"),
+        ("AAPL,STK,SMART,NASDAQ,USD,,1,equity,Apple", "con_id"),
+        (",STK,SMART,NASDAQ,USD,265598,1,equity,Apple", "symbol"),
+        ("AAPL,STK,SMART,NASDAQ,USD,abc,1,equity,Apple", "con_id"),
+        ("AAPL,STK,SMART,NASDAQ,USD,265598,0,equity,Apple", "priority"),
+        ("AAPL,STK,SMART,NASDAQ,USD,265598,99999,equity,Apple", "priority"),
+        ("AAPL,STK,SMART,NASDAQ,USD,99999999999999999999,1,equity,Apple", "con_id"),
+        ("AAPL,STK,SMART,NASDAQ,US,265598,1,equity,Apple", "currency"),
+        ("A" * 33 + ",STK,SMART,NASDAQ,USD,265598,1,equity,Apple", "symbol"),
+        ("AAPL,STK,SMART,NASDAQ-GLOBAL-SELECT,USD,265598,1,equity,Apple", "primary_exchange"),
+    ],
+)
+def test_a_short_or_bad_row_names_file_line_and_column(tmp_path, row, column):
+    path = _write(tmp_path, HEADER, GOOD_ROW, row)
+    with pytest.raises(ValueError, match=rf"^custom\.csv:3: column '{column}'"):
+        load_universe_files([path])
+
+
+def test_a_header_without_a_column_is_named(tmp_path):
+    path = _write(tmp_path, "symbol,sec_type", "AAPL,STK")
+    with pytest.raises(ValueError, match=r"^custom\.csv:1: the header lacks column\(s\) exchange, "):
+        load_universe_files([path])
+
+
+def test_a_row_with_extra_fields_is_refused(tmp_path):
+    path = _write(tmp_path, HEADER, GOOD_ROW + ",surplus")
+    with pytest.raises(ValueError, match=r"^custom\.csv:2: the row has more fields"):
+        load_universe_files([path])
+
+
+_field = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@PROPERTY_SETTINGS
+@given(fields=st.lists(_field, min_size=0, max_size=12))
+def test_any_row_loads_or_is_refused_naming_its_line(tmp_path, fields):
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerow(fields)
+    path = tmp_path / "hostile.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    try:
+        entries = load_universe_files([path])
+    except ValueError as exc:
+        assert str(exc).startswith("hostile.csv:"), exc
+        assert "column" in str(exc) or "fields" in str(exc), exc
+    else:
+        for entry in entries:
+            assert entry.symbol and entry.con_id >= 1 and entry.priority >= 1
+            assert "\x00" not in entry.symbol
+
+
+@PROPERTY_SETTINGS
+@given(
+    symbol=st.text(alphabet=string.ascii_uppercase + " .", min_size=1, max_size=10).filter(str.strip),
+    con_id=st.integers(min_value=1, max_value=2**31 - 1),
+    priority=st.integers(min_value=1, max_value=9),
+)
+def test_well_formed_rows_load_as_written(tmp_path, symbol, con_id, priority):
+    path = _write(tmp_path, HEADER, f"{symbol},STK,SMART,NASDAQ,USD,{con_id},{priority},equity,Name")
+    [entry] = load_universe_files([path])
+    assert (entry.symbol, entry.con_id, entry.priority) == (symbol.strip(), con_id, priority)
+
+
+def test_a_unicode_line_separator_inside_a_value_stays_in_the_value(tmp_path):
+    [entry] = load_universe_files(
+        [_write(tmp_path, HEADER, GOOD_ROW.replace("Apple Inc", "Apple\x85\u2028Inc"))]
+    )
+    assert entry.name == "Apple\x85\u2028Inc"
