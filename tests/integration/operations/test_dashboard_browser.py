@@ -71,11 +71,15 @@ def collected(airflow_stack, stack_market_db, stack_simulator, alert_sink) -> st
             ]
             repository.upsert_bars(conn, symbol_id, "1day", [bar for bar in bars if bar is not None])
         conn.commit()
+    airflow_stack.wait_for_dag(DAG_ID)
+    airflow_stack.unpause(DAG_ID)
+    # Unpausing lets the scheduler start the latest date's scheduled run, which the session's other
+    # tests expect to succeed: it finishes before MSFT is made to fail.
+    scheduled = airflow_stack.wait_for_scheduled_run(DAG_ID)
+    airflow_stack.wait_for_run(DAG_ID, scheduled["dag_run_id"], 600)
     stack_simulator.faults.set("MSFT", no_permission=True)
     try:
-        airflow_stack.wait_for_dag(DAG_ID)
         run_id = airflow_stack.trigger(DAG_ID, {"date": RUN_DATE.isoformat()})
-        airflow_stack.unpause(DAG_ID)
         run = airflow_stack.wait_for_run(DAG_ID, run_id, 600)
     finally:
         stack_simulator.faults.clear("MSFT")
@@ -99,10 +103,13 @@ def test_the_dashboard_shows_what_the_database_holds(airflow_stack, stack_market
         expected = coverage.coverage(conn, FIRST, LAST)
         failures = repository.failures(conn, RUN_DATE, RUN_DATE)
         msft = repository.symbol_row(conn, "MSFT")
-        assert msft is not None and msft["latest_bar"] == RUN_DATE - dt.timedelta(days=1)
-        charted = repository.symbol_bars(
-            conn, msft["id"], msft["latest_bar"] - dt.timedelta(days=180), msft["latest_bar"]
-        )
+        assert msft is not None
+        # MSFT failed on RUN_DATE; its latest bar is the latest trading date's (the scheduled run's).
+        [(latest_stored,)] = conn.execute(
+            "SELECT max(timestamp)::date FROM market_data WHERE symbol_id = %s", (msft["id"],)
+        ).fetchall()
+        assert msft["latest_bar"] == latest_stored > RUN_DATE
+        charted = repository.symbol_bars(conn, msft["id"], FIRST, RUN_DATE)
 
     shown = {(cell["exchange"], cell["date"]): cell for cell in cells(page)}
     assert set(shown) == {(row.exchange, row.date.isoformat()) for row in expected}
@@ -133,6 +140,10 @@ def test_the_dashboard_shows_what_the_database_holds(airflow_stack, stack_market
     page.locator("#failures a", has_text="MSFT").first.click()
     page.wait_for_selector("#chart")
     assert page.url.endswith("/market-data/symbols/MSFT")
+    page.goto(
+        f"{airflow_stack.base_url}/market-data/symbols/MSFT?from={FIRST.isoformat()}&to={RUN_DATE.isoformat()}"
+    )
+    page.wait_for_selector("#chart")
     assert int(page.locator("#chart").get_attribute("data-bars")) == len(charted) >= 18
     assert page.locator("#attempts tr", has_text="354").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "dashboard-symbol.png"), full_page=True)
