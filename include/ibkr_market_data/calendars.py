@@ -63,7 +63,11 @@ def time_zone(exchange: str) -> str:
 
 
 def is_session(exchange: str, day: dt.date) -> bool:
-    return bool(get_calendar(exchange).is_session(day.isoformat()))
+    """Whether ``day`` is a session of ``exchange``; False outside the calendar's range."""
+    calendar = get_calendar(exchange)
+    if not calendar.first_session.date() <= day <= calendar.last_session.date():
+        return False  # exchange_calendars raises there (and overflows before 1677)
+    return bool(calendar.is_session(day.isoformat()))
 
 
 def sessions_between(exchange: str, start: dt.date, end: dt.date) -> list[dt.date]:

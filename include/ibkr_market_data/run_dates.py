@@ -66,6 +66,11 @@ def check_trading_date(trading_date: dt.date, exchanges: Sequence[str], now: dt.
             f"Param 'date' is {trading_date.isoformat()}, in the future; IB has no bars yet. "
             "Give a past trading date as YYYY-MM-DD."
         )
+    if trading_date < calendars.CALENDAR_START:
+        raise InvalidRunParamError(
+            f"Param 'date' is {trading_date.isoformat()}, before {calendars.CALENDAR_START.isoformat()}, "
+            "the first date this collector's calendars cover; give a later trading date."
+        )
     trading = [exchange for exchange in exchanges if calendars.is_session(exchange, trading_date)]
     if not trading:
         raise InvalidRunParamError(

@@ -12,11 +12,10 @@ import re
 
 import pytest
 from airflow.models.connection import Connection
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ibkr_market_data import cli
-from ibkr_market_data.calendars import CALENDAR_START
 from ibkr_market_data.hooks.ibkr_config import IbkrConfigError, IbkrConnectionConfig
 from ibkr_market_data.run_dates import InvalidRunParamError
 from ibkr_market_data.settings import DAILY_EXCHANGES
@@ -50,29 +49,14 @@ HOSTILE_TEXT = st.one_of(
         ]
     ),
 )
-# Daily dates from the calendars' first day: earlier ones hit a known defect (see
-# test_a_daily_date_before_the_calendars_is_refused_by_name); the backfill takes any.
-# The calendars are built from CALENDAR_START; their first sessions fall a few days later (XASX's
-# on 2005-01-04).
-FIRST_SESSIONS = CALENDAR_START + dt.timedelta(days=4)
-DAILY_DATES = st.dates(min_value=FIRST_SESSIONS, max_value=dt.date(2030, 12, 31))
 ANY_DATES = st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31))
-DATE_PARAM = st.one_of(st.none(), HOSTILE_TEXT, DAILY_DATES.map(dt.date.isoformat), DAILY_DATES)
+DATE_PARAM = st.one_of(st.none(), HOSTILE_TEXT, ANY_DATES.map(dt.date.isoformat), ANY_DATES)
 BACKFILL_DATE_PARAM = st.one_of(st.none(), HOSTILE_TEXT, ANY_DATES.map(dt.date.isoformat), ANY_DATES)
 EXCHANGES_PARAM = st.one_of(
     st.none(),
     HOSTILE_TEXT,
     st.lists(st.one_of(st.sampled_from(DAILY_EXCHANGES), HOSTILE_TEXT), max_size=4),
 )
-
-
-def _before_the_calendars(value: object) -> bool:
-    """A date-shaped value before the calendars' first sessions: the known defect the xfail tests below pin down."""
-    text = str(value).strip()
-    try:
-        return DATE_SHAPE.match(text) is not None and dt.date.fromisoformat(text) < FIRST_SESSIONS
-    except ValueError:
-        return False
 
 
 def _names_param(message: str, *names: str) -> bool:
@@ -82,7 +66,6 @@ def _names_param(message: str, *names: str) -> bool:
 @PROPERTY_SETTINGS
 @given(date=DATE_PARAM, exchanges=EXCHANGES_PARAM, run_type=st.sampled_from(["manual", "scheduled"]))
 def test_daily_date_and_exchanges_are_accepted_or_refused_by_name(date, exchanges, run_type):
-    assume(not _before_the_calendars(date))
     params = {"date": date, "exchanges": exchanges, "dry_run": False, "priority": "all", "symbols": []}
     try:
         trading_date = daily_tasks.resolve_date(params, run_type, NOW - dt.timedelta(days=1), NOW, now=NOW)
@@ -134,18 +117,12 @@ def test_backfill_params_are_accepted_or_refused_by_name(start, end, exchanges, 
         assert all(symbol == symbol.strip().upper() and symbol for symbol in request.symbols)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in run_dates.check_trading_date (reported): a daily date before the calendars' "
-    "first session raises exchange_calendars' DateOutOfBounds or OverflowError, not InvalidRunParamError",
-)
 @pytest.mark.parametrize("date", ["2005-01-01", "2000-01-01", "0001-01-01"])
 def test_a_daily_date_before_the_calendars_is_refused_by_name(date):
     with pytest.raises(InvalidRunParamError, match="'date'"):
         daily_tasks.resolve_date({"date": date}, "manual", NOW, NOW, now=NOW)
 
 
-@pytest.mark.xfail(strict=True, reason="same defect, at the CLI: a traceback instead of one error: line")
 @pytest.mark.parametrize("date", ["2005-01-01", "2000-01-01", "0001-01-01"])
 def test_cli_collect_refuses_a_date_before_the_calendars(date):
     with pytest.raises(cli.BadInput, match="--date"):
@@ -177,7 +154,6 @@ def test_cli_arguments_parse_and_check_or_fail_with_one_error(argv, capsys):
         stderr = capsys.readouterr().err
         assert [line for line in stderr.splitlines() if "error:" in line], stderr
         return
-    assume(not _before_the_calendars(getattr(args, "date", None)))
     try:
         cli.check(args)
     except cli.BadInput as exc:
