@@ -21,11 +21,15 @@ import os
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
 from ibkr_market_data import coverage, repository
+
+if TYPE_CHECKING:
+    import psycopg
+    from airflow.sdk import Connection as AirflowConnection
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class AlertDeliveryError(RuntimeError):
 # -- channels ---------------------------------------------------------------------------------
 
 
-def _connection(conn_id: str) -> Any | None:
+def _connection(conn_id: str) -> AirflowConnection | None:
     """The connection ``conn_id``, or None when it is not configured anywhere."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
@@ -60,7 +64,7 @@ def smtp_conn_id() -> str:
     return conf.get("email", "email_conn_id", fallback="smtp_default")
 
 
-def webhook_url(conn: Any) -> str:
+def webhook_url(conn: AirflowConnection) -> str:
     """The URL of a webhook connection (see the module docstring for the forms accepted)."""
     host = (conn.host or "").strip()
     if not host:
@@ -239,7 +243,7 @@ class FreshnessCheck:
 
 
 def check_freshness(
-    conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
+    conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
 ) -> FreshnessCheck:
     """Compare what is due by ``as_of`` with what was announced; the caller sends, then records."""
     announced = {(gap.exchange, gap.trading_date): gap for gap in repository.open_freshness_alerts(conn)}
@@ -258,7 +262,7 @@ def check_freshness(
     return check
 
 
-def record_check(conn: Any, check: FreshnessCheck, as_of: dt.datetime) -> None:
+def record_check(conn: psycopg.Connection, check: FreshnessCheck, as_of: dt.datetime) -> None:
     """Remember what was announced, so the next pass repeats nothing."""
     for gap in check.new_gaps:
         repository.record_freshness_alert(
@@ -269,7 +273,7 @@ def record_check(conn: Any, check: FreshnessCheck, as_of: dt.datetime) -> None:
 
 
 def run_watchdog(
-    conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
+    conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
 ) -> FreshnessCheck:
     """One watchdog pass: announce new gaps and recoveries once, then remember them (commits)."""
     check = check_freshness(conn, as_of, delay, lookback_days)
@@ -287,18 +291,15 @@ def run_watchdog(
 
 def watchdog_task(params: Mapping[str, Any], as_of: dt.datetime) -> dict[str, int]:
     """The watchdog DAG's task: one pass as of the run's logical date, on the market-data connection."""
-    from ibkr_market_data.tasks.common import market_db
+    from ibkr_market_data.tasks.common import market_connection
 
     delay = (
         dt.timedelta(minutes=int(params["delay_minutes"]))
         if params.get("delay_minutes") is not None
         else coverage.freshness_delay()
     )
-    conn = market_db().get_conn()
-    try:
+    with market_connection() as conn:
         check = run_watchdog(conn, as_of, delay, int(params.get("lookback_days") or 7))
-    finally:
-        conn.close()
     return {
         "new_gaps": len(check.new_gaps),
         "recovered": len(check.recovered),

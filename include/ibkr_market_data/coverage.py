@@ -13,9 +13,12 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ibkr_market_data import calendars, repository
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +155,7 @@ def expected_count(
     )
 
 
-def coverage(conn: Any, start: dt.date, end: dt.date) -> list[CoverageRow]:
+def coverage(conn: psycopg.Connection, start: dt.date, end: dt.date) -> list[CoverageRow]:
     """One row per (trading date, listing exchange of an active symbol) from ``start`` to ``end``."""
     check_range(start, end)
     symbol_counts = repository.active_symbol_counts(conn)
@@ -179,7 +182,9 @@ def due_session(exchange: str, as_of: dt.datetime, delay: dt.timedelta) -> dt.da
     return calendars.latest_closed_session(exchange, as_of - delay)
 
 
-def freshness(conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 45) -> list[Freshness]:
+def freshness(
+    conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 45
+) -> list[Freshness]:
     """Per listing exchange: the latest complete session, the latest due one, and what it lacks."""
     end = as_of.astimezone(dt.UTC).date() + dt.timedelta(days=1)
     rows = coverage(conn, end - dt.timedelta(days=lookback_days), end)
@@ -201,7 +206,7 @@ def freshness(conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days:
 
 
 def overdue_gaps(
-    conn: Any, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
+    conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
 ) -> list[CoverageRow]:
     """Sessions of the last ``lookback_days`` that are due by ``as_of`` and still incomplete."""
     end = as_of.astimezone(dt.UTC).date() + dt.timedelta(days=1)

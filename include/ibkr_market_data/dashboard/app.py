@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -21,6 +21,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from ibkr_market_data import coverage, repository
 from ibkr_market_data.dashboard import pages
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +39,11 @@ ToParam = Annotated[str | None, Query(alias="to", description="Last trading date
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="Rows at most")]
 
 
-def market_db_connect() -> Any:
+def market_db_connect() -> psycopg.Connection:
     """A connection to the ``market_data_db`` Airflow connection's database."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from ibkr_market_data.tasks.common import open_market_connection
 
-    from ibkr_market_data.settings import MARKET_DATA_CONN_ID
-
-    return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_conn()
+    return open_market_connection()
 
 
 def airflow_user_required() -> list[Any]:
@@ -86,7 +87,9 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
     def today() -> dt.date:
         return dt.datetime.now(dt.UTC).date()
 
-    def date_range(conn: Any, start_text: str | None, end_text: str | None) -> tuple[dt.date, dt.date]:
+    def date_range(
+        conn: psycopg.Connection, start_text: str | None, end_text: str | None
+    ) -> tuple[dt.date, dt.date]:
         start, end = parse_day(start_text, "from"), parse_day(end_text, "to")
         end = end or today()
         if start is None:
@@ -156,7 +159,7 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         )
 
     def symbol_data(
-        conn: Any, symbol: str, start_text: str | None, end_text: str | None
+        conn: psycopg.Connection, symbol: str, start_text: str | None, end_text: str | None
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         found = repository.symbol_row(conn, symbol.strip().upper())
         if found is None:
