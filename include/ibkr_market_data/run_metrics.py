@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ibkr_market_data import repository
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
 
-def record(conn: Any, dag_id: str, run_id: str) -> dict[str, Any] | None:
+def record(conn: psycopg.Connection, dag_id: str, run_id: str) -> dict[str, Any] | None:
     """Compute and store the run's metrics (per exchange and for the whole run), commit, log the totals.
 
     Returns the whole run's row (None for a run without attempts). Recording again overwrites.
