@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, NamedTuple
 from ibkr_market_data import repository
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     import psycopg
 
 
@@ -75,7 +73,7 @@ def read_run_report(
 
 @dataclass(frozen=True)
 class SessionCoverage:
-    """How many of the active symbols trading ``session`` have its daily bar stored."""
+    """How many of the symbols expected on ``session`` (by the calendars) have its daily bar stored."""
 
     session: dt.date
     stored: int
@@ -89,25 +87,19 @@ class SessionCoverage:
 
 
 def read_session_coverage(conn: psycopg.Connection, dag_id: str, run_id: str) -> list[SessionCoverage]:
-    """Coverage of each session the run attempted one at a time (a daily run's trading date)."""
-    from ibkr_market_data import calendars
-    from ibkr_market_data.bars import DAILY_TIMEFRAME
-    from ibkr_market_data.planning import session_timestamp
+    """Coverage of each session the run attempted one at a time (a daily run's trading date).
 
-    active = repository.select_symbols(conn)
-    coverage = []
+    Counted as the dashboard counts it (``coverage.coverage``), summed over listing exchanges.
+    """
+    from ibkr_market_data import coverage
+
+    sessions = []
     for session in repository.run_single_sessions(conn, dag_id, run_id):
-        trading = [row.id for row in active if _trades(calendars, row.primary_exchange, session)]
-        stored = repository.symbols_having_bar(conn, trading, DAILY_TIMEFRAME, session_timestamp(session))
-        coverage.append(SessionCoverage(session, len(stored), len(trading)))
-    return coverage
-
-
-def _trades(calendars: ModuleType, exchange: str, session: dt.date) -> bool:
-    try:
-        return bool(calendars.is_session(exchange, session))
-    except calendars.UnknownExchangeError:
-        return False  # planned as skipped with the reason; not expected to have a bar
+        rows = coverage.coverage(conn, session, session)
+        sessions.append(
+            SessionCoverage(session, sum(row.stored for row in rows), sum(row.expected for row in rows))
+        )
+    return sessions
 
 
 def names(symbols: Iterable[str], limit: int = 20) -> str:
