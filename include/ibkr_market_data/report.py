@@ -14,14 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from ibkr_market_data import coverage, repository
+from ibkr_market_data.cli import BadInput
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
 
 if TYPE_CHECKING:
     import psycopg
-
-
-class BadInput(ValueError):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:
