@@ -39,7 +39,8 @@ from typing import Any
 import psycopg
 
 from campaign.scenarios import SCENARIOS, Scenario
-from ibkr_market_data import schema
+from ibkr_market_data import repository, schema
+from ibkr_market_data.repository import AttemptStatus
 from ibkr_market_data.universe import load_universe
 from ibkr_market_data_dev import local_postgres
 from ibkr_market_data_dev.airflow_stack import AirflowStack
@@ -307,17 +308,9 @@ class Campaign:
         return int(row[0]) if row else 0
 
     def _unfinished(self, dag_id: str, run_id: str) -> int:
+        """Symbols of the run whose latest attempt is still ``pending``."""
         with psycopg.connect(self.market_db) as conn:
-            row = conn.execute(
-                """
-                SELECT COUNT(*) FROM (
-                    SELECT DISTINCT ON (symbol_id, start_date) status FROM collection_logs
-                    WHERE dag_id = %s AND run_id = %s ORDER BY symbol_id, start_date, try_number DESC, id DESC
-                ) latest WHERE status = 'pending'
-                """,
-                (dag_id, run_id),
-            ).fetchone()
-        return int(row[0]) if row else 0
+            return repository.run_summary(conn, dag_id, run_id).get(AttemptStatus.PENDING, 0)
 
     def _retried(self, dag_id: str, run_id: str) -> int:
         return sum(1 for ti in self.stack.task_instances(dag_id, run_id) if ti["try_number"] > 1)
