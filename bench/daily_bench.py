@@ -184,14 +184,15 @@ def _load_universe(market_db: str, ibkr_uri: str) -> dict[str, Any]:
 def planned_symbols(market_db: str, day: dt.date) -> int:
     """How many targets the daily DAG's plan task will make for ``day`` (nothing stored yet)."""
     from ibkr_market_data import repository
-    from ibkr_market_data.planning import plan_daily
+    from ibkr_market_data.planning import StoredState, lookback_start, plan_daily
+    from ibkr_market_data.settings import DAILY_LOOKBACK_SESSIONS
 
     with psycopg.connect(market_db) as conn:
         symbols = repository.select_symbols(conn, exchanges=list(DAILY_EXCHANGES))
-        stored = repository.symbols_having_bar(
-            conn, [row.id for row in symbols], "1day", dt.datetime.combine(day, dt.time())
-        )
-    return len(plan_daily(day, symbols, stored, dt.datetime.now(dt.UTC)).targets)
+        ids = [row.id for row in symbols]
+        since = lookback_start(day, DAILY_LOOKBACK_SESSIONS)
+        stored = StoredState(bars=repository.existing_bar_dates(conn, ids, "1day", since, day))
+    return len(plan_daily(day, symbols, stored, dt.datetime.now(dt.UTC), DAILY_LOOKBACK_SESSIONS).targets)
 
 
 def _dags_folder(workdir: Path) -> Path:

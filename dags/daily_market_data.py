@@ -7,8 +7,10 @@ that day. Each run collects every active symbol's daily bar for that session:
 **resolve_date** → **plan** (active symbols minus those already stored: the dedupe check) →
 **collect** (one mapped task per symbol, in the `ibkr` pool) → **summary**.
 
-Trigger it by hand with a `date` (default: the latest completed trading date), a `dry_run` that
-only logs what it would request, a `priority`, `exchanges` or `symbols` filter. A rerun of a date
+Trigger it by hand with a `date` (default: the latest completed trading date, by the schedule's
+close-plus-delay rule), a `dry_run` that only logs what it would request, a `priority`, `exchanges`
+or `symbols` filter. Each symbol is judged over its last `lookback_sessions` sessions: missing ones
+are healed and stored ones re-fetched and compared in the one request it sends. A rerun of a date
 requests nothing that is already stored. Every attempt is a row in `collection_logs`.
 """
 
@@ -20,7 +22,13 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.dag_defaults import DAILY_RUN_TIMEOUT, DEFAULT_ARGS, START_DATE, selection_params
-from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_EXCHANGES, IBKR_POOL
+from ibkr_market_data.settings import (
+    CLOSE_DELAY_MINUTES,
+    DAILY_EXCHANGES,
+    DAILY_LOOKBACK_SESSIONS,
+    IBKR_POOL,
+    MAX_LOOKBACK_SESSIONS,
+)
 from ibkr_market_data.tasks.common import run_context
 from ibkr_market_data.timetables import ExchangeSessionTimetable
 
@@ -48,6 +56,17 @@ if TYPE_CHECKING:
             format="date",
             title="Trading date",
             description="Session to collect (YYYY-MM-DD). Empty: the latest completed trading date.",
+        ),
+        "lookback_sessions": Param(
+            DAILY_LOOKBACK_SESSIONS,
+            type="integer",
+            minimum=1,
+            maximum=MAX_LOOKBACK_SESSIONS,
+            title="Look back (sessions)",
+            description=(
+                "Each symbol's last N sessions up to the date: missing ones are collected, stored ones "
+                "fetched again in the same request and compared. 1: only the date itself."
+            ),
         ),
         "priority": Param(
             "all",

@@ -17,7 +17,7 @@ from typing import Protocol
 import psycopg
 from psycopg import Connection
 
-from ibkr_market_data import repository
+from ibkr_market_data import calendars, repository
 from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError, latest_per_timestamp
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
@@ -67,11 +67,15 @@ def collect_target(
     target: CollectionTarget,
     run: RunContext,
     store: BarStore | None = None,
+    record_absent: bool = False,
 ) -> SymbolOutcome:
     """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed.
 
-    ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``.
-    A database error fails the attempt, recorded with its text, and is retryable.
+    ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``,
+    which records changed bars in ``bar_revisions``. ``record_absent``: sessions of the window IB
+    sent no bar for are recorded in ``no_data_sessions`` (the daily run's; a backfill records its own
+    after asking IB's head timestamp). A database error fails the attempt, recorded with its text,
+    and is retryable.
     """
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
     first, last = target.first_session_date, target.session_date
@@ -79,7 +83,7 @@ def collect_target(
     log_id = repository.start_attempt(conn, run, target.symbol_id, timeframe, *window)
     conn.commit()
 
-    if first == last and repository.symbols_having_bar(conn, [target.symbol_id], timeframe, window[1]):
+    if not _missing_sessions(conn, target, timeframe):
         # Another run stored it since this run was planned: send nothing.
         repository.finish_attempt(conn, log_id, AttemptStatus.SKIPPED, error_message=ALREADY_COLLECTED)
         conn.commit()
@@ -102,7 +106,12 @@ def collect_target(
                 last,
                 len(in_window) - len(wanted),
             )
-        result = (store or repository.upsert_bars)(conn, target.symbol_id, timeframe, wanted)
+        if store is None:
+            result = repository.upsert_bars(conn, target.symbol_id, timeframe, wanted, run)
+        else:
+            result = store(conn, target.symbol_id, timeframe, wanted)
+        if record_absent:
+            _record_absent(conn, target, timeframe, {bar.session_date for bar in wanted}, run)
         repository.finish_attempt(
             conn,
             log_id,
@@ -124,6 +133,8 @@ def collect_target(
             error_code=exc.code,
         )
         repository.record_request_seconds(conn, log_id, time.monotonic() - request_started)
+        if record_absent:
+            _record_absent(conn, target, timeframe, set(), run)
         conn.commit()
         log.info("%s %s: no data from IB (%s)", target.symbol, last, exc.reason)
         return outcome
@@ -155,6 +166,30 @@ def collect_target(
         bars_inserted=result.inserted,
         bars_revised=result.revised,
     )
+
+
+def _missing_sessions(conn: Connection, target: CollectionTarget, timeframe: str) -> list[dt.date]:
+    """The sessions of ``target``'s window that have no stored bar yet (every one of them if its exchange has no calendar)."""
+    first, last = target.first_session_date, target.session_date
+    try:
+        sessions = calendars.sessions_between(target.primary_exchange, first, last)
+    except calendars.UnknownExchangeError:
+        sessions = [first, last]
+    stored = repository.existing_bar_dates(conn, [target.symbol_id], timeframe, first, last)
+    have = stored.get(target.symbol_id, set())
+    return [day for day in sessions if day not in have]
+
+
+def _record_absent(
+    conn: Connection, target: CollectionTarget, timeframe: str, received: set[dt.date], run: RunContext
+) -> None:
+    """Record the window's sessions that IB sent no bar for and that have none stored."""
+    from ibkr_market_data.backfill import NO_DATA_FROM_IB
+
+    absent = [day for day in _missing_sessions(conn, target, timeframe) if day not in received]
+    if absent:
+        repository.record_no_data_sessions(conn, target.symbol_id, timeframe, absent, NO_DATA_FROM_IB, run)
+        log.info("%s: IB sent no bar for %s", target.symbol, ", ".join(map(str, absent)))
 
 
 def _record_failure(

@@ -1,15 +1,24 @@
 """Deciding, for one trading date, which symbols to request and why the others are skipped.
 
-The plan is pure: it takes the symbols, the bars already stored and the clock, and returns one
-``CollectionTarget`` per symbol to request (serialisable, one mapped task each) and one
-``Skip`` per symbol left alone, with the reason recorded in ``collection_logs``.
+The plan is pure: it takes the symbols, what the database knows of them (stored bars, sessions
+known to have no data, IB's first available date) and the clock, and returns one
+``CollectionTarget`` per symbol to request (serialisable, one mapped task each) and one ``Skip``
+per symbol left alone, with the reason recorded in ``collection_logs``.
+
+Each symbol is judged over its **lookback window**: the last ``lookback_sessions`` closed sessions
+of its primary exchange up to the trading date, none before its first available date. Where any
+of them is missing (no bar, not known to have no data), the symbol sends one request covering the
+whole window: the missing sessions are healed (a date lost to a down scheduler or a failed run is
+collected by the next daily run, not left to a manual backfill) and the stored ones come back to be
+compared, so late prints and corrections are recorded in ``bar_revisions``. Where none is missing,
+nothing is sent: a rerun of a date requests nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import cast
 
@@ -24,6 +33,7 @@ from ibkr_market_data.repository import SymbolRow
 NOT_A_TRADING_DAY = "not a trading day"
 ALREADY_COLLECTED = "already collected"
 SESSION_NOT_CLOSED = "session not closed yet"
+NOT_LISTED_YET = "not listed yet"
 
 
 @dataclass(frozen=True)
@@ -107,41 +117,86 @@ def daily_target(row: SymbolRow, first: dt.date, last: dt.date) -> CollectionTar
     )
 
 
+@dataclass(frozen=True)
+class StoredState:
+    """What the database knows of the symbols around a trading date, per symbol id."""
+
+    bars: Mapping[int, Collection[dt.date]]
+    #: Sessions recorded as having no data at IB (settled by the no-data policy): never missing.
+    no_data: Mapping[int, Collection[dt.date]] | None = None
+    #: IB's head timestamp, where asked: sessions before it are never missing.
+    first_available: Mapping[int, dt.date] | None = None
+
+
+def lookback_sessions(exchange: str, trading_date: dt.date, count: int, now: dt.datetime) -> list[dt.date]:
+    """The sessions of ``exchange`` among the last ``count`` trading slots up to ``trading_date``, closed by ``now``.
+
+    The trading date is one slot even where ``exchange`` does not trade it, so a lookback of 1 is
+    the date alone, and a holiday's run heals only the sessions before it.
+    """
+    start = lookback_start(trading_date, count)
+    sessions = calendars.sessions_between(exchange, start, trading_date)
+    if not calendars.is_session(exchange, trading_date):
+        count -= 1
+    window = sessions[-count:] if count else []
+    return [day for day in window if calendars.session_close(exchange, day) <= now]
+
+
+def lookback_start(trading_date: dt.date, count: int) -> dt.date:
+    """A date on or before the first session of any exchange's lookback window (for reading the database)."""
+    # Two calendar days per session, plus a fortnight, hold ``count`` sessions in any calendar.
+    return trading_date - dt.timedelta(days=2 * count + 14)
+
+
 def plan_daily(
     trading_date: dt.date,
     symbols: Sequence[SymbolRow],
-    already_collected: Iterable[int],
+    stored: StoredState,
     now: dt.datetime,
+    lookback: int = 1,
 ) -> DailyPlan:
-    """Targets and skips for ``trading_date``; symbols on an exchange not trading that day send nothing.
+    """Targets and skips for ``trading_date`` over each symbol's lookback window (see the module docstring).
 
     A symbol whose primary exchange has no calendar here is skipped with the reason, alone: the
     others are planned as usual.
     """
-    collected = set(already_collected)
+    if lookback < 1:
+        raise ValueError(f"lookback must be at least 1 session, got {lookback}")
     targets: list[CollectionTarget] = []
     skips: list[Skip] = []
     for row in symbols:
         try:
-            reason = _skip_reason(row, trading_date, collected, now)
+            window_or_reason = _window(row, trading_date, stored, now, lookback)
         except calendars.UnknownExchangeError as exc:
-            reason = str(exc)
-        if reason:
-            skips.append(Skip(row.id, row.symbol, reason))
+            window_or_reason = str(exc)
+        if isinstance(window_or_reason, str):
+            skips.append(Skip(row.id, row.symbol, window_or_reason))
         else:
-            targets.append(daily_target(row, trading_date, trading_date))
+            targets.append(daily_target(row, *window_or_reason))
     return DailyPlan(trading_date=trading_date, targets=targets, skips=skips)
 
 
-def _skip_reason(row: SymbolRow, trading_date: dt.date, collected: set[int], now: dt.datetime) -> str | None:
+def _window(
+    row: SymbolRow, trading_date: dt.date, stored: StoredState, now: dt.datetime, lookback: int
+) -> tuple[dt.date, dt.date] | str:
+    """The sessions ``(first, last)`` to request for ``row``, or why it sends nothing."""
     exchange = row.primary_exchange
+    first_available = (stored.first_available or {}).get(row.id)
+    if first_available is not None and first_available > trading_date:
+        return f"{NOT_LISTED_YET}: IB has data from {first_available.isoformat()} (head timestamp)"
+    window = [
+        day
+        for day in lookback_sessions(exchange, trading_date, lookback, now)
+        if first_available is None or day >= first_available
+    ]
+    settled = set(stored.bars.get(row.id, ())) | set((stored.no_data or {}).get(row.id, ()))
+    if any(day not in settled for day in window):
+        return window[0], window[-1]
     if not calendars.is_session(exchange, trading_date):
         return f"{NOT_A_TRADING_DAY} on {exchange}"
-    if row.id in collected:
-        return ALREADY_COLLECTED
     if calendars.session_close(exchange, trading_date) > now:
         return f"{SESSION_NOT_CLOSED} on {exchange}"
-    return None
+    return ALREADY_COLLECTED
 
 
 def session_timestamp(day: dt.date) -> dt.datetime:

@@ -2,7 +2,9 @@
 
 Order of precedence: the ``date`` param; for scheduled and backfill runs, the logical date (midnight
 UTC of the trading date, see ``timetables``); otherwise the latest completed trading date as of the
-logical date, or of ``run_after`` when a manual run has no logical date.
+logical date, or of ``run_after`` when a manual run has no logical date, by the timetable's rule:
+a date is completed once its last close plus the run delay has passed (a manual run 10 minutes
+after the close collects the previous date, as the schedule would at that time).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def resolve_trading_date(
     logical_date: dt.datetime | None,
     run_after: dt.datetime | None,
     exchanges: Sequence[str],
+    delay: dt.timedelta = dt.timedelta(0),
 ) -> dt.date:
-    """The trading date of a run (see the module docstring)."""
+    """The trading date of a run (see the module docstring); ``delay`` is the timetable's, after the close."""
     chosen = parse_date_param(date_param)
     if chosen is not None:
         return chosen
@@ -56,7 +59,7 @@ def resolve_trading_date(
     as_of = logical_date or run_after
     if as_of is None:
         raise InvalidRunParamError("The run has no date param, logical date or run_after to take a date from")
-    return calendars.latest_completed_trading_date(exchanges, as_of)
+    return calendars.latest_completed_trading_date(exchanges, as_of - delay)
 
 
 def check_trading_date(trading_date: dt.date, exchanges: Sequence[str], now: dt.datetime) -> None:

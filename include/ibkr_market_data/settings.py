@@ -12,3 +12,10 @@ IBKR_POOL = "ibkr"
 DAILY_EXCHANGES = ("ASX", "NASDAQ", "NYSE", "ARCA")
 #: Minutes after the last close of a trading date before its run starts.
 CLOSE_DELAY_MINUTES = 30
+#: Trading sessions each daily run looks back over, per symbol, its own date included: any of them
+#: still missing (a down scheduler, a failed run) is healed, and when a symbol is requested its
+#: stored bars in that window are fetched again and compared (late prints, corrections), in the
+#: one request it sends anyway. 1 collects only the run's own date. The trigger form can override it.
+DAILY_LOOKBACK_SESSIONS = 5
+#: The most sessions the ``lookback_sessions`` param accepts: one request of ``N D`` stays small.
+MAX_LOOKBACK_SESSIONS = 30

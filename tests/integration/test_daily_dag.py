@@ -70,6 +70,16 @@ def test_daily_run_stores_the_simulators_bars(daily_dag, small_universe, market_
     assert stored_bars(market_db, day)["SQQQ"][4] > 2**31
     assert ibkr_connection.violations() == []
 
+    # Each symbol's request covered its last five sessions (the lookback), one bar per session.
+    with psycopg.connect(market_db) as conn:
+        per_symbol = dict(
+            conn.execute(
+                "SELECT s.symbol, COUNT(*) FROM market_data md JOIN symbols s ON s.id = md.symbol_id GROUP BY 1"
+            ).fetchall()
+        )
+    assert per_symbol == dict.fromkeys(SMALL_UNIVERSE, 5)
+    assert len(ibkr_connection.request_log.historical()) == len(SMALL_UNIVERSE)
+
     # A rerun of the date requests nothing and duplicates nothing.
     requests_before = len(ibkr_connection.request_log.historical())
     rerun = daily_dag.test(run_conf={"date": day.isoformat()})
@@ -77,13 +87,14 @@ def test_daily_run_stores_the_simulators_bars(daily_dag, small_universe, market_
     assert len(ibkr_connection.request_log.historical()) == requests_before
     assert {s[0] for s in latest_statuses(market_db, rerun.run_id).values()} == {"skipped"}
     with psycopg.connect(market_db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == len(SMALL_UNIVERSE)
+        assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 5 * len(SMALL_UNIVERSE)
 
 
 def test_exchange_holiday_skips_its_symbols_without_requests(
     daily_dag, small_universe, market_db, ibkr_connection
 ):
-    dag_run = daily_dag.test(run_conf={"date": MLK_DAY.isoformat()})
+    # A lookback of one session is the date alone: the US symbols have nothing to heal.
+    dag_run = daily_dag.test(run_conf={"date": MLK_DAY.isoformat(), "lookback_sessions": 1})
     assert dag_run.state == "success"
     statuses = latest_statuses(market_db, dag_run.run_id)
     assert {s for s, v in statuses.items() if v[0] == "completed"} == ASX
@@ -92,6 +103,63 @@ def test_exchange_holiday_skips_its_symbols_without_requests(
         assert statuses[symbol][1].startswith("not a trading day")
     assert {r.symbol for r in ibkr_connection.request_log.historical()} == ASX
     assert set(stored_bars(market_db, MLK_DAY)) == ASX
+
+
+def test_the_next_daily_run_heals_a_lost_date_and_records_a_changed_bar(
+    daily_dag, small_universe, market_db, ibkr_connection
+):
+    """A date lost to a down scheduler comes back with the next run; a late correction is a revision."""
+    import dataclasses
+
+    from ibkr_market_data import calendars, repository
+    from ibkr_market_data_dev.simulated_ib import stored_bar
+
+    day = dt.date(2025, 1, 15)
+    week = calendars.sessions_between("NASDAQ", dt.date(2025, 1, 8), day)  # 8, 10, 13, 14, 15
+    correct = stored_bar(ibkr_connection.model.daily_bar("AAPL", week[2]))
+    outdated = dataclasses.replace(correct, close=correct.low, volume=correct.volume + 100)
+    with psycopg.connect(market_db) as conn:
+        [aapl] = repository.select_symbols(conn, symbols=["AAPL"])
+        # Stored: 8, 10 and an outdated 13; 14 was never collected (its run did not happen).
+        before = [stored_bar(ibkr_connection.model.daily_bar("AAPL", d)) for d in week[:2]]
+        repository.upsert_bars(conn, aapl.id, "1day", [*before, outdated])
+        conn.commit()
+
+    dag_run = daily_dag.test(run_conf={"date": day.isoformat(), "symbols": ["AAPL"]})
+    assert dag_run.state == "success"
+
+    [request] = ibkr_connection.request_log.historical()
+    assert (request.duration, request.end_date_time) == ("8 D", "20250115 23:59:59 America/New_York")
+    with psycopg.connect(market_db) as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT timestamp::date, close FROM market_data WHERE symbol_id = %s", (aapl.id,)
+            ).fetchall()
+        )
+        revisions = conn.execute(
+            "SELECT timestamp::date, old_close, new_close, run_id FROM bar_revisions"
+        ).fetchall()
+    expected = {d: stored_bar(ibkr_connection.model.daily_bar("AAPL", d)).close for d in week}
+    assert stored == expected
+    assert revisions == [(week[2], outdated.close, correct.close, dag_run.run_id)]
+
+    # The window is whole now: a rerun sends nothing.
+    rerun = daily_dag.test(run_conf={"date": day.isoformat(), "symbols": ["AAPL"]})
+    assert rerun.state == "success"
+    assert len(ibkr_connection.request_log.historical()) == 1
+
+
+def test_sessions_ib_has_no_bar_for_are_recorded_as_no_data(
+    daily_dag, small_universe, market_db, ibkr_connection
+):
+    ibkr_connection.faults.set("MSFT", no_data=True)
+    day = dt.date(2025, 1, 15)
+    dag_run = daily_dag.test(run_conf={"date": day.isoformat(), "symbols": ["MSFT"], "lookback_sessions": 2})
+    assert dag_run.state == "success"
+    assert latest_statuses(market_db, dag_run.run_id)["MSFT"][0] == "no_data"
+    with psycopg.connect(market_db) as conn:
+        recorded = conn.execute("SELECT session, reason FROM no_data_sessions ORDER BY session").fetchall()
+    assert recorded == [(dt.date(2025, 1, 14), "no data from IB"), (day, "no data from IB")]
 
 
 def test_permanent_ib_error_fails_only_that_symbol(daily_dag, small_universe, market_db, ibkr_connection):

@@ -93,6 +93,34 @@ def test_upsert_is_idempotent_and_counts_revisions(db_conn, symbol_ids):
     assert [close for _, close in rows] == [Decimal("100.5"), Decimal("100.75"), Decimal("100.5")]
 
 
+@pytest.mark.parametrize("extra_days", [0, repository.ARRAY_UPSERT_MAX_BARS], ids=["arrays", "copy"])
+def test_upsert_with_a_run_records_old_and_new_values_and_forgets_no_data(db_conn, symbol_ids, extra_days):
+    aapl = symbol_ids["AAPL"]
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(2 + extra_days)]
+    repository.upsert_bars(db_conn, aapl, "1day", [bar(d) for d in days[:-1]], RUN)
+    repository.record_no_data_sessions(db_conn, aapl, "1day", [days[-1]], "no data from IB", RUN)
+    db_conn.commit()
+
+    result = repository.upsert_bars(
+        db_conn, aapl, "1day", [bar(days[0], close="100.75"), *(bar(d) for d in days[1:])], RUN
+    )
+    db_conn.commit()
+
+    assert (result.inserted, result.revised) == (1, 1)
+    revisions = db_conn.execute(
+        "SELECT timestamp::date, old_close, new_close, dag_id, run_id FROM bar_revisions"
+    ).fetchall()
+    assert revisions == [(days[0], Decimal("100.5"), Decimal("100.75"), RUN.dag_id, RUN.run_id)]
+    assert db_conn.execute("SELECT COUNT(*) FROM no_data_sessions").fetchone()[0] == 0
+    # The same bars again: nothing written, no revision.
+    again = repository.upsert_bars(
+        db_conn, aapl, "1day", [bar(days[0], close="100.75"), *(bar(d) for d in days[1:])], RUN
+    )
+    db_conn.commit()
+    assert (again.inserted, again.revised) == (0, 0)
+    assert db_conn.execute("SELECT COUNT(*) FROM bar_revisions").fetchone()[0] == 1
+
+
 def test_large_batches_go_through_copy_with_the_same_semantics(db_conn, symbol_ids):
     days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(repository.ARRAY_UPSERT_MAX_BARS + 36)]
     first = repository.upsert_bars(db_conn, symbol_ids["AAPL"], "1day", [bar(d) for d in days])

@@ -1,8 +1,16 @@
-"""The daily plan: which symbols to request for one trading date, and why the others are skipped."""
+"""The daily plan: which symbols to request for one trading date, over which sessions, and why the others are skipped."""
 
 import datetime as dt
 
-from ibkr_market_data.planning import ALREADY_COLLECTED, plan_daily
+import pytest
+
+from ibkr_market_data.planning import (
+    ALREADY_COLLECTED,
+    StoredState,
+    lookback_sessions,
+    lookback_start,
+    plan_daily,
+)
 from ibkr_market_data.repository import SymbolRow
 
 AAPL = SymbolRow(1, "AAPL", "SMART", "NASDAQ", "USD", "STK", 265598, 1, True)
@@ -13,26 +21,109 @@ ON_CHIXAU = SymbolRow(4, "XRO", "ASX", "CHIXAU", "AUD", "STK", 700000002, 2, Tru
 
 DAY = dt.date(2025, 1, 15)
 NOW = dt.datetime(2025, 1, 16, 12, tzinfo=dt.UTC)
+#: NASDAQ's five sessions up to 2025-01-15: it closed on 2025-01-09, a national day of mourning.
+US_WEEK = [dt.date(2025, 1, d) for d in (8, 10, 13, 14, 15)]
+
+
+def stored(**bars: list[dt.date]) -> StoredState:
+    ids = {"AAPL": AAPL.id, "BHP": BHP.id, "CBA": CBA.id}
+    return StoredState(bars={ids[name]: days for name, days in bars.items()})
 
 
 def test_a_symbol_on_an_exchange_without_a_calendar_is_skipped_and_the_others_are_planned():
-    plan = plan_daily(DAY, [AAPL, ON_CHIXAU, BHP, CBA], already_collected=[CBA.id], now=NOW)
+    plan = plan_daily(DAY, [AAPL, ON_CHIXAU, BHP, CBA], stored(CBA=[DAY]), now=NOW)
 
     assert [target.symbol for target in plan.targets] == ["AAPL", "BHP"]
     assert [(skip.symbol, skip.reason) for skip in plan.skips] == [
         ("XRO", "No trading calendar for exchange 'CHIXAU'; known: AMEX, ARCA, ASX, BATS, NASDAQ, NYSE"),
         ("CBA", ALREADY_COLLECTED),
     ]
+    # A lookback of one session is the date alone.
+    assert [(t.first_session_date, t.session_date, t.duration) for t in plan.targets] == [
+        (DAY, DAY, "1 D")
+    ] * 2
 
 
 def test_a_holiday_and_an_open_session_are_skipped_with_their_exchange():
     mlk_day = dt.date(2025, 1, 20)
-    plan = plan_daily(
-        mlk_day, [AAPL, BHP], already_collected=[], now=dt.datetime(2025, 1, 20, 3, tzinfo=dt.UTC)
-    )
+    plan = plan_daily(mlk_day, [AAPL, BHP], stored(), now=dt.datetime(2025, 1, 20, 3, tzinfo=dt.UTC))
 
     assert plan.targets == []
     assert [(skip.symbol, skip.reason) for skip in plan.skips] == [
         ("AAPL", "not a trading day on NASDAQ"),
         ("BHP", "session not closed yet on ASX"),
     ]
+
+
+def test_the_lookback_window_is_the_exchange_s_last_closed_sessions_up_to_the_date():
+    assert lookback_sessions("NASDAQ", DAY, 5, NOW) == US_WEEK
+    # MLK day is no NASDAQ session; Australia Day's Monday holiday (2025-01-27) is no ASX session.
+    assert lookback_sessions("NASDAQ", dt.date(2025, 1, 21), 2, NOW.replace(day=22)) == [
+        dt.date(2025, 1, 17),
+        dt.date(2025, 1, 21),
+    ]
+    assert lookback_sessions("ASX", dt.date(2025, 1, 28), 2, NOW.replace(day=29)) == [
+        dt.date(2025, 1, 24),
+        dt.date(2025, 1, 28),
+    ]
+    # A session that has not closed yet is not in the window; it still counts as the date's slot.
+    assert lookback_sessions("NASDAQ", DAY, 3, dt.datetime(2025, 1, 15, 18, tzinfo=dt.UTC)) == US_WEEK[2:4]
+    # A date the exchange does not trade is a slot too: a lookback of 1 on a holiday is empty.
+    assert lookback_sessions("NASDAQ", dt.date(2025, 1, 20), 1, NOW.replace(day=21)) == []
+    assert lookback_start(DAY, 30) <= lookback_sessions("ASX", DAY, 30, NOW)[0]
+
+
+def test_a_missing_earlier_session_is_healed_in_the_one_request_that_refetches_the_window():
+    # 2025-01-13 was lost (a down scheduler): today's run asks the whole window again.
+    plan = plan_daily(DAY, [AAPL], stored(AAPL=[d for d in US_WEEK[:-1] if d.day != 13]), NOW, lookback=5)
+
+    (target,) = plan.targets
+    assert (target.first_session_date, target.session_date) == (US_WEEK[0], DAY)
+    assert target.duration == "8 D"
+    assert target.end_date_time == "20250115 23:59:59 America/New_York"
+
+
+def test_a_window_with_nothing_missing_sends_nothing_even_when_an_earlier_session_is_missing_elsewhere():
+    plan = plan_daily(DAY, [AAPL, BHP], stored(AAPL=US_WEEK, BHP=[DAY]), NOW, lookback=5)
+
+    # AAPL has all five; BHP has only the date itself, so its four earlier sessions are healed.
+    assert [(skip.symbol, skip.reason) for skip in plan.skips] == [("AAPL", ALREADY_COLLECTED)]
+    (target,) = plan.targets
+    assert target.symbol == "BHP"
+    assert target.first_session_date == dt.date(2025, 1, 9)  # ASX traded that day
+
+
+def test_a_date_that_is_no_session_of_the_symbol_s_exchange_still_heals_its_last_sessions():
+    australia_day = dt.date(2025, 1, 27)  # US trades, ASX does not
+    friday = dt.date(2025, 1, 24)
+    plan = plan_daily(
+        australia_day, [BHP], stored(BHP=[dt.date(2025, 1, 23)]), NOW.replace(day=28), lookback=2
+    )
+
+    # The holiday is one of the two slots: only Friday is looked at, and it is missing.
+    (target,) = plan.targets
+    assert (target.first_session_date, target.session_date) == (friday, friday)
+    healed = plan_daily(australia_day, [BHP], stored(BHP=[friday]), NOW.replace(day=28), lookback=2)
+    assert [skip.reason for skip in healed.skips] == ["not a trading day on ASX"]
+
+
+def test_sessions_known_empty_and_before_the_first_available_date_are_never_missing():
+    state = StoredState(
+        bars={AAPL.id: [DAY]},
+        no_data={AAPL.id: [dt.date(2025, 1, 13)]},
+        first_available={AAPL.id: dt.date(2025, 1, 14), BHP.id: dt.date(2025, 2, 3)},
+    )
+    plan = plan_daily(DAY, [AAPL, BHP], state, NOW, lookback=5)
+
+    # AAPL: 01-14 is still missing, so the window starts at its first available date.
+    (target,) = plan.targets
+    assert (target.symbol, target.first_session_date) == ("AAPL", dt.date(2025, 1, 14))
+    # BHP is not listed yet: not asked at all.
+    assert [(skip.symbol, skip.reason) for skip in plan.skips] == [
+        ("BHP", "not listed yet: IB has data from 2025-02-03 (head timestamp)")
+    ]
+
+
+def test_a_lookback_below_one_session_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_daily(DAY, [AAPL], stored(), NOW, lookback=0)

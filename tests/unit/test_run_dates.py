@@ -45,6 +45,25 @@ def test_manual_run_without_date_takes_latest_completed_session():
     ) == dt.date(2025, 6, 27)
 
 
+def test_manual_run_without_date_follows_the_timetable_s_close_plus_delay_rule():
+    # NASDAQ closed Monday 30 June 2025 at 20:00 UTC. Ten minutes later the schedule has not run
+    # that date yet (30 minutes' delay), so a manual run collects Friday; forty minutes later, Monday.
+    delay = dt.timedelta(minutes=30)
+    for minutes, expected in ((10, dt.date(2025, 6, 27)), (40, dt.date(2025, 6, 30))):
+        run_after = dt.datetime(2025, 6, 30, 20, minutes, tzinfo=dt.UTC)
+        assert (
+            resolve_trading_date(
+                date_param=None,
+                run_type="manual",
+                logical_date=None,
+                run_after=run_after,
+                exchanges=EXCHANGES,
+                delay=delay,
+            )
+            == expected
+        )
+
+
 def test_future_and_non_trading_dates_are_refused():
     with pytest.raises(InvalidRunParamError, match="in the future"):
         check_trading_date(dt.date(2025, 7, 15), EXCHANGES, NOW)

@@ -49,22 +49,43 @@ class UpsertResult:
     revised: int
 
 
-def upsert_bars(conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> UpsertResult:
-    """Bulk UPSERT on (symbol, timeframe, timestamp) through COPY into a temporary table.
+def upsert_bars(
+    conn: Connection,
+    symbol_id: int,
+    timeframe: str,
+    bars: Sequence[Bar],
+    run: RunContext | None = None,
+) -> UpsertResult:
+    """Bulk UPSERT on (symbol, timeframe, timestamp): arrays in one statement, or COPY when many.
 
     Unchanged bars are left alone; a bar whose values differ replaces the stored one (IB adjusts
-    history after the fact) and is counted as revised. Nothing is ever deleted. ``bars`` must
-    have distinct timestamps (``bars.latest_per_timestamp``): one statement cannot write a row twice.
+    history after the fact) and is counted as revised; with ``run``, its old and new values go to
+    ``bar_revisions`` in the same statement, and sessions that now have a bar leave
+    ``no_data_sessions``. Nothing is ever deleted from ``market_data``. ``bars`` must have distinct
+    timestamps (``bars.latest_per_timestamp``): one statement cannot write a row twice.
     """
     if not bars:
         return UpsertResult(0, 0)
+    audit = (run.dag_id, run.run_id) if run is not None else None
     with conn.cursor() as cursor:
         if len(bars) <= ARRAY_UPSERT_MAX_BARS:
-            # A daily run writes one bar: arrays in one statement spare a temporary table per task.
-            columns = list(zip(*(_bar_row(bar) for bar in bars), strict=True))
-            cursor.execute(_UPSERT_ARRAY_BARS, (symbol_id, timeframe, *map(list, columns)))
+            # A daily run writes a few bars: arrays in one statement spare a temporary table per task.
+            columns = [list(column) for column in zip(*(_bar_row(bar) for bar in bars), strict=True)]
+            if audit is None:
+                cursor.execute(_UPSERT_ARRAY_BARS, (symbol_id, timeframe, *columns))
+            else:
+                cursor.execute(
+                    _UPSERT_ARRAY_BARS_AUDITED,
+                    {"symbol_id": symbol_id, "timeframe": timeframe, "dag_id": audit[0], "run_id": audit[1]}
+                    | dict(zip(_ARRAY_COLUMNS, columns, strict=True)),
+                )
         else:
             _stage_bars(cursor, bars)
+            if audit is not None:
+                cursor.execute(_RECORD_STAGED_REVISIONS, (*audit, symbol_id, timeframe))
+                cursor.execute(
+                    _FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars])
+                )
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
         return _counted(cursor)
 
@@ -138,6 +159,65 @@ _UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
 )
 
 
+_ARRAY_COLUMNS = ("timestamps", "opens", "highs", "lows", "closes", "volumes", "waps", "bar_counts")
+
+_AUDIT_INCOMING = """
+    WITH incoming AS (
+        SELECT * FROM unnest(%(timestamps)s::timestamp[], %(opens)s::numeric[], %(highs)s::numeric[],
+                             %(lows)s::numeric[], %(closes)s::numeric[], %(volumes)s::bigint[],
+                             %(waps)s::numeric[], %(bar_counts)s::integer[])
+            AS i(timestamp, open, high, low, close, volume, wap, bar_count)
+    ), revised AS (
+        INSERT INTO bar_revisions (
+            symbol_id, timeframe, timestamp,
+            old_open, old_high, old_low, old_close, old_volume, old_wap, old_bar_count,
+            new_open, new_high, new_low, new_close, new_volume, new_wap, new_bar_count, dag_id, run_id)
+        SELECT md.symbol_id, md.timeframe, md.timestamp,
+               md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count,
+               i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count, %(dag_id)s, %(run_id)s
+        FROM incoming i
+        JOIN market_data md
+          ON md.symbol_id = %(symbol_id)s AND md.timeframe = %(timeframe)s AND md.timestamp = i.timestamp
+        WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
+              IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
+    ), no_longer_empty AS (
+        DELETE FROM no_data_sessions
+        WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
+          AND session IN (SELECT timestamp::date FROM incoming)
+    )
+"""
+
+#: Named parameters: symbol_id, timeframe, dag_id, run_id and the ``_ARRAY_COLUMNS``. The CTEs
+#: see the table as it was before the statement, so the revision holds the old values.
+_UPSERT_ARRAY_BARS_AUDITED = (  # constant fragments only: values are bound
+    _AUDIT_INCOMING  # noqa: S608
+    + _INSERT_BARS
+    + "SELECT %(symbol_id)s, %(timeframe)s, * FROM incoming"
+    + _ON_CONFLICT_COMPARE
+)
+
+#: Parameters: dag_id, run_id, symbol_id, timeframe; compares ``incoming_bars`` with what is stored.
+_RECORD_STAGED_REVISIONS = """
+    INSERT INTO bar_revisions (
+        symbol_id, timeframe, timestamp,
+        old_open, old_high, old_low, old_close, old_volume, old_wap, old_bar_count,
+        new_open, new_high, new_low, new_close, new_volume, new_wap, new_bar_count,
+        dag_id, run_id)
+    SELECT md.symbol_id, md.timeframe, md.timestamp,
+           md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count,
+           i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count, %s, %s
+    FROM incoming_bars i
+    JOIN market_data md ON md.symbol_id = %s AND md.timeframe = %s AND md.timestamp = i.timestamp
+    WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
+          IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
+"""
+
+#: Parameters: symbol_id, timeframe, session dates that now have a bar.
+_FORGET_NO_DATA = """
+    DELETE FROM no_data_sessions WHERE symbol_id = %s AND timeframe = %s AND session = ANY(%s)
+"""
+
+
 def store_backfilled_bars(
     conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext
 ) -> UpsertResult:
@@ -178,33 +258,11 @@ def store_backfilled_bars(
                 result = None  # stored by someone else since the check: compare instead
         if result is None:
             _stage_bars(cursor, bars)
-            cursor.execute(
-                """
-                INSERT INTO bar_revisions (
-                    symbol_id, timeframe, timestamp,
-                    old_open, old_high, old_low, old_close, old_volume, old_wap, old_bar_count,
-                    new_open, new_high, new_low, new_close, new_volume, new_wap, new_bar_count,
-                    dag_id, run_id)
-                SELECT md.symbol_id, md.timeframe, md.timestamp,
-                       md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count,
-                       i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count, %s, %s
-                FROM incoming_bars i
-                JOIN market_data md ON md.symbol_id = %s AND md.timeframe = %s AND md.timestamp = i.timestamp
-                WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
-                      IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
-                """,
-                (run.dag_id, run.run_id, symbol_id, timeframe),
-            )
+            cursor.execute(_RECORD_STAGED_REVISIONS, (run.dag_id, run.run_id, symbol_id, timeframe))
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
             result = _counted(cursor)
         if overlaps_no_data:
-            cursor.execute(
-                """
-                DELETE FROM no_data_sessions
-                WHERE symbol_id = %s AND timeframe = %s AND session = ANY(%s)
-                """,
-                (symbol_id, timeframe, [bar.timestamp.date() for bar in bars]),
-            )
+            cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars]))
     return result
 
 

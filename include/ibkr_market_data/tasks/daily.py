@@ -14,9 +14,16 @@ from typing import Any
 from ibkr_market_data import repository
 from ibkr_market_data.bars import DAILY_TIMEFRAME
 from ibkr_market_data.payloads import CollectOutcomePayload, TargetPayload
-from ibkr_market_data.planning import CollectionTarget, plan_daily, session_timestamp
+from ibkr_market_data.planning import (
+    CollectionTarget,
+    StoredState,
+    lookback_start,
+    plan_daily,
+    session_timestamp,
+)
 from ibkr_market_data.repository import RunContext
-from ibkr_market_data.run_dates import check_trading_date, resolve_trading_date
+from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, resolve_trading_date
+from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_LOOKBACK_SESSIONS, MAX_LOOKBACK_SESSIONS
 from ibkr_market_data.tasks.common import (
     as_name_list,
     ib_session,
@@ -47,10 +54,25 @@ def resolve_date(
         logical_date=logical_date,
         run_after=run_after,
         exchanges=exchanges,
+        delay=dt.timedelta(minutes=CLOSE_DELAY_MINUTES),
     )
+    lookback_param(params)
     check_trading_date(trading_date, exchanges, now or dt.datetime.now(dt.UTC))
     log.info("Trading date %s (run type %s, exchanges %s)", trading_date, run_type, ", ".join(exchanges))
     return trading_date.isoformat()
+
+
+def lookback_param(params: Mapping[str, Any]) -> int:
+    """The ``lookback_sessions`` param, checked: sessions each symbol's request looks back over."""
+    value = params.get("lookback_sessions")
+    if value is None or value == "":
+        return DAILY_LOOKBACK_SESSIONS
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOOKBACK_SESSIONS:
+        raise InvalidRunParamError(
+            f"Param 'lookback_sessions' must be a whole number of sessions from 1 to "
+            f"{MAX_LOOKBACK_SESSIONS}, got {value!r}"
+        )
+    return value
 
 
 def plan(
@@ -61,6 +83,7 @@ def plan(
 ) -> list[TargetPayload]:
     """Targets for the mapped collect task; logs the skips (not in a dry run)."""
     day = dt.date.fromisoformat(trading_date)
+    lookback = lookback_param(params)
     with market_connection() as conn:
         symbols = select_wanted_symbols(
             conn,
@@ -68,16 +91,21 @@ def plan(
             selected_exchanges(params),
             priority=str(params.get("priority") or "all"),
         )
-        collected = repository.symbols_having_bar(
-            conn, [row.id for row in symbols], DAILY_TIMEFRAME, session_timestamp(day)
+        ids = [row.id for row in symbols]
+        since = lookback_start(day, lookback)
+        stored = StoredState(
+            bars=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, since, day),
+            no_data=repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, since, day),
+            first_available=repository.first_available_dates(conn, ids),
         )
-        daily_plan = plan_daily(day, symbols, collected, now or dt.datetime.now(dt.UTC))
+        daily_plan = plan_daily(day, symbols, stored, now or dt.datetime.now(dt.UTC), lookback)
         for skip in daily_plan.skips:
             log.info("%s: skipped, %s", skip.symbol, skip.reason)
         log.info(
-            "Planned %d symbols to collect for %s, %d skipped",
+            "Planned %d symbols to collect for %s (each over its last %d sessions), %d skipped",
             len(daily_plan.targets),
             day,
+            lookback,
             len(daily_plan.skips),
         )
         if params.get("dry_run"):
@@ -102,7 +130,7 @@ def collect(target_data: TargetPayload, run: RunContext) -> CollectOutcomePayloa
 
     target = CollectionTarget.from_dict(target_data)
     with ib_session() as (conn, ibkr):
-        outcome = collect_target(conn, ibkr, target, run)
+        outcome = collect_target(conn, ibkr, target, run, record_absent=True)
     return {"symbol": outcome.symbol, "status": outcome.status, "records": outcome.records_collected}
 
 

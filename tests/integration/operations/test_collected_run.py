@@ -29,7 +29,8 @@ def test_a_run_records_request_latency_and_metrics(daily_dag, small_universe, ma
     with psycopg.connect(market_db) as conn:
         clear_operations_tables(conn)
     ibkr_connection.faults.set(None, latency_ms=60)
-    dag_run = daily_dag.test(run_conf={"date": DAY.isoformat()})
+    # One session per symbol (no lookback), so each request brings one bar.
+    dag_run = daily_dag.test(run_conf={"date": DAY.isoformat(), "lookback_sessions": 1})
     assert dag_run.state == "success"
     with psycopg.connect(market_db) as conn:
         latencies = [
@@ -65,7 +66,8 @@ def test_a_failed_run_alerts_naming_the_symbol_and_reason(
     assert len(http_sink.posts) == 1
     text = http_sink.posts[0][1]["text"]
     assert f"daily_market_data run {dag_run.run_id} failed: 1 symbols failed" in text
-    assert "- MSFT 2025-01-15:" in text and "(IB 354, try 1)" in text
+    # The request covered MSFT's lookback window: its last five sessions up to the date.
+    assert "- MSFT 2025-01-08..2025-01-15:" in text and "(IB 354, try 1)" in text
     assert "AAPL" not in text.split("\n", 1)[1]
 
 
