@@ -132,7 +132,7 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 
 
 @contextmanager
-def _restored_environment(*names: str) -> Iterator[None]:
+def restored_environment(*names: str) -> Iterator[None]:
     """Give ``names`` back their values on the way out (later sections run in this process too)."""
     saved = {name: os.environ.get(name) for name in names}
     try:
@@ -301,7 +301,7 @@ def measure_run(
     }
 
 
-def _daily_checks(market_db: str, simulator: Any, day: dt.date, run_id: str, requests_before: int) -> dict:
+def daily_checks(market_db: str, simulator: Any, day: dt.date, run_id: str, requests_before: int) -> dict:
     with psycopg.connect(market_db) as conn:
         rows = conn.execute(
             "SELECT COUNT(*) FROM market_data WHERE timestamp = %s AND timeframe = '1day'",
@@ -343,7 +343,7 @@ def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> d
         "runs": [],
     }
     with ExitStack() as cleanup:
-        cleanup.enter_context(_restored_environment("AIRFLOW_CONN_IBKR_DEFAULT"))
+        cleanup.enter_context(restored_environment("AIRFLOW_CONN_IBKR_DEFAULT"))
         # This process imports Airflow (the IBKR hook) to load the universe: keep it out of ~/airflow.
         os.environ.setdefault("AIRFLOW_HOME", str(workdir / "client-home"))
         if keep:
@@ -394,7 +394,7 @@ def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> d
                 else:
                     requests_before = len(simulator.request_log.historical())
                     daily = measure_run(stack, monitor, DAILY_DAG_ID, {"date": day.isoformat()}, "collect")
-                    daily["checks"] = _daily_checks(
+                    daily["checks"] = daily_checks(
                         market_db, simulator, day, daily["run_id"], requests_before
                     )
                     pair["daily"] = daily

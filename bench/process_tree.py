@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -134,8 +135,9 @@ class Usage:
 class TreeMonitor:
     """Samples a process tree's memory on a thread; ``start()``/``stop()`` bracket one measurement."""
 
-    def __init__(self, root_pid: int, interval: float = 0.5) -> None:
-        self.root_pid = root_pid
+    def __init__(self, root_pid: int | Sequence[int], interval: float = 0.5) -> None:
+        #: One tree (standalone's), or several (components started apart, as for Celery).
+        self.root_pids = [root_pid] if isinstance(root_pid, int) else list(root_pid)
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,11 +147,14 @@ class TreeMonitor:
         # pid -> (component, own CPU at the first sample, own CPU at the latest sample)
         self._own_cpu: dict[int, tuple[str, float, float]] = {}
 
+    def _pids(self) -> set[int]:
+        return set().union(*(tree_pids(pid) for pid in self.root_pids))
+
     def cpu_now(self) -> float:
-        return cpu_seconds(tree_pids(self.root_pid))
+        return cpu_seconds(self._pids())
 
     def _sample(self) -> None:
-        pids = tree_pids(self.root_pid)
+        pids = self._pids()
         rss = pss = 0
         for pid in pids:
             process_rss, process_pss = _rollup(pid)

@@ -10,6 +10,9 @@ Sections (``--only`` picks some, comma-separated):
 * ``backfill``: ``bench.backfill_bench.run(results)``, when that module exists.
 * ``dashboard``: the dashboard's pages and JSON on a generated year of 5,000 symbols
   (``bench.dashboard_bench``).
+* ``scale``: the daily run of 320, 1,000, 2,000 and 5,000 symbols (synthetic beyond the shipped
+  universe) through the real scheduler, and 5,000 on Celery with two workers; a PNG plot beside
+  the results (``bench.scale_bench``).
 
 Every figure is reported beside a baseline measured in the same run, as a ratio; with repeats,
 medians. A section not run keeps its previous figures (with their own date) in the results files,
@@ -190,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import dashboard_bench
 
                 figures = dashboard_bench.run()
+            elif name == "scale":
+                from bench import scale_bench
+
+                figures = scale_bench.run()
             else:
                 figures = run_backfill(results)
                 if figures is None:

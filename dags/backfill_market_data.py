@@ -7,7 +7,8 @@ never missing.
 
 **validate** (dates, exchanges, symbols; nothing is sent on a bad param) → **find_gaps** (logs
 the gap report: missing sessions, contiguous runs, the requests to send) → **collect_gap** (one
-mapped task per symbol with gaps, in the `ibkr` pool: one `N D` request per run of missing
+mapped task per symbol with gaps, or per group of them filled one after another when there are
+more than `IBKR_MAX_MAPPED_TASKS`, in the `ibkr` pool: one `N D` request per run of missing
 sessions, neighbouring runs sharing a request when one window of at most 365 days covers them) →
 **summary**.
 
@@ -32,7 +33,7 @@ from ibkr_market_data.tasks.common import run_context
 if TYPE_CHECKING:
     # For readers only: a payload type known at parse time would make Airflow split the dict
     # a task returns into one XCom per key.
-    from ibkr_market_data.payloads import BackfillRequestPayload, GapOutcomePayload, GapPayload
+    from ibkr_market_data.payloads import BackfillRequestPayload, GapGroupPayload, GapOutcomePayload
 
 
 @dag(
@@ -68,29 +69,29 @@ def backfill_market_data():
         return backfill.validate(get_current_context()["params"])
 
     @task
-    def find_gaps(request: BackfillRequestPayload) -> list[GapPayload]:
+    def find_gaps(request: BackfillRequestPayload) -> list[GapGroupPayload]:
         from ibkr_market_data.tasks import backfill
 
         return backfill.find_gaps(request, run_context())
 
-    @task(pool=IBKR_POOL, map_index_template="{{ symbol }}", execution_timeout=GAP_TASK_TIMEOUT)
-    def collect_gap(gap: GapPayload) -> GapOutcomePayload:
+    @task(pool=IBKR_POOL, map_index_template="{{ label }}", execution_timeout=GAP_TASK_TIMEOUT)
+    def collect_gap(group: GapGroupPayload) -> list[GapOutcomePayload]:
         from ibkr_market_data.tasks import backfill
 
-        get_current_context()["symbol"] = gap["symbol"]  # type: ignore[typeddict-unknown-key]
-        return backfill.collect_gap(gap, run_context())
+        get_current_context()["label"] = group["label"]  # type: ignore[typeddict-unknown-key]
+        return backfill.collect_gap(group, run_context())
 
     # The alert hangs on summary, not on the DAG: Airflow builds a DAG callback's context by
     # validating the params, and this DAG's required dates fail that in dag.test().
     @task(trigger_rule="all_done", on_failure_callback=MarketDataFailureNotifier())
-    def summary(request: BackfillRequestPayload | None, gaps: list[GapPayload] | None) -> dict[str, int]:
+    def summary(request: BackfillRequestPayload | None, gaps: list[GapGroupPayload] | None) -> dict[str, int]:
         from ibkr_market_data.tasks import backfill
 
         return backfill.summarize(request, gaps, run_context())
 
     request = validate()
     gaps = find_gaps(request)
-    collect_gap.expand(gap=gaps) >> summary(request, gaps)
+    collect_gap.expand(group=gaps) >> summary(request, gaps)
 
 
 dag_object = backfill_market_data()

@@ -5,7 +5,8 @@ One run per trading date, 30 minutes after the last close among ASX and the US e
 that day. Each run collects every active symbol's daily bar for that session:
 
 **resolve_date** → **plan** (active symbols minus those already stored: the dedupe check) →
-**collect** (one mapped task per symbol, in the `ibkr` pool) → **summary**.
+**collect** (mapped in the `ibkr` pool: one task per symbol, or per group of symbols collected
+concurrently over one connection when the run has more than `IBKR_MAX_MAPPED_TASKS`) → **summary**.
 
 Trigger it by hand with a `date` (default: the latest completed trading date, by the schedule's
 close-plus-delay rule), a `dry_run` that only logs what it would request, a `priority`, `exchanges`
@@ -35,7 +36,7 @@ from ibkr_market_data.timetables import ExchangeSessionTimetable
 if TYPE_CHECKING:
     # For readers only: a payload type known at parse time would make Airflow split the dict
     # a task returns into one XCom per key.
-    from ibkr_market_data.payloads import CollectOutcomePayload, TargetPayload
+    from ibkr_market_data.payloads import GroupOutcomePayload, TargetGroupPayload
 
 
 @dag(
@@ -89,27 +90,27 @@ def daily_market_data():
         )
 
     @task
-    def plan(trading_date: str) -> list[TargetPayload]:
+    def plan(trading_date: str) -> list[TargetGroupPayload]:
         from ibkr_market_data.tasks import daily
 
         return daily.plan(trading_date, get_current_context()["params"], run_context())
 
-    @task(pool=IBKR_POOL, map_index_template="{{ symbol }}")
-    def collect(target: TargetPayload) -> CollectOutcomePayload:
+    @task(pool=IBKR_POOL, map_index_template="{{ label }}")
+    def collect(group: TargetGroupPayload) -> GroupOutcomePayload:
         from ibkr_market_data.tasks import daily
 
-        get_current_context()["symbol"] = target["symbol"]  # type: ignore[typeddict-unknown-key]
-        return daily.collect(target, run_context())
+        get_current_context()["label"] = group["label"]  # type: ignore[typeddict-unknown-key]
+        return daily.collect(group, run_context())
 
     @task(trigger_rule="all_done")
-    def summary(trading_date: str | None, targets: list[TargetPayload] | None) -> dict[str, int]:
+    def summary(trading_date: str | None, groups: list[TargetGroupPayload] | None) -> dict[str, int]:
         from ibkr_market_data.tasks import daily
 
-        return daily.summarize(trading_date, targets, get_current_context()["params"], run_context())
+        return daily.summarize(trading_date, groups, get_current_context()["params"], run_context())
 
     trading_date = resolve_date()
-    targets = plan(trading_date)
-    collect.expand(target=targets) >> summary(trading_date, targets)
+    groups = plan(trading_date)
+    collect.expand(group=groups) >> summary(trading_date, groups)
 
 
 dag_object = daily_market_data()

@@ -7,10 +7,11 @@ mid-request leaves a visible trace; the bars and the final status commit in one 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,27 +78,162 @@ def collect_target(
     after asking IB's head timestamp). A database error fails the attempt, recorded with its text,
     and is retryable.
     """
+    attempt = _begin_attempt(conn, target, run)
+    if isinstance(attempt, SymbolOutcome):
+        return attempt
+    requests_before = hook.requests_sent
+    started = time.monotonic()
+    fetched: list[Bar] | Exception
+    try:
+        fetched = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
+    except (IbkrError, InvalidBarError) as exc:
+        fetched = exc
+    return _finish_attempt(
+        conn,
+        target,
+        run,
+        attempt,
+        fetched,
+        requests_sent=hook.requests_sent - requests_before,
+        request_seconds=time.monotonic() - started,
+        store=store,
+        record_absent=record_absent,
+    )
+
+
+class AsyncBarSource(Protocol):
+    """What collecting a group concurrently needs of the IBKR hook."""
+
+    async def fetch_bars_async(
+        self, spec: ContractSpec, end: dt.datetime | str, duration: str, bar_size: str
+    ) -> list[Bar]: ...
+
+    def run_async(
+        self, work: Callable[[], Awaitable[list[SymbolOutcome | BaseException]]]
+    ) -> list[SymbolOutcome | BaseException]: ...
+
+
+def collect_group(
+    conn: Connection,
+    hook: AsyncBarSource,
+    targets: Sequence[CollectionTarget],
+    run: RunContext,
+    in_flight: int,
+    label: str,
+    record_absent: bool = True,
+) -> list[SymbolOutcome]:
+    """Collect ``targets`` concurrently over the hook's one connection, at most ``in_flight`` requests open.
+
+    Each symbol is its own attempt (``collect_target_async``). Every symbol has its try before
+    anything is raised: then CollectionFailed for the group, retryable when any failure is, naming
+    each failed symbol. A retry plans again from the database: stored symbols send nothing.
+    """
+
+    async def collect_all() -> list[SymbolOutcome | BaseException]:
+        limit = asyncio.Semaphore(in_flight)
+
+        async def one(target: CollectionTarget) -> SymbolOutcome:
+            async with limit:
+                return await collect_target_async(conn, hook, target, run, record_absent)
+
+        return await asyncio.gather(*(one(target) for target in targets), return_exceptions=True)
+
+    results = hook.run_async(collect_all)
+    outcomes = [result for result in results if isinstance(result, SymbolOutcome)]
+    failures = [result for result in results if isinstance(result, CollectionFailed)]
+    unexpected = [
+        result for result in results if isinstance(result, BaseException) and result not in failures
+    ]
+    if unexpected:
+        # Not a symbol's IB or bar failure (the database went away): the next try decides.
+        raise unexpected[0]
+    if failures:
+        reasons = "; ".join(f"{failure.outcome.symbol}: {failure.outcome.reason}" for failure in failures)
+        raise CollectionFailed(
+            SymbolOutcome(
+                label,
+                AttemptStatus.FAILED,
+                reason=f"{len(failures)} of {len(targets)} symbols failed: {reasons}",
+            ),
+            retryable=any(failure.retryable for failure in failures),
+        )
+    return outcomes
+
+
+async def collect_target_async(
+    conn: Connection,
+    hook: AsyncBarSource,
+    target: CollectionTarget,
+    run: RunContext,
+    record_absent: bool = False,
+) -> SymbolOutcome:
+    """``collect_target`` with the request awaited, so several symbols share one connection.
+
+    The database work before and after the request runs without a pause and ends in a commit or
+    rollback, so attempts interleaved on one psycopg connection never share a transaction.
+    """
+    attempt = _begin_attempt(conn, target, run)
+    if isinstance(attempt, SymbolOutcome):
+        return attempt
+    started = time.monotonic()
+    fetched: list[Bar] | Exception
+    try:
+        fetched = await hook.fetch_bars_async(
+            target.contract(), target.end_date_time, target.duration, target.bar_size
+        )
+    except (IbkrError, InvalidBarError) as exc:
+        fetched = exc
+    return _finish_attempt(
+        conn,
+        target,
+        run,
+        attempt,
+        fetched,
+        requests_sent=1,
+        request_seconds=time.monotonic() - started,
+        store=None,
+        record_absent=record_absent,
+    )
+
+
+def _begin_attempt(conn: Connection, target: CollectionTarget, run: RunContext) -> int | SymbolOutcome:
+    """Commit the attempt's ``pending`` row; its id, or the ``skipped`` outcome when nothing is missing any more."""
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
-    first, last = target.first_session_date, target.session_date
-    window = (session_timestamp(first), session_timestamp(last))
+    window = (session_timestamp(target.first_session_date), session_timestamp(target.session_date))
     log_id = repository.start_attempt(conn, run, target.symbol_id, timeframe, *window)
     conn.commit()
+    missing = _missing_sessions(conn, target, timeframe)
+    conn.commit()  # end the read: the next statement on this connection may be another attempt's
+    if missing:
+        return log_id
+    # Another run (or this task's earlier try) stored it since this run was planned: send nothing.
+    repository.finish_attempt(conn, log_id, AttemptStatus.SKIPPED, error_message=ALREADY_COLLECTED)
+    conn.commit()
+    log.info("%s %s: skipped, %s", target.symbol, target.session, ALREADY_COLLECTED)
+    return SymbolOutcome(target.symbol, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
-    if not _missing_sessions(conn, target, timeframe):
-        # Another run stored it since this run was planned: send nothing.
-        repository.finish_attempt(conn, log_id, AttemptStatus.SKIPPED, error_message=ALREADY_COLLECTED)
-        conn.commit()
-        log.info("%s %s: skipped, %s", target.symbol, last, ALREADY_COLLECTED)
-        return SymbolOutcome(target.symbol, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
-    requests_before = hook.requests_sent
-    request_started = time.monotonic()
+def _finish_attempt(
+    conn: Connection,
+    target: CollectionTarget,
+    run: RunContext,
+    log_id: int,
+    fetched: list[Bar] | Exception,
+    *,
+    requests_sent: int,
+    request_seconds: float,
+    store: BarStore | None,
+    record_absent: bool,
+) -> SymbolOutcome:
+    """Store what the request brought and the attempt's outcome in one transaction; raise CollectionFailed on failure."""
+    timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
+    first, last = target.first_session_date, target.session_date
     try:
-        bars = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
-        request_seconds = time.monotonic() - request_started
-        in_window = [bar for bar in bars if first <= bar.session_date <= last]
+        if isinstance(fetched, Exception):
+            raise fetched
+        in_window = [bar for bar in fetched if first <= bar.session_date <= last]
         if not in_window:
-            raise IbkrNoDataError(f"IB sent {len(bars)} bars, none for {first}..{last}")
+            raise IbkrNoDataError(f"IB sent {len(fetched)} bars, none for {first}..{last}")
         wanted = latest_per_timestamp(in_window)
         if len(wanted) < len(in_window):
             log.warning(
@@ -117,7 +253,7 @@ def collect_target(
             log_id,
             AttemptStatus.COMPLETED,
             records_collected=len(wanted),
-            requests_sent=hook.requests_sent - requests_before,
+            requests_sent=requests_sent,
         )
         repository.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
@@ -128,11 +264,11 @@ def collect_target(
             conn,
             log_id,
             AttemptStatus.NO_DATA,
-            requests_sent=hook.requests_sent - requests_before,
+            requests_sent=requests_sent,
             error_message=exc.reason,
             error_code=exc.code,
         )
-        repository.record_request_seconds(conn, log_id, time.monotonic() - request_started)
+        repository.record_request_seconds(conn, log_id, request_seconds)
         if record_absent:
             _record_absent(conn, target, timeframe, set(), run)
         conn.commit()
@@ -142,9 +278,7 @@ def collect_target(
         code = exc.code if isinstance(exc, IbkrError) else None
         # A database error may be passing (a lost connection, a deadlock): the next try decides.
         retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
-        _record_failure(
-            conn, log_id, exc, code, hook.requests_sent - requests_before, time.monotonic() - request_started
-        )
+        _record_failure(conn, log_id, exc, code, requests_sent, request_seconds)
         log.warning(
             "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
         )

@@ -35,6 +35,24 @@ class CollectOutcomePayload(TypedDict):
     records: int
 
 
+class TargetGroupPayload(TypedDict):
+    """One mapped collect task's symbols (``grouping``): the map index and the targets."""
+
+    label: str
+    targets: list[TargetPayload]
+
+
+class GroupOutcomePayload(TypedDict):
+    """What one mapped collect task did, counted by status over its symbols."""
+
+    label: str
+    symbols: int
+    completed: int
+    no_data: int
+    skipped: int
+    records: int
+
+
 class BackfillRequestPayload(TypedDict):
     """A checked ``backfill.BackfillRange``: the backfill DAG's validated params."""
 
@@ -70,6 +88,13 @@ class GapPayload(TypedDict):
     missing: int
     runs: int
     requests: int
+
+
+class GapGroupPayload(TypedDict):
+    """One mapped backfill task's symbols with gaps (``grouping``)."""
+
+    label: str
+    gaps: list[GapPayload]
 
 
 class GapOutcomePayload(TypedDict):

@@ -8,6 +8,9 @@ MARKET_DATA_CONN_ID = "market_data_db"
 IBKR_CONN_ID = "ibkr_default"
 #: Airflow pool every IB request runs in; its slots bound concurrent IB connections and requests.
 IBKR_POOL = "ibkr"
+#: The pool's slots as ``pools.json`` creates it (a test holds them equal): with the in-flight
+#: limit per connection derived from it (``grouping``), the pool stays under IB's 50 open requests.
+IBKR_POOL_SLOTS = 16
 #: Listing exchanges the daily DAG collects; their calendars drive its schedule.
 DAILY_EXCHANGES = ("ASX", "NASDAQ", "NYSE", "ARCA")
 #: Minutes after the last close of a trading date before its run starts.

@@ -28,7 +28,7 @@ from ibkr_market_data.errors import (
 from ibkr_market_data.hooks.ibkr_config import IbkrConnectionConfig, MarketDataType
 
 if TYPE_CHECKING:
-    from ibkr_market_data.ib_client import IB, Contract
+    from ibkr_market_data.ib_client import IB, BarData, Contract
 
 T = TypeVar("T")
 
@@ -43,6 +43,15 @@ ClientIdLeaseFactory = Callable[[int, int], ClientIdLease]
 FORMAT_DATE_EXCHANGE_LOCAL: Final = 1
 #: ... or intraday times as epoch seconds, which the client turns into aware UTC datetimes.
 FORMAT_DATE_EPOCH_UTC: Final = 2
+
+
+def _ib_end(end: dt.datetime | str) -> str:
+    """IB's end string: an aware datetime in UTC (``20250115-21:00:00``), or an IB string as given."""
+    if isinstance(end, dt.datetime):
+        if end.tzinfo is None:
+            raise ValueError("fetch_bars needs an aware end datetime")
+        return end.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+    return end
 
 
 def _ensure_event_loop() -> None:
@@ -299,33 +308,95 @@ class IbkrHook(BaseHook):
         :raises InvalidBarError: a bar breaks OHLC rules; nothing of the response should be stored.
         :raises IbkrError: one subclass per failure class, see ``ibkr_market_data.errors``.
         """
-        if isinstance(end, dt.datetime):
-            if end.tzinfo is None:
-                raise ValueError("fetch_bars needs an aware end datetime")
-            end = end.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+        end = _ib_end(end)
         if bar_size in SMALL_BAR_SIZES and self.pacer is not None:
             self.get_conn()  # connect first: the pacer's clock must start when the request leaves
             request_key = f"{spec}|{end}|{duration}|{bar_size}|{what_to_show}|{int(use_rth)}"
             self.pacer(f"{spec}|{what_to_show}", request_key)
         _ensure_event_loop()
-        contract = spec.to_ib()
-        timeout = self.config.request_timeout
         started = time.monotonic()
-        # The client's own timeout cancels the request at IB and answers with an empty list.
         ib_bars = self._request(
             f"historical data for {spec}",
-            lambda ib: ib.reqHistoricalDataAsync(
-                contract,
-                endDateTime=end,
-                durationStr=duration,
-                barSizeSetting=bar_size,
-                whatToShow=what_to_show,
-                useRTH=use_rth,
-                formatDate=FORMAT_DATE_EPOCH_UTC,
-                timeout=timeout,
-            ),
+            lambda ib: self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth),
         )
+        return self._bars_or_error(ib_bars, started, spec, end, duration, bar_size)
+
+    async def fetch_bars_async(
+        self,
+        spec: ContractSpec,
+        end: dt.datetime | str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        use_rth: bool = True,
+    ) -> list[Bar]:
+        """``fetch_bars`` for a caller in the client's event loop: several requests in flight on one connection.
+
+        The connection must be open (``get_conn()`` first): a dropped one raises IbkrConnectionError
+        here instead of reconnecting under the other requests' feet. Bars under IB's hard pacing
+        limits go through ``fetch_bars``, whose pacer waits.
+        """
+        if bar_size in SMALL_BAR_SIZES and self.pacer is not None:
+            raise ValueError(f"{bar_size} bars are paced: request them with fetch_bars")
+        ib = self._ib
+        if ib is None or not ib.isConnected():
+            self.close()
+            raise IbkrConnectionError(f"Not connected to IB for historical data for {spec}")
+        end = _ib_end(end)
+        from ibkr_market_data.ib_client import RequestError
+
+        self.requests_sent += 1
+        started = time.monotonic()
+        try:
+            ib_bars = await self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth)
+        except RequestError as exc:
+            raise classify_error(exc.code, exc.message) from exc
+        except ConnectionError as exc:
+            self.close()
+            raise IbkrConnectionError(f"Connection lost during historical data for {spec}: {exc}") from exc
+        return self._bars_or_error(ib_bars, started, spec, end, duration, bar_size)
+
+    def run_async(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Connect, then run ``work()`` in the client's event loop (several requests in flight)."""
+        from ibkr_market_data.ib_client import util
+
+        self.get_conn()
+        return util.run(work())
+
+    def _historical_request(
+        self,
+        ib: IB,
+        spec: ContractSpec,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        use_rth: bool,
+    ) -> Awaitable[list[BarData]]:
+        # The client's own timeout cancels the request at IB and answers with an empty list.
+        return ib.reqHistoricalDataAsync(
+            spec.to_ib(),
+            endDateTime=end,
+            durationStr=duration,
+            barSizeSetting=bar_size,
+            whatToShow=what_to_show,
+            useRTH=use_rth,
+            formatDate=FORMAT_DATE_EPOCH_UTC,
+            timeout=self.config.request_timeout,
+        )
+
+    def _bars_or_error(
+        self,
+        ib_bars: list[BarData],
+        started: float,
+        spec: ContractSpec,
+        end: str,
+        duration: str,
+        bar_size: str,
+    ) -> list[Bar]:
+        """The validated bars of an answer; an empty one is a timeout or IB's "no data"."""
         if not ib_bars:
+            timeout = self.config.request_timeout
             if time.monotonic() - started >= timeout * 0.99:
                 raise IbkrTimeoutError(
                     f"No answer within {timeout:g} s for {duration} of {bar_size} bars of {spec}"

@@ -29,7 +29,14 @@ from ibkr_market_data.backfill import (
 from ibkr_market_data.bars import DAILY_TIMEFRAME, Bar
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
-from ibkr_market_data.payloads import BackfillRequestPayload, GapOutcomePayload, GapPayload, SymbolRowPayload
+from ibkr_market_data.grouping import group_items, max_mapped_tasks
+from ibkr_market_data.payloads import (
+    BackfillRequestPayload,
+    GapGroupPayload,
+    GapOutcomePayload,
+    GapPayload,
+    SymbolRowPayload,
+)
 from ibkr_market_data.planning import session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
@@ -119,8 +126,8 @@ def gap_report(
 
 def find_gaps(
     request_data: BackfillRequestPayload, run: RunContext, now: dt.datetime | None = None
-) -> list[GapPayload]:
-    """Log the gap report; returns one item per symbol with gaps (none in a dry run).
+) -> list[GapGroupPayload]:
+    """Log the gap report; returns the symbols with gaps in at most ``IBKR_MAX_MAPPED_TASKS`` groups (none in a dry run).
 
     Symbols without gaps, and those no gap can be found for (an exchange without a calendar), get
     their ``skipped`` row in ``collection_logs`` here.
@@ -144,7 +151,7 @@ def find_gaps(
         ] + [(skip.symbol_id, skip.reason) for skip in report.skips]
         repository.log_skipped(conn, run, skipped, DAILY_TIMEFRAME, *window)
         conn.commit()
-    return [
+    items: list[GapPayload] = [
         {
             "symbol_id": gaps.symbol_id,
             "symbol": gaps.symbol,
@@ -157,22 +164,55 @@ def find_gaps(
         }
         for gaps in report.with_gaps
     ]
+    groups = group_items(items, max_mapped_tasks(), lambda gap: gap["symbol"])
+    if len(groups) < len(items):
+        log.info("Grouped %d symbols with gaps into %d task instances", len(items), len(groups))
+    return [{"label": label, "gaps": chunk} for label, chunk in groups]
 
 
-def collect_gap(gap: GapPayload, run: RunContext, now: dt.datetime | None = None) -> GapOutcomePayload:
-    """Fill one symbol's gaps; raises PermanentFailure, or CollectionFailed when a retry may help."""
+def collect_gap(
+    group: GapGroupPayload, run: RunContext, now: dt.datetime | None = None
+) -> list[GapOutcomePayload]:
+    """Fill the gaps of a group's symbols, one after another on one connection.
+
+    Every symbol has its try; then PermanentFailure, or CollectionFailed when a retry may help,
+    naming each symbol that failed. A retry plans each symbol's gaps afresh: what is stored is
+    not asked again.
+    """
+    from ibkr_market_data.collect import CollectionFailed, SymbolOutcome
+
+    outcomes: list[GapOutcomePayload] = []
+    failures: list[CollectionFailed] = []
     # Paced: the head timestamp request counts against IB's hard pacing limits like small bars.
     with ib_session(paced=True) as (conn, hook):
-        outcome = fill_symbol_gaps(
-            conn,
-            hook,
-            SymbolRow(**gap["row"]),
-            dt.date.fromisoformat(gap["start"]),
-            dt.date.fromisoformat(gap["end"]),
-            run,
-            _now(now),
-        )
-    return outcome.to_dict()
+        for gap in group["gaps"]:
+            try:
+                outcome = fill_symbol_gaps(
+                    conn,
+                    hook,
+                    SymbolRow(**gap["row"]),
+                    dt.date.fromisoformat(gap["start"]),
+                    dt.date.fromisoformat(gap["end"]),
+                    run,
+                    _now(now),
+                )
+            except CollectionFailed as exc:
+                failures.append(exc)
+                continue
+            outcomes.append(outcome.to_dict())
+        if failures:
+            if len(group["gaps"]) == 1:
+                raise failures[0]
+            reasons = "; ".join(f"{failure.outcome.symbol}: {failure.outcome.reason}" for failure in failures)
+            raise CollectionFailed(
+                SymbolOutcome(
+                    group["label"],
+                    AttemptStatus.FAILED,
+                    reason=f"{len(failures)} of {len(group['gaps'])} symbols failed: {reasons}",
+                ),
+                retryable=any(failure.retryable for failure in failures),
+            )
+    return outcomes
 
 
 @dataclass
@@ -316,7 +356,7 @@ def _record_no_data(
 
 
 def summarize(
-    request_data: BackfillRequestPayload | None, gaps: Sequence[GapPayload] | None, run: RunContext
+    request_data: BackfillRequestPayload | None, groups: Sequence[GapGroupPayload] | None, run: RunContext
 ) -> dict[str, int]:
     """Counts per status and what the run did; PermanentFailure naming failed or unfinished symbols.
 
@@ -326,8 +366,9 @@ def summarize(
         raise upstream_failed("Backfill", "validate")
     request = BackfillRange.from_dict(request_data)
     what = f"Backfill {request.start}..{request.end}"
-    if gaps is None:
+    if groups is None:
         raise upstream_failed(what, "find_gaps")
+    gaps = [gap for group in groups for gap in group["gaps"]]
     if request.dry_run:
         log.info("Dry run for %s..%s: nothing was requested or written", request.start, request.end)
         return {}

@@ -1,4 +1,4 @@
-"""The daily DAG's task bodies: resolve the date, plan, collect one symbol, summarise.
+"""The daily DAG's task bodies: resolve the date, plan, collect one symbol or group, summarise.
 
 The DAG file only wires these together; each takes plain values (params, run identity) so it can
 be tested without a DAG run.
@@ -13,7 +13,8 @@ from typing import Any
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import DAILY_TIMEFRAME
-from ibkr_market_data.payloads import CollectOutcomePayload, TargetPayload
+from ibkr_market_data.grouping import group_items, in_flight_per_connection, max_mapped_tasks
+from ibkr_market_data.payloads import GroupOutcomePayload, TargetGroupPayload
 from ibkr_market_data.planning import (
     CollectionTarget,
     StoredState,
@@ -21,9 +22,14 @@ from ibkr_market_data.planning import (
     plan_daily,
     session_timestamp,
 )
-from ibkr_market_data.repository import RunContext
+from ibkr_market_data.repository import AttemptStatus, RunContext
 from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, resolve_trading_date
-from ibkr_market_data.settings import CLOSE_DELAY_MINUTES, DAILY_LOOKBACK_SESSIONS, MAX_LOOKBACK_SESSIONS
+from ibkr_market_data.settings import (
+    CLOSE_DELAY_MINUTES,
+    DAILY_LOOKBACK_SESSIONS,
+    IBKR_POOL_SLOTS,
+    MAX_LOOKBACK_SESSIONS,
+)
 from ibkr_market_data.tasks.common import (
     as_name_list,
     ib_session,
@@ -80,8 +86,8 @@ def plan(
     params: Mapping[str, Any],
     run: RunContext,
     now: dt.datetime | None = None,
-) -> list[TargetPayload]:
-    """Targets for the mapped collect task; logs the skips (not in a dry run)."""
+) -> list[TargetGroupPayload]:
+    """The mapped collect task's groups of targets (``grouping``); logs the skips (not in a dry run)."""
     day = dt.date.fromisoformat(trading_date)
     lookback = lookback_param(params)
     with market_connection() as conn:
@@ -108,6 +114,7 @@ def plan(
             lookback,
             len(daily_plan.skips),
         )
+        groups = group_targets(daily_plan.targets)
         if params.get("dry_run"):
             log_dry_run(daily_plan.targets, len(daily_plan.targets))
             return []
@@ -121,22 +128,54 @@ def plan(
             window,
         )
         conn.commit()
-    return [target.to_dict() for target in daily_plan.targets]
+    return groups
 
 
-def collect(target_data: TargetPayload, run: RunContext) -> CollectOutcomePayload:
-    """Collect one target; raises PermanentFailure or CollectionFailed (retryable)."""
-    from ibkr_market_data.collect import collect_target
+def group_targets(targets: Sequence[CollectionTarget]) -> list[TargetGroupPayload]:
+    """The targets in at most ``IBKR_MAX_MAPPED_TASKS`` groups; logs how the run was grouped."""
+    groups = group_items(targets, max_mapped_tasks(), lambda target: target.symbol)
+    if len(groups) < len(targets):
+        log.info(
+            "Grouped %d symbols into %d task instances of %d-%d symbols (IBKR_MAX_MAPPED_TASKS=%d), "
+            "each with up to %d requests in flight on its connection",
+            len(targets),
+            len(groups),
+            min(len(chunk) for _, chunk in groups),
+            max(len(chunk) for _, chunk in groups),
+            max_mapped_tasks(),
+            in_flight_per_connection(IBKR_POOL_SLOTS),
+        )
+    return [{"label": label, "targets": [target.to_dict() for target in chunk]} for label, chunk in groups]
 
-    target = CollectionTarget.from_dict(target_data)
+
+def collect(group: TargetGroupPayload, run: RunContext) -> GroupOutcomePayload:
+    """Collect one group's targets (one alone, or concurrently over one connection).
+
+    Raises PermanentFailure or CollectionFailed (retryable) once every symbol had its try.
+    """
+    from ibkr_market_data.collect import collect_group, collect_target
+
+    targets = [CollectionTarget.from_dict(target) for target in group["targets"]]
     with ib_session() as (conn, ibkr):
-        outcome = collect_target(conn, ibkr, target, run, record_absent=True)
-    return {"symbol": outcome.symbol, "status": outcome.status, "records": outcome.records_collected}
+        if len(targets) == 1:
+            outcomes = [collect_target(conn, ibkr, targets[0], run, record_absent=True)]
+        else:
+            in_flight = in_flight_per_connection(IBKR_POOL_SLOTS)
+            outcomes = collect_group(conn, ibkr, targets, run, in_flight, group["label"])
+    statuses = [outcome.status for outcome in outcomes]
+    return {
+        "label": group["label"],
+        "symbols": len(targets),
+        "completed": statuses.count(AttemptStatus.COMPLETED),
+        "no_data": statuses.count(AttemptStatus.NO_DATA),
+        "skipped": statuses.count(AttemptStatus.SKIPPED),
+        "records": sum(outcome.records_collected for outcome in outcomes),
+    }
 
 
 def summarize(
     trading_date: str | None,
-    targets: Sequence[TargetPayload] | None,
+    groups: Sequence[TargetGroupPayload] | None,
     params: Mapping[str, Any],
     run: RunContext,
 ) -> dict[str, int]:
@@ -148,11 +187,11 @@ def summarize(
     """
     if trading_date is None:
         raise upstream_failed("No trading date", "resolve_date")
-    if targets is None:
+    if groups is None:
         raise upstream_failed(f"Trading date {trading_date}", "plan")
     if params.get("dry_run"):
         log.info("Dry run for %s: nothing was requested or written", trading_date)
         return {}
-    planned = {target["symbol_id"]: target["symbol"] for target in targets}
+    planned = {target["symbol_id"]: target["symbol"] for group in groups for target in group["targets"]}
     report = summarize_run(f"Trading date {trading_date}", run, planned, "planned symbols")
     return report.counts
