@@ -18,7 +18,7 @@ from typing import Protocol
 import psycopg
 from psycopg import Connection
 
-from ibkr_market_data import calendars, repository
+from ibkr_market_data import repository
 from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError, latest_per_timestamp
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
@@ -303,12 +303,15 @@ def _finish_attempt(
 
 
 def _missing_sessions(conn: Connection, target: CollectionTarget, timeframe: str) -> list[dt.date]:
-    """The sessions of ``target``'s window that have no stored bar yet (every one of them if its exchange has no calendar)."""
+    """The sessions of ``target`` that have no stored bar yet.
+
+    A target that does not name its sessions (a backfill window: planned afresh from the database
+    by its task just before) counts as missing whole: it is always sent.
+    """
     first, last = target.first_session_date, target.session_date
-    try:
-        sessions = calendars.sessions_between(target.primary_exchange, first, last)
-    except calendars.UnknownExchangeError:
-        sessions = [first, last]
+    sessions = target.session_dates
+    if sessions is None:
+        return [first, last]
     stored = repository.existing_bar_dates(conn, [target.symbol_id], timeframe, first, last)
     have = stored.get(target.symbol_id, set())
     return [day for day in sessions if day not in have]

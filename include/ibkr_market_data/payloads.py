@@ -25,6 +25,7 @@ class TargetPayload(TypedDict):
     duration: str
     bar_size: str
     first_session: str
+    sessions: list[str]
 
 
 class CollectOutcomePayload(TypedDict):

@@ -52,6 +52,9 @@ class CollectionTarget:
     duration: str
     bar_size: str = DAILY_BAR_SIZE
     first_session: str = ""  # ISO date of the first session requested; empty when it is ``session``
+    #: ISO dates of the exchange's sessions the request covers, where the plan knows them (the daily
+    #: run's window), so collecting needs no exchange calendar (building one costs ~0.5 CPU-s).
+    sessions: tuple[str, ...] = ()
 
     def contract(self) -> ContractSpec:
         return ContractSpec(
@@ -71,12 +74,19 @@ class CollectionTarget:
     def first_session_date(self) -> dt.date:
         return dt.date.fromisoformat(self.first_session or self.session)
 
+    @property
+    def session_dates(self) -> list[dt.date] | None:
+        """The sessions the request covers, where known (a one-session request knows its one)."""
+        if self.sessions:
+            return [dt.date.fromisoformat(day) for day in self.sessions]
+        return [self.session_date] if self.first_session_date == self.session_date else None
+
     def to_dict(self) -> TargetPayload:
         return cast(TargetPayload, asdict(self))
 
     @classmethod
     def from_dict(cls, data: TargetPayload) -> CollectionTarget:
-        return cls(**data)
+        return cls(**{**data, "sessions": tuple(data.get("sessions", ()))})
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,9 @@ def ib_end_of_day(day: dt.date, exchange: str) -> str:
     return f"{day:%Y%m%d} 23:59:59 {calendars.time_zone(exchange)}"
 
 
-def daily_target(row: SymbolRow, first: dt.date, last: dt.date) -> CollectionTarget:
+def daily_target(
+    row: SymbolRow, first: dt.date, last: dt.date, sessions: Sequence[dt.date] = ()
+) -> CollectionTarget:
     """The one request for the sessions ``first..last`` of ``row``: a duration in days ending at ``last``."""
     days = (last - first).days + 1
     duration = f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
@@ -114,6 +126,7 @@ def daily_target(row: SymbolRow, first: dt.date, last: dt.date) -> CollectionTar
         end_date_time=ib_end_of_day(last, row.primary_exchange),
         duration=duration,
         first_session="" if first == last else first.isoformat(),
+        sessions=tuple(day.isoformat() for day in sessions),
     )
 
 
@@ -172,14 +185,14 @@ def plan_daily(
         if isinstance(window_or_reason, str):
             skips.append(Skip(row.id, row.symbol, window_or_reason))
         else:
-            targets.append(daily_target(row, *window_or_reason))
+            targets.append(daily_target(row, window_or_reason[0], window_or_reason[-1], window_or_reason))
     return DailyPlan(trading_date=trading_date, targets=targets, skips=skips)
 
 
 def _window(
     row: SymbolRow, trading_date: dt.date, stored: StoredState, now: dt.datetime, lookback: int
-) -> tuple[dt.date, dt.date] | str:
-    """The sessions ``(first, last)`` to request for ``row``, or why it sends nothing."""
+) -> list[dt.date] | str:
+    """The sessions to request for ``row`` (its whole window), or why it sends nothing."""
     exchange = row.primary_exchange
     first_available = (stored.first_available or {}).get(row.id)
     if first_available is not None and first_available > trading_date:
@@ -191,7 +204,7 @@ def _window(
     ]
     settled = set(stored.bars.get(row.id, ())) | set((stored.no_data or {}).get(row.id, ()))
     if any(day not in settled for day in window):
-        return window[0], window[-1]
+        return window
     if not calendars.is_session(exchange, trading_date):
         return f"{NOT_A_TRADING_DAY} on {exchange}"
     if calendars.session_close(exchange, trading_date) > now:

@@ -80,6 +80,8 @@ def test_a_missing_earlier_session_is_healed_in_the_one_request_that_refetches_t
     (target,) = plan.targets
     assert (target.first_session_date, target.session_date) == (US_WEEK[0], DAY)
     assert target.duration == "8 D"
+    # The target names its sessions, so collecting needs no exchange calendar to judge them.
+    assert target.sessions == tuple(day.isoformat() for day in US_WEEK)
     assert target.end_date_time == "20250115 23:59:59 America/New_York"
 
 
