@@ -54,7 +54,7 @@ class CollectionTarget:
     first_session: str = ""  # ISO date of the first session requested; empty when it is ``session``
     #: ISO dates of the exchange's sessions the request covers, where the plan knows them (the daily
     #: run's window), so collecting needs no exchange calendar (building one costs ~0.5 CPU-s).
-    sessions: tuple[str, ...] = ()
+    sessions: Sequence[str] = ()
 
     def contract(self) -> ContractSpec:
         return ContractSpec(
@@ -86,7 +86,7 @@ class CollectionTarget:
 
     @classmethod
     def from_dict(cls, data: TargetPayload) -> CollectionTarget:
-        return cls(**{**data, "sessions": tuple(data.get("sessions", ()))})
+        return cls(**data)
 
 
 @dataclass(frozen=True)
