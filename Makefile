@@ -41,8 +41,8 @@ test-fast: install  ## everything but the real-scheduler runs
 collect: install  ## one daily run in-process: make collect DATE=2025-01-15
 	$(PY) -m ibkr_market_data_dev.local_cli collect $(if $(DATE),--date $(DATE))
 
-backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-12-31 [DRY_RUN=1]
-	$(PY) -m ibkr_market_data_dev.local_cli backfill --from $(FROM) --to $(TO) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run)
+backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-12-31 [DRY_RUN=1] [RECHECK=1]
+	$(PY) -m ibkr_market_data_dev.local_cli backfill --from $(FROM) --to $(TO) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run) $(if $(RECHECK),--recheck-no-data)
 
 report: install  ## run metrics and coverage in the terminal: make report FROM=2025-01-01 TO=2025-01-31
 	$(PY) -m ibkr_market_data_dev.local_report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))

@@ -58,6 +58,15 @@ if TYPE_CHECKING:
             title="End date",
             description="Last date to fill (YYYY-MM-DD), inclusive; not in the future.",
         ),
+        "recheck_no_data": Param(
+            False,
+            type="boolean",
+            title="Ask again for sessions known to have no data",
+            description=(
+                "Sessions IB answered empty for on two different days are not asked again; tick to ask "
+                "IB once more (bars that come back are stored and the sessions leave no_data_sessions)."
+            ),
+        ),
         **selection_params(),
     },
 )

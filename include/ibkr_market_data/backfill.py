@@ -65,6 +65,8 @@ class BackfillRange:
     exchanges: tuple[str, ...]
     symbols: tuple[str, ...] = ()
     dry_run: bool = False
+    #: Ask IB again for sessions settled as having no data (``recheck_no_data``).
+    recheck_no_data: bool = False
 
     def to_dict(self) -> BackfillRequestPayload:
         return {
@@ -73,6 +75,7 @@ class BackfillRange:
             "exchanges": list(self.exchanges),
             "symbols": list(self.symbols),
             "dry_run": self.dry_run,
+            "recheck_no_data": self.recheck_no_data,
         }
 
     @classmethod
@@ -83,6 +86,7 @@ class BackfillRange:
             exchanges=tuple(data["exchanges"]),
             symbols=tuple(data["symbols"]),
             dry_run=data["dry_run"],
+            recheck_no_data=data.get("recheck_no_data", False),
         )
 
 

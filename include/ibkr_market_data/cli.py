@@ -124,7 +124,14 @@ def collect(date: str | None, dry_run: bool = False) -> int:
     return 0 if str(dag_run.state) == "success" else 1
 
 
-def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_run: bool = False) -> int:
+def backfill(
+    start: str,
+    end: str,
+    symbols: str = "",
+    exchanges: str = "",
+    dry_run: bool = False,
+    recheck_no_data: bool = False,
+) -> int:
     """Print the gap report, run the backfill DAG once in-process, print its summary.
 
     Returns 0 on success, 1 if the run failed; raises BadInput (exit 2) before any request.
@@ -140,6 +147,7 @@ def backfill(start: str, end: str, symbols: str = "", exchanges: str = "", dry_r
         "symbols": as_name_list(symbols),
         "exchanges": as_name_list(exchanges),
         "dry_run": dry_run,
+        "recheck_no_data": recheck_no_data,
     }
     try:
         request = tasks.check_params(params)
@@ -189,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill_parser.add_argument("--exchanges", default="", help="comma-separated exchanges (default: all)")
     backfill_parser.add_argument(
+        "--recheck-no-data",
+        action="store_true",
+        help="ask IB again for sessions settled as having no data",
+    )
+    backfill_parser.add_argument(
         "--dry-run", action="store_true", help="print the gap report and requests only"
     )
     return parser
@@ -231,7 +244,9 @@ def run(args: argparse.Namespace) -> int:
             load_symbols()
             return 0
         if args.command == "backfill":
-            return backfill(args.start, args.end, args.symbols, args.exchanges, args.dry_run)
+            return backfill(
+                args.start, args.end, args.symbols, args.exchanges, args.dry_run, args.recheck_no_data
+            )
         return collect(args.date or None, args.dry_run)
     except (BadInput, IbkrConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,7 +29,15 @@ class IbErrorCode(enum.IntEnum):
     COULD_NOT_CONNECT = 502
     NOT_CONNECTED = 504
     CONNECTIVITY_LOST = 1100
+    #: Connectivity restored, data lost: requests open across the outage must be sent again.
+    CONNECTIVITY_RESTORED_DATA_LOST = 1101
+    #: Connectivity restored, data kept: open requests go on.
+    CONNECTIVITY_RESTORED = 1102
     SOCKET_PORT_RESET = 1300
+    #: A market data farm connection is broken (2103), inactive but available (2107).
+    MARKET_DATA_FARM_BROKEN = 2103
+    HISTORICAL_DATA_FARM_BROKEN = 2105
+    SECURITY_DEFINITION_FARM_BROKEN = 2157
     DELAYED_MARKET_DATA_NOT_ENABLED = 10168
     NO_DATA_DURING_COMPETING_SESSION = 10197
 
@@ -109,6 +117,23 @@ class IbkrClientIdInUseError(IbkrConnectionError):
     advice = "Widen the connection's client_id range or stop the other API clients."
 
 
+class IbkrCompetingSessionError(IbkrError):
+    """No market data while the same user has a live session elsewhere (10197): passes when it ends."""
+
+    retryable = True
+    advice = (
+        "Another TWS / IB Gateway session of this IBKR user takes the market data; log it out "
+        "(or give the collector its own user). Retrying."
+    )
+
+
+class IbkrServiceError(IbkrError):
+    """IB's historical data service failed in a way it does not name (an unrecognised 162, a farm outage)."""
+
+    retryable = True
+    advice = "IB's data service answered with an error it does not explain; retrying with back-off."
+
+
 class IbkrCancelledError(IbkrError):
     """IB reports the query cancelled (162 'query cancelled'): our own cancel or a timeout."""
 
@@ -119,15 +144,30 @@ class IbkrCancelledError(IbkrError):
 _PERMISSION_CODES = {
     IbErrorCode.MARKET_DATA_NOT_SUBSCRIBED,
     IbErrorCode.DELAYED_MARKET_DATA_NOT_ENABLED,
-    IbErrorCode.NO_DATA_DURING_COMPETING_SESSION,
 }
 _CONNECTION_CODES = {
     IbErrorCode.COULD_NOT_CONNECT,
     IbErrorCode.NOT_CONNECTED,
     IbErrorCode.CONNECTIVITY_LOST,
+    IbErrorCode.CONNECTIVITY_RESTORED_DATA_LOST,
     IbErrorCode.SOCKET_PORT_RESET,
     IbErrorCode.HISTORICAL_DATA_SERVICE_QUERY,
 }
+_FARM_BROKEN_CODES = {
+    IbErrorCode.MARKET_DATA_FARM_BROKEN,
+    IbErrorCode.HISTORICAL_DATA_FARM_BROKEN,
+    IbErrorCode.SECURITY_DEFINITION_FARM_BROKEN,
+}
+#: Notices, never a request's failure: connectivity restored with data kept (1102), data farms
+#: connected (2104, 2106, 2158), inactive but available on demand (2107, 2108).
+INFORMATIONAL_CODES = frozenset({1102, 2104, 2106, 2107, 2108, 2158})
+
+
+def is_informational(code: int) -> bool:
+    """Whether IB's message ``code`` is a notice that fails nothing."""
+    return code in INFORMATIONAL_CODES
+
+
 _PACING_CODES = {IbErrorCode.REQUEST_PROCESSING_ERROR, IbErrorCode.MAX_MESSAGE_RATE_EXCEEDED}
 
 
@@ -143,7 +183,8 @@ def classify_error(code: int, message: str) -> IbkrError:
             return IbkrCancelledError(message, code)
         if "permission" in text:
             return IbkrPermissionError(message, code)
-        return IbkrRequestError(message, code)
+        # Any other text (a farm outage, a server-side hiccup) passes in practice: retry, bounded.
+        return IbkrServiceError(message, code)
     if code == IbErrorCode.NO_SECURITY_DEFINITION:
         if "ambiguous" in text:
             return IbkrAmbiguousContractError(message, code)
@@ -152,6 +193,10 @@ def classify_error(code: int, message: str) -> IbkrError:
         return IbkrClientIdInUseError(message, code)
     if code in _PACING_CODES:
         return IbkrPacingViolation(message, code)
+    if code == IbErrorCode.NO_DATA_DURING_COMPETING_SESSION:
+        return IbkrCompetingSessionError(message, code)
+    if code in _FARM_BROKEN_CODES:
+        return IbkrServiceError(message, code)
     if code in _PERMISSION_CODES:
         return IbkrPermissionError(message, code)
     if code in _CONNECTION_CODES:

@@ -62,6 +62,7 @@ class BackfillRequestPayload(TypedDict):
     exchanges: list[str]
     symbols: list[str]
     dry_run: bool
+    recheck_no_data: bool
 
 
 class SymbolRowPayload(TypedDict):
@@ -89,6 +90,7 @@ class GapPayload(TypedDict):
     missing: int
     runs: int
     requests: int
+    recheck_no_data: bool
 
 
 class GapGroupPayload(TypedDict):

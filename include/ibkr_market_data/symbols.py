@@ -8,14 +8,15 @@ inactive with the reason, and are reported, never silently dropped.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from psycopg import Connection
 
-from ibkr_market_data import repository
+from ibkr_market_data import calendars, repository
 from ibkr_market_data.contracts import ContractSpec, ResolvedContract
-from ibkr_market_data.errors import IbkrContractError, IbkrPermissionError, IbkrRequestError
+from ibkr_market_data.errors import IbkrContractError, IbkrError, IbkrPermissionError, IbkrRequestError
 from ibkr_market_data.universe import UniverseSymbol, load_universe
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,13 @@ def load_symbols(
             sec_type=row.sec_type,
         )
         try:
-            resolved = hook.resolve_contract(spec)
+            resolved = _resolve(hook, spec)
         except (IbkrContractError, IbkrPermissionError, IbkrRequestError) as exc:
             repository.mark_unresolved(conn, row.id, str(exc))
             report.unresolved[row.symbol] = str(exc)
             log.warning("%s: left inactive, IB could not resolve it: %s", spec, exc)
         else:
-            repository.mark_resolved(conn, row.id, resolved.con_id, resolved.primary_exchange)
-            report.resolved.append(row.symbol)
+            _record_resolution(conn, row, resolved, report)
         conn.commit()
     log.info(
         "Universe: %d symbols loaded, %d resolved now, %d unresolved",
@@ -66,3 +66,49 @@ def load_symbols(
         len(report.unresolved),
     )
     return report
+
+
+#: Tries per symbol when the gateway drops the connection or does not answer, and the pause
+#: before each next try: the hook reconnects on the next request.
+RESOLVE_ATTEMPTS = 4
+RESOLVE_BACKOFF_SECONDS = (1.0, 3.0, 10.0)
+
+
+def _resolve(hook: ContractResolver, spec: ContractSpec) -> ResolvedContract:
+    """``hook.resolve_contract(spec)``, tried again after a dropped connection or a timeout."""
+    for attempt in range(1, RESOLVE_ATTEMPTS + 1):
+        try:
+            return hook.resolve_contract(spec)
+        except IbkrError as exc:
+            if not exc.retryable or attempt == RESOLVE_ATTEMPTS:
+                raise
+            pause = RESOLVE_BACKOFF_SECONDS[min(attempt, len(RESOLVE_BACKOFF_SECONDS)) - 1]
+            log.warning("%s: %s; reconnecting and trying again in %.0f s", spec, exc, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _record_resolution(
+    conn: Connection, row: repository.SymbolRow, resolved: ResolvedContract, report: ResolutionReport
+) -> None:
+    """Store IB's conId and primary exchange; one row per conId, and only exchanges we have a calendar for."""
+    known = repository.symbol_id_by_con_id(conn, resolved.con_id)
+    if known is not None and known != row.id:
+        # IB names another primary exchange than the CSV (BHP on CHIXAU, say): the row stored for
+        # that conId on an earlier load is this symbol. Keep it; drop the new row (it has nothing).
+        repository.delete_unresolved_symbol(conn, row.id)
+        report.resolved.append(row.symbol)
+        log.info(
+            "%s: conId %s is already symbol id %s; kept that one row", row.symbol, resolved.con_id, known
+        )
+        return
+    try:
+        calendars.calendar_code(resolved.primary_exchange)
+    except calendars.UnknownExchangeError as exc:
+        reason = f"IB names primary exchange {resolved.primary_exchange!r}: {exc}"
+        repository.mark_unresolved(conn, row.id, reason)
+        report.unresolved[row.symbol] = reason
+        log.warning("%s: left inactive: %s", row.symbol, reason)
+        return
+    repository.mark_resolved(conn, row.id, resolved.con_id, resolved.primary_exchange)
+    report.resolved.append(row.symbol)

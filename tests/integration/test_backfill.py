@@ -172,27 +172,88 @@ def test_a_symbol_listed_mid_range_records_its_first_date_and_is_never_asked_aga
     assert len(ibkr_connection.request_log) == 0, "no request of any kind once the listing date is known"
 
 
-def test_sessions_ib_has_no_data_for_are_recorded_so_a_rerun_sends_no_request(
+def test_one_empty_answer_is_recorded_and_asked_again_so_ib_s_passing_trouble_loses_nothing(
     backfill_dag, small_universe, market_db, ibkr_connection
 ):
+    week = calendars.sessions_between("NASDAQ", d("2025-02-03"), d("2025-02-07"))
     ibkr_connection.faults.set("MSFT", no_data=True)
     dag_run = run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"])
     assert dag_run.state == "success", "no data is an outcome, not a failure"
-
     assert latest_statuses(market_db, dag_run.run_id)["MSFT"][0] == "no_data"
     with psycopg.connect(market_db) as conn:
         no_data = conn.execute("SELECT session, reason FROM no_data_sessions ORDER BY session").fetchall()
-    assert no_data == [
-        (day, "no data from IB")
-        for day in calendars.sessions_between("NASDAQ", d("2025-02-03"), d("2025-02-07"))
-    ]
-    requests_before = len(ibkr_connection.request_log)
+    assert no_data == [(day, "no data from IB") for day in week]
 
+    # IB has the bars after all (a transient HMDS answer): the next backfill asks again and stores them.
     ibkr_connection.faults.clear("MSFT")
     rerun = run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"])
     assert rerun.state == "success"
-    assert len(ibkr_connection.request_log) == requests_before
-    assert stored_bars(market_db, "MSFT") == {}
+    assert list(stored_bars(market_db, "MSFT")) == week
+    assert count(market_db, "no_data_sessions") == 0
+
+
+def test_sessions_empty_on_two_different_days_are_settled_until_a_recheck(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    week = calendars.sessions_between("NASDAQ", d("2025-02-03"), d("2025-02-07"))
+    ibkr_connection.faults.set("MSFT", no_data=True)
+    assert run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"]).state == "success"
+    with psycopg.connect(market_db) as conn:
+        # That answer came yesterday.
+        conn.execute(
+            "UPDATE no_data_sessions SET first_seen = first_seen - INTERVAL '1 day', last_seen = last_seen - INTERVAL '1 day'"
+        )
+    requests_before = len(ibkr_connection.request_log.historical())
+    assert run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"]).state == "success"
+    assert len(ibkr_connection.request_log.historical()) == requests_before + 1, "seen once: asked again"
+
+    # Empty on two different days: settled, not asked again, even once IB would answer.
+    ibkr_connection.faults.clear("MSFT")
+    settled = run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"])
+    assert settled.state == "success"
+    assert len(ibkr_connection.request_log.historical()) == requests_before + 1
+    assert latest_statuses(market_db, settled.run_id)["MSFT"][0] == "skipped"
+
+    # An operator's recheck asks again; the bars that come back are stored, the sessions leave no_data.
+    recheck = run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"], recheck_no_data=True)
+    assert recheck.state == "success"
+    assert list(stored_bars(market_db, "MSFT")) == week
+    assert count(market_db, "no_data_sessions") == 0
+
+
+def test_a_failed_head_timestamp_records_nothing_so_the_next_backfill_asks_again(
+    small_universe, market_db, ibkr_connection
+):
+    from ibkr_market_data.errors import IbkrPacingViolation
+    from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.repository import RunContext
+    from ibkr_market_data.tasks.backfill import fill_symbol_gaps
+
+    class HeadTimestampRefused:
+        """The real hook, except that IB refuses its head timestamp request (the simulator's faults
+        cannot tell a head timestamp from the historical request before it)."""
+
+        def __init__(self, hook):
+            self.hook = hook
+
+        def __getattr__(self, name):
+            return getattr(self.hook, name)
+
+        def head_timestamp(self, spec):
+            self.hook.requests_sent += 1
+            raise IbkrPacingViolation("Historical data request pacing violation", 162)
+
+    ibkr_connection.faults.set("MSFT", no_data=True)
+    now = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    run_context = RunContext(DAG_ID, "manual__head_refused", 1)
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        [msft] = repository.select_symbols(conn, symbols=["MSFT"])
+        outcome = fill_symbol_gaps(
+            conn, HeadTimestampRefused(hook), msft, d("2025-02-03"), d("2025-02-07"), run_context, now
+        )
+    assert outcome.no_data_sessions == 0
+    assert count(market_db, "no_data_sessions") == 0, "nothing recorded without IB's head timestamp"
+    assert len(ibkr_connection.request_log.historical()) == 1
 
 
 def test_a_changed_bar_inside_a_request_is_logged_as_a_revision_and_replaced(

@@ -226,3 +226,62 @@ def test_unresolvable_symbols_stay_inactive_and_are_reported(market_db, ibkr_con
     assert len(rows) == 3
     assert rows["AAPL"].active and rows["AAPL"].con_id == ibkr_connection.model.contract("AAPL").con_id
     assert not rows["MSFT"].active and "No security definition" in reason
+
+
+def test_reloading_when_ib_named_another_primary_exchange_keeps_one_row_per_con_id(
+    small_universe, market_db, ibkr_connection
+):
+    """An earlier load stored IB's primary exchange (not the CSV's): a reload must not add a twin."""
+    from ibkr_market_data.symbols import load_symbols
+
+    with psycopg.connect(market_db) as conn:
+        [bhp] = repository.select_symbols(conn, symbols=["BHP"])
+        repository.mark_resolved(conn, bhp.id, bhp.con_id, "NYSE")  # as if IB had named another venue
+        conn.commit()
+        with IbkrHook() as hook:
+            report = load_symbols(conn, hook, [s for s in load_universe() if s.symbol == "BHP"])
+        rows = conn.execute(
+            "SELECT id, con_id, primary_exchange FROM symbols WHERE symbol = 'BHP'"
+        ).fetchall()
+    assert rows == [(bhp.id, bhp.con_id, "NYSE")]
+    assert report.resolved == ["BHP"] and not report.unresolved
+
+
+def test_a_symbol_ib_places_on_an_exchange_without_a_calendar_stays_inactive_with_the_reason(
+    market_db, ibkr_connection
+):
+    import dataclasses
+
+    from ibkr_market_data.symbols import load_symbols
+
+    [bhp] = [s for s in load_universe() if s.symbol == "BHP"]
+
+    class NamesChixau:
+        """IB's answer for BHP with its primary exchange as CHIXAU: the simulator lists BHP on ASX only."""
+
+        def __init__(self, hook):
+            self.hook = hook
+
+        def resolve_contract(self, spec):
+            return dataclasses.replace(self.hook.resolve_contract(spec), primary_exchange="CHIXAU")
+
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = load_symbols(conn, NamesChixau(hook), [bhp])
+        [(active, reason)] = conn.execute("SELECT active, inactive_reason FROM symbols").fetchall()
+    assert active is False
+    assert reason.startswith("IB names primary exchange 'CHIXAU': No trading calendar for exchange 'CHIXAU'")
+    assert list(report.unresolved) == ["BHP"]
+
+
+def test_loading_goes_on_after_the_gateway_drops_the_connection_once(market_db, ibkr_connection, monkeypatch):
+    from ibkr_market_data import symbols
+
+    monkeypatch.setattr(symbols, "RESOLVE_BACKOFF_SECONDS", (0.0,))
+    ibkr_connection.faults.set("MSFT", drop_connection=1)
+    universe = [s for s in load_universe() if s.symbol in ("AAPL", "MSFT", "SPY")]
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = symbols.load_symbols(conn, hook, universe)
+        rows = conn.execute("SELECT symbol, active FROM symbols ORDER BY symbol").fetchall()
+    assert sorted(report.resolved) == ["AAPL", "MSFT", "SPY"] and not report.unresolved
+    assert rows == [("AAPL", True), ("MSFT", True), ("SPY", True)]
+    assert ibkr_connection.request_log.outcomes("contract_details", symbol="MSFT")[0] == "dropped"

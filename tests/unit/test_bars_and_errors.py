@@ -129,7 +129,21 @@ def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():
             errors.IbkrPermissionError,
             False,
         ),
-        (10197, "No market data during competing live session", errors.IbkrPermissionError, False),
+        (10197, "No market data during competing live session", errors.IbkrCompetingSessionError, True),
+        (
+            162,
+            "Historical Market Data Service error message:HMDS server connection was broken",
+            errors.IbkrServiceError,
+            True,
+        ),
+        (
+            1101,
+            "Connectivity between IB and TWS has been restored- data lost.",
+            errors.IbkrConnectionError,
+            True,
+        ),
+        (2105, "HMDS data farm connection is broken:ushmds", errors.IbkrServiceError, True),
+        (2103, "Market data farm connection is broken:usfarm", errors.IbkrServiceError, True),
         (
             420,
             "Invalid real-time query: an unnamed code is a request error",
@@ -145,6 +159,13 @@ def test_error_classification(code, text, expected, retryable):
     assert type(error.code) is int
     assert error.retryable is retryable
     assert str(code) in str(error)
+
+
+def test_connectivity_restored_and_farm_ok_notices_fail_nothing():
+    for code in (1102, 2104, 2106, 2107, 2108, 2158):
+        assert errors.is_informational(code)
+    for code in (162, 1100, 1101, 2103, 2105, 10197):
+        assert not errors.is_informational(code)
 
 
 def test_named_codes_are_ibs_numbers():

@@ -52,12 +52,23 @@ def test_a_good_row_loads_from_a_file_path(tmp_path):
         ("AAPL,STK,SMART,NASDAQ,US,265598,1,equity,Apple", "currency"),
         ("A" * 33 + ",STK,SMART,NASDAQ,USD,265598,1,equity,Apple", "symbol"),
         ("AAPL,STK,SMART,NASDAQ-GLOBAL-SELECT,USD,265598,1,equity,Apple", "primary_exchange"),
+        ("XRO,STK,ASX,CHIXAU,AUD,700000002,2,equity,Xero", "primary_exchange"),
     ],
 )
 def test_a_short_or_bad_row_names_file_line_and_column(tmp_path, row, column):
     path = _write(tmp_path, HEADER, GOOD_ROW, row)
     with pytest.raises(ValueError, match=rf"^custom\.csv:3: column '{column}'"):
         load_universe_files([path])
+
+
+def test_a_primary_exchange_without_a_calendar_is_refused_at_load_naming_the_known_ones(tmp_path):
+    path = _write(tmp_path, HEADER, GOOD_ROW, "XRO,STK,ASX,CHIXAU,AUD,700000002,2,equity,Xero")
+    with pytest.raises(ValueError) as raised:
+        load_universe_files([path])
+    assert str(raised.value) == (
+        "custom.csv:3: column 'primary_exchange': No trading calendar for exchange 'CHIXAU'; "
+        "known: AMEX, ARCA, ASX, BATS, NASDAQ, NYSE"
+    )
 
 
 def test_a_header_without_a_column_is_named(tmp_path):

@@ -69,11 +69,13 @@ from ibkr_market_data.repository.pacing import (
 )
 from ibkr_market_data.repository.symbols import (
     SymbolRow,
+    delete_unresolved_symbol,
     has_active_symbols,
     known_symbol_names,
     mark_resolved,
     mark_unresolved,
     select_symbols,
+    symbol_id_by_con_id,
     unresolved_symbols,
     upsert_universe,
 )
@@ -111,6 +113,8 @@ __all__ = [
     "lock_pacing_ledger",
     "log_skipped",
     "mark_resolved",
+    "delete_unresolved_symbol",
+    "symbol_id_by_con_id",
     "mark_unresolved",
     "no_data_session_dates",
     "recent_requests",

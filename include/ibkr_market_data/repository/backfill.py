@@ -13,12 +13,18 @@ from ibkr_market_data.repository.collection_logs import RunContext
 def no_data_session_dates(
     conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
 ) -> dict[int, set[dt.date]]:
-    """Per symbol, the sessions in ``[start, end]`` recorded as having no data at IB."""
+    """Per symbol, the sessions in ``[start, end]`` settled as having no data at IB.
+
+    Settled: IB answered empty for the session on two different days (``first_seen`` and
+    ``last_seen`` fall on different dates). One empty answer may be IB's passing trouble (a
+    transient HMDS 162, a short answer): such a session stays missing and is asked again.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
             SELECT symbol_id, session FROM no_data_sessions
             WHERE symbol_id = ANY(%s) AND timeframe = %s AND session BETWEEN %s AND %s
+              AND last_seen::date > first_seen::date
             """,
             (list(symbol_ids), timeframe, start, end),
         )

@@ -81,6 +81,19 @@ def mark_resolved(conn: Connection, symbol_id: int, con_id: int, primary_exchang
         )
 
 
+def symbol_id_by_con_id(conn: Connection, con_id: int) -> int | None:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT id FROM symbols WHERE con_id = %s", (con_id,))
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def delete_unresolved_symbol(conn: Connection, symbol_id: int) -> None:
+    """Remove a row that never resolved (so nothing refers to it); a resolved row is never deleted."""
+    with conn.cursor() as cursor:
+        cursor.execute("DELETE FROM symbols WHERE id = %s AND con_id IS NULL", (symbol_id,))
+
+
 def mark_unresolved(conn: Connection, symbol_id: int, reason: str) -> None:
     with conn.cursor() as cursor:
         cursor.execute(

@@ -82,6 +82,7 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
         exchanges=tuple(selected_exchanges(params)),
         symbols=tuple(as_name_list(params.get("symbols"))),
         dry_run=bool(params.get("dry_run")),
+        recheck_no_data=bool(params.get("recheck_no_data")),
     )
 
 
@@ -118,7 +119,11 @@ def gap_report(
         rows,
         now,
         stored=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
-        no_data=repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
+        no_data=(
+            {}
+            if request.recheck_no_data
+            else repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end)
+        ),
         first_available=repository.first_available_dates(conn, ids),
     )
     return report, {row.id: row for row in rows}
@@ -161,6 +166,7 @@ def find_gaps(
             "missing": len(gaps.missing),
             "runs": len(gaps.runs),
             "requests": len(gaps.requests),
+            "recheck_no_data": request.recheck_no_data,
         }
         for gaps in report.with_gaps
     ]
@@ -195,6 +201,7 @@ def collect_gap(
                     dt.date.fromisoformat(gap["end"]),
                     run,
                     _now(now),
+                    recheck_no_data=gap.get("recheck_no_data", False),
                 )
             except CollectionFailed as exc:
                 failures.append(exc)
@@ -239,15 +246,21 @@ def fill_symbol_gaps(
     end: dt.date,
     run: RunContext,
     now: dt.datetime,
+    recheck_no_data: bool = False,
 ) -> GapOutcome:
     """Plan ``row``'s gaps afresh, send each request, record the sessions IB had no bar for.
+
+    Sessions recorded once as having no data are asked again until IB answered empty for them on
+    two different days (``repository.no_data_session_dates``); ``recheck_no_data`` asks again even
+    for settled ones. When IB's head timestamp could not be asked (an error, not "no data"), the
+    sessions left without bars are recorded nowhere: the next backfill asks for them again.
 
     Airflow-agnostic: takes an open connection and hook. Raises CollectionFailed from
     ``collect_target`` on a failed request; what earlier requests stored stays stored.
     """
     from ibkr_market_data.collect import collect_target
 
-    gaps = _fresh_gaps(conn, row, start, end, now)
+    gaps = _fresh_gaps(conn, row, start, end, now, recheck_no_data)
     outcome = GapOutcome(row.symbol)
     if gaps.complete:
         # Filled since find_gaps ran: by this task's previous try, or another backfill.
@@ -265,7 +278,7 @@ def fill_symbol_gaps(
         return repository.store_backfilled_bars(db, symbol_id, timeframe, bars, run)
 
     first_available: dt.date | None = None
-    asked_head_timestamp = False
+    asked_head_timestamp = head_timestamp_failed = False
     for target in request_targets(row, gaps):
         first, last = target.first_session_date, target.session_date
         requests_before = hook.requests_sent
@@ -282,7 +295,16 @@ def fill_symbol_gaps(
             # Nothing at the start of the gaps: perhaps listed later. IB's head timestamp says from
             # when it has data; it is paced like small bars, so it is asked at most once, and only here.
             asked_head_timestamp = True
-            first_available = _ask_first_available(conn, hook, row, target.contract())
+            first_available, head_timestamp_failed = _ask_first_available(conn, hook, row, target.contract())
+        if head_timestamp_failed:
+            log.warning(
+                "%s: %d sessions without bars (%s..%s) are not recorded as no data: the head timestamp failed",
+                row.symbol,
+                len(absent),
+                absent[0],
+                absent[-1],
+            )
+            continue
         outcome.no_data_sessions += _record_no_data(conn, row, absent, first_available, run)
     if not outcome.bars_collected:
         outcome.status = AttemptStatus.NO_DATA
@@ -302,29 +324,39 @@ def fill_symbol_gaps(
 
 
 def _fresh_gaps(
-    conn: psycopg.Connection, row: SymbolRow, start: dt.date, end: dt.date, now: dt.datetime
+    conn: psycopg.Connection,
+    row: SymbolRow,
+    start: dt.date,
+    end: dt.date,
+    now: dt.datetime,
+    recheck_no_data: bool = False,
 ) -> SymbolGaps:
     stored = repository.existing_bar_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
-    no_data = repository.no_data_session_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
+    no_data: set[dt.date] = (
+        set()
+        if recheck_no_data
+        else repository.no_data_session_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
+    )
     first_available = repository.first_available_dates(conn, [row.id]).get(row.id)
     return symbol_gaps(row, start, end, now, stored, no_data, first_available)
 
 
 def _ask_first_available(
     conn: psycopg.Connection, hook: IbkrHook, row: SymbolRow, contract: ContractSpec
-) -> dt.date | None:
+) -> tuple[dt.date | None, bool]:
+    """IB's first available date for ``row`` (None: IB has none), and whether asking failed."""
     try:
         first_available = hook.head_timestamp(contract)
     except IbkrNoDataError:
         log.info("%s: IB has no head timestamp", row.symbol)
-        return None
+        return None, False
     except IbkrError as exc:
-        log.warning("%s: head timestamp failed, sessions are recorded without it: %s", row.symbol, exc)
-        return None
+        log.warning("%s: head timestamp failed: %s", row.symbol, exc)
+        return None, True
     repository.set_first_available_date(conn, row.id, first_available)
     conn.commit()
     log.info("%s: IB has data from %s (head timestamp)", row.symbol, first_available)
-    return first_available
+    return first_available, False
 
 
 def _record_no_data(

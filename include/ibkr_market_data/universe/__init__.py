@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ibkr_market_data import calendars
+
 UNIVERSE_FILES = ("asx200.csv", "nasdaq100.csv", "etfs.csv")
 COLUMNS = (
     "symbol",
@@ -127,6 +129,11 @@ def _parse_row(
         values[column] = value
     if len(values["currency"]) != 3:
         raise ValueError(f"{where}: column 'currency' is {values['currency']!r}, not a 3-letter code")
+    try:
+        calendars.calendar_code(values["primary_exchange"])
+    except calendars.UnknownExchangeError as exc:
+        # Its sessions could never be named: refused here, not skipped by every run.
+        raise ValueError(f"{where}: column 'primary_exchange': {exc}") from None
     return UniverseSymbol(
         symbol=values["symbol"],
         sec_type=values["sec_type"],
