@@ -93,7 +93,10 @@ def daily_market_data():
     def plan(trading_date: str) -> list[TargetGroupPayload]:
         from ibkr_market_data.tasks import daily
 
-        return daily.plan(trading_date, get_current_context()["params"], run_context())
+        context = get_current_context()
+        return daily.plan(
+            trading_date, context["params"], run_context(), run_type=context["dag_run"].run_type
+        )
 
     @task(pool=IBKR_POOL, map_index_template="{{ label }}")
     def collect(group: TargetGroupPayload) -> GroupOutcomePayload:

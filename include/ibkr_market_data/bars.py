@@ -29,7 +29,16 @@ SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"
 
 
 class InvalidBarError(ValueError):
-    """A bar from IB that cannot be stored: the whole batch for that symbol is rejected."""
+    """A bar from IB that cannot be stored."""
+
+
+class BrokenBarsError(InvalidBarError):
+    """Some bars of a response cannot be stored; ``valid`` holds the others, which can."""
+
+    def __init__(self, broken: Sequence[str], valid: list[Bar]) -> None:
+        super().__init__(f"{len(broken)} broken bars not stored: " + "; ".join(broken[:5]))
+        self.broken = list(broken)
+        self.valid = valid
 
 
 @dataclass(frozen=True)
@@ -100,11 +109,24 @@ def validate_bar(bar: Bar) -> None:
 
 
 def bars_from_ib(ib_bars: Iterable[BarData]) -> list[Bar]:
-    """Convert and validate a whole response; one bad bar rejects it all, so nothing partial is written."""
-    bars = [bar_from_ib(ib_bar) for ib_bar in ib_bars]
-    for bar in bars:
-        validate_bar(bar)
-    return bars
+    """Convert and validate a whole response.
+
+    Broken bars raise BrokenBarsError carrying the valid ones: the caller stores those and fails
+    the attempt naming the broken ones, so the next run asks only for those sessions again.
+    """
+    valid: list[Bar] = []
+    broken: list[str] = []
+    for ib_bar in ib_bars:
+        try:
+            bar = bar_from_ib(ib_bar)
+            validate_bar(bar)
+        except InvalidBarError as exc:
+            broken.append(str(exc))
+            continue
+        valid.append(bar)
+    if broken:
+        raise BrokenBarsError(broken, valid)
+    return valid
 
 
 def latest_per_timestamp(bars: Sequence[Bar]) -> list[Bar]:

@@ -19,7 +19,13 @@ import psycopg
 from psycopg import Connection
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import TIMEFRAME_BY_BAR_SIZE, Bar, InvalidBarError, latest_per_timestamp
+from ibkr_market_data.bars import (
+    TIMEFRAME_BY_BAR_SIZE,
+    Bar,
+    BrokenBarsError,
+    InvalidBarError,
+    latest_per_timestamp,
+)
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
@@ -228,6 +234,10 @@ def _finish_attempt(
     """Store what the request brought and the attempt's outcome in one transaction; raise CollectionFailed on failure."""
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
     first, last = target.first_session_date, target.session_date
+    broken: BrokenBarsError | None = None
+    if isinstance(fetched, BrokenBarsError) and fetched.valid:
+        # Keep the good bars of a bad response; the attempt still fails, naming the broken ones.
+        broken, fetched = fetched, fetched.valid
     try:
         if isinstance(fetched, Exception):
             raise fetched
@@ -246,6 +256,8 @@ def _finish_attempt(
             result = repository.upsert_bars(conn, target.symbol_id, timeframe, wanted, run)
         else:
             result = store(conn, target.symbol_id, timeframe, wanted)
+        if broken is not None:
+            raise _PartlyStored(len(wanted), result, broken)
         if record_absent:
             _record_absent(conn, target, timeframe, {bar.session_date for bar in wanted}, run)
         repository.finish_attempt(
@@ -257,6 +269,31 @@ def _finish_attempt(
         )
         repository.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
+    except _PartlyStored as partly:
+        repository.finish_attempt(
+            conn,
+            log_id,
+            AttemptStatus.FAILED,
+            records_collected=partly.stored,
+            requests_sent=requests_sent,
+            error_message=f"{partly.stored} good bars stored; {partly.broken}",
+        )
+        repository.record_request_seconds(conn, log_id, request_seconds)
+        conn.commit()
+        log.warning(
+            "%s %s: stored %d good bars, failed: %s", target.symbol, last, partly.stored, partly.broken
+        )
+        raise CollectionFailed(
+            SymbolOutcome(
+                target.symbol,
+                AttemptStatus.FAILED,
+                records_collected=partly.stored,
+                bars_inserted=partly.result.inserted,
+                bars_revised=partly.result.revised,
+                reason=str(partly.broken),
+            ),
+            retryable=False,
+        ) from partly.broken
     except IbkrNoDataError as exc:
         conn.rollback()
         outcome = SymbolOutcome(target.symbol, AttemptStatus.NO_DATA, reason=str(exc), error_code=exc.code)
@@ -300,6 +337,14 @@ def _finish_attempt(
         bars_inserted=result.inserted,
         bars_revised=result.revised,
     )
+
+
+class _PartlyStored(Exception):
+    """The good bars of a response with broken ones are written; the attempt fails naming the broken."""
+
+    def __init__(self, stored: int, result: repository.UpsertResult, broken: BrokenBarsError) -> None:
+        super().__init__(str(broken))
+        self.stored, self.result, self.broken = stored, result, broken
 
 
 def _missing_sessions(conn: Connection, target: CollectionTarget, timeframe: str) -> list[dt.date]:

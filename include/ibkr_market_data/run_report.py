@@ -9,7 +9,7 @@ every symbol because a scheduled run had already collected them still reports a 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -52,13 +52,21 @@ class RunReport:
 
 
 def read_run_report(
-    conn: psycopg.Connection, dag_id: str, run_id: str, planned: Mapping[int, str] | None = None
+    conn: psycopg.Connection,
+    dag_id: str,
+    run_id: str,
+    planned: Mapping[int, str] | None = None,
+    still_missing: Collection[int] = (),
 ) -> RunReport:
     """The report of run ``run_id`` of ``dag_id``; ``planned`` (symbol id -> symbol) finds the unfinished ones.
 
     Without ``planned`` no symbol counts as unfinished: only the run's plan knows what it meant to do.
+    ``still_missing``: planned symbols that still lack sessions the run set out to fill; unless one
+    of their attempts failed (then they are failures), they are unfinished: a window never sent.
     """
     finished = repository.symbols_with_outcome(conn, dag_id, run_id) if planned else set()
+    failed_ids = repository.symbols_failed(conn, dag_id, run_id) if still_missing else set()
+    finished -= set(still_missing) - failed_ids
     return RunReport(
         dag_id=dag_id,
         run_id=run_id,

@@ -444,7 +444,13 @@ class ClientConnection(asyncio.Protocol):
         if not bars:
             self._fail(record, ib_errors.no_data(contract.symbol, exchange, request.what_to_show))
             return
-        answer = history.format_answer(contract, query, bars, corrupt=faults.fires(symbol, "corrupt_bars"))
+        answer = history.format_answer(
+            contract,
+            query,
+            bars,
+            corrupt=faults.fires(symbol, "corrupt_bars"),
+            corrupt_first=faults.fires(symbol, "corrupt_first_bar"),
+        )
         fields: list[str] = [
             str(int(OutgoingMessage.HISTORICAL_DATA)),
             str(record.req_id),

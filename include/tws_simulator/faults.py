@@ -15,6 +15,7 @@ Switches (``True`` = every matching request, an int N = the next N matching requ
 ``drop_connection``   the server closes the client's socket instead of answering
 ``never_answer``      the request is never answered; it stays open (counts toward the 50)
 ``corrupt_bars``      bars arrive with high < low and a negative volume
+``corrupt_first_bar`` only the answer's first (oldest) bar arrives so broken
 
 Numbers: ``latency_ms`` (fixed delay before every answer) and ``jitter_ms`` (plus a uniform
 random 0..jitter, seeded).
@@ -38,6 +39,7 @@ SWITCHES = (
     "drop_connection",
     "never_answer",
     "corrupt_bars",
+    "corrupt_first_bar",
 )
 NUMBERS = ("latency_ms", "jitter_ms")
 

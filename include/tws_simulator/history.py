@@ -276,9 +276,14 @@ def select_bars(
 
 
 def format_answer(
-    contract: SimContract, query: HistoryQuery, bars: list[SimBar], corrupt: bool = False
+    contract: SimContract,
+    query: HistoryQuery,
+    bars: list[SimBar],
+    corrupt: bool = False,
+    corrupt_first: bool = False,
 ) -> HistoryAnswer:
-    """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault)."""
+    """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault),
+    of every bar, or of the first one only with ``corrupt_first``."""
     trades = query.what_to_show in TRADE_TYPES
     zone = ZoneInfo(contract.time_zone_id) if query.bar_seconds is not None else None
     rows: list[tuple[str, ...]] = []
@@ -289,7 +294,7 @@ def format_answer(
             date_text = str(int(bar.date.timestamp()))  # type: ignore[union-attr]
         else:
             date_text = f"{bar.date.astimezone(zone):%Y%m%d %H:%M:%S} {contract.time_zone_id}"  # type: ignore[union-attr]
-        if corrupt:
+        if corrupt or (corrupt_first and not rows):
             bar = corrupted(bar, contract)
         rows.append(_bar_fields(bar, date_text, trades))
     return HistoryAnswer(

@@ -413,3 +413,65 @@ def test_two_upserts_in_one_transaction_keep_each_symbols_bars_apart(market_db, 
 
     assert list(stored_bars(market_db, "AAPL")) == [d("2025-01-13")]
     assert list(stored_bars(market_db, "MSFT")) == [d("2025-01-14")]
+
+
+def test_a_symbol_is_finished_only_when_every_window_is(small_universe, market_db, ibkr_connection):
+    """One finished window must not hide another that is pending, or that was never sent."""
+    from ibkr_market_data.backfill import BackfillRange
+    from ibkr_market_data.repository import RunContext
+    from ibkr_market_data.tasks import backfill as tasks
+    from ibkr_market_data.tasks.common import PermanentFailure
+    from ibkr_market_data_dev.simulated_ib import stored_bar
+
+    request = BackfillRange(d("2025-01-13"), d("2025-01-24"), ("NASDAQ",), ("AAPL", "MSFT"))
+    first_week = calendars.sessions_between("NASDAQ", d("2025-01-13"), d("2025-01-17"))
+    run_context = RunContext(DAG_ID, "manual__windows", 1)
+    with psycopg.connect(market_db) as conn:
+        rows = {row.symbol: row for row in repository.select_symbols(conn, symbols=["AAPL", "MSFT"])}
+        for symbol, second_window in (("AAPL", "pending"), ("MSFT", None)):
+            row = rows[symbol]
+            bars = [stored_bar(ibkr_connection.model.daily_bar(symbol, day)) for day in first_week]
+            repository.upsert_bars(conn, row.id, "1day", bars)
+            done = repository.start_attempt(
+                conn,
+                run_context,
+                row.id,
+                "1day",
+                *(dt.datetime.combine(x, dt.time()) for x in first_week[::4]),
+            )
+            repository.finish_attempt(conn, done, "completed", records_collected=5)
+            if second_window == "pending":  # its task died mid-request
+                repository.start_attempt(
+                    conn, run_context, row.id, "1day", dt.datetime(2025, 1, 21), dt.datetime(2025, 1, 24)
+                )
+            # MSFT: its task died before the second window was sent: no row at all.
+        conn.commit()
+    groups = [
+        {"label": "AAPL…MSFT (2)", "gaps": [{"symbol_id": rows[s].id, "symbol": s} for s in ("AAPL", "MSFT")]}
+    ]
+
+    with pytest.raises(PermanentFailure) as raised:
+        tasks.summarize(request.to_dict(), groups, run_context)
+    assert "2 symbols with gaps have no outcome: AAPL, MSFT" in str(raised.value)
+
+
+def test_a_broken_bar_fails_its_symbol_but_the_good_bars_of_the_window_are_kept(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    week = calendars.sessions_between("NASDAQ", d("2025-01-13"), d("2025-01-17"))
+    ibkr_connection.faults.set("AAPL", corrupt_first_bar=1)
+    dag_run = run(backfill_dag, "2025-01-13", "2025-01-17", symbols=["AAPL"])
+    assert dag_run.state == "failed"
+
+    assert list(stored_bars(market_db, "AAPL")) == week[1:], "the four good bars are stored"
+    status, message = latest_statuses(market_db, dag_run.run_id)["AAPL"]
+    assert status == "failed"
+    assert message.startswith("4 good bars stored; 1 broken bars not stored: bar 2025-01-13")
+
+    # The next backfill asks only for the broken session.
+    ibkr_connection.request_log.clear()
+    rerun = run(backfill_dag, "2025-01-13", "2025-01-17", symbols=["AAPL"])
+    assert rerun.state == "success"
+    [request] = ibkr_connection.request_log.historical()
+    assert (request.duration, request.end_date_time) == ("1 D", "20250113 23:59:59 America/New_York")
+    assert stored_bars(market_db, "AAPL") == expected_bars(ibkr_connection, "AAPL", week[0], week[-1])

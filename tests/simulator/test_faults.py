@@ -86,6 +86,15 @@ def test_corrupt_bars_have_high_below_low_and_negative_volume(tws_simulator, ib)
     assert bars and all(bar.high < bar.low and bar.volume < 0 for bar in bars)
 
 
+def test_corrupt_first_bar_breaks_only_the_oldest_bar_of_the_answer(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("MSFT", corrupt_first_bar=1)
+    first, *rest = daily(ib, tws_simulator, "MSFT")
+    assert first.high < first.low and first.volume < 0
+    assert rest and all(bar.high >= bar.low and bar.volume >= 0 for bar in rest)
+    again = daily(ib, tws_simulator, "MSFT")
+    assert all(bar.high >= bar.low for bar in again), "a count of 1 breaks one answer only"
+
+
 def test_latency_delays_the_answer(tws_simulator_factory, ib_client_factory) -> None:
     simulator = tws_simulator_factory(faults={"*": {"latency_ms": 300, "jitter_ms": 50}})
     ib = ib_client_factory(simulator)

@@ -6,7 +6,13 @@ from types import SimpleNamespace
 import pytest
 
 from ibkr_market_data import errors
-from ibkr_market_data.bars import InvalidBarError, bar_from_ib, bars_from_ib, latest_per_timestamp
+from ibkr_market_data.bars import (
+    BrokenBarsError,
+    InvalidBarError,
+    bar_from_ib,
+    bars_from_ib,
+    latest_per_timestamp,
+)
 
 
 def ib_bar(**overrides):
@@ -50,9 +56,13 @@ def test_intraday_times_are_stored_as_utc():
         ({"open": 12.0}, "open 12.0 is outside low..high"),
     ],
 )
-def test_broken_bars_reject_the_whole_response(overrides, message):
-    with pytest.raises(InvalidBarError, match=message):
-        bars_from_ib([ib_bar(date=dt.date(2025, 1, 14)), ib_bar(**overrides)])
+def test_a_broken_bar_is_named_and_the_good_ones_are_handed_back(overrides, message):
+    good = ib_bar(date=dt.date(2025, 1, 14))
+    with pytest.raises(BrokenBarsError, match=message) as raised:
+        bars_from_ib([good, ib_bar(**overrides)])
+    assert isinstance(raised.value, InvalidBarError)
+    assert raised.value.valid == [bar_from_ib(good)]
+    assert len(raised.value.broken) == 1
 
 
 def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():

@@ -39,6 +39,7 @@ from ibkr_market_data.repository.collection_logs import (
     run_single_sessions,
     run_summary,
     start_attempt,
+    symbols_failed,
     symbols_with_outcome,
 )
 from ibkr_market_data.repository.leases import release_client_ids, try_lease_client_id
@@ -131,6 +132,7 @@ __all__ = [
     "start_attempt",
     "store_backfilled_bars",
     "symbols_having_bar",
+    "symbols_failed",
     "symbols_with_outcome",
     "try_lease_client_id",
     "unresolved_symbols",

@@ -11,9 +11,14 @@ from ibkr_market_data.repository.collection_logs import RunContext
 
 
 def no_data_session_dates(
-    conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
+    conn: Connection,
+    symbol_ids: Sequence[int],
+    timeframe: str,
+    start: dt.date,
+    end: dt.date,
+    settled_only: bool = True,
 ) -> dict[int, set[dt.date]]:
-    """Per symbol, the sessions in ``[start, end]`` settled as having no data at IB.
+    """Per symbol, the sessions in ``[start, end]`` settled as having no data at IB (any recorded: ``settled_only=False``).
 
     Settled: IB answered empty for the session on two different days (``first_seen`` and
     ``last_seen`` fall on different dates). One empty answer may be IB's passing trouble (a
@@ -24,9 +29,9 @@ def no_data_session_dates(
             """
             SELECT symbol_id, session FROM no_data_sessions
             WHERE symbol_id = ANY(%s) AND timeframe = %s AND session BETWEEN %s AND %s
-              AND last_seen::date > first_seen::date
+              AND (NOT %s OR last_seen::date > first_seen::date)
             """,
-            (list(symbol_ids), timeframe, start, end),
+            (list(symbol_ids), timeframe, start, end, settled_only),
         )
         found: dict[int, set[dt.date]] = {}
         for symbol_id, session in cursor.fetchall():

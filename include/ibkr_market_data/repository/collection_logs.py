@@ -151,11 +151,28 @@ def run_summary(conn: Connection, dag_id: str, run_id: str) -> dict[str, int]:
 
 
 def symbols_with_outcome(conn: Connection, dag_id: str, run_id: str) -> set[int]:
-    """Symbols of the run whose latest attempt reached a final status."""
+    """Symbols of the run whose every window's latest attempt reached a final status.
+
+    Judged per window (a backfill sends one request per window): one finished window does not
+    make a symbol finished while another is still ``pending``.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
-            _LATEST_ATTEMPTS + sql.SQL("SELECT symbol_id FROM latest WHERE status <> %(pending)s"),
+            _LATEST_ATTEMPTS
+            + sql.SQL(
+                "SELECT symbol_id FROM latest GROUP BY symbol_id HAVING bool_and(status <> %(pending)s)"
+            ),
             {"dag_id": dag_id, "run_id": run_id, "pending": AttemptStatus.PENDING},
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def symbols_failed(conn: Connection, dag_id: str, run_id: str) -> set[int]:
+    """Symbols of the run with a window whose latest attempt failed."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            _LATEST_ATTEMPTS + sql.SQL("SELECT DISTINCT symbol_id FROM latest WHERE status = %(failed)s"),
+            {"dag_id": dag_id, "run_id": run_id, "failed": AttemptStatus.FAILED},
         )
         return {row[0] for row in cursor.fetchall()}
 

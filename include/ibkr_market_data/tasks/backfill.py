@@ -387,6 +387,30 @@ def _record_no_data(
     return len(sessions)
 
 
+def still_missing(
+    conn: psycopg.Connection, request: BackfillRange, symbol_ids: Sequence[int], now: dt.datetime
+) -> set[int]:
+    """Symbols that still lack a session of the range: no bar, and no empty answer from IB recorded for it.
+
+    A backfill judges each symbol by its windows, not by one of them: a window that was never sent
+    (its task died between two requests) leaves exactly such a session.
+    """
+    wanted = set(symbol_ids)
+    rows = [row for row in repository.select_symbols(conn, active_only=False) if row.id in wanted]
+    ids = [row.id for row in rows]
+    report = report_gaps(
+        request,
+        rows,
+        now,
+        stored=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
+        no_data=repository.no_data_session_dates(
+            conn, ids, DAILY_TIMEFRAME, request.start, request.end, settled_only=False
+        ),
+        first_available=repository.first_available_dates(conn, ids),
+    )
+    return {gaps.symbol_id for gaps in report.with_gaps}
+
+
 def summarize(
     request_data: BackfillRequestPayload | None, groups: Sequence[GapGroupPayload] | None, run: RunContext
 ) -> dict[str, int]:
@@ -416,5 +440,7 @@ def summarize(
         totals["no_data_sessions"],
     )
     planned = {gap["symbol_id"]: gap["symbol"] for gap in gaps}
-    report = summarize_run(what, run, planned, "symbols with gaps")
+    with market_connection() as conn:
+        missing = still_missing(conn, request, list(planned), _now(None))
+    report = summarize_run(what, run, planned, "symbols with gaps", still_missing=missing)
     return {**report.counts, **totals}

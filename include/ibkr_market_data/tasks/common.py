@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -121,13 +121,19 @@ def upstream_failed(what: str, task_id: str) -> PermanentFailure:
     )
 
 
-def summarize_run(what: str, run: RunContext, planned: Mapping[int, str], unfinished_label: str) -> RunReport:
+def summarize_run(
+    what: str,
+    run: RunContext,
+    planned: Mapping[int, str],
+    unfinished_label: str,
+    still_missing: Collection[int] = (),
+) -> RunReport:
     """Read the run's report, log it; PermanentFailure naming failed and unfinished symbols."""
     from ibkr_market_data import run_metrics
     from ibkr_market_data.run_report import read_run_report
 
     with market_connection() as conn:
-        report = read_run_report(conn, run.dag_id, run.run_id, planned)
+        report = read_run_report(conn, run.dag_id, run.run_id, planned, still_missing)
         run_metrics.record(conn, run.dag_id, run.run_id)
     log.info("%s: %s", what, report.status_line())
     for failure in report.failures:

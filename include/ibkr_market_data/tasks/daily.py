@@ -68,9 +68,15 @@ def resolve_date(
     return trading_date.isoformat()
 
 
-def lookback_param(params: Mapping[str, Any]) -> int:
-    """The ``lookback_sessions`` param, checked: sessions each symbol's request looks back over."""
+def lookback_param(params: Mapping[str, Any], run_type: object = None) -> int:
+    """The ``lookback_sessions`` param, checked: sessions each symbol's request looks back over.
+
+    A run of ``airflow backfill create`` covers its own date alone: the backfill's range is its
+    lookback, and its runs would otherwise fetch each other's sessions again.
+    """
     value = params.get("lookback_sessions")
+    if str(getattr(run_type, "value", run_type)) == "backfill":
+        value = 1
     if value is None or value == "":
         return DAILY_LOOKBACK_SESSIONS
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOOKBACK_SESSIONS:
@@ -86,10 +92,11 @@ def plan(
     params: Mapping[str, Any],
     run: RunContext,
     now: dt.datetime | None = None,
+    run_type: object = None,
 ) -> list[TargetGroupPayload]:
     """The mapped collect task's groups of targets (``grouping``); logs the skips (not in a dry run)."""
     day = dt.date.fromisoformat(trading_date)
-    lookback = lookback_param(params)
+    lookback = lookback_param(params, run_type)
     with market_connection() as conn:
         symbols = select_wanted_symbols(
             conn,

@@ -162,7 +162,8 @@ def test_the_failed_run_alerted_through_the_dag_processor(collected, alert_sink)
     # The DAG's on_failure_callback runs in Airflow's DAG processor once the run has failed.
     texts = alert_sink.wait_for_text(collected, timeout=300)
     assert len(texts) == 1, alert_sink.posts
-    assert "- MSFT 2025-03-14:" in texts[0] and "(IB 354, try 1)" in texts[0]
+    # The failed request covered MSFT's lookback window, the five sessions up to the date.
+    assert "- MSFT 2025-03-10..2025-03-14:" in texts[0] and "(IB 354, try 1)" in texts[0]
 
 
 def test_airflows_ui_shows_the_dashboard_in_its_plugin_page(airflow_stack, collected, browser):
