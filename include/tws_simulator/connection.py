@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from tws_simulator.config import SimulatorConfig
     from tws_simulator.faults import FaultPlan
     from tws_simulator.market import MarketModel
+    from tws_simulator.outage import ConnectivityOutage
     from tws_simulator.request_log import RequestLog
 
 
@@ -62,6 +63,7 @@ class SharedState(Protocol):
     rules: IbRules
     clients: dict[int, ClientConnection]
     connections: set[ClientConnection]
+    outage: ConnectivityOutage
 
     def now(self) -> dt.datetime: ...
 
@@ -171,7 +173,7 @@ class ClientConnection(asyncio.Protocol):
         if not self._closed and self._transport is not None:
             self._transport.write(encode_frame([str(field) for field in fields]))
 
-    def _send_error(self, req_id: int, error: IbError) -> None:
+    def send_error(self, req_id: int, error: IbError) -> None:
         self._send(OutgoingMessage.ERROR, 2, req_id, error.code, error.message, "")
 
     # -- dispatch and connect-time messages --------------------------------------------------------
@@ -202,7 +204,7 @@ class ClientConnection(asyncio.Protocol):
             log.warning("Malformed message %s from client %s: %s", message_id, self.client_id, exc)
             req_id = messages.request_id(fields)
             if req_id is not None:
-                self._send_error(req_id, ib_errors.validation_failed(str(exc)))
+                self.send_error(req_id, ib_errors.validation_failed(str(exc)))
 
     def _on_handshake(self, version_text: str) -> None:
         self.server_version = negotiate_version(parse_version_range(version_text))
@@ -215,7 +217,7 @@ class ClientConnection(asyncio.Protocol):
         if client_id in simulator.clients:
             simulator.rules.record(RULE_DUPLICATE_CLIENT_ID, client_id, None, "client id already in use")
             log.warning("Refusing client id %s: already in use", client_id)
-            self._send_error(ib_errors.NO_REQUEST, ib_errors.client_id_in_use())
+            self.send_error(ib_errors.NO_REQUEST, ib_errors.client_id_in_use())
             self.close()
             return
         if len(simulator.clients) >= simulator.config.max_clients:
@@ -223,7 +225,7 @@ class ClientConnection(asyncio.Protocol):
                 RULE_MAX_CLIENTS, client_id, None, f"{len(simulator.clients)} clients connected"
             )
             log.warning("Refusing client id %s: %s clients connected", client_id, len(simulator.clients))
-            self._send_error(ib_errors.NO_REQUEST, ib_errors.too_many_clients(simulator.config.max_clients))
+            self.send_error(ib_errors.NO_REQUEST, ib_errors.too_many_clients(simulator.config.max_clients))
             self.close()
             return
         simulator.register_client(client_id, self)
@@ -267,7 +269,7 @@ class ClientConnection(asyncio.Protocol):
     def _fail(self, record: RequestRecord, error: IbError) -> None:
         # Record before answering: once the client has the answer, the log must already say so.
         self.simulator.request_log.finish(record, f"error:{error.code}", error.code, error.message)
-        self._send_error(record.req_id, error)
+        self.send_error(record.req_id, error)
 
     def _forget(self, req_id: int, pending: _OpenRequest) -> None:
         self._open.pop(req_id, None)
@@ -288,6 +290,11 @@ class ClientConnection(asyncio.Protocol):
                 return  # cancelled meanwhile
             pending.timer = None
             faults = self.simulator.faults
+            if self._held_by_outage(record, pending, run):
+                return
+            if faults.fires(record.symbol, "farm_notices"):
+                for notice in ib_errors.FARM_NOTICES:
+                    self.send_error(ib_errors.NO_REQUEST, notice)
             if faults.fires(record.symbol, "drop_connection"):
                 log.info("Fault: dropping client %s during request %s", self.client_id, record.req_id)
                 self.simulator.request_log.finish(record, "dropped")
@@ -307,6 +314,28 @@ class ClientConnection(asyncio.Protocol):
             pending.timer = asyncio.get_running_loop().call_later(delay, run)
         else:
             run()
+
+    def _held_by_outage(
+        self, record: RequestRecord, pending: _OpenRequest, answer: Callable[[], None]
+    ) -> bool:
+        """Whether IB's link is down (or goes down now) for this answer: it waits, or is lost (1101)."""
+        outage, faults, symbol = self.simulator.outage, self.simulator.faults, record.symbol
+        if not outage.active:
+            if faults.fires(symbol, "connectivity_lost"):
+                outage.begin(faults.outage_seconds(symbol), data_lost=False)
+            elif faults.fires(symbol, "connectivity_lost_data_lost"):
+                outage.begin(faults.outage_seconds(symbol), data_lost=True)
+        if not outage.active:
+            return False
+        if outage.data_lost:
+            log.info(
+                "Fault: request %s of client %s lost in a connectivity outage", record.req_id, self.client_id
+            )
+            self.simulator.request_log.finish(record, "lost")
+            self._forget(record.req_id, pending)
+        else:
+            outage.defer(answer)
+        return True
 
     def _resolve(self, query: ContractQuery, symbol: str) -> list[SimContract]:
         """Contracts matching ``query``: by conId if given, else symbol, secType, currency, exchanges."""
@@ -468,11 +497,11 @@ class ClientConnection(asyncio.Protocol):
         req_id = messages.decode_cancel_historical_data(fields)
         pending = self._open.get(req_id)
         if pending is None or pending.record.kind != KIND_HISTORICAL:
-            self._send_error(req_id, ib_errors.no_query_found(req_id))
+            self.send_error(req_id, ib_errors.no_query_found(req_id))
             return
         self._forget(req_id, pending)
         self.simulator.request_log.finish(pending.record, "cancelled")
-        self._send_error(req_id, ib_errors.query_cancelled(req_id))
+        self.send_error(req_id, ib_errors.query_cancelled(req_id))
 
     # -- head timestamp --------------------------------------------------------------------------
 

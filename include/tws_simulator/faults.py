@@ -16,9 +16,15 @@ Switches (``True`` = every matching request, an int N = the next N matching requ
 ``never_answer``      the request is never answered; it stays open (counts toward the 50)
 ``corrupt_bars``      bars arrive with high < low and a negative volume
 ``corrupt_first_bar`` only the answer's first (oldest) bar arrives so broken
+``connectivity_lost``  IB's link to TWS goes down: every client gets 1100, answers wait
+                      ``outage_ms`` (default 2,000), then 1102 "data maintained" and they arrive
+``connectivity_lost_data_lost``  the same, but it ends with 1101 "data lost": every request open
+                      across the outage is forgotten, never answered (the client resubmits)
+``farm_notices``      the client gets IB Gateway's data-farm flap (2103/2105/2157 broken, then
+                      2104/2106/2158 OK, 2107 idle) before its answer, which arrives as usual
 
-Numbers: ``latency_ms`` (fixed delay before every answer) and ``jitter_ms`` (plus a uniform
-random 0..jitter, seeded).
+Numbers: ``latency_ms`` (fixed delay before every answer), ``jitter_ms`` (plus a uniform
+random 0..jitter, seeded) and ``outage_ms`` (how long a connectivity outage lasts).
 """
 
 from __future__ import annotations
@@ -40,8 +46,13 @@ SWITCHES = (
     "never_answer",
     "corrupt_bars",
     "corrupt_first_bar",
+    "connectivity_lost",
+    "connectivity_lost_data_lost",
+    "farm_notices",
 )
-NUMBERS = ("latency_ms", "jitter_ms")
+NUMBERS = ("latency_ms", "jitter_ms", "outage_ms")
+#: How long a connectivity outage lasts when ``outage_ms`` is not set.
+DEFAULT_OUTAGE_MS = 2000
 
 
 class UnknownFault(ValueError):
@@ -120,6 +131,12 @@ class FaultPlan:
                 return True
             self._faults[key][name] = value - 1
             return True
+
+    def outage_seconds(self, symbol: str) -> float:
+        """How long a connectivity outage started by a request of ``symbol`` lasts."""
+        with self._lock:
+            value = self._lookup(symbol, "outage_ms")[1]
+        return (DEFAULT_OUTAGE_MS if value is None else value) / 1000.0
 
     def latency_seconds(self, symbol: str) -> float:
         """The delay before answering a request of ``symbol``: fixed latency plus seeded jitter."""

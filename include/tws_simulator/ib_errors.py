@@ -79,3 +79,28 @@ def no_query_found(req_id: int) -> IbError:
 
 def too_many_clients(limit: int) -> IbError:
     return IbError(502, f"Couldn't connect to TWS: the maximum of {limit} API clients is already connected.")
+
+
+# -- notices that belong to no request (reqId -1) ---------------------------------------------------
+
+
+def connectivity_lost() -> IbError:
+    return IbError(1100, "Connectivity between IB and Trader Workstation has been lost.")
+
+
+def connectivity_restored(data_lost: bool) -> IbError:
+    if data_lost:
+        return IbError(1101, "Connectivity between IB and TWS has been restored- data lost.")
+    return IbError(1102, "Connectivity between IB and TWS has been restored- data maintained.")
+
+
+#: A data-farm flap as IB Gateway reports it: each farm broken, then OK again or idle.
+FARM_NOTICES = (
+    IbError(2103, "Market data farm connection is broken:usfarm"),
+    IbError(2105, "HMDS data farm connection is broken:ushmds"),
+    IbError(2157, "Sec-def data farm connection is broken:secdefil"),
+    IbError(2104, "Market data farm connection is OK:usfarm"),
+    IbError(2106, "HMDS data farm connection is OK:ushmds"),
+    IbError(2158, "Sec-def data farm connection is OK:secdefil"),
+    IbError(2107, "HMDS data farm connection is inactive but should be available upon demand.ushmds"),
+)

@@ -23,7 +23,9 @@ from functools import lru_cache
 from tws_simulator.config import SimulatorConfig
 from tws_simulator.connection import ClientConnection
 from tws_simulator.faults import FaultPlan
+from tws_simulator.ib_errors import NO_REQUEST, IbError
 from tws_simulator.market import MarketModel
+from tws_simulator.outage import ConnectivityOutage
 from tws_simulator.request_log import RequestLog
 from tws_simulator.rules import IbRules, Violation
 from tws_simulator.universe import Listing
@@ -50,6 +52,7 @@ class TwsSimulator:
         self.rules = IbRules(self.config.pacing_limits(), self.config.monotonic)
         self.clients: dict[int, ClientConnection] = {}
         self.connections: set[ClientConnection] = set()
+        self.outage = ConnectivityOutage(self.notify_all)
         self._server: asyncio.Server | None = None
 
     @property
@@ -98,6 +101,12 @@ class TwsSimulator:
 
     def now(self) -> dt.datetime:
         return self.config.clock()
+
+    def notify_all(self, notice: IbError) -> None:
+        """Send ``notice`` (reqId -1) to every client past the handshake."""
+        log.info("Notice to %s client(s): %s %s", len(self.clients), notice.code, notice.message)
+        for connection in list(self.clients.values()):
+            connection.send_error(NO_REQUEST, notice)
 
     def register_client(self, client_id: int, connection: ClientConnection) -> bool:
         """Claim ``client_id`` for ``connection``; False if another live connection holds it."""

@@ -1,6 +1,7 @@
 """A run with more symbols than task instances: groups collected concurrently over one connection each."""
 
 import datetime as dt
+import itertools
 
 import psycopg
 import pytest
@@ -72,7 +73,7 @@ def test_groups_collect_concurrently_one_attempt_row_per_symbol(
     # dag.test() runs the groups one after another, each on its one connection; a later group may
     # lease the client id an earlier one released, so count the runs of one id in request order.
     ids_in_order = [record.client_id for record in sorted(records, key=lambda record: record.received_at)]
-    connections = 1 + sum(1 for before, after in zip(ids_in_order, ids_in_order[1:]) if before != after)
+    connections = 1 + sum(1 for before, after in itertools.pairwise(ids_in_order) if before != after)
     assert connections <= MAX_INSTANCES, "one connection (client id) per group"
     assert max(per_client.values()) > 1, "a group had several requests in flight on its connection"
     assert max(per_client.values()) <= 3, "never more than the in-flight limit per connection"

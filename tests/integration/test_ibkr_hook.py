@@ -1,5 +1,6 @@
 """The IBKR hook against the TWS simulator: real ib_insync client, real socket."""
 
+import asyncio
 import datetime as dt
 import functools
 import json
@@ -325,3 +326,72 @@ def test_unanswered_contract_details_time_out(impatient_connection):
         # IB has no cancel for contract details; the connection carries on with the next request.
         resolved = hook.resolve_contract(AAPL)
     assert resolved.con_id == impatient_connection.model.contract("AAPL").con_id
+
+
+# -- IB's own connectivity: 1100 pauses, 1102 continues, 1101 resubmits -----------------------------
+
+
+def _notices(hook) -> list[int]:
+    """The codes of IB's notices (reqId -1) the hook's connection hears from now on."""
+    codes: list[int] = []
+    hook.get_conn().errorEvent += lambda req_id, code, message, contract: req_id == -1 and codes.append(code)
+    return codes
+
+
+def test_an_outage_with_data_kept_delivers_the_open_request(ibkr_connection):
+    ibkr_connection.faults.set("AAPL", connectivity_lost=1, outage_ms=300)
+    with IbkrHook() as hook:
+        notices = _notices(hook)
+        (bar,) = fetch_day(hook, AAPL)
+    assert notices == [1100, 1102]
+    assert bar.session_date == SESSION
+    assert ibkr_connection.request_log.outcomes("historical", symbol="AAPL") == ["bars:1"]
+
+
+def test_a_request_lost_in_an_outage_is_sent_again_after_1101(ibkr_connection):
+    ibkr_connection.faults.set("AAPL", connectivity_lost_data_lost=1, outage_ms=300)
+    with IbkrHook() as hook:
+        (bar,) = fetch_day(hook, AAPL)
+        assert hook.requests_sent == 1  # one call of the hook, two sends on the wire
+    assert bar.session_date == SESSION
+    # Sent again on 1101, not after the request timeout (which would have raised IbkrTimeoutError).
+    assert ibkr_connection.request_log.outcomes("historical", symbol="AAPL") == ["lost", "bars:1"]
+    assert ibkr_connection.violations() == []
+
+
+def test_requests_in_flight_on_one_connection_are_all_sent_again_after_1101(ibkr_connection):
+    symbols = ("AAPL", "MSFT", "AMZN")
+    ibkr_connection.faults.set("AAPL", connectivity_lost_data_lost=1, outage_ms=300)
+    ibkr_connection.faults.set(None, latency_ms=100)  # all three are open when the outage starts
+    specs = [ContractSpec(symbol, primary_exchange="NASDAQ") for symbol in symbols]
+    end = ib_end_of_day(SESSION, "NASDAQ")
+
+    async def in_flight(hook):
+        return await asyncio.gather(*(hook.fetch_bars_async(spec, end, "1 D", "1 day") for spec in specs))
+
+    with IbkrHook() as hook:
+        answers = hook.run_async(lambda: in_flight(hook))
+    assert [len(bars) for bars in answers] == [1, 1, 1]
+    for symbol in symbols:
+        assert ibkr_connection.request_log.outcomes("historical", symbol=symbol) == ["lost", "bars:1"]
+
+
+def test_a_link_still_down_after_the_request_timeout_is_a_retryable_connection_error(impatient_connection):
+    impatient_connection.faults.set("AAPL", connectivity_lost=1, outage_ms=5000)
+    with IbkrHook() as hook:
+        with pytest.raises(errors.IbkrTimeoutError):
+            fetch_day(hook, AAPL)  # sent before the outage, held past the 1 s request timeout
+        with pytest.raises(errors.IbkrConnectionError, match=r"\(1100\)") as raised:
+            fetch_day(hook, BHP)  # not sent: IB said its link is down
+        assert raised.value.retryable and raised.value.code == 1100
+    assert impatient_connection.request_log.outcomes("historical", symbol="BHP") == []
+
+
+def test_farm_notices_during_a_request_fail_nothing(ibkr_connection):
+    ibkr_connection.faults.set(None, farm_notices=2)
+    with IbkrHook() as hook:
+        notices = _notices(hook)
+        assert len(fetch_day(hook, AAPL)) == 1
+        assert len(fetch_day(hook, BHP)) == 1
+    assert notices == [2103, 2105, 2157, 2104, 2106, 2158, 2107] * 2
+    assert ibkr_connection.request_log.outcomes("historical") == ["bars:1", "bars:1"]

@@ -123,6 +123,43 @@ def test_a_request_that_never_answers_stays_open_until_the_client_cancels(tws_si
     assert tws_simulator.simulator.rules.open_requests == 0
 
 
+def _notices(ib) -> list[tuple[int, int]]:
+    """(reqId, code) of every message the client gets, in order, from now on."""
+    seen: list[tuple[int, int]] = []
+    ib.errorEvent += lambda req_id, code, message, contract: seen.append((req_id, code))
+    return seen
+
+
+def test_connectivity_lost_then_restored_with_data_kept(tws_simulator, ib_client_factory) -> None:
+    tws_simulator.faults.set("AAPL", connectivity_lost=1, outage_ms=500)
+    ib, bystander = ib_client_factory(tws_simulator), ib_client_factory(tws_simulator, client_id=2)
+    seen, bystander_seen = _notices(ib), _notices(bystander)
+    bars = daily(ib, tws_simulator, "AAPL")
+    assert len(bars) == 5  # the answer waited for the link and arrived whole
+    assert seen == [(-1, 1100), (-1, 1102)]
+    run_until(bystander, lambda: len(bystander_seen) == 2)
+    assert bystander_seen == [(-1, 1100), (-1, 1102)]  # IB's link is every client's
+    assert tws_simulator.request_log.outcomes("historical", symbol="AAPL") == ["bars:5"]
+
+
+def test_connectivity_lost_with_data_lost_drops_the_open_request(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", connectivity_lost_data_lost=1, outage_ms=200)
+    seen = _notices(ib)
+    assert len(daily(ib, tws_simulator, "AAPL", timeout=2)) == 0  # never answered: the client times out
+    assert seen[:2] == [(-1, 1100), (-1, 1101)]
+    assert tws_simulator.request_log.outcomes("historical", symbol="AAPL")[0] == "lost"
+    assert tws_simulator.simulator.rules.open_requests == 0
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5  # sent again after 1101, it is answered
+
+
+def test_farm_notices_arrive_before_an_answer_that_is_unharmed(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", farm_notices=1)
+    seen = _notices(ib)
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5
+    assert seen == [(-1, code) for code in (2103, 2105, 2157, 2104, 2106, 2158, 2107)]
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5 and len(seen) == 7  # a count of 1: once
+
+
 def test_faults_from_the_configuration_and_unknown_fault_names(
     tws_simulator_factory, ib_client_factory
 ) -> None:

@@ -25,6 +25,7 @@ from ibkr_market_data.errors import (
     IbkrUnknownContractError,
     classify_error,
 )
+from ibkr_market_data.hooks.ib_link import IbLink
 from ibkr_market_data.hooks.ibkr_config import IbkrConnectionConfig, MarketDataType
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class IbkrHook(BaseHook):
         self._make_lease = client_id_lease
         self._lease: ClientIdLease | None = None
         self._ib: IB | None = None
+        self._link: IbLink | None = None
 
     @cached_property
     def config(self) -> IbkrConnectionConfig:
@@ -167,6 +169,7 @@ class IbkrHook(BaseHook):
                 lease.release_all()
                 raise
             self._ib, self.client_id = ib, client_id
+            self._link = IbLink(ib, pause_limit=config.request_timeout)
             if config.market_data_type != MarketDataType.LIVE:
                 ib.reqMarketDataType(int(config.market_data_type))
             self.log.info("Connected to IB at %s:%s as client %s", config.host, config.port, client_id)
@@ -213,6 +216,7 @@ class IbkrHook(BaseHook):
         if self._ib is not None:
             self._ib.disconnect()
             self._ib = None
+        self._link = None
         self.client_id = None
         if self._lease is not None:
             self._lease.release_all()
@@ -245,9 +249,11 @@ class IbkrHook(BaseHook):
         from ibkr_market_data.ib_client import RequestError, util
 
         ib = self.get_conn()
+        link = self._link
+        assert link is not None  # get_conn() made it with the connection
         self.requests_sent += 1
         try:
-            answer: T = util.run(request(ib))
+            answer: T = util.run(link.send(lambda: request(ib), what))
         except RequestError as exc:
             raise classify_error(exc.code, exc.message) from exc
         except ConnectionError as exc:
@@ -338,8 +344,8 @@ class IbkrHook(BaseHook):
         """
         if bar_size in SMALL_BAR_SIZES and self.pacer is not None:
             raise ValueError(f"{bar_size} bars are paced: request them with fetch_bars")
-        ib = self._ib
-        if ib is None or not ib.isConnected():
+        ib, link = self._ib, self._link
+        if ib is None or link is None or not ib.isConnected():
             self.close()
             raise IbkrConnectionError(f"Not connected to IB for historical data for {spec}")
         end = _ib_end(end)
@@ -348,7 +354,10 @@ class IbkrHook(BaseHook):
         self.requests_sent += 1
         started = time.monotonic()
         try:
-            ib_bars = await self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth)
+            ib_bars = await link.send(
+                lambda: self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth),
+                f"historical data for {spec}",
+            )
         except RequestError as exc:
             raise classify_error(exc.code, exc.message) from exc
         except ConnectionError as exc:

@@ -1,0 +1,93 @@
+"""IB's own connectivity as one connection hears it: pause on 1100, resubmit after 1101.
+
+TWS / IB Gateway keeps the API socket open when its link to IB's servers drops, and says so with
+notices that belong to no request (reqId -1; IB's "Message Codes" table):
+
+* **1100** connectivity lost: requests sent now go nowhere. Pause: hold new requests until the
+  link is back (bounded by the request timeout), as IB advises.
+* **1102** restored, data maintained: open requests go on; continue.
+* **1101** restored, data lost: requests open across the outage will never be answered; resubmit.
+
+:class:`IbLink` follows those notices for one ``IB`` client; :meth:`IbLink.send` sends a request
+through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ibkr_market_data.errors import IbErrorCode, IbkrConnectionError
+
+if TYPE_CHECKING:
+    from ibkr_market_data.ib_client import IB, Contract
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+#: reqId of a notice that belongs to no request.
+NO_REQUEST: Final = -1
+#: How many times one request is sent again after IB lost it (1101) before the failure is the task's.
+MAX_RESUBMITS: Final = 2
+
+
+class IbLink:
+    """The state of IB's link as notified to one client. Lives and runs on the client's event loop."""
+
+    def __init__(self, ib: IB, pause_limit: float) -> None:
+        self._pause_limit = pause_limit
+        self._up = asyncio.Event()
+        self._up.set()
+        self._data_lost: asyncio.Future[str] = asyncio.get_event_loop().create_future()
+        ib.errorEvent += self._on_notice
+
+    @property
+    def up(self) -> bool:
+        return self._up.is_set()
+
+    def _on_notice(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
+        if req_id != NO_REQUEST:
+            return
+        if code == IbErrorCode.CONNECTIVITY_LOST:
+            log.warning("IB reports its connectivity lost (1100): new requests wait for it")
+            self._up.clear()
+        elif code == IbErrorCode.CONNECTIVITY_RESTORED:
+            log.info("IB reports connectivity restored with data kept (1102): open requests go on")
+            self._up.set()
+        elif code == IbErrorCode.CONNECTIVITY_RESTORED_DATA_LOST:
+            log.warning("IB reports connectivity restored but data lost (1101): open requests are sent again")
+            lost, self._data_lost = self._data_lost, asyncio.get_event_loop().create_future()
+            lost.set_result(message)
+            self._up.set()
+
+    async def send(self, request: Callable[[], Awaitable[T]], what: str) -> T:
+        """The answer of ``request()``, sent once the link is up and sent again if IB loses it (1101)."""
+        for _ in range(MAX_RESUBMITS + 1):
+            await self._wait_until_up(what)
+            lost = self._data_lost
+            answer = asyncio.ensure_future(request())
+            either: set[asyncio.Future[Any]] = {answer, lost}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if answer.done():
+                return answer.result()
+            answer.cancel()  # IB forgot it; the client's future for it is dropped with the task
+            log.warning("Sending %s again: IB lost it in a connectivity outage (1101)", what)
+        raise IbkrConnectionError(
+            f"IB lost {what} in {MAX_RESUBMITS + 1} connectivity outages in a row",
+            IbErrorCode.CONNECTIVITY_RESTORED_DATA_LOST,
+        )
+
+    async def _wait_until_up(self, what: str) -> None:
+        if self._up.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._up.wait(), self._pause_limit)
+        except TimeoutError as exc:
+            raise IbkrConnectionError(
+                f"IB's connectivity was lost (1100) and not restored within {self._pause_limit:g} s; "
+                f"{what} was not sent",
+                IbErrorCode.CONNECTIVITY_LOST,
+            ) from exc
