@@ -53,8 +53,8 @@ sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 bench: install  ## benchmarks; figures go to bench/results.md
 	$(PY) -m bench.run
 
-faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...]
-	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)")
+faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...] [EXECUTOR=celery]
+	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)") $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,8 +1,10 @@
 """``make faults``: each fault scenario against a real daily run, and what it cost.
 
-One Airflow stack (scheduler, LocalExecutor, PostgreSQL metadata) and one TWS simulator (on the
-real clock, every answer delayed so tasks are in flight when a fault strikes) serve every
-scenario. For each: the market data is emptied, the daily DAG is triggered for a fixed trading
+One Airflow stack (its components started one by one so the scheduler can be killed alone;
+LocalExecutor, or CeleryExecutor with two workers; PostgreSQL metadata on the machine's server),
+one TWS simulator (on the real clock, every answer delayed so tasks are in flight when a fault
+strikes) and one throwaway PostgreSQL server of its own for the market data (so that it can be
+restarted or refuse connections; its sessions carry a statement timeout) serve every scenario. For each: the market data is emptied, the daily DAG is triggered for a fixed trading
 date, the scenario injects its fault (before the run, or once collect tasks are running), the run
 is awaited; if it did not store everything, a second run of the same date is triggered, as the
 next scheduled run or an operator would, and the time until every bar is stored is the time to
@@ -16,7 +18,7 @@ recover. Then the invariants are checked:
 
 Results go to ``campaign/results.md`` (and ``results.json``); the README quotes them.
 
-    PYTHONPATH=include .venv/bin/python -m campaign.run [--only NAME,...] [--symbols N]
+    PYTHONPATH=include .venv/bin/python -m campaign.run [--only NAME,...] [--symbols N] [--executor celery]
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 
@@ -44,8 +48,9 @@ from ibkr_market_data.repository import AttemptStatus
 from ibkr_market_data.universe import load_universe
 from ibkr_market_data_dev import local_postgres
 from ibkr_market_data_dev.airflow_stack import AirflowStack
-from ibkr_market_data_dev.local_env import REPO_ROOT
+from ibkr_market_data_dev.local_env import REPO_ROOT, celery_broker_url
 from ibkr_market_data_dev.simulated_ib import simulator_config, stored_bar
+from ibkr_market_data_dev.throwaway_postgres import ThrowawayPostgres
 from tws_simulator.rules import Violation
 from tws_simulator.testing import SimulatorThread
 
@@ -58,6 +63,8 @@ BACKFILL = "backfill_market_data"
 TRADING_DATE = dt.date(2025, 1, 15)
 #: Tables a scenario starts without (symbols stay loaded).
 RESET_TABLES = ("ib_pacing_ledger", "collection_logs", "bar_revisions", "no_data_sessions", "market_data")
+#: The market-data sessions' statement timeout: a write stuck behind a lock fails, and is retried.
+STATEMENT_TIMEOUT_MS = 10_000
 
 
 @dataclass
@@ -85,12 +92,14 @@ class Outcome:
 class Campaign:
     """The stack, simulator and database every scenario acts on."""
 
-    def __init__(self, symbols: int, latency_ms: int, request_timeout: int) -> None:
+    def __init__(self, symbols: int, latency_ms: int, request_timeout: int, executor: str = "local") -> None:
+        self.executor = executor
         self.latency_ms = latency_ms
         self.request_timeout = request_timeout
         self.universe = _campaign_universe(symbols)
         self._resources = ExitStack()
         self._outside_clients: list[Any] = []
+        self._background: list[threading.Timer] = []
         self.simulator = self._start_simulator(port=0)
         self.port = self.simulator.port
         self._violations_seen: list[Violation] = []  # in this scenario, by simulators since stopped
@@ -99,19 +108,27 @@ class Campaign:
     # -- set-up --------------------------------------------------------------------------------
 
     def __enter__(self) -> Campaign:
+        self.market_server = ThrowawayPostgres()
+        self._resources.callback(self.market_server.remove)
+        self.market_server.start()
+        self.market_db = local_postgres.create_database(
+            self.market_server.url, prefix="ibkr_market_data_faults"
+        )
         server = local_postgres.server_url()
-        self.market_db = local_postgres.create_database(server)
-        self._resources.callback(local_postgres.drop_database, self.market_db)
         metadata_db = local_postgres.create_database(server)
         self._resources.callback(local_postgres.drop_database, metadata_db)
         schema.upgrade(self.market_db)
         self._load_symbols()
         home = Path(tempfile.mkdtemp(prefix="ibkr-market-data-faults-"))
+        statement_timeout = quote(f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
         self.stack = AirflowStack(
             home,
             port=_free_port(),
+            executor=self.executor,
+            broker_url=celery_broker_url() if self.executor == "celery" else None,
+            separate=True,
             env={
-                "AIRFLOW_CONN_MARKET_DATA_DB": self.market_db,
+                "AIRFLOW_CONN_MARKET_DATA_DB": f"{self.market_db}?options={statement_timeout}",
                 "AIRFLOW_CONN_IBKR_DEFAULT": self.ibkr_uri,
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
@@ -129,6 +146,7 @@ class Campaign:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._finish_background()
         self.release_client_ids()
         self.simulator.stop()
         self._resources.close()
@@ -189,6 +207,31 @@ class Campaign:
             time.sleep(seconds)
             conn.rollback()
 
+    def restart_market_server(self, down_seconds: float) -> None:
+        """Stop the market-data server (every session is cut), start it again ``down_seconds`` later."""
+        self.market_server.stop()
+        time.sleep(down_seconds)
+        self.market_server.start()
+
+    def refuse_market_connections(self, seconds: float) -> None:
+        """Stop the market-data server now and start it again ``seconds`` later, in the background."""
+        self.market_server.stop()
+        restart = threading.Timer(seconds, self.market_server.start)
+        restart.daemon = True
+        restart.start()
+        self._background.append(restart)
+
+    def restart_scheduler(self, down_seconds: float) -> int:
+        """SIGKILL the scheduler (its LocalExecutor's task processes go with it); restart it later."""
+        return self.stack.kill_and_restart("scheduler", down_seconds)
+
+    def kill_a_celery_worker(self) -> str:
+        """SIGKILL one Celery worker (its running tasks go with it) and start it again."""
+        name = sorted(self.stack.worker_pids())[0]
+        self.stack.kill_worker(name)
+        self.stack.start_worker(int(name.removeprefix("worker")))
+        return name
+
     def kill_a_collect_task_process(self) -> str:
         """SIGKILL the process of one running collect task (``airflow worker -- <ti id>``)."""
         for ti in self.stack.task_instances(DAILY, self.current_run):
@@ -224,6 +267,7 @@ class Campaign:
             self.stack.wait_for_run(_dag_of(i, scenario), rid, timeout=1800) for i, rid in enumerate(run_ids)
         ]
         scenario.after(self, run_id)
+        self._finish_background()
         first_state = runs[0]["state"]
         recovered_by = "the run itself"
         if self._bars_lost():
@@ -250,6 +294,11 @@ class Campaign:
             seconds_to_recover=round(seconds, 1),
             notes=scenario.notes,
         )
+
+    def _finish_background(self) -> None:
+        for action in self._background:
+            action.join()
+        self._background.clear()
 
     def _reset(self) -> None:
         self._violations_seen = []
@@ -376,11 +425,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Fault campaign results",
         "",
-        "Written by `make faults` (`campaign/run.py`); raw figures in `campaign/results.json`.",
+        f"Written by `make faults` (`campaign/run.py`); raw figures in `{results.get('raw_file', 'campaign/results.json')}`.",
         "",
         f"Measured {results['measured_at']} on {results['code']}: {results['symbols']} symbols, trading date "
         f"{results['trading_date']}, every simulator answer delayed {results['latency_ms']} ms, the hook's "
-        f"request_timeout {results['request_timeout']} s; real scheduler, LocalExecutor.",
+        f"request_timeout {results['request_timeout']} s, market-data statement_timeout "
+        f"{results.get('statement_timeout_ms', STATEMENT_TIMEOUT_MS) / 1000:g} s; real scheduler, "
+        f"{results.get('executor_text', 'LocalExecutor')}.",
         "",
         "| " + " | ".join(title for title, _ in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -403,15 +454,28 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _result_files(executor: str) -> tuple[Path, Path]:
+    """``results.md`` / ``.json`` for the LocalExecutor, ``results-celery.*`` for Celery."""
+    stem = "results" if executor == "local" else f"results-{executor}"
+    return CAMPAIGN_DIR / f"{stem}.md", CAMPAIGN_DIR / f"{stem}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make faults", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated scenario names (substrings)")
     parser.add_argument("--symbols", type=int, default=24)
     parser.add_argument("--latency-ms", type=int, default=300)
     parser.add_argument("--request-timeout", type=int, default=10)
+    parser.add_argument(
+        "--executor", choices=("local", "celery"), default="local", help="celery: two workers, Redis broker"
+    )
     options = parser.parse_args(argv)
     wanted = [name.strip() for name in options.only.split(",") if name.strip()]
-    scenarios = [s for s in SCENARIOS if not wanted or any(w in s.name for w in wanted)]
+    scenarios = [
+        s
+        for s in SCENARIOS
+        if (not wanted or any(w in s.name for w in wanted)) and options.executor in s.executors
+    ]
     if not scenarios:
         parser.error(
             f"--only {options.only!r} matches no scenario; known: {', '.join(s.name for s in SCENARIOS)}"
@@ -427,15 +491,19 @@ def main(argv: list[str] | None = None) -> int:
         "trading_date": TRADING_DATE.isoformat(),
         "latency_ms": options.latency_ms,
         "request_timeout": options.request_timeout,
+        "statement_timeout_ms": STATEMENT_TIMEOUT_MS,
+        "executor_text": "CeleryExecutor, 2 workers" if options.executor == "celery" else "LocalExecutor",
         "outcomes": [],
     }
-    with Campaign(options.symbols, options.latency_ms, options.request_timeout) as campaign:
+    results_md, results_json = _result_files(options.executor)
+    results["raw_file"] = f"campaign/{results_json.name}"
+    with Campaign(options.symbols, options.latency_ms, options.request_timeout, options.executor) as campaign:
         for scenario in scenarios:
             outcome = campaign.run(scenario)
             log.info("%s: %s", scenario.name, asdict(outcome))
             results["outcomes"].append(asdict(outcome))
-            (CAMPAIGN_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            (CAMPAIGN_DIR / "results.md").write_text(markdown(results))
+            results_json.write_text(json.dumps(results, indent=2) + "\n")
+            results_md.write_text(markdown(results))
     print(markdown(results))
     return 0 if all(Outcome(**o).clean for o in results["outcomes"]) else 1
 

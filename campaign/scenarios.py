@@ -39,6 +39,8 @@ class Scenario:
     notes: str = ""
     #: Simulator rules this scenario's fault makes the collector meet by design, counted apart.
     expected_refusals: tuple[str, ...] = field(default_factory=tuple)
+    #: The executors the scenario means something on.
+    executors: tuple[str, ...] = ("local", "celery")
 
 
 def _fault(**settings: object) -> Action:
@@ -84,6 +86,35 @@ def _lock_market_data(seconds: float) -> Action:
     return lock
 
 
+def _restart_market_server(down_seconds: float) -> Action:
+    def restart(campaign: Campaign, run_id: str) -> str:
+        campaign.restart_market_server(down_seconds)
+        return f"market-data server stopped mid-run (sessions cut), started again {down_seconds:.0f} s later"
+
+    return restart
+
+
+def _refuse_market_connections(seconds: float) -> Action:
+    def refuse(campaign: Campaign, run_id: str) -> str:
+        campaign.refuse_market_connections(seconds)
+        return f"market-data server down when the run is triggered, up {seconds:.0f} s later"
+
+    return refuse
+
+
+def _restart_scheduler(down_seconds: float) -> Action:
+    def restart(campaign: Campaign, run_id: str) -> str:
+        pid = campaign.restart_scheduler(down_seconds)
+        return f"scheduler (pid {pid}) SIGKILLed mid-run with its task processes, restarted {down_seconds:.0f} s later"
+
+    return restart
+
+
+def _kill_celery_worker(campaign: Campaign, run_id: str) -> str:
+    name = campaign.kill_a_celery_worker()
+    return f"Celery {name} SIGKILLed mid-run with its running tasks, started again"
+
+
 def _kill_task_process(campaign: Campaign, run_id: str) -> str:
     killed = campaign.kill_a_collect_task_process()
     return f"SIGKILL to a running collect task's process ({killed})"
@@ -111,7 +142,31 @@ SCENARIOS: tuple[Scenario, ...] = (
         notes="down 45 s, as IB Gateway's daily restart",
     ),
     Scenario(
-        "pacing storm (162 pacing violation)", "IB", during=_fault(pacing_violation=6), after=_clear_faults
+        "IB connectivity lost, restored with data kept (1100, 1102)",
+        "IB",
+        during=_fault(connectivity_lost=1, outage_ms=5000),
+        after=_clear_faults,
+        notes="new requests pause until 1102; open ones are answered after it",
+    ),
+    Scenario(
+        "IB connectivity lost, restored with data lost (1100, 1101)",
+        "IB",
+        during=_fault(connectivity_lost_data_lost=1, outage_ms=5000),
+        after=_clear_faults,
+        notes="requests open across the outage are never answered; the hook sends them again on 1101",
+    ),
+    Scenario(
+        "data-farm notices during the run (2103/2105/2157 broken, 2104/2106/2158 OK, 2107)",
+        "IB",
+        during=_fault(farm_notices=True),
+        after=_clear_faults,
+        notes="every answer from then on is preceded by the farm flap; notices fail nothing",
+    ),
+    Scenario(
+        "pacing storm (162 pacing violation, 322)",
+        "IB",
+        during=_fault(pacing_violation=6, open_requests_refused=6),
+        after=_clear_faults,
     ),
     Scenario(
         "requests that never answer",
@@ -138,12 +193,38 @@ SCENARIOS: tuple[Scenario, ...] = (
         "next id: those refusals are counted apart, not as rules broken",
     ),
     Scenario(
-        "a lock on market_data held by another session",
+        "market-data server restarted mid-run",
+        "PostgreSQL",
+        during=_restart_market_server(5),
+        notes="a throwaway server of the campaign's own, never the machine's shared one",
+    ),
+    Scenario(
+        "market-data server refusing connections when the run starts",
+        "PostgreSQL",
+        before=_refuse_market_connections(20),
+    ),
+    Scenario(
+        "a lock on market_data held past the statement timeout",
         "PostgreSQL",
         during=_lock_market_data(40),
-        notes="writes wait for the lock; nothing fails or is written twice",
+        notes="writes give up at the statement timeout (10 s), the attempt is recorded failed with "
+        "the database's reason, and the task's retry writes once the lock is gone",
     ),
     Scenario("task process SIGKILLed mid-request", "Airflow", during=_kill_task_process),
+    Scenario(
+        "scheduler killed and restarted mid-run",
+        "Airflow",
+        during=_restart_scheduler(5),
+        notes="the killed scheduler's tasks (queued, or running in its task processes) stay as they "
+        "were until the new scheduler's orphan check ([scheduler] orphaned_tasks_check_interval, 300 s "
+        "by default) finds that scheduler dead, resets them, and they run again",
+    ),
+    Scenario(
+        "a Celery worker killed mid-run",
+        "Airflow",
+        during=_kill_celery_worker,
+        executors=("celery",),
+    ),
     Scenario("two triggers of one date at once", "Airflow", double_trigger=True),
     Scenario("daily run and an overlapping backfill at once", "Airflow", overlapping_backfill=True),
 )

@@ -7,6 +7,9 @@ Used by ``make run``, the real-scheduler tests and the benchmark. Two shapes:
 * ``executor="celery"``: the same components started one by one (standalone forces the
   LocalExecutor) with the CeleryExecutor, plus ``workers`` Celery workers; the broker is
   ``broker_url`` (Redis), task results go to Airflow's metadata database.
+* ``executor="local", separate=True``: the LocalExecutor with its components started one by one,
+  so that one of them (the scheduler) can be killed and restarted alone; standalone stops every
+  component when one dies.
 
 Measured on this machine: the API answers its health check ~40 s after start; a process tree stops
 cleanly only when started in its own session and signalled as a process group; new DAG files are
@@ -59,8 +62,8 @@ def _wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) ->
         time.sleep(interval)
 
 
-#: Components started one by one under the CeleryExecutor (``airflow standalone`` runs them itself).
-CELERY_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+#: Components started one by one beside the API server (``airflow standalone`` runs them itself).
+COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 
 
 class AirflowStack:
@@ -80,6 +83,7 @@ class AirflowStack:
         workers: int = 2,
         worker_concurrency: int = 8,
         broker_url: str | None = None,
+        separate: bool = False,
     ) -> None:
         if executor not in ("local", "celery"):
             raise ValueError(f"executor must be local or celery, not {executor!r}")
@@ -93,6 +97,8 @@ class AirflowStack:
         self.workers = workers
         self.worker_concurrency = worker_concurrency
         self.broker_url = broker_url
+        #: Components started one by one rather than by ``airflow standalone`` (always under Celery).
+        self.separate = separate or executor == "celery"
         #: name -> process, each the leader of its own process group.
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
@@ -129,6 +135,9 @@ class AirflowStack:
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
             }
         )
+        if self.separate:
+            # Components started apart must sign and check the same tokens.
+            env["AIRFLOW__API_AUTH__JWT_SECRET"] = self._jwt_secret()
         if self.executor == "celery":
             env.update(self._celery_settings(env))
         env.update(self.extra_env)
@@ -146,8 +155,6 @@ class AirflowStack:
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
             + metadata.replace("+psycopg", "").replace("+psycopg2", ""),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
-            # Components started apart must sign and check the same tokens.
-            "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
         }
 
     def _jwt_secret(self) -> str:
@@ -170,21 +177,22 @@ class AirflowStack:
 
     @property
     def log_file(self) -> Path:
-        """The log of standalone, or of the API server under Celery (each component has its own)."""
-        return self.home / ("standalone.log" if self.executor == "local" else "api-server.log")
+        """The log of standalone, or of the API server when components run apart (each has its own)."""
+        return self.home / ("api-server.log" if self.separate else "standalone.log")
 
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
-            if self.executor == "local":
+            if not self.separate:
                 self._spawn("standalone", "standalone")
             else:
                 self.cli("db", "migrate")
                 self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
-                for component in CELERY_COMPONENTS:
-                    self._spawn(component, component)
-                for number in range(1, self.workers + 1):
-                    self.start_worker(number)
+                for component in COMPONENTS:
+                    self._spawn_component(component)
+                if self.executor == "celery":
+                    for number in range(1, self.workers + 1):
+                        self.start_worker(number)
             _wait_until(self._healthy, timeout, "the Airflow API's health check")
         except BaseException:
             self.stop()
@@ -214,6 +222,26 @@ class AirflowStack:
         process = self.processes[name]
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+    def kill_and_restart(self, component: str, down_seconds: float) -> int:
+        """SIGKILL ``component``'s process group (its task processes too), start it again ``down_seconds`` later.
+
+        Returns the killed process id. Only for components started apart (``separate``).
+        """
+        if component not in COMPONENTS or component not in self.processes:
+            raise ValueError(f"{component!r} is not a component started apart; have {sorted(self.processes)}")
+        process = self.processes[component]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        time.sleep(down_seconds)
+        self._spawn_component(component)
+        return process.pid
+
+    def _spawn_component(self, component: str) -> subprocess.Popen[bytes]:
+        # Airflow's log server binds every interface ([::]:8793, not configurable); the API server
+        # of this one-machine stack reads task logs from the shared log folder, so none is started.
+        skip_log_server = ("--skip-serve-logs",) if component == "scheduler" else ()
+        return self._spawn(component, component, *skip_log_server)
 
     def _spawn(self, name: str, *command: str) -> subprocess.Popen[bytes]:
         with (self.home / f"{name}.log").open("ab") as log_file:

@@ -460,6 +460,9 @@ class ClientConnection(asyncio.Protocol):
         if faults.fires(symbol, "pacing_violation"):
             self._fail(record, ib_errors.pacing_violation())
             return
+        if faults.fires(symbol, "open_requests_refused"):
+            self._fail(record, ib_errors.too_many_open_requests(simulator.config.max_open_requests))
+            return
         if faults.fires(symbol, "no_data"):
             self._fail(record, ib_errors.no_data(contract.symbol, exchange, request.what_to_show))
             return

@@ -12,6 +12,9 @@ Switches (``True`` = every matching request, an int N = the next N matching requ
 ``no_data``           historical / head timestamp: 162 "HMDS query returned no data"
 ``pacing_violation``  historical / head timestamp: 162 pacing violation (not the client's fault,
                       so not a :class:`~tws_simulator.rules.Violation`)
+``open_requests_refused``  historical: 322 "Only 50 simultaneous API historical data requests
+                      allowed" although the client is under the cap (IB counts its own way; not a
+                      :class:`~tws_simulator.rules.Violation`)
 ``drop_connection``   the server closes the client's socket instead of answering
 ``never_answer``      the request is never answered; it stays open (counts toward the 50)
 ``corrupt_bars``      bars arrive with high < low and a negative volume
@@ -42,6 +45,7 @@ SWITCHES = (
     "ambiguous",
     "no_data",
     "pacing_violation",
+    "open_requests_refused",
     "drop_connection",
     "never_answer",
     "corrupt_bars",

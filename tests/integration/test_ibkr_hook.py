@@ -64,6 +64,7 @@ def test_resolve_contract_gives_con_id_and_primary_exchange(ibkr_connection):
         ({"unknown_contract": True}, errors.IbkrUnknownContractError, 200),
         ({"no_data": True}, errors.IbkrNoDataError, 162),
         ({"pacing_violation": True}, errors.IbkrPacingViolation, 162),
+        ({"open_requests_refused": True}, errors.IbkrPacingViolation, 322),
     ],
 )
 def test_each_ib_error_becomes_its_exception(ibkr_connection, fault, expected, code):

@@ -123,6 +123,13 @@ def test_a_request_that_never_answers_stays_open_until_the_client_cancels(tws_si
     assert tws_simulator.simulator.rules.open_requests == 0
 
 
+def test_open_requests_refused_answers_322_without_a_violation(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", open_requests_refused=1)
+    assert error_code(ib, tws_simulator, "AAPL") == 322
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5
+    assert tws_simulator.violations() == []
+
+
 def _notices(ib) -> list[tuple[int, int]]:
     """(reqId, code) of every message the client gets, in order, from now on."""
     seen: list[tuple[int, int]] = []
