@@ -70,7 +70,15 @@ class IbLink:
             lost = self._data_lost
             answer = asyncio.ensure_future(request())
             either: set[asyncio.Future[Any]] = {answer, lost}
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # As asyncio.wait_for does: the client cancels every task when its socket drops
+                # (util.run), after failing each request; the request's own failure wins then.
+                if answer.done():
+                    return answer.result()
+                answer.cancel()
+                raise
             if answer.done():
                 return answer.result()
             answer.cancel()  # IB forgot it; the client's future for it is dropped with the task

@@ -366,11 +366,15 @@ class IbkrHook(BaseHook):
         return self._bars_or_error(ib_bars, started, spec, end, duration, bar_size)
 
     def run_async(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Connect, then run ``work()`` in the client's event loop (several requests in flight)."""
+        """Connect, then run ``work()`` in the client's event loop (several requests in flight).
+
+        Not ``util.run``: on a dropped socket it cancels the whole of ``work()``, so a group's
+        requests would end cancelled instead of each failing with its connection error, recorded.
+        """
         from ibkr_market_data.ib_client import util
 
         self.get_conn()
-        return util.run(work())
+        return util.getLoop().run_until_complete(work())
 
     def _historical_request(
         self,
