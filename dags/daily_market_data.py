@@ -6,7 +6,8 @@ that day. Each run collects every active symbol's daily bar for that session:
 
 **resolve_date** → **plan** (active symbols minus those already stored: the dedupe check) →
 **collect** (mapped in the `ibkr` pool: one task per symbol, or per group of symbols collected
-concurrently over one connection when the run has more than `IBKR_MAX_MAPPED_TASKS`) → **summary**.
+concurrently over one connection when the run has more than `IBKR_MAX_MAPPED_TASKS`) → **summary**
+(counts per status, and the data-quality checks over what was collected: `data_quality_issues`).
 
 Trigger it by hand with a `date` (default: the latest completed trading date, by the schedule's
 close-plus-delay rule), a `dry_run` that only logs what it would request, a `priority`, `exchanges`

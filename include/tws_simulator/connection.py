@@ -482,6 +482,7 @@ class ClientConnection(asyncio.Protocol):
             bars,
             corrupt=faults.fires(symbol, "corrupt_bars"),
             corrupt_first=faults.fires(symbol, "corrupt_first_bar"),
+            defects=[defect for defect in history.DATA_DEFECTS if faults.fires(symbol, defect)],
         )
         fields: list[str] = [
             str(int(OutgoingMessage.HISTORICAL_DATA)),

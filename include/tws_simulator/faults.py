@@ -19,6 +19,9 @@ Switches (``True`` = every matching request, an int N = the next N matching requ
 ``never_answer``      the request is never answered; it stays open (counts toward the 50)
 ``corrupt_bars``      bars arrive with high < low and a negative volume
 ``corrupt_first_bar`` only the answer's first (oldest) bar arrives so broken
+``spike``             valid bars, wrong data: the newest bar closes at 3 times its price
+``stale_price``       every bar after the answer's oldest repeats its price, with no volume
+``volume_units``      the newest bar's volume is 100 times too large
 ``connectivity_lost``  IB's link to TWS goes down: every client gets 1100, answers wait
                       ``outage_ms`` (default 2,000), then 1102 "data maintained" and they arrive
 ``connectivity_lost_data_lost``  the same, but it ends with 1101 "data lost": every request open
@@ -50,6 +53,9 @@ SWITCHES = (
     "never_answer",
     "corrupt_bars",
     "corrupt_first_bar",
+    "spike",
+    "stale_price",
+    "volume_units",
     "connectivity_lost",
     "connectivity_lost_data_lost",
     "farm_notices",

@@ -37,8 +37,10 @@ No bar in the window is 162 "HMDS query returned no data: SYMBOL@EXCHANGE Trades
 from __future__ import annotations
 
 import calendar as month_calendar
+import dataclasses
 import datetime as dt
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -281,9 +283,12 @@ def format_answer(
     bars: list[SimBar],
     corrupt: bool = False,
     corrupt_first: bool = False,
+    defects: Collection[str] = (),
 ) -> HistoryAnswer:
     """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault),
-    of every bar, or of the first one only with ``corrupt_first``."""
+    of every bar, or of the first one only with ``corrupt_first``. ``defects`` (``DATA_DEFECTS``)
+    are valid bars with wrong data, as the quality checks look for."""
+    bars = with_defects(bars, defects)
     trades = query.what_to_show in TRADE_TYPES
     zone = ZoneInfo(contract.time_zone_id) if query.bar_seconds is not None else None
     rows: list[tuple[str, ...]] = []
@@ -302,6 +307,48 @@ def format_answer(
         end_text=f"{query.end:%Y%m%d %H:%M:%S} UTC",
         bars=rows,
     )
+
+
+#: Faults that keep every bar valid but make the data wrong (``with_defects``).
+DATA_DEFECTS = ("spike", "stale_price", "volume_units")
+SPIKE_FACTOR = 3
+VOLUME_UNITS_FACTOR = 100
+
+
+def with_defects(bars: list[SimBar], defects: Collection[str]) -> list[SimBar]:
+    """``bars`` with the data defects applied, each still a valid bar.
+
+    ``spike``: the newest bar closes at ``SPIKE_FACTOR`` times its close (its high raised to match).
+    ``volume_units``: the newest bar's volume is ``VOLUME_UNITS_FACTOR`` times too large (shares
+    counted as lots of 100 the other way round). ``stale_price``: every bar after the oldest repeats
+    the oldest's close, open, high and low with no volume, as a feed stuck on one print does.
+    """
+    if not bars or not defects:
+        return bars
+    bars = list(bars)
+    if "stale_price" in defects:
+        first = bars[0]
+        bars[1:] = [
+            dataclasses.replace(
+                bar,
+                open=first.close,
+                high=first.close,
+                low=first.close,
+                close=first.close,
+                wap=first.close,
+                volume=0,
+                bar_count=0,
+            )
+            for bar in bars[1:]
+        ]
+    newest = bars[-1]
+    if "spike" in defects:
+        close = newest.close * SPIKE_FACTOR
+        newest = dataclasses.replace(newest, close=close, high=max(newest.high, close))
+    if "volume_units" in defects:
+        newest = dataclasses.replace(newest, volume=newest.volume * VOLUME_UNITS_FACTOR)
+    bars[-1] = newest
+    return bars
 
 
 def corrupted(bar: SimBar, contract: SimContract) -> SimBar:

@@ -21,3 +21,15 @@ def small_universe(market_db, ibkr_connection):
         report = load_symbols(conn, hook, universe)
     assert sorted(report.resolved) == sorted(SMALL_UNIVERSE)
     return universe
+
+
+@pytest.fixture
+def daily_dag(airflow_db):
+    """The daily DAG parsed from its file, for ``dag.test()``."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data_dev.local_env import REPO_ROOT
+
+    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
+    assert not dag_bag.import_errors
+    return dag_bag.get_dag("daily_market_data")

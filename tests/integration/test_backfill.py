@@ -475,3 +475,23 @@ def test_a_broken_bar_fails_its_symbol_but_the_good_bars_of_the_window_are_kept(
     [request] = ibkr_connection.request_log.historical()
     assert (request.duration, request.end_date_time) == ("1 D", "20250113 23:59:59 America/New_York")
     assert stored_bars(market_db, "AAPL") == expected_bars(ibkr_connection, "AAPL", week[0], week[-1])
+
+
+def test_the_backfill_checks_the_quality_of_its_range(
+    backfill_dag, small_universe, market_db, ibkr_connection
+):
+    """Two months of AAPL and MSFT: the newest bar of AAPL's answer is a spike, MSFT is clean."""
+    ibkr_connection.faults.set("AAPL", spike=1)
+
+    dag_run = run(backfill_dag, "2024-11-01", "2024-12-31", symbols=["AAPL", "MSFT"])
+
+    assert dag_run.state == "failed", "a new error-severity finding fails the backfill too"
+    with psycopg.connect(market_db) as conn:
+        found = conn.execute(
+            "SELECT s.symbol, q.timestamp::date, q.check_name, q.severity FROM data_quality_issues q "
+            "JOIN symbols s ON s.id = q.symbol_id"
+        ).fetchall()
+    assert found == [("AAPL", d("2024-12-31"), "spike", "error")]
+    assert stored_bars(market_db, "MSFT") == expected_bars(
+        ibkr_connection, "MSFT", d("2024-11-01"), d("2024-12-31")
+    )

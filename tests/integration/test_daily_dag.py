@@ -12,17 +12,6 @@ US = set(SMALL_UNIVERSE) - ASX
 MLK_DAY = dt.date(2025, 1, 20)  # US markets closed, ASX open
 
 
-@pytest.fixture
-def daily_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from ibkr_market_data_dev.local_env import REPO_ROOT
-
-    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
-    assert not dag_bag.import_errors
-    return dag_bag.get_dag("daily_market_data")
-
-
 def stored_bars(url, day):
     with psycopg.connect(url) as conn:
         rows = conn.execute(

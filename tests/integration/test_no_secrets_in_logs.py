@@ -19,17 +19,6 @@ URI_WITH_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re
 
 
 @pytest.fixture
-def daily_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from ibkr_market_data_dev.local_env import REPO_ROOT
-
-    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
-    assert not dag_bag.import_errors
-    return dag_bag.get_dag("daily_market_data")
-
-
-@pytest.fixture
 def db_role_with_password(market_db):
     """A login role with a password, granted the test database; returns (role, password)."""
     role = f"ibkr_secret_{secrets.token_hex(4)}"

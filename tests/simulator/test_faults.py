@@ -95,6 +95,27 @@ def test_corrupt_first_bar_breaks_only_the_oldest_bar_of_the_answer(tws_simulato
     assert all(bar.high >= bar.low for bar in again), "a count of 1 breaks one answer only"
 
 
+@pytest.mark.parametrize("defect", ["spike", "stale_price", "volume_units"])
+def test_data_defects_keep_every_bar_valid_and_change_only_what_they_name(tws_simulator, ib, defect) -> None:
+    clean = daily(ib, tws_simulator, "MSFT")
+    tws_simulator.faults.set("MSFT", **{defect: 1})
+    wrong = daily(ib, tws_simulator, "MSFT")
+    assert [bar.date for bar in wrong] == [bar.date for bar in clean]
+    assert all(
+        0 < bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high for bar in wrong
+    )
+    if defect == "spike":
+        assert wrong[-1].close == pytest.approx(3 * clean[-1].close)
+        assert wrong[:-1] == clean[:-1]
+    elif defect == "volume_units":
+        assert wrong[-1].volume == 100 * clean[-1].volume and wrong[-1].close == clean[-1].close
+        assert wrong[:-1] == clean[:-1]
+    else:
+        assert wrong[0] == clean[0]
+        assert all(bar.close == clean[0].close and bar.volume == 0 for bar in wrong[1:])
+    assert daily(ib, tws_simulator, "MSFT") == clean, "a count of 1 changes one answer only"
+
+
 def test_latency_delays_the_answer(tws_simulator_factory, ib_client_factory) -> None:
     simulator = tws_simulator_factory(faults={"*": {"latency_ms": 300, "jitter_ms": 50}})
     ib = ib_client_factory(simulator)

@@ -10,6 +10,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 * ``backfill``: ``no_data_sessions``, first available dates, a backfill run's totals
 * ``pacing``: the shared ``ib_pacing_ledger``
 * ``leases``: client ids as advisory locks
+* ``quality``: ``data_quality_issues`` and what the quality checks read
 * ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
 """
 
@@ -68,6 +69,12 @@ from ibkr_market_data.repository.pacing import (
     recent_requests,
     record_request,
 )
+from ibkr_market_data.repository.quality import (
+    RecordedFindings,
+    bars_for_checks,
+    record_quality_findings,
+    revision_ratios,
+)
 from ibkr_market_data.repository.symbols import (
     SymbolRow,
     delete_unresolved_symbol,
@@ -83,6 +90,10 @@ from ibkr_market_data.repository.symbols import (
 
 __all__ = [
     "ALL_EXCHANGES",
+    "RecordedFindings",
+    "bars_for_checks",
+    "record_quality_findings",
+    "revision_ratios",
     "AlertedGap",
     "RECENT_RUN_DAYS",
     "active_symbol_counts",

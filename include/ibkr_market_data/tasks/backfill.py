@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ibkr_market_data import repository
+from ibkr_market_data import calendars, repository
 from ibkr_market_data.backfill import (
     NO_DATA_FROM_IB,
     BackfillRange,
@@ -414,9 +414,10 @@ def still_missing(
 def summarize(
     request_data: BackfillRequestPayload | None, groups: Sequence[GapGroupPayload] | None, run: RunContext
 ) -> dict[str, int]:
-    """Counts per status and what the run did; PermanentFailure naming failed or unfinished symbols.
+    """Counts per status and what the run did; the data-quality checks over the range of each symbol with gaps.
 
-    Also PermanentFailure when an upstream task failed: no checked request, or no gaps found.
+    PermanentFailure naming failed or unfinished symbols and data-quality errors first found; also
+    when an upstream task failed: no checked request, or no gaps found.
     """
     if request_data is None:
         raise upstream_failed("Backfill", "validate")
@@ -440,7 +441,32 @@ def summarize(
         totals["no_data_sessions"],
     )
     planned = {gap["symbol_id"]: gap["symbol"] for gap in gaps}
+    now = _now(None)
     with market_connection() as conn:
-        missing = still_missing(conn, request, list(planned), _now(None))
-    report = summarize_run(what, run, planned, "symbols with gaps", still_missing=missing)
+        missing = still_missing(conn, request, list(planned), now)
+        first_available = repository.first_available_dates(conn, list(planned))
+        exchanges = {
+            row.id: row.primary_exchange
+            for row in repository.select_symbols(conn, active_only=False)
+            if row.id in planned
+        }
+    expected = {
+        symbol_id: range_sessions(exchange, request, first_available.get(symbol_id), now)
+        for symbol_id, exchange in exchanges.items()
+    }
+    report = summarize_run(
+        what, run, planned, "symbols with gaps", still_missing=missing, expected_sessions=expected
+    )
     return {**report.counts, **totals}
+
+
+def range_sessions(
+    exchange: str, request: BackfillRange, first_available: dt.date | None, now: dt.datetime
+) -> list[dt.date]:
+    """The closed sessions of ``exchange`` in the backfill's range, none before ``first_available``."""
+    return [
+        day
+        for day in calendars.sessions_between(exchange, request.start, request.end)
+        if (first_available is None or day >= first_available)
+        and calendars.session_close(exchange, day) <= now
+    ]

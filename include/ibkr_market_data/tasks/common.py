@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.planning import CollectionTarget
+    from ibkr_market_data.quality import QualityRules
     from ibkr_market_data.repository import RunContext, SymbolRow
     from ibkr_market_data.run_report import RunReport
 
@@ -127,21 +129,95 @@ def summarize_run(
     planned: Mapping[int, str],
     unfinished_label: str,
     still_missing: Collection[int] = (),
+    expected_sessions: Mapping[int, Collection[dt.date]] | None = None,
 ) -> RunReport:
-    """Read the run's report, log it; PermanentFailure naming failed and unfinished symbols."""
+    """Read the run's report, log it; PermanentFailure naming failed and unfinished symbols.
+
+    With ``expected_sessions`` (per planned symbol, the sessions the run set out to have) the
+    data-quality checks run over them too, their findings are recorded and logged, and errors first
+    found by this run fail it as well.
+    """
     from ibkr_market_data import run_metrics
     from ibkr_market_data.run_report import read_run_report
 
     with market_connection() as conn:
         report = read_run_report(conn, run.dag_id, run.run_id, planned, still_missing)
         run_metrics.record(conn, run.dag_id, run.run_id)
+        quality_problems = check_quality(conn, run, planned, expected_sessions) if expected_sessions else []
     log.info("%s: %s", what, report.status_line())
     for failure in report.failures:
         log.error("%s failed (IB code %s): %s", failure.symbol, failure.ib_code, failure.reason)
-    problems = report.problems(unfinished_label)
+    problems = report.problems(unfinished_label) + quality_problems
     if problems:
         raise PermanentFailure(f"{what}: " + "; ".join(problems))
     return report
+
+
+def check_quality(
+    conn: psycopg.Connection,
+    run: RunContext,
+    planned: Mapping[int, str],
+    expected_sessions: Mapping[int, Collection[dt.date]],
+    rules: QualityRules | None = None,
+) -> list[str]:
+    """Check the daily bars of ``expected_sessions``, record and log the findings (``quality``).
+
+    Returns the run's problem, if any: the findings of severity error this run is the first to see.
+    A finding already open from an earlier run is logged again, and does not fail this one.
+    """
+    from ibkr_market_data import quality
+    from ibkr_market_data.bars import DAILY_TIMEFRAME
+    from ibkr_market_data.planning import lookback_start
+    from ibkr_market_data.run_report import names
+
+    try:
+        rules = rules or quality.rules_from_env()
+    except quality.InvalidQualitySetting as exc:
+        raise PermanentFailure(str(exc)) from None
+    ids = sorted(expected_sessions)
+    all_sessions = [day for days in expected_sessions.values() for day in days]
+    if not all_sessions:
+        return []
+    first, last = min(all_sessions), max(all_sessions)
+    since = lookback_start(first, rules.reference_sessions)
+    bars = repository.bars_for_checks(conn, ids, DAILY_TIMEFRAME, since, last)
+    no_data = repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, first, last, settled_only=False)
+    revisions = repository.revision_ratios(conn, ids, DAILY_TIMEFRAME, since, last)
+    findings = quality.check_symbols(
+        (
+            quality.SymbolData(
+                symbol_id=symbol_id,
+                symbol=planned.get(symbol_id, str(symbol_id)),
+                bars=bars.get(symbol_id, []),
+                expected=expected_sessions[symbol_id],
+                no_data=no_data.get(symbol_id, ()),
+                revision_ratios=revisions.get(symbol_id, {}),
+            )
+            for symbol_id in ids
+        ),
+        rules,
+    )
+    recorded = repository.record_quality_findings(conn, run, findings, expected_sessions, DAILY_TIMEFRAME)
+    conn.commit()
+    for finding in recorded.new + recorded.known:
+        seen = "new" if finding in recorded.new else "still open"
+        level = logging.ERROR if finding.severity is quality.Severity.ERROR else logging.WARNING
+        log.log(level, "Data quality (%s, %s): %s", finding.severity, seen, finding.describe())
+    log.info(
+        "Data quality: %d findings (%d new, %d still open), %d resolved, over %d symbols",
+        len(findings),
+        len(recorded.new),
+        len(recorded.known),
+        recorded.resolved,
+        len(ids),
+    )
+    errors = [finding for finding in recorded.new if finding.severity is quality.Severity.ERROR]
+    if not errors:
+        return []
+    return [
+        f"{len(errors)} data-quality errors found: "
+        + names(f"{finding.symbol} {finding.session.isoformat()} {finding.check}" for finding in errors)
+    ]
 
 
 def run_context() -> RunContext:

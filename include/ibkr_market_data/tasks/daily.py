@@ -186,9 +186,9 @@ def summarize(
     params: Mapping[str, Any],
     run: RunContext,
 ) -> dict[str, int]:
-    """Counts per status for the run.
+    """Counts per status for the run; the data-quality checks over the sessions each symbol was asked for.
 
-    Raises PermanentFailure naming the symbols that failed, or that were planned but have no
+    Raises PermanentFailure naming the symbols that failed, the data-quality errors first found, or that were planned but have no
     outcome (their task never ran to the end: a lost worker, a missing pool); and when an upstream
     task failed, so there is no date (``trading_date`` None) or no plan (``targets`` None).
     """
@@ -199,6 +199,15 @@ def summarize(
     if params.get("dry_run"):
         log.info("Dry run for %s: nothing was requested or written", trading_date)
         return {}
-    planned = {target["symbol_id"]: target["symbol"] for group in groups for target in group["targets"]}
-    report = summarize_run(f"Trading date {trading_date}", run, planned, "planned symbols")
+    targets = [target for group in groups for target in group["targets"]]
+    planned = {target["symbol_id"]: target["symbol"] for target in targets}
+    expected = {
+        target["symbol_id"]: [
+            dt.date.fromisoformat(day) for day in target.get("sessions") or (target["session"],)
+        ]
+        for target in targets
+    }
+    report = summarize_run(
+        f"Trading date {trading_date}", run, planned, "planned symbols", expected_sessions=expected
+    )
     return report.counts

@@ -5,24 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
-import pytest
 
 from ibkr_market_data import coverage, repository
 from tests.integration.conftest import SMALL_UNIVERSE
 from tests.integration.operations.conftest import clear_operations_tables
 
 DAY = dt.date(2025, 1, 15)
-
-
-@pytest.fixture
-def daily_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from ibkr_market_data_dev.local_env import REPO_ROOT
-
-    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
-    assert not dag_bag.import_errors
-    return dag_bag.get_dag("daily_market_data")
 
 
 def test_a_run_records_request_latency_and_metrics(daily_dag, small_universe, market_db, ibkr_connection):

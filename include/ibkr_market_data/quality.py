@@ -1,0 +1,243 @@
+"""Data-quality checks over the daily bars a run stored: spikes, stale prices, volume units, missing sessions.
+
+The checks are pure: they take one symbol's stored bars (oldest first, the checked sessions and the
+reference sessions before them), the sessions the run expected, and the rules, and return one
+:class:`Finding` per defect. ``tasks.common.summarize_run`` reads the bars, runs the checks and
+records the findings in ``data_quality_issues`` (``repository.record_quality_findings``).
+
+* **spike**: a close outside the range of the ``reference_sessions`` closes before it, and a
+  one-session move of more than ``spike_sigmas`` robust standard deviations of the symbol's daily
+  log returns there, and at least ``spike_min_move``. A move that IB's revisions of the same
+  stretch share (bars adjusted after the fact by the same ratio: a split or another corporate
+  action, recorded in ``bar_revisions``) is not a spike.
+* **stale_price**: ``stale_sessions`` sessions in a row with the close unchanged and no volume.
+* **volume_units**: a volume about 100 times (or a hundredth of) the median of the reference
+  sessions, with the price in line: a lot-size or units error rather than news.
+* **missing_session**: a session the exchange traded, after the symbol's first available date,
+  with neither a bar nor a settled "no data" answer.
+
+Each check has a severity (``IBKR_QUALITY_SEVERITIES``): ``error`` fails the run that first finds
+it, ``warning`` is logged and recorded only, ``ignore`` turns the check off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import os
+import statistics
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+class Check(enum.StrEnum):
+    SPIKE = "spike"
+    STALE_PRICE = "stale_price"
+    VOLUME_UNITS = "volume_units"
+    MISSING_SESSION = "missing_session"
+
+
+class Severity(enum.StrEnum):
+    IGNORE = "ignore"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+DEFAULT_SEVERITIES: Mapping[Check, Severity] = {
+    Check.SPIKE: Severity.ERROR,
+    Check.STALE_PRICE: Severity.WARNING,
+    Check.VOLUME_UNITS: Severity.WARNING,
+    Check.MISSING_SESSION: Severity.WARNING,
+}
+
+
+#: Environment variable overriding the severities: ``spike=warning,stale_price=ignore``.
+SEVERITIES_VARIABLE = "IBKR_QUALITY_SEVERITIES"
+
+
+class InvalidQualitySetting(ValueError):
+    """A malformed ``IBKR_QUALITY_SEVERITIES``; the message names the bad entry."""
+
+
+def parse_severities(text: str | None) -> dict[Check, Severity]:
+    """``"spike=warning,stale_price=ignore"`` over the defaults; an empty text gives the defaults."""
+    severities = dict(DEFAULT_SEVERITIES)
+    for entry in (text or "").split(","):
+        if not entry.strip():
+            continue
+        name, sep, value = entry.partition("=")
+        if not sep:
+            raise InvalidQualitySetting(f"{SEVERITIES_VARIABLE} entry {entry.strip()!r} has no '='")
+        try:
+            check = Check(name.strip())
+            severity = Severity(value.strip())
+        except ValueError:
+            raise InvalidQualitySetting(
+                f"{SEVERITIES_VARIABLE} entry {entry.strip()!r} must be check=severity, checks: "
+                f"{', '.join(Check)}; severities: {', '.join(Severity)}"
+            ) from None
+        severities[check] = severity
+    return severities
+
+
+@dataclass(frozen=True)
+class QualityRules:
+    reference_sessions: int = 20
+    #: Fewer reference bars than this and the spike and volume checks say nothing.
+    min_reference: int = 5
+    spike_sigmas: float = 10.0
+    spike_min_move: float = 0.3  # a 30 % move in one session at least
+    stale_sessions: int = 3
+    #: Volume over the reference median within these bounds (or the inverse) is a units step.
+    volume_step: tuple[float, float] = (50.0, 200.0)
+    severities: Mapping[Check, Severity] = field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
+
+
+def rules_from_env(environ: Mapping[str, str] = os.environ) -> QualityRules:
+    """The default rules with the severities of ``IBKR_QUALITY_SEVERITIES``; InvalidQualitySetting on a bad one."""
+    return QualityRules(severities=parse_severities(environ.get(SEVERITIES_VARIABLE)))
+
+
+@dataclass(frozen=True)
+class StoredBar:
+    session: dt.date
+    close: Decimal
+    volume: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    symbol_id: int
+    symbol: str
+    session: dt.date
+    check: Check
+    severity: Severity
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.symbol} {self.session.isoformat()} {self.check}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class SymbolData:
+    """One symbol's inputs: its bars from the reference sessions on, and the run's expected sessions."""
+
+    symbol_id: int
+    symbol: str
+    bars: Sequence[StoredBar]  # oldest first
+    expected: Collection[dt.date]  # sessions the run set out to have (its window)
+    no_data: Collection[dt.date] = ()
+    #: new close / old close of the symbol's revised bars (IB adjusting history), by session.
+    revision_ratios: Mapping[dt.date, float] = field(default_factory=dict)
+
+
+def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list[Finding]:
+    """Every finding for ``data``'s expected sessions, oldest first, checks with severity ignore left out."""
+    checked = set(data.expected)
+    findings: list[Finding] = []
+    for position, bar in enumerate(data.bars):
+        if bar.session not in checked:
+            continue
+        reference = data.bars[max(0, position - rules.reference_sessions) : position]
+        for check, detail in _bar_findings(bar, reference, data.bars[: position + 1], data, rules):
+            findings.append(_finding(data, bar.session, check, detail, rules))
+    stored = {bar.session for bar in data.bars}
+    for session in sorted(checked - stored - set(data.no_data)):
+        findings.append(
+            _finding(data, session, Check.MISSING_SESSION, "no bar stored and no 'no data' answer", rules)
+        )
+    return [finding for finding in findings if finding.severity is not Severity.IGNORE]
+
+
+def check_symbols(symbols: Iterable[SymbolData], rules: QualityRules = QualityRules()) -> list[Finding]:
+    return [finding for data in symbols for finding in check_symbol(data, rules)]
+
+
+def _finding(data: SymbolData, session: dt.date, check: Check, detail: str, rules: QualityRules) -> Finding:
+    severity = rules.severities.get(check, DEFAULT_SEVERITIES[check])
+    return Finding(data.symbol_id, data.symbol, session, check, severity, detail)
+
+
+def _bar_findings(
+    bar: StoredBar,
+    reference: Sequence[StoredBar],
+    up_to_bar: Sequence[StoredBar],
+    data: SymbolData,
+    rules: QualityRules,
+) -> Iterable[tuple[Check, str]]:
+    spike = _spike(bar, reference, data.revision_ratios, rules)
+    if spike:
+        yield Check.SPIKE, spike
+    stale = _stale(up_to_bar, rules)
+    if stale:
+        yield Check.STALE_PRICE, stale
+    if not spike:
+        units = _volume_units(bar, reference, rules)
+        if units:
+            yield Check.VOLUME_UNITS, units
+
+
+def _spike(
+    bar: StoredBar,
+    reference: Sequence[StoredBar],
+    revision_ratios: Mapping[dt.date, float],
+    rules: QualityRules,
+) -> str | None:
+    if len(reference) < rules.min_reference or bar.close <= 0:
+        return None
+    closes = [float(ref.close) for ref in reference if ref.close > 0]
+    low, high = min(closes), max(closes)
+    if low <= float(bar.close) <= high:
+        return None
+    move = math.log(float(bar.close) / closes[-1])
+    returns = [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False)]
+    threshold = max(rules.spike_sigmas * _robust_sigma(returns), math.log1p(rules.spike_min_move))
+    if abs(move) <= threshold:
+        return None
+    ratio = math.exp(move)
+    if any(
+        reference[0].session <= session <= bar.session and abs(math.log(revised / ratio)) < 0.05
+        for session, revised in revision_ratios.items()
+    ):
+        return None  # IB revised this stretch of history by the same ratio: a corporate action
+    return (
+        f"close {bar.close} is {ratio:.2f}x the previous close {closes[-1]:.6g} and outside the "
+        f"{low:.6g}..{high:.6g} range of the previous {len(reference)} sessions "
+        f"(threshold {math.exp(threshold):.2f}x)"
+    )
+
+
+def _robust_sigma(values: Sequence[float]) -> float:
+    """The standard deviation estimated from the median absolute deviation (robust to the outliers sought)."""
+    if len(values) < 2:
+        return 0.0
+    center = statistics.median(values)
+    return 1.4826 * statistics.median(abs(value - center) for value in values)
+
+
+def _stale(up_to_bar: Sequence[StoredBar], rules: QualityRules) -> str | None:
+    """Fires on the bar that completes ``stale_sessions`` unchanged, volume-less sessions in a row."""
+    run = 0
+    for previous, bar in zip(up_to_bar, up_to_bar[1:], strict=False):
+        run = run + 1 if bar.close == previous.close and bar.volume == 0 else 0
+    if run == rules.stale_sessions:
+        return f"close {up_to_bar[-1].close} unchanged with no volume for {run} sessions"
+    return None
+
+
+def _volume_units(bar: StoredBar, reference: Sequence[StoredBar], rules: QualityRules) -> str | None:
+    if len(reference) < rules.min_reference:
+        return None
+    level = statistics.median(ref.volume for ref in reference)
+    if level <= 0 or bar.volume <= 0:
+        return None
+    ratio = bar.volume / level
+    low, high = rules.volume_step
+    if low <= ratio <= high or low <= 1 / ratio <= high:
+        return (
+            f"volume {bar.volume} is {ratio:.4g}x the median volume {level:.6g} of the previous "
+            f"{len(reference)} sessions: a units step (shares vs lots of 100)?"
+        )
+    return None
