@@ -62,15 +62,20 @@ def load_symbols(universe: list[UniverseSymbol] | None = None) -> int:
 
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
-    """The run's outcome per symbol, its failures, and what is now stored for the sessions it collected."""
+    """The run's outcome per symbol, its failures and data-quality findings, and what is now stored
+    for the sessions it collected."""
+    from ibkr_market_data import repository
     from ibkr_market_data.run_report import read_run_report, read_session_coverage
 
     with market_connection() as conn:
         report = read_run_report(conn, dag_id, run_id)
         coverage = read_session_coverage(conn, dag_id, run_id)
+        findings = repository.run_quality_findings(conn, run_id)
     print(f"run {run_id}: {report.status_line()}")
     for failure in report.failures:
         print(f"  failed {failure.symbol} (IB code {failure.ib_code}): {failure.reason}")
+    for symbol, day, check, severity, detail in findings:
+        print(f"  data quality ({severity}): {symbol} {day.isoformat()} {check}: {detail}")
     for session in coverage:
         print(f"  stored for {session.line()}")
 

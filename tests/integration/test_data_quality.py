@@ -38,11 +38,10 @@ def issues(url):
 
 
 def test_a_spike_fails_the_run_that_finds_it_and_is_resolved_when_ib_corrects_it(
-    daily_dag,
-    small_universe,
-    market_db,
-    ibkr_connection,
+    daily_dag, small_universe, market_db, ibkr_connection, capsys
 ):
+    from ibkr_market_data import cli
+
     store_history(market_db, ibkr_connection, ["AAPL", "MSFT"], DAY - dt.timedelta(days=7))
     ibkr_connection.faults.set("AAPL", spike=1)
     ibkr_connection.faults.set("MSFT", volume_units=1)
@@ -65,6 +64,12 @@ def test_a_spike_fails_the_run_that_finds_it_and_is_resolved_when_ib_corrects_it
             (dt.datetime.combine(DAY, dt.time()),),
         ).fetchall()
     assert stored_close == 3 * ibkr_connection.model.daily_bar("AAPL", DAY).close, "flagged, not dropped"
+    cli.print_run_summary(daily_dag.dag_id, first.run_id)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "data quality" in line]
+    assert [line.split(":")[0:2] for line in printed] == [
+        ["  data quality (error)", " AAPL 2025-01-15 spike"],
+        ["  data quality (warning)", " MSFT 2025-01-15 volume_units"],
+    ]
 
     # The next day's run fetches the date again (its lookback): IB's bars are right now, the
     # revisions replace the wrong ones and the findings are resolved.

@@ -74,6 +74,7 @@ from ibkr_market_data.repository.quality import (
     bars_for_checks,
     record_quality_findings,
     revision_ratios,
+    run_quality_findings,
 )
 from ibkr_market_data.repository.symbols import (
     SymbolRow,
@@ -94,6 +95,7 @@ __all__ = [
     "bars_for_checks",
     "record_quality_findings",
     "revision_ratios",
+    "run_quality_findings",
     "AlertedGap",
     "RECENT_RUN_DAYS",
     "active_symbol_counts",

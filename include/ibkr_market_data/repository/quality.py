@@ -127,5 +127,20 @@ def record_quality_findings(
     return RecordedFindings(new=new, known=known, resolved=resolved)
 
 
+def run_quality_findings(conn: Connection, run_id: str) -> list[tuple[str, dt.date, str, str, str]]:
+    """The open findings run ``run_id`` was the last to see: (symbol, session, check, severity, detail)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.symbol, q.timestamp::date, q.check_name, q.severity, q.detail
+            FROM data_quality_issues q JOIN symbols s ON s.id = q.symbol_id
+            WHERE q.last_run_id = %s AND q.resolved_at IS NULL
+            ORDER BY q.severity, s.symbol, q.timestamp, q.check_name
+            """,
+            (run_id,),
+        )
+        return cursor.fetchall()
+
+
 def _timestamp(session: dt.date) -> dt.datetime:
     return dt.datetime.combine(session, dt.time())
