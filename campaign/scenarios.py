@@ -215,9 +215,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "scheduler killed and restarted mid-run",
         "Airflow",
         during=_restart_scheduler(5),
-        notes="the killed scheduler's tasks (queued, or running in its task processes) stay as they "
-        "were until the new scheduler's orphan check ([scheduler] orphaned_tasks_check_interval, 300 s "
-        "by default) finds that scheduler dead, resets them, and they run again",
+        notes="LocalExecutor: the killed scheduler's tasks (queued, or running in its task processes) stay "
+        "as they were until the new scheduler's orphan check ([scheduler] orphaned_tasks_check_interval, "
+        "300 s by default) finds that scheduler dead, resets them, and they run again. CeleryExecutor: the "
+        "tasks run on the workers and go on; the new scheduler adopts them (no retry)",
     ),
     Scenario(
         "a Celery worker killed mid-run",
