@@ -216,10 +216,15 @@ def check(args: argparse.Namespace) -> None:
     """Refuse bad values of the parsed command before anything is migrated, started or requested."""
     from ibkr_market_data.run_dates import InvalidRunParamError
     from ibkr_market_data.tasks import backfill as tasks
+    from ibkr_market_data.tasks.common import check_quality_settings
 
     now = dt.datetime.now(dt.UTC)
     if args.command == "collect":
         check_collect_date(args.date, now)
+        try:
+            check_quality_settings()
+        except InvalidRunParamError as exc:
+            raise BadInput(str(exc)) from None
     elif args.command == "backfill":
         try:
             tasks.check_params(

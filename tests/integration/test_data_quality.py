@@ -158,3 +158,15 @@ def test_recording_the_same_findings_again_is_idempotent(small_universe, market_
     )
     assert elsewhere.resolved == 0, "only the sessions checked are resolved"
     assert issues(market_db) == [("AAPL", DAY, "spike", "error", "run1", "run4", False)]
+
+
+def test_a_bad_severity_setting_fails_the_run_before_any_request(
+    daily_dag, small_universe, market_db, ibkr_connection, monkeypatch
+):
+    monkeypatch.setenv("IBKR_QUALITY_SEVERITIES", "spike=loud")
+
+    dag_run = daily_dag.test(run_conf={"date": DAY.isoformat(), "symbols": ["AAPL"]})
+
+    assert dag_run.state == "failed"
+    assert ibkr_connection.request_log.historical() == []
+    assert latest_statuses(market_db, dag_run.run_id) == {}

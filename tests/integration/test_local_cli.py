@@ -55,6 +55,22 @@ def test_bad_input_is_one_error_line_and_exit_2_before_anything_starts(
     assert len(err.splitlines()) == 1 and err.startswith("error:") and named in err
 
 
+@pytest.mark.parametrize(
+    "argv", [["collect", "--date", "2025-01-15"], ["backfill", "--from", "2025-01-13", "--to", "2025-01-17"]]
+)
+def test_a_bad_quality_setting_is_one_error_line_and_exit_2_before_anything_starts(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IBKR_QUALITY_SEVERITIES", "spike=fatal")
+    monkeypatch.setattr(local_env, "configure_airflow", lambda *args: pytest.fail("started on bad input"))
+    assert local_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: IBKR_QUALITY_SEVERITIES entry 'spike=fatal' must be check=severity, checks: spike, "
+        "stale_price, volume_units, missing_session; severities: ignore, warning, error"
+    ]
+
+
 def test_a_bad_ibkr_extra_is_one_error_line_naming_it(
     market_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

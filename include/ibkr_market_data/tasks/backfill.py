@@ -42,6 +42,7 @@ from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
 from ibkr_market_data.tasks.common import (
     as_name_list,
+    check_quality_settings,
     ib_session,
     log_dry_run,
     market_connection,
@@ -76,6 +77,7 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
             raise InvalidRunParamError(f"Param {name!r} is required: a date as YYYY-MM-DD")
     assert start is not None and end is not None
     check_range(start, end, _now(now).astimezone(dt.UTC).date())
+    check_quality_settings()
     return BackfillRange(
         start=start,
         end=end,

@@ -153,6 +153,16 @@ def summarize_run(
     return report
 
 
+def check_quality_settings() -> None:
+    """Refuse a bad ``IBKR_QUALITY_SEVERITIES`` before any request (InvalidRunParamError naming the entry)."""
+    from ibkr_market_data import quality
+
+    try:
+        quality.rules_from_env()
+    except quality.InvalidQualitySetting as exc:
+        raise InvalidRunParamError(str(exc)) from None
+
+
 def check_quality(
     conn: psycopg.Connection,
     run: RunContext,

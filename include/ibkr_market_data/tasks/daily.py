@@ -32,6 +32,7 @@ from ibkr_market_data.settings import (
 )
 from ibkr_market_data.tasks.common import (
     as_name_list,
+    check_quality_settings,
     ib_session,
     log_dry_run,
     market_connection,
@@ -63,6 +64,7 @@ def resolve_date(
         delay=dt.timedelta(minutes=CLOSE_DELAY_MINUTES),
     )
     lookback_param(params)
+    check_quality_settings()
     check_trading_date(trading_date, exchanges, now or dt.datetime.now(dt.UTC))
     log.info("Trading date %s (run type %s, exchanges %s)", trading_date, run_type, ", ".join(exchanges))
     return trading_date.isoformat()
