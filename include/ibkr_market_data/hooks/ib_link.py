@@ -69,6 +69,7 @@ class IbLink:
             await self._wait_until_up(what)
             lost = self._data_lost
             answer = asyncio.ensure_future(request())
+            answer.add_done_callback(mark_retrieved)
             either: set[asyncio.Future[Any]] = {answer, lost}
             try:
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -99,3 +100,14 @@ class IbLink:
                 f"{what} was not sent",
                 IbErrorCode.CONNECTIVITY_LOST,
             ) from exc
+
+
+def mark_retrieved(future: asyncio.Future[Any]) -> None:
+    """Read ``future``'s exception, so that one nobody awaits any more is not logged at exit.
+
+    When the socket drops, the client fails each request and cancels every task at once: a request
+    that failed while its waiter was being cancelled would otherwise end in asyncio's "Task
+    exception was never retrieved" at garbage collection; its failure is recorded by the waiter.
+    """
+    if not future.cancelled():
+        future.exception()

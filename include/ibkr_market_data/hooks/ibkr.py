@@ -25,7 +25,7 @@ from ibkr_market_data.errors import (
     IbkrUnknownContractError,
     classify_error,
 )
-from ibkr_market_data.hooks.ib_link import IbLink
+from ibkr_market_data.hooks.ib_link import IbLink, mark_retrieved
 from ibkr_market_data.hooks.ibkr_config import IbkrConnectionConfig, MarketDataType
 
 if TYPE_CHECKING:
@@ -264,8 +264,10 @@ class IbkrHook(BaseHook):
     async def _answer_within(self, answer: Awaitable[T], what: str) -> T:
         """``answer`` within the connection's request_timeout; the client waits forever on its own."""
         timeout = self.config.request_timeout
+        request = asyncio.ensure_future(answer)
+        request.add_done_callback(mark_retrieved)
         try:
-            return await asyncio.wait_for(answer, timeout)
+            return await asyncio.wait_for(request, timeout)
         except TimeoutError as exc:
             raise IbkrTimeoutError(f"No answer within {timeout:g} s for {what}") from exc
 
