@@ -6,7 +6,8 @@ Fills every (symbol, session) pair missing from `market_data` between `start_dat
 never missing.
 
 **validate** (dates, exchanges, symbols; nothing is sent on a bad param) → **find_gaps** (logs
-the gap report: missing sessions, contiguous runs, the requests to send) → **collect_gap** (one
+the gap report: missing sessions, contiguous runs, the requests to send; the plan goes to
+`planned_groups`) → **collect_gap** (one
 mapped task per symbol with gaps, or per group of them filled one after another when there are
 more than `IBKR_MAX_MAPPED_TASKS`, in the `ibkr` pool: one `N D` request per run of missing
 sessions, neighbouring runs sharing a request when one window of at most 365 days covers them) →
@@ -33,7 +34,7 @@ from ibkr_market_data.tasks.common import run_context
 if TYPE_CHECKING:
     # For readers only: a payload type known at parse time would make Airflow split the dict
     # a task returns into one XCom per key.
-    from ibkr_market_data.payloads import BackfillRequestPayload, GapGroupPayload, GapOutcomePayload
+    from ibkr_market_data.payloads import BackfillRequestPayload, GapOutcomePayload, PlannedGroupPayload
 
 
 @dag(
@@ -78,13 +79,13 @@ def backfill_market_data():
         return backfill.validate(get_current_context()["params"])
 
     @task
-    def find_gaps(request: BackfillRequestPayload) -> list[GapGroupPayload]:
+    def find_gaps(request: BackfillRequestPayload) -> list[PlannedGroupPayload]:
         from ibkr_market_data.tasks import backfill
 
         return backfill.find_gaps(request, run_context())
 
     @task(pool=IBKR_POOL, map_index_template="{{ label }}", execution_timeout=GAP_TASK_TIMEOUT)
-    def collect_gap(group: GapGroupPayload) -> list[GapOutcomePayload]:
+    def collect_gap(group: PlannedGroupPayload) -> list[GapOutcomePayload]:
         from ibkr_market_data.tasks import backfill
 
         get_current_context()["label"] = group["label"]  # type: ignore[typeddict-unknown-key]
@@ -93,7 +94,9 @@ def backfill_market_data():
     # The alert hangs on summary, not on the DAG: Airflow builds a DAG callback's context by
     # validating the params, and this DAG's required dates fail that in dag.test().
     @task(trigger_rule="all_done", on_failure_callback=MarketDataFailureNotifier())
-    def summary(request: BackfillRequestPayload | None, gaps: list[GapGroupPayload] | None) -> dict[str, int]:
+    def summary(
+        request: BackfillRequestPayload | None, gaps: list[PlannedGroupPayload] | None
+    ) -> dict[str, int]:
         from ibkr_market_data.tasks import backfill
 
         return backfill.summarize(request, gaps, run_context())

@@ -4,7 +4,8 @@
 One run per trading date, 30 minutes after the last close among ASX and the US exchanges trading
 that day. Each run collects every active symbol's daily bar for that session:
 
-**resolve_date** → **plan** (active symbols minus those already stored: the dedupe check) →
+**resolve_date** → **plan** (active symbols minus those already stored: the dedupe check; the
+groups go to `planned_groups`, and each mapped task is handed only its group's index) →
 **collect** (mapped in the `ibkr` pool: one task per symbol, or per group of symbols collected
 concurrently over one connection when the run has more than `IBKR_MAX_MAPPED_TASKS`) → **summary**
 (counts per status, and the data-quality checks over what was collected: `data_quality_issues`).
@@ -37,7 +38,7 @@ from ibkr_market_data.timetables import ExchangeSessionTimetable
 if TYPE_CHECKING:
     # For readers only: a payload type known at parse time would make Airflow split the dict
     # a task returns into one XCom per key.
-    from ibkr_market_data.payloads import GroupOutcomePayload, TargetGroupPayload
+    from ibkr_market_data.payloads import GroupOutcomePayload, PlannedGroupPayload
 
 
 @dag(
@@ -91,7 +92,7 @@ def daily_market_data():
         )
 
     @task
-    def plan(trading_date: str) -> list[TargetGroupPayload]:
+    def plan(trading_date: str) -> list[PlannedGroupPayload]:
         from ibkr_market_data.tasks import daily
 
         context = get_current_context()
@@ -100,14 +101,14 @@ def daily_market_data():
         )
 
     @task(pool=IBKR_POOL, map_index_template="{{ label }}")
-    def collect(group: TargetGroupPayload) -> GroupOutcomePayload:
+    def collect(group: PlannedGroupPayload) -> GroupOutcomePayload:
         from ibkr_market_data.tasks import daily
 
         get_current_context()["label"] = group["label"]  # type: ignore[typeddict-unknown-key]
         return daily.collect(group, run_context())
 
     @task(trigger_rule="all_done")
-    def summary(trading_date: str | None, groups: list[TargetGroupPayload] | None) -> dict[str, int]:
+    def summary(trading_date: str | None, groups: list[PlannedGroupPayload] | None) -> dict[str, int]:
         from ibkr_market_data.tasks import daily
 
         return daily.summarize(trading_date, groups, get_current_context()["params"], run_context())

@@ -36,11 +36,16 @@ class CollectOutcomePayload(TypedDict):
     records: int
 
 
-class TargetGroupPayload(TypedDict):
-    """One mapped collect task's symbols (``grouping``): the map index and the targets."""
+class PlannedGroupPayload(TypedDict):
+    """A ``repository.PlannedGroup``: where one mapped task finds its items in ``planned_groups``.
 
+    Airflow hands each mapped task instance the whole list its upstream returned, so the mapped
+    item is this reference, not the items themselves.
+    """
+
+    index: int
     label: str
-    targets: list[TargetPayload]
+    size: int
 
 
 class GroupOutcomePayload(TypedDict):
@@ -91,13 +96,6 @@ class GapPayload(TypedDict):
     runs: int
     requests: int
     recheck_no_data: bool
-
-
-class GapGroupPayload(TypedDict):
-    """One mapped backfill task's symbols with gaps (``grouping``)."""
-
-    label: str
-    gaps: list[GapPayload]
 
 
 class GapOutcomePayload(TypedDict):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+from dataclasses import asdict
 from decimal import Decimal
 
 import psycopg
@@ -445,10 +446,11 @@ def test_a_symbol_is_finished_only_when_every_window_is(small_universe, market_d
                     conn, run_context, row.id, "1day", dt.datetime(2025, 1, 21), dt.datetime(2025, 1, 24)
                 )
             # MSFT: its task died before the second window was sent: no row at all.
+        gaps = [{"symbol_id": rows[s].id, "symbol": s} for s in ("AAPL", "MSFT")]
+        groups = [
+            asdict(group) for group in repository.save_plan(conn, run_context, [("AAPL…MSFT (2)", gaps)])
+        ]
         conn.commit()
-    groups = [
-        {"label": "AAPL…MSFT (2)", "gaps": [{"symbol_id": rows[s].id, "symbol": s} for s in ("AAPL", "MSFT")]}
-    ]
 
     with pytest.raises(PermanentFailure) as raised:
         tasks.summarize(request.to_dict(), groups, run_context)

@@ -12,6 +12,7 @@ from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
 from ibkr_market_data.tasks.common import PermanentFailure
 from ibkr_market_data_dev.simulated_ib import stored_bar
+from tests.fixtures.postgres import planned
 
 SYMBOLS = ["AAPL", "MSFT"]
 GOOD_FIRST, GOOD_LAST = dt.date(2025, 1, 13), dt.date(2025, 1, 14)
@@ -24,11 +25,11 @@ ALL_ROWS = """
 """
 
 
-def group(db_conn, first: dt.date, last: dt.date) -> dict:
+def group(db_conn, first: dt.date, last: dt.date, run_id: str) -> dict:
     """The collect task's input for AAPL and MSFT as one group (several requests in flight)."""
     rows = select_symbols(db_conn, symbols=SYMBOLS)
     targets = [daily_target(row, first, last).to_dict() for row in rows]
-    return {"label": "AAPL…MSFT (2)", "targets": targets}
+    return planned(db_conn, run_id, "AAPL…MSFT (2)", targets)
 
 
 def collect_with_retries(task_input: dict, run_id: str, tries: int = 4) -> int:
@@ -69,13 +70,13 @@ def impatient(ibkr_connection, monkeypatch):
 def test_a_fault_leaves_stored_bars_untouched_and_its_session_arrives(
     small_universe, db_conn, market_db, impatient, fault
 ):
-    collect_with_retries(group(db_conn, GOOD_FIRST, GOOD_LAST), "manual__good")
+    collect_with_retries(group(db_conn, GOOD_FIRST, GOOD_LAST, "manual__good"), "manual__good")
     with psycopg.connect(market_db) as conn:
         good = conn.execute(ALL_ROWS).fetchall()
     assert len(good) == 2 * len(SYMBOLS)
 
     impatient.faults.set(None, **fault)
-    collect_with_retries(group(db_conn, FAULT_DAY, FAULT_DAY), "manual__fault")
+    collect_with_retries(group(db_conn, FAULT_DAY, FAULT_DAY, "manual__fault"), "manual__fault")
 
     with psycopg.connect(market_db) as conn:
         now = conn.execute(ALL_ROWS).fetchall()
@@ -90,13 +91,16 @@ def test_a_fault_leaves_stored_bars_untouched_and_its_session_arrives(
 
 
 def test_corrupt_bars_fail_for_good_and_touch_nothing_stored(small_universe, db_conn, market_db, impatient):
-    collect_with_retries(group(db_conn, GOOD_FIRST, GOOD_LAST), "manual__good")
+    collect_with_retries(group(db_conn, GOOD_FIRST, GOOD_LAST, "manual__good"), "manual__good")
     with psycopg.connect(market_db) as conn:
         good = conn.execute(ALL_ROWS).fetchall()
 
     impatient.faults.set(None, corrupt_bars=True)
     with pytest.raises(PermanentFailure, match="AAPL"):
-        daily.collect(group(db_conn, FAULT_DAY, FAULT_DAY), RunContext("daily_market_data", "manual__bad"))
+        daily.collect(
+            group(db_conn, FAULT_DAY, FAULT_DAY, "manual__bad"),
+            RunContext("daily_market_data", "manual__bad"),
+        )
 
     with psycopg.connect(market_db) as conn:
         assert conn.execute(ALL_ROWS).fetchall() == good

@@ -6,6 +6,7 @@ import itertools
 import psycopg
 import pytest
 
+from ibkr_market_data import repository
 from ibkr_market_data.collect import CollectionFailed
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.tasks import daily
@@ -103,10 +104,10 @@ def test_a_symbol_failing_for_good_does_not_stop_its_group_and_is_named(
 def test_a_retried_group_requests_only_its_symbol_that_failed(
     daily_dag, small_universe, market_db, ibkr_connection, monkeypatch
 ):
-    [group, *_] = daily.plan(
-        DAY.isoformat(), {"date": DAY.isoformat()}, RunContext("daily_market_data", "plan")
-    )
-    symbols = [target["symbol"] for target in group["targets"]]
+    run = RunContext("daily_market_data", "manual__group")
+    [group, *_] = daily.plan(DAY.isoformat(), {"date": DAY.isoformat()}, run)
+    with psycopg.connect(market_db) as conn:
+        symbols = [target["symbol"] for target in repository.planned_group(conn, run, group["index"])]
     assert len(symbols) == 3
     ibkr_connection.faults.set(symbols[1], pacing_violation=1)
 

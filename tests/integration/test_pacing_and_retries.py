@@ -15,6 +15,7 @@ from ibkr_market_data.planning import CollectionTarget, daily_target
 from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
 from ibkr_market_data.tasks.common import PermanentFailure
+from tests.fixtures.postgres import planned
 
 # IB's rules compressed ~200x, in the simulator and in our pacer alike.
 COMPRESSED = dict(
@@ -82,17 +83,23 @@ def aapl_target(small_universe, db_conn):
     return daily_target(row, dt.date(2025, 1, 15), dt.date(2025, 1, 15)).to_dict()
 
 
-def alone(target):
+def alone(db_conn, target, run_id):
     """The collect task's input for a target that has a task instance of its own."""
-    return {"label": target["symbol"], "targets": [target]}
+    return planned(db_conn, run_id, target["symbol"], [target])
 
 
 def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn, ibkr_connection):
     ibkr_connection.faults.set("AAPL", pacing_violation=1)
     with pytest.raises(CollectionFailed) as raised:
-        daily.collect(alone(aapl_target), RunContext("daily_market_data", "manual__retry", try_number=1))
+        daily.collect(
+            alone(db_conn, aapl_target, "manual__retry"),
+            RunContext("daily_market_data", "manual__retry", try_number=1),
+        )
     assert raised.value.retryable
-    retry = daily.collect(alone(aapl_target), RunContext("daily_market_data", "manual__retry", try_number=2))
+    retry = daily.collect(
+        alone(db_conn, aapl_target, "manual__retry"),
+        RunContext("daily_market_data", "manual__retry", try_number=2),
+    )
     assert (retry["symbols"], retry["completed"]) == (1, 1)
     rows = db_conn.execute(
         "SELECT try_number, status, error_code FROM collection_logs ORDER BY try_number"
@@ -103,7 +110,10 @@ def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn
 def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connection):
     ibkr_connection.faults.set("AAPL", no_permission=True)
     with pytest.raises(PermanentFailure, match="354"):
-        daily.collect(alone(aapl_target), RunContext("daily_market_data", "manual__perm", try_number=1))
+        daily.collect(
+            alone(db_conn, aapl_target, "manual__perm"),
+            RunContext("daily_market_data", "manual__perm", try_number=1),
+        )
     assert db_conn.execute("SELECT status, error_code FROM collection_logs").fetchall() == [("failed", 354)]
     assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
 
@@ -143,7 +153,10 @@ def test_a_database_error_fails_the_attempt_with_its_text_and_is_retried(
     aapl_target, db_conn, market_data_refusing_bars
 ):
     with pytest.raises(CollectionFailed) as raised:
-        daily.collect(alone(aapl_target), RunContext("daily_market_data", "manual__db_error", try_number=1))
+        daily.collect(
+            alone(db_conn, aapl_target, "manual__db_error"),
+            RunContext("daily_market_data", "manual__db_error", try_number=1),
+        )
     assert raised.value.retryable
     assert isinstance(raised.value.__cause__, psycopg.errors.CheckViolation)
     [(status, message)] = db_conn.execute("SELECT status, error_message FROM collection_logs").fetchall()
@@ -153,7 +166,8 @@ def test_a_database_error_fails_the_attempt_with_its_text_and_is_retried(
     db_conn.execute("ALTER TABLE market_data DROP CONSTRAINT refuse_every_bar")
     db_conn.commit()
     retry = daily.collect(
-        alone(aapl_target), RunContext("daily_market_data", "manual__db_error", try_number=2)
+        alone(db_conn, aapl_target, "manual__db_error"),
+        RunContext("daily_market_data", "manual__db_error", try_number=2),
     )
     assert retry["completed"] == 1
     assert db_conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 1

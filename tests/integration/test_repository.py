@@ -201,6 +201,36 @@ def test_a_retried_attempt_is_a_new_row_and_a_repeated_one_is_not(db_conn, symbo
     assert db_conn.execute("SELECT COUNT(*) FROM collection_logs").fetchone()[0] == 2
 
 
+def test_a_plan_is_read_back_per_group_and_whole_and_a_new_plan_replaces_it(db_conn):
+    other_run = RunContext(dag_id="daily_market_data", run_id="manual__other")
+    repository.save_plan(db_conn, other_run, [("X", [{"symbol": "X"}])])
+    groups = repository.save_plan(
+        db_conn, RUN, [("A…B (2)", [{"symbol": "A"}, {"symbol": "B"}]), ("C", [{"symbol": "C", "n": 1}])]
+    )
+    db_conn.commit()
+    assert [(group.index, group.label, group.size) for group in groups] == [(0, "A…B (2)", 2), (1, "C", 1)]
+    assert repository.planned_group(db_conn, RUN, 1) == [{"symbol": "C", "n": 1}]
+    assert [item["symbol"] for item in repository.planned_items(db_conn, RUN)] == ["A", "B", "C"]
+
+    # The plan task ran again: its new plan replaces the old one whole, other runs keep theirs.
+    repository.save_plan(db_conn, RUN, [("D", [{"symbol": "D"}])])
+    assert [item["symbol"] for item in repository.planned_items(db_conn, RUN)] == ["D"]
+    with pytest.raises(repository.PlanNotFoundError, match="manual__test .* no planned group 1"):
+        repository.planned_group(db_conn, RUN, 1)
+    assert repository.planned_items(db_conn, other_run) == [{"symbol": "X"}]
+
+
+def test_plans_older_than_the_retention_are_dropped_by_the_next_plan(db_conn):
+    old_run = RunContext(dag_id="daily_market_data", run_id="scheduled__old")
+    repository.save_plan(db_conn, old_run, [("X", [{"symbol": "X"}])])
+    db_conn.execute(
+        "UPDATE planned_groups SET planned_at = NOW() - %s - INTERVAL '1 hour'", (repository.PLAN_RETENTION,)
+    )
+    repository.save_plan(db_conn, RUN, [("A", [{"symbol": "A"}])])
+    assert repository.planned_items(db_conn, old_run) == []
+    assert repository.planned_items(db_conn, RUN) == [{"symbol": "A"}]
+
+
 def test_a_lease_on_the_write_connection_releases_after_a_failed_statement(market_db, db_conn):
     lease = PostgresClientIdLease(db_conn, 10, 2)
     held = lease.acquire()

@@ -11,6 +11,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 * ``pacing``: the shared ``ib_pacing_ledger``
 * ``leases``: client ids as advisory locks
 * ``quality``: ``data_quality_issues`` and what the quality checks read
+* ``plans``: ``planned_groups``, each run's plan (what its mapped tasks read)
 * ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
 """
 
@@ -69,6 +70,14 @@ from ibkr_market_data.repository.pacing import (
     recent_requests,
     record_request,
 )
+from ibkr_market_data.repository.plans import (
+    PLAN_RETENTION,
+    PlannedGroup,
+    PlanNotFoundError,
+    planned_group,
+    planned_items,
+    save_plan,
+)
 from ibkr_market_data.repository.quality import (
     RecordedFindings,
     bars_for_checks,
@@ -90,6 +99,12 @@ from ibkr_market_data.repository.symbols import (
 )
 
 __all__ = [
+    "PLAN_RETENTION",
+    "PlanNotFoundError",
+    "PlannedGroup",
+    "planned_group",
+    "planned_items",
+    "save_plan",
     "ALL_EXCHANGES",
     "RecordedFindings",
     "bars_for_checks",

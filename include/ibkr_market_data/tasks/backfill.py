@@ -32,9 +32,9 @@ from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.grouping import group_items, max_mapped_tasks
 from ibkr_market_data.payloads import (
     BackfillRequestPayload,
-    GapGroupPayload,
     GapOutcomePayload,
     GapPayload,
+    PlannedGroupPayload,
     SymbolRowPayload,
 )
 from ibkr_market_data.planning import session_timestamp
@@ -133,11 +133,12 @@ def gap_report(
 
 def find_gaps(
     request_data: BackfillRequestPayload, run: RunContext, now: dt.datetime | None = None
-) -> list[GapGroupPayload]:
-    """Log the gap report; returns the symbols with gaps in at most ``IBKR_MAX_MAPPED_TASKS`` groups (none in a dry run).
+) -> list[PlannedGroupPayload]:
+    """Log the gap report; plan the symbols with gaps in at most ``IBKR_MAX_MAPPED_TASKS`` groups.
 
-    Symbols without gaps, and those no gap can be found for (an exchange without a calendar), get
-    their ``skipped`` row in ``collection_logs`` here.
+    The groups go to ``planned_groups``; returns the mapped task's references to them (none in a
+    dry run). Symbols without gaps, and those no gap can be found for (an exchange without a
+    calendar), get their ``skipped`` row in ``collection_logs`` here.
     """
     request = BackfillRange.from_dict(request_data)
     with market_connection() as conn:
@@ -157,29 +158,30 @@ def find_gaps(
             if gaps.complete
         ] + [(skip.symbol_id, skip.reason) for skip in report.skips]
         repository.log_skipped(conn, run, skipped, DAILY_TIMEFRAME, *window)
+        items: list[GapPayload] = [
+            {
+                "symbol_id": gaps.symbol_id,
+                "symbol": gaps.symbol,
+                "row": cast(SymbolRowPayload, asdict(rows[gaps.symbol_id])),
+                "start": request.start.isoformat(),
+                "end": request.end.isoformat(),
+                "missing": len(gaps.missing),
+                "runs": len(gaps.runs),
+                "requests": len(gaps.requests),
+                "recheck_no_data": request.recheck_no_data,
+            }
+            for gaps in report.with_gaps
+        ]
+        groups = group_items(items, max_mapped_tasks(), lambda gap: gap["symbol"])
+        if len(groups) < len(items):
+            log.info("Grouped %d symbols with gaps into %d task instances", len(items), len(groups))
+        planned = repository.save_plan(conn, run, groups)
         conn.commit()
-    items: list[GapPayload] = [
-        {
-            "symbol_id": gaps.symbol_id,
-            "symbol": gaps.symbol,
-            "row": cast(SymbolRowPayload, asdict(rows[gaps.symbol_id])),
-            "start": request.start.isoformat(),
-            "end": request.end.isoformat(),
-            "missing": len(gaps.missing),
-            "runs": len(gaps.runs),
-            "requests": len(gaps.requests),
-            "recheck_no_data": request.recheck_no_data,
-        }
-        for gaps in report.with_gaps
-    ]
-    groups = group_items(items, max_mapped_tasks(), lambda gap: gap["symbol"])
-    if len(groups) < len(items):
-        log.info("Grouped %d symbols with gaps into %d task instances", len(items), len(groups))
-    return [{"label": label, "gaps": chunk} for label, chunk in groups]
+    return [cast(PlannedGroupPayload, asdict(group)) for group in planned]
 
 
 def collect_gap(
-    group: GapGroupPayload, run: RunContext, now: dt.datetime | None = None
+    group: PlannedGroupPayload, run: RunContext, now: dt.datetime | None = None
 ) -> list[GapOutcomePayload]:
     """Fill the gaps of a group's symbols, one after another on one connection.
 
@@ -193,7 +195,9 @@ def collect_gap(
     failures: list[CollectionFailed] = []
     # Paced: the head timestamp request counts against IB's hard pacing limits like small bars.
     with ib_session(paced=True) as (conn, hook):
-        for gap in group["gaps"]:
+        gaps = cast(list[GapPayload], repository.planned_group(conn, run, group["index"]))
+        conn.commit()
+        for gap in gaps:
             try:
                 outcome = fill_symbol_gaps(
                     conn,
@@ -210,14 +214,14 @@ def collect_gap(
                 continue
             outcomes.append(outcome.to_dict())
         if failures:
-            if len(group["gaps"]) == 1:
+            if len(gaps) == 1:
                 raise failures[0]
             reasons = "; ".join(f"{failure.outcome.symbol}: {failure.outcome.reason}" for failure in failures)
             raise CollectionFailed(
                 SymbolOutcome(
                     group["label"],
                     AttemptStatus.FAILED,
-                    reason=f"{len(failures)} of {len(group['gaps'])} symbols failed: {reasons}",
+                    reason=f"{len(failures)} of {len(gaps)} symbols failed: {reasons}",
                 ),
                 retryable=any(failure.retryable for failure in failures),
             )
@@ -414,7 +418,9 @@ def still_missing(
 
 
 def summarize(
-    request_data: BackfillRequestPayload | None, groups: Sequence[GapGroupPayload] | None, run: RunContext
+    request_data: BackfillRequestPayload | None,
+    groups: Sequence[PlannedGroupPayload] | None,
+    run: RunContext,
 ) -> dict[str, int]:
     """Counts per status and what the run did; the data-quality checks over the range of each symbol with gaps.
 
@@ -427,11 +433,11 @@ def summarize(
     what = f"Backfill {request.start}..{request.end}"
     if groups is None:
         raise upstream_failed(what, "find_gaps")
-    gaps = [gap for group in groups for gap in group["gaps"]]
     if request.dry_run:
         log.info("Dry run for %s..%s: nothing was requested or written", request.start, request.end)
         return {}
     with market_connection() as conn:
+        gaps = cast(list[GapPayload], repository.planned_items(conn, run))
         totals = repository.run_backfill_totals(conn, run.dag_id, run.run_id)
     log.info(
         "%s: %d symbols with gaps; %d requests, %d bars, %d revised, %d sessions without data",

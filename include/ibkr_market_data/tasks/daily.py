@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import asdict
+from typing import Any, cast
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import DAILY_TIMEFRAME
 from ibkr_market_data.grouping import group_items, in_flight_per_connection, max_mapped_tasks
-from ibkr_market_data.payloads import GroupOutcomePayload, TargetGroupPayload
+from ibkr_market_data.payloads import GroupOutcomePayload, PlannedGroupPayload, TargetPayload
 from ibkr_market_data.planning import (
     CollectionTarget,
     StoredState,
@@ -95,8 +96,12 @@ def plan(
     run: RunContext,
     now: dt.datetime | None = None,
     run_type: object = None,
-) -> list[TargetGroupPayload]:
-    """The mapped collect task's groups of targets (``grouping``); logs the skips (not in a dry run)."""
+) -> list[PlannedGroupPayload]:
+    """Plan the run: its groups of targets (``grouping``) go to ``planned_groups``; logs the skips.
+
+    Returns the mapped collect task's references to the groups (none in a dry run, which writes
+    nothing).
+    """
     day = dt.date.fromisoformat(trading_date)
     lookback = lookback_param(params, run_type)
     with market_connection() as conn:
@@ -136,11 +141,12 @@ def plan(
             window,
             window,
         )
+        planned = repository.save_plan(conn, run, groups)
         conn.commit()
-    return groups
+    return [cast(PlannedGroupPayload, asdict(group)) for group in planned]
 
 
-def group_targets(targets: Sequence[CollectionTarget]) -> list[TargetGroupPayload]:
+def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[TargetPayload]]]:
     """The targets in at most ``IBKR_MAX_MAPPED_TASKS`` groups; logs how the run was grouped."""
     groups = group_items(targets, max_mapped_tasks(), lambda target: target.symbol)
     if len(groups) < len(targets):
@@ -154,18 +160,20 @@ def group_targets(targets: Sequence[CollectionTarget]) -> list[TargetGroupPayloa
             max_mapped_tasks(),
             in_flight_per_connection(IBKR_POOL_SLOTS),
         )
-    return [{"label": label, "targets": [target.to_dict() for target in chunk]} for label, chunk in groups]
+    return [(label, [target.to_dict() for target in chunk]) for label, chunk in groups]
 
 
-def collect(group: TargetGroupPayload, run: RunContext) -> GroupOutcomePayload:
-    """Collect one group's targets (one alone, or concurrently over one connection).
+def collect(group: PlannedGroupPayload, run: RunContext) -> GroupOutcomePayload:
+    """Collect one planned group's targets (one alone, or concurrently over one connection).
 
     Raises PermanentFailure or CollectionFailed (retryable) once every symbol had its try.
     """
     from ibkr_market_data.collect import collect_group, collect_target
 
-    targets = [CollectionTarget.from_dict(target) for target in group["targets"]]
     with ib_session() as (conn, ibkr):
+        items = repository.planned_group(conn, run, group["index"])
+        conn.commit()
+        targets = [CollectionTarget.from_dict(item) for item in items]
         if len(targets) == 1:
             outcomes = [collect_target(conn, ibkr, targets[0], run, record_absent=True)]
         else:
@@ -184,7 +192,7 @@ def collect(group: TargetGroupPayload, run: RunContext) -> GroupOutcomePayload:
 
 def summarize(
     trading_date: str | None,
-    groups: Sequence[TargetGroupPayload] | None,
+    groups: Sequence[PlannedGroupPayload] | None,
     params: Mapping[str, Any],
     run: RunContext,
 ) -> dict[str, int]:
@@ -201,7 +209,8 @@ def summarize(
     if params.get("dry_run"):
         log.info("Dry run for %s: nothing was requested or written", trading_date)
         return {}
-    targets = [target for group in groups for target in group["targets"]]
+    with market_connection() as conn:
+        targets = repository.planned_items(conn, run)
     planned = {target["symbol_id"]: target["symbol"] for target in targets}
     expected = {
         target["symbol_id"]: [

@@ -1,0 +1,86 @@
+"""``planned_groups``: a run's plan, one row per mapped task's group of items.
+
+Airflow gives every mapped task instance the whole list its upstream returned; the plan lives here
+instead, and XCom carries only :class:`PlannedGroup` references (see migration 0006).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from ibkr_market_data.repository.collection_logs import RunContext
+
+#: A plan is kept this long after it was written (for a late retry, and to read what a run planned).
+PLAN_RETENTION = dt.timedelta(days=35)
+
+
+class PlanNotFoundError(LookupError):
+    """The group a task was handed is not in ``planned_groups`` (its plan was replaced or expired)."""
+
+
+@dataclass(frozen=True)
+class PlannedGroup:
+    """Where one mapped task finds its items: the run's group ``index``, shown as ``label``."""
+
+    index: int
+    label: str
+    size: int
+
+
+def save_plan(
+    conn: Connection, run: RunContext, groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
+) -> list[PlannedGroup]:
+    """Replace the run's plan with ``groups`` (label, items); drop plans past the retention."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM planned_groups WHERE (dag_id = %s AND run_id = %s) OR planned_at < NOW() - %s",
+            (run.dag_id, run.run_id, PLAN_RETENTION),
+        )
+        cursor.executemany(
+            """
+            INSERT INTO planned_groups (dag_id, run_id, group_index, label, items)
+            VALUES (%s, %s, %s, %s, %s)
+            """,
+            [
+                (run.dag_id, run.run_id, index, label, Jsonb(list(items)))
+                for index, (label, items) in enumerate(groups)
+            ],
+        )
+    return [PlannedGroup(index, label, len(items)) for index, (label, items) in enumerate(groups)]
+
+
+def planned_group(conn: Connection, run: RunContext, index: int) -> list[dict[str, Any]]:
+    """The items of the run's group ``index``; PlanNotFoundError when there is none."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT items FROM planned_groups WHERE dag_id = %s AND run_id = %s AND group_index = %s",
+            (run.dag_id, run.run_id, index),
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise PlanNotFoundError(
+            f"Run {run.run_id} of {run.dag_id} has no planned group {index}: its plan task ran again "
+            f"or the plan is older than {PLAN_RETENTION.days} days; clear the run's plan task"
+        )
+    return list(row[0])
+
+
+def planned_items(conn: Connection, run: RunContext) -> list[dict[str, Any]]:
+    """Every item of the run's plan, group after group."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT item.value
+            FROM planned_groups, jsonb_array_elements(items) WITH ORDINALITY AS item (value, position)
+            WHERE dag_id = %s AND run_id = %s
+            ORDER BY group_index, item.position
+            """,
+            (run.dag_id, run.run_id),
+        )
+        return [row[0] for row in cursor.fetchall()]
