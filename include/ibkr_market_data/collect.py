@@ -130,17 +130,22 @@ def collect_group(
 ) -> list[SymbolOutcome]:
     """Collect ``targets`` concurrently over the hook's one connection, at most ``in_flight`` requests open.
 
-    Each symbol is its own attempt (``collect_target_async``). Every symbol has its try before
+    Each symbol is its own attempt (``collect_target_async``), judged against what the group's
+    symbols had stored when this try began (one query for the group). Every symbol has its try before
     anything is raised: then CollectionFailed for the group, retryable when any failure is, naming
     each failed symbol. A retry plans again from the database: stored symbols send nothing.
     """
+
+    stored = _stored_sessions(conn, targets)
 
     async def collect_all() -> list[SymbolOutcome | BaseException]:
         limit = asyncio.Semaphore(in_flight)
 
         async def one(target: CollectionTarget) -> SymbolOutcome:
             async with limit:
-                return await collect_target_async(conn, hook, target, run, record_absent)
+                return await collect_target_async(
+                    conn, hook, target, run, record_absent, stored.get(target.symbol_id, set())
+                )
 
         return await asyncio.gather(*(one(target) for target in targets), return_exceptions=True)
 
@@ -172,13 +177,15 @@ async def collect_target_async(
     target: CollectionTarget,
     run: RunContext,
     record_absent: bool = False,
+    stored: set[dt.date] | None = None,
 ) -> SymbolOutcome:
     """``collect_target`` with the request awaited, so several symbols share one connection.
 
+    ``stored``: the target's sessions already stored, when the caller read them (else this reads them).
     The database work before and after the request runs without a pause and ends in a commit or
     rollback, so attempts interleaved on one psycopg connection never share a transaction.
     """
-    attempt = _begin_attempt(conn, target, run)
+    attempt = _begin_attempt(conn, target, run, stored)
     if isinstance(attempt, SymbolOutcome):
         return attempt
     started = time.monotonic()
@@ -202,13 +209,15 @@ async def collect_target_async(
     )
 
 
-def _begin_attempt(conn: Connection, target: CollectionTarget, run: RunContext) -> int | SymbolOutcome:
+def _begin_attempt(
+    conn: Connection, target: CollectionTarget, run: RunContext, stored: set[dt.date] | None = None
+) -> int | SymbolOutcome:
     """Commit the attempt's ``pending`` row; its id, or the ``skipped`` outcome when nothing is missing any more."""
     timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
     window = (session_timestamp(target.first_session_date), session_timestamp(target.session_date))
     log_id = repository.start_attempt(conn, run, target.symbol_id, timeframe, *window)
     conn.commit()
-    missing = _missing_sessions(conn, target, timeframe)
+    missing = _missing_sessions(conn, target, timeframe, stored)
     conn.commit()  # end the read: the next statement on this connection may be another attempt's
     if missing:
         return log_id
@@ -347,8 +356,10 @@ class _PartlyStored(Exception):
         self.stored, self.result, self.broken = stored, result, broken
 
 
-def _missing_sessions(conn: Connection, target: CollectionTarget, timeframe: str) -> list[dt.date]:
-    """The sessions of ``target`` that have no stored bar yet.
+def _missing_sessions(
+    conn: Connection, target: CollectionTarget, timeframe: str, stored: set[dt.date] | None = None
+) -> list[dt.date]:
+    """The sessions of ``target`` that have no stored bar yet (``stored``: those that have, if known).
 
     A target that does not name its sessions (a backfill window: planned afresh from the database
     by its task just before) counts as missing whole: it is always sent.
@@ -357,9 +368,29 @@ def _missing_sessions(conn: Connection, target: CollectionTarget, timeframe: str
     sessions = target.session_dates
     if sessions is None:
         return [first, last]
-    stored = repository.existing_bar_dates(conn, [target.symbol_id], timeframe, first, last)
-    have = stored.get(target.symbol_id, set())
-    return [day for day in sessions if day not in have]
+    if stored is None:
+        stored = repository.existing_bar_dates(conn, [target.symbol_id], timeframe, first, last).get(
+            target.symbol_id, set()
+        )
+    return [day for day in sessions if day not in stored]
+
+
+def _stored_sessions(conn: Connection, targets: Sequence[CollectionTarget]) -> dict[int, set[dt.date]]:
+    """Per target's symbol, the sessions of its window already stored: one query for all of them."""
+    if not targets:
+        return {}
+    timeframes = {TIMEFRAME_BY_BAR_SIZE[target.bar_size] for target in targets}
+    if len(timeframes) > 1:
+        raise ValueError(f"one group, one timeframe: got {sorted(timeframes)}")
+    stored = repository.existing_bar_dates(
+        conn,
+        [target.symbol_id for target in targets],
+        timeframes.pop(),
+        min(target.first_session_date for target in targets),
+        max(target.session_date for target in targets),
+    )
+    conn.commit()
+    return stored
 
 
 def _record_absent(
@@ -368,6 +399,8 @@ def _record_absent(
     """Record the window's sessions that IB sent no bar for and that have none stored."""
     from ibkr_market_data.backfill import NO_DATA_FROM_IB
 
+    if target.session_dates is not None and received.issuperset(target.session_dates):
+        return  # a bar for every session: nothing can be absent (and nothing to ask the database)
     absent = [day for day in _missing_sessions(conn, target, timeframe) if day not in received]
     if absent:
         repository.record_no_data_sessions(conn, target.symbol_id, timeframe, absent, NO_DATA_FROM_IB, run)
