@@ -183,8 +183,7 @@ class TreeMonitor:
 
     def start(self) -> None:
         self._peak_rss = self._peak_pss = self._peak_processes = self._samples = 0
-        # A fresh window: what earlier measurements sampled must not count again (it did, until
-        # 6 Dec 2026, so every measurement after the first reported the sum of all before it).
+        # A fresh window: what earlier measurements sampled must not count again.
         self._own_cpu = {}
         self._stop.clear()
         self._cpu_before = self.cpu_now()
