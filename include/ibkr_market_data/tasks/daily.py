@@ -171,7 +171,7 @@ def collect(group: PlannedGroupPayload, run: RunContext) -> GroupOutcomePayload:
     from ibkr_market_data.collect import collect_group, collect_target
 
     with ib_session() as (conn, ibkr):
-        items = repository.planned_group(conn, run, group["index"])
+        items = cast(list[TargetPayload], repository.planned_group(conn, run, group["index"]))
         conn.commit()
         targets = [CollectionTarget.from_dict(item) for item in items]
         if len(targets) == 1:
