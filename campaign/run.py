@@ -232,14 +232,23 @@ class Campaign:
         self.stack.start_worker(int(name.removeprefix("worker")))
         return name
 
-    def kill_a_collect_task_process(self) -> str:
-        """SIGKILL the process of one running collect task (``airflow worker -- <ti id>``)."""
-        for ti in self.stack.task_instances(DAILY, self.current_run):
-            if ti["task_id"] != "collect" or ti["state"] != "running":
-                continue
-            for pid in _pids_with_title(f"airflow worker -- {ti['id']}"):
-                os.kill(pid, signal.SIGKILL)
-                return f"{ti['rendered_map_index']}, pid {pid}"
+    def kill_a_collect_task_process(self, timeout: float = 60) -> str:
+        """SIGKILL the process of one running collect task (``airflow worker -- <ti id>``).
+
+        A task is ``running`` a moment before its process takes that title, and a short one may end
+        between two looks: look again until one is killed or the run has ended.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ti in self.stack.task_instances(DAILY, self.current_run):
+                if ti["task_id"] != "collect" or ti["state"] != "running":
+                    continue
+                for pid in _pids_with_title(f"airflow worker -- {ti['id']}"):
+                    os.kill(pid, signal.SIGKILL)
+                    return f"{ti['rendered_map_index']}, pid {pid}"
+            if self.stack.dag_run(DAILY, self.current_run)["state"] in ("success", "failed"):
+                break
+            time.sleep(0.2)
         return "none was running"
 
     # -- one scenario --------------------------------------------------------------------------
