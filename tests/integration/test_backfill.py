@@ -2,7 +2,6 @@
 
 import dataclasses
 import datetime as dt
-from dataclasses import asdict
 from decimal import Decimal
 
 import psycopg
@@ -448,7 +447,7 @@ def test_a_symbol_is_finished_only_when_every_window_is(small_universe, market_d
             # MSFT: its task died before the second window was sent: no row at all.
         gaps = [{"symbol_id": rows[s].id, "symbol": s} for s in ("AAPL", "MSFT")]
         groups = [
-            asdict(group) for group in repository.save_plan(conn, run_context, [("AAPL…MSFT (2)", gaps)])
+            group.to_dict() for group in repository.save_plan(conn, run_context, [("AAPL…MSFT (2)", gaps)])
         ]
         conn.commit()
 

@@ -14,6 +14,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from ibkr_market_data.payloads import PlannedGroupPayload
 from ibkr_market_data.repository.collection_logs import RunContext
 
 #: A plan is kept this long after it was written (for a late retry, and to read what a run planned).
@@ -31,6 +32,9 @@ class PlannedGroup:
     index: int
     label: str
     size: int
+
+    def to_dict(self) -> PlannedGroupPayload:
+        return {"index": self.index, "label": self.label, "size": self.size}
 
 
 def save_plan(

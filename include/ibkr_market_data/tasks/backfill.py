@@ -177,7 +177,7 @@ def find_gaps(
             log.info("Grouped %d symbols with gaps into %d task instances", len(items), len(groups))
         planned = repository.save_plan(conn, run, groups)
         conn.commit()
-    return [cast(PlannedGroupPayload, asdict(group)) for group in planned]
+    return [group.to_dict() for group in planned]
 
 
 def collect_gap(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any, cast
 
 from ibkr_market_data import repository
@@ -143,7 +142,7 @@ def plan(
         )
         planned = repository.save_plan(conn, run, groups)
         conn.commit()
-    return [cast(PlannedGroupPayload, asdict(group)) for group in planned]
+    return [group.to_dict() for group in planned]
 
 
 def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[TargetPayload]]]:
