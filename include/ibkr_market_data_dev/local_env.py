@@ -13,6 +13,7 @@ and ``ibkr_default`` not, the local commands refuse to start (:func:`check_local
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -123,13 +124,24 @@ def celery_broker_url() -> str:
     return LOCAL_REDIS_URL
 
 
+def airflow_metadata_database(fernet_key: str) -> str:
+    """The local stack's metadata database for an Airflow home whose ``[core] fernet_key`` is this.
+
+    Airflow encrypts connection passwords and extras with the home's key, and the local PostgreSQL
+    outlives any clone: a database shared by every home on the machine held rows that a new clone's
+    key cannot read (the API answered 500 for them). Named for the key, each home keeps its own.
+    """
+    return f"{AIRFLOW_METADATA_DATABASE}_{hashlib.sha256(fernet_key.encode()).hexdigest()[:12]}"
+
+
 def airflow_metadata_url() -> str:
-    """SQLAlchemy URL of database ``airflow_metadata`` on the local stack's PostgreSQL, created if missing."""
+    """SQLAlchemy URL of this Airflow home's metadata database on the local PostgreSQL, created if missing."""
+    from airflow.configuration import conf
+
     from ibkr_market_data.schema import sqlalchemy_url
 
-    return sqlalchemy_url(
-        local_postgres.ensure_database(local_postgres.server_url(), AIRFLOW_METADATA_DATABASE)
-    )
+    database = airflow_metadata_database(conf.get("core", "fernet_key", fallback=""))
+    return sqlalchemy_url(local_postgres.ensure_database(local_postgres.server_url(), database))
 
 
 @contextmanager

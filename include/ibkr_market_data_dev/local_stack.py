@@ -6,7 +6,7 @@
    on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
 3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
    ``pools.json`` and the connections of ``connections.json``; its metadata in database
-   ``airflow_metadata`` on the same PostgreSQL server (SQLite locks up under the scheduler, the
+   ``airflow_metadata_<hash of the home's fernet key>`` on the same PostgreSQL server (SQLite locks up under the scheduler, the
    DAG processor and the API writing at once), unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
    With ``--executor celery --workers N`` (``make run EXECUTOR=celery WORKERS=2``) the components
    start one by one with the CeleryExecutor and N Celery workers; the broker is
