@@ -476,6 +476,12 @@ class ClientConnection(asyncio.Protocol):
         if not bars:
             self._fail(record, ib_errors.no_data(contract.symbol, exchange, request.what_to_show))
             return
+        if (
+            query.bar_seconds is not None
+            and query.bar_seconds >= history.INTRADAY_MISMATCH_MIN_BAR_SECONDS
+            and faults.fires(symbol, "intraday_mismatch")
+        ):
+            bars = history.with_intraday_mismatch(simulator.model, contract, bars)
         answer = history.format_answer(
             contract,
             query,

@@ -22,6 +22,10 @@ Switches (``True`` = every matching request, an int N = the next N matching requ
 ``spike``             valid bars, wrong data: the newest bar closes at 3 times its price
 ``stale_price``       every bar after the answer's oldest repeats its price, with no volume
 ``volume_units``      the newest bar's volume is 100 times too large
+``intraday_mismatch`` intraday bars of 1 minute and longer disagree with the daily bar, each still
+                      valid: every bar starting in regular hours has half its volume, and in each
+                      session the highest one reaches 5% above the daily high; daily requests
+                      neither see it nor use up a count
 ``connectivity_lost``  IB's link to TWS goes down: every client gets 1100, answers wait
                       ``outage_ms`` (default 2,000), then 1102 "data maintained" and they arrive
 ``connectivity_lost_data_lost``  the same, but it ends with 1101 "data lost": every request open
@@ -56,6 +60,7 @@ SWITCHES = (
     "spike",
     "stale_price",
     "volume_units",
+    "intraday_mismatch",
     "connectivity_lost",
     "connectivity_lost_data_lost",
     "farm_notices",

@@ -22,8 +22,11 @@ Intraday bars (``1 secs`` ... ``1 hour``)
     Bars starting at or after ``end - duration`` and ending by ``min(end, now)``; ``useRTH=1``
     keeps regular hours, ``useRTH=0`` adds US pre- and post-market. Times are
     ``yyyyMMdd HH:mm:ss <timeZoneId>`` in the exchange's zone (``formatDate=1``) or epoch seconds
-    (``formatDate=2``). A request spanning more than ``max_bars`` bars gets 162 "Time length
-    exceed max.".
+    (``formatDate=2``). A duration longer than IB's "Step Sizes" table allows for the bar size
+    (:data:`STEP_SIZES`: ``1 D`` of 1-minute bars, ``1 W`` of 3 to 20 minutes, ``1 M`` of 30
+    minutes and 1 hour, ``1800 S`` of 1 second, ...; compared as spans, a month at its longest,
+    31 days) gets 162 "Time length exceed max.", as does a request spanning more than
+    ``max_bars`` bars. Daily bars have no such limit (IB serves years of them in one request).
 
 ``whatToShow``
     ``TRADES`` and ``ADJUSTED_LAST`` (which, as at IB, rejects a non-empty ``endDateTime``) carry
@@ -42,6 +45,7 @@ import datetime as dt
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tws_simulator import ib_errors
@@ -70,6 +74,45 @@ INTRADAY_BAR_SECONDS: dict[str, int] = {
 
 #: Spellings clients use besides IB's own.
 _BAR_SIZE_ALIASES: dict[str, int] = {"1 sec": 1, "1 mins": 60, "1 hours": 3600}
+
+#: IB's "Step Sizes" table: each duration, with the smallest and the largest bar size it allows.
+#: Source: TWS API documentation, Historical Bar Data, "Historical Data Limitations", "Step Sizes"
+#: (https://interactivebrokers.github.io/tws-api/historical_limitations.html#hd_step_sizes).
+#: An intraday bar size may be asked for over at most the longest duration whose row allows it
+#: (:data:`LONGEST_INTRADAY_DURATIONS`); longer is 162 "Time length exceed max.".
+STEP_SIZES: tuple[tuple[str, str, str], ...] = (
+    ("60 S", "1 secs", "1 min"),
+    ("120 S", "1 secs", "2 mins"),
+    ("1800 S", "1 secs", "30 mins"),
+    ("3600 S", "5 secs", "1 hour"),
+    ("14400 S", "10 secs", "3 hours"),
+    ("28800 S", "30 secs", "8 hours"),
+    ("1 D", "1 min", "1 day"),
+    ("2 D", "2 mins", "1 day"),
+    ("1 W", "3 mins", "1 week"),
+    ("1 M", "30 mins", "1 month"),
+    ("1 Y", "1 day", "1 month"),
+)
+
+_DAY_SECONDS = 86_400
+#: The longest span of each ``durationStr`` unit: a month of 31 days, a year of 366.
+_DURATION_UNIT_SECONDS = {
+    "S": 1,
+    "D": _DAY_SECONDS,
+    "W": 7 * _DAY_SECONDS,
+    "M": 31 * _DAY_SECONDS,
+    "Y": 366 * _DAY_SECONDS,
+}
+_BAR_UNIT_SECONDS = {
+    "secs": 1,
+    "min": 60,
+    "mins": 60,
+    "hour": 3600,
+    "hours": 3600,
+    "day": _DAY_SECONDS,
+    "week": 7 * _DAY_SECONDS,
+    "month": 31 * _DAY_SECONDS,
+}
 
 TRADE_TYPES = frozenset({"TRADES", "ADJUSTED_LAST"})
 QUOTE_TYPES = frozenset({"MIDPOINT", "BID", "ASK", "BID_ASK"})
@@ -112,6 +155,42 @@ class HistoryAnswer:
     start_text: str
     end_text: str
     bars: list[tuple[str, ...]]
+
+
+def _duration_seconds(duration: str) -> int:
+    """The longest span of a well-formed ``durationStr`` (``1 M`` is 31 days)."""
+    count, unit = duration.split()
+    return int(count) * _DURATION_UNIT_SECONDS[unit]
+
+
+def _longest_intraday_durations() -> dict[int, str]:
+    longest: dict[int, str] = {}
+    for duration, smallest, largest in STEP_SIZES:
+        low, high = (
+            int(count) * _BAR_UNIT_SECONDS[unit] for count, unit in (smallest.split(), largest.split())
+        )
+        for seconds in INTRADAY_BAR_SECONDS.values():
+            known = longest.get(seconds)
+            if low <= seconds <= high and (
+                known is None or _duration_seconds(duration) > _duration_seconds(known)
+            ):
+                longest[seconds] = duration
+    return longest
+
+
+#: The longest ``durationStr`` IB allows per intraday bar size (in seconds), read from :data:`STEP_SIZES`:
+#: ``1800 S`` for 1 second, ``1 D`` for 1 minute, ``1 W`` for 5 minutes, ``1 M`` for 1 hour, ...
+LONGEST_INTRADAY_DURATIONS: dict[int, str] = _longest_intraday_durations()
+
+
+def check_duration(query: HistoryQuery) -> None:
+    """Raise :class:`InvalidRequest` (162 "Time length exceed max.") if ``query`` spans longer than
+    IB allows for its bar size; daily bars may span any duration."""
+    if query.bar_seconds is None:
+        return
+    allowed = _duration_seconds(LONGEST_INTRADAY_DURATIONS[query.bar_seconds])
+    if (query.end - query.start).total_seconds() > allowed:
+        raise InvalidRequest(ib_errors.time_length_exceeded())
 
 
 def bar_size_seconds(bar_size: str) -> int | None:
@@ -259,6 +338,7 @@ def select_bars(
             for day in index.dates[lo:hi]
             if day >= contract.listing_date
         ]
+    check_duration(query)
     if (until - start) / query.bar_seconds > max_bars:
         raise InvalidRequest(ib_errors.time_length_exceeded())
     # Extended hours reach at most 5.5 h before the open and 4 h after the close.
@@ -349,6 +429,42 @@ def with_defects(bars: list[SimBar], defects: Collection[str]) -> list[SimBar]:
         newest = dataclasses.replace(newest, volume=newest.volume * VOLUME_UNITS_FACTOR)
     bars[-1] = newest
     return bars
+
+
+#: The ``intraday_mismatch`` fault: regular-hours volumes divided by this, and one bar a session
+#: reaching this factor times the daily high.
+INTRADAY_MISMATCH_VOLUME_DIVISOR = 2
+INTRADAY_MISMATCH_HIGH_FACTOR = Decimal("1.05")
+#: The fault changes bars of this size and longer only (the 1-minute path's aggregates).
+INTRADAY_MISMATCH_MIN_BAR_SECONDS = 60
+
+
+def with_intraday_mismatch(model: MarketModel, contract: SimContract, bars: list[SimBar]) -> list[SimBar]:
+    """Intraday ``bars`` made to disagree with their daily bars, each still a valid bar.
+
+    Every bar starting in regular hours carries half its volume, and in each session the
+    regular-hours bar with the highest high reaches 5% above that session's daily high (rounded
+    up to a tick). Pre- and post-market bars keep their values; daily bars are never touched.
+    """
+    index = model.session_index(contract)
+    changed = list(bars)
+    highest: dict[int, int] = {}  # session position -> position in ``bars`` of its highest bar
+    for at, bar in enumerate(bars):
+        session = index.containing(bar.date.timestamp())  # type: ignore[union-attr]
+        if session is None:
+            continue
+        volume = bar.volume // INTRADAY_MISMATCH_VOLUME_DIVISOR
+        changed[at] = dataclasses.replace(bar, volume=volume, bar_count=min(bar.bar_count, volume))
+        best = highest.get(session)
+        if best is None or bar.high > bars[best].high:
+            highest[session] = at
+    for session, at in highest.items():
+        daily = model.daily_bar(contract.symbol, index.dates[session])
+        high = (daily.high * INTRADAY_MISMATCH_HIGH_FACTOR).quantize(
+            contract.min_tick, rounding=ROUND_CEILING
+        )
+        changed[at] = dataclasses.replace(changed[at], high=high)
+    return changed
 
 
 def corrupted(bar: SimBar, contract: SimContract) -> SimBar:

@@ -1,11 +1,13 @@
 """The simulated market: contracts from the universe it is given, and deterministic bars.
 
 Determinism
-    Every bar is a pure function of ``(seed, symbol, session)`` (intraday bars also of the bar's
-    start and size): no state is carried from one session to the next, so the same bar comes back
-    whether a request asked for one session or a year of them, in any order. Prices follow a
+    Every bar is a pure function of ``(seed, symbol, session)`` (intraday bars also of the bar
+    size and ``useRTH``): no state is carried from one session to the next, so the same bar comes
+    back whether a request asked for one session or a year of them, in any order. Prices follow a
     smooth per-symbol trend (two sine waves, seeded) plus per-session noise drawn from a BLAKE2b
-    hash, so they look like a market without a random walk's path dependence.
+    hash, so they look like a market without a random walk's path dependence. A session's
+    1-minute path draws from a Mersenne Twister seeded with such a hash (``random.Random`` with an
+    int seed gives the same ``random()`` sequence on every Python version).
 
 Prices
     ``Decimal`` with a fixed number of places per symbol: 4 for symbols priced under one unit of
@@ -32,17 +34,34 @@ Sessions
 Intraday bars
     Bars of one session start at the session open (or, outside regular hours for US exchanges,
     04:00 New York time, and run to four hours after the close) and are aligned to multiples of
-    the bar size from local midnight; the first and last bar of a session can be shorter. Their
-    prices follow a path from the daily open to the daily close and stay within the daily high
-    and low; their volumes are not constructed to add up to the daily volume.
+    the bar size from local midnight; the first and last bar of a session can be shorter (an
+    hourly bar of NASDAQ starts 09:30, then 10:00, ...; the early close of 2025-11-28 ends the
+    last one at 13:00). Every intraday bar is cut from one 1-minute path per ``(seed, symbol,
+    session)`` that agrees with the daily bar exactly: over the regular session the first minute
+    opens at the daily open, the last closes at the daily close, the highest high is the daily
+    high, the lowest low the daily low, and the volumes (shared out by largest remainder, with
+    more at the open and the close) add up to the daily volume. The path is drawn top down: the
+    daily bar split into its hours (cut at the hour), each hour into its minutes, so hourly bars
+    need no minutes drawn and every shorter bar size nests in both. Bars of 1 minute and longer are
+    aggregations of that path (open of the first minute, close of the last, highest high, lowest
+    low, summed volume), so 5-minute bars are exactly the aggregation of 1-minute bars; bars under
+    a minute split each minute the same way, so they aggregate to it too. An intraday bar's WAP is
+    ``(high + low + 2 * close) / 4`` and its trade count follows from its volume, whichever slots
+    it was cut from. Pre- and post-market minutes
+    (``useRTH=0`` on US exchanges) are extra: they drift from the daily open (before) and close
+    (after), stay within the daily high and low, and trade a small volume that is no part of the
+    daily bar. A bar that straddles the open (``useRTH=0`` hourly bar from 09:00) holds both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import math
+import random
 import struct
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -88,6 +107,10 @@ IB_TIME_ZONE_IDS: dict[str, str] = {
 _EXTENDED_HOURS_EXCHANGES = frozenset({"NASDAQ", "NYSE", "ARCA", "AMEX", "BATS"})
 _PRE_MARKET_OPEN = dt.time(4, 0)
 _POST_MARKET_SECONDS = 4 * 3600
+#: Extended-hours volume per minute, as a share of the regular session's volume per minute.
+_EXTENDED_VOLUME_SHARE = 0.05
+_MINUTE = 60
+_HOUR = 3600
 
 _UNIT = 2.0**64
 
@@ -153,13 +176,259 @@ class _Profile:
 
 
 def _uniforms(key: str, count: int) -> tuple[float, ...]:
-    """``count`` (<= 8) numbers in [0, 1) drawn from a hash of ``key``: the model's only randomness."""
+    """``count`` (<= 8) numbers in [0, 1) drawn from a hash of ``key``."""
     digest = hashlib.blake2b(key.encode(), digest_size=64).digest()
     return tuple(value / _UNIT for value in struct.unpack_from(f">{count}Q", digest))
 
 
+def _random_stream(key: str) -> random.Random:
+    """A generator seeded with a hash of ``key``, for paths that need hundreds of draws."""
+    return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=32).digest()))
+
+
 def _ticks_to_decimal(ticks: int, decimals: int) -> Decimal:
     return Decimal(ticks).scaleb(-decimals)
+
+
+#: One intraday bar in ticks: start (epoch seconds), open, high, low, close, volume, WAP, trade count.
+_Row = tuple[float, int, int, int, int, int, int, int]
+
+
+def _slot_starts(start: float, end: float, midnight: float, step: int) -> list[float]:
+    """Starts of the slots of ``[start, end)`` cut at multiples of ``step`` seconds from ``midnight``."""
+    starts = [start]
+    boundary = midnight + (math.floor((start - midnight) / step) + 1) * step
+    while boundary < end:
+        starts.append(boundary)
+        boundary += step
+    return starts
+
+
+def _shares(total: int, weights: Sequence[int]) -> list[int]:
+    """``total`` shared in proportion to ``weights`` (positive ints) by largest remainder.
+
+    Integer arithmetic throughout, so the shares add up to ``total`` exactly; ties go to the
+    earlier slot.
+    """
+    weight_sum = sum(weights)
+    exact = [total * weight for weight in weights]  # each share, times weight_sum
+    shares = [part // weight_sum for part in exact]
+    short = total - sum(shares)
+    if short:
+        remainders = [part % weight_sum for part in exact]
+        # sorted() is stable, also in reverse: equal remainders keep slot order.
+        for at in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:short]:
+            shares[at] += 1
+    return shares
+
+
+def _wap(high: int, low: int, close: int) -> int:
+    """``(high + low + 2 * close) / 4`` rounded half up: never outside ``[low, high]``."""
+    return (high + low + 2 * close + 2) // 4
+
+
+def _trade_count(volume: int, trade_size: float) -> int:
+    return int(volume / trade_size) + (1 if volume else 0)
+
+
+def _split_bar(
+    open_: int, high: int, low: int, close: int, volume: int, weights: Sequence[int], draws: random.Random
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """``len(weights)`` consecutive bars (opens, highs, lows, closes, volumes) that add up to one bar.
+
+    The first opens at ``open_``, the last closes at ``close``, each opens where the one before
+    closed, the highest high is ``high``, the lowest low is ``low`` and the volumes, shared in
+    proportion to ``weights``, add up to ``volume``. In between, prices follow Brownian bridges
+    through the high and the low at random points, clamped to ``[low, high]``.
+    """
+    count = len(weights)
+    points = [open_] * (count + 1)
+    anchors = {0: open_, count: close}
+    if count >= 2:
+        at_high = 1 + int(draws.random() * (count - 1))
+        at_low = 1 + int(draws.random() * (count - 1))
+        anchors[at_high] = high
+        anchors.setdefault(at_low, low)
+    scale = (high - low) * 1.5 / math.sqrt(count)
+    draw = draws.random
+    positions = sorted(anchors)
+    for left, right in zip(positions, positions[1:], strict=False):
+        span = right - left
+        walk = list(itertools.accumulate(scale * (draw() - 0.5) for _ in range(span)))
+        start_price, end_price = anchors[left], anchors[right]
+        # The line from anchor to anchor plus the walk less its own drift: a Brownian bridge.
+        slope = (end_price - start_price - walk[-1]) / span
+        points[left + 1 : right] = [
+            min(high, max(low, round(start_price + slope * step + walk[step - 1]))) for step in range(1, span)
+        ]
+        points[right] = end_price
+    wick = (high - low) * 0.5 / math.sqrt(count)
+    opens, closes = points[:-1], points[1:]
+    highs, lows = [], []
+    for bar_open, bar_close in zip(opens, closes, strict=True):
+        top, bottom = (bar_open, bar_close) if bar_open > bar_close else (bar_close, bar_open)
+        highs.append(min(high, top + round(draw() * wick)))
+        lows.append(max(low, bottom - round(draw() * wick)))
+    # Only when no anchor could carry them (a bar of one or two parts): put them where prices are.
+    if max(highs) < high:
+        highs[max(range(count), key=lambda at: max(opens[at], closes[at]))] = high
+    if min(lows) > low:
+        lows[min(range(count), key=lambda at: min(opens[at], closes[at]))] = low
+    return opens, highs, lows, closes, _shares(volume, weights)
+
+
+def _drift(start_price: int, count: int, low: int, high: int, step: float, draws: random.Random) -> list[int]:
+    """``count + 1`` points of a random walk from ``start_price``, up to ``step / 2`` ticks a move,
+    within ``[low, high]``."""
+    points = [start_price]
+    price = float(start_price)
+    for _ in range(count):
+        price = min(high, max(low, price + step * (draws.random() - 0.5)))
+        points.append(round(price))
+    return points
+
+
+@dataclass(frozen=True)
+class _SessionPath:
+    """One session's slots in ticks, column by column, and the bars cut from them.
+
+    Slots are hours or minutes cut at multiples of their length from local ``midnight`` (so the
+    first and last can be shorter); extended hours are always minutes. ``regular`` is the index
+    range of the regular session's slots, ``end`` the end of the last slot. Every bar cut from
+    them, whatever its size, takes its WAP from its own high, low and close and its trade count
+    from its own volume and ``trade_size``, so a bar is the same whichever slots it was cut from.
+    """
+
+    midnight: float
+    end: float
+    regular: tuple[int, int]
+    trade_size: float
+    starts: array[float]
+    opens: array[int]
+    highs: array[int]
+    lows: array[int]
+    closes: array[int]
+    volumes: array[int]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        midnight: float,
+        end: float,
+        trade_size: float,
+        starts: Sequence[float],
+        opens: Sequence[int],
+        highs: Sequence[int],
+        lows: Sequence[int],
+        closes: Sequence[int],
+        volumes: Sequence[int],
+    ) -> _SessionPath:
+        """Slots of one part of a session: the regular hours, or the pre- or post-market."""
+        return cls(
+            midnight=midnight,
+            end=end,
+            regular=(0, len(starts)),
+            trade_size=trade_size,
+            starts=array("d", starts),
+            opens=array("q", opens),
+            highs=array("q", highs),
+            lows=array("q", lows),
+            closes=array("q", closes),
+            volumes=array("q", volumes),
+        )
+
+    @classmethod
+    def joined(cls, pre: _SessionPath, regular: _SessionPath, post: _SessionPath) -> _SessionPath:
+        """The regular session's slots with the pre- and post-market minutes around them."""
+        return cls(
+            midnight=regular.midnight,
+            end=post.end,
+            regular=(len(pre.starts), len(pre.starts) + len(regular.starts)),
+            trade_size=regular.trade_size,
+            starts=pre.starts + regular.starts + post.starts,
+            opens=pre.opens + regular.opens + post.opens,
+            highs=pre.highs + regular.highs + post.highs,
+            lows=pre.lows + regular.lows + post.lows,
+            closes=pre.closes + regular.closes + post.closes,
+            volumes=pre.volumes + regular.volumes + post.volumes,
+        )
+
+    def _row(self, start: float, open_: int, high: int, low: int, close: int, volume: int) -> _Row:
+        return (
+            start,
+            open_,
+            high,
+            low,
+            close,
+            volume,
+            _wap(high, low, close),
+            _trade_count(volume, self.trade_size),
+        )
+
+    def aggregated(self, bar_seconds: int) -> list[_Row]:
+        """Bars of ``bar_seconds`` (a multiple of the slots' length), each the aggregate of the
+        slots it spans: open of the first, close of the last, highest high, lowest low, summed volume."""
+        starts, midnight = self.starts, self.midnight
+        total = len(starts)
+        rows: list[_Row] = []
+        first = 0
+        while first < total:
+            boundary = midnight + (math.floor((starts[first] - midnight) / bar_seconds) + 1) * bar_seconds
+            last = first + 1
+            while last < total and starts[last] < boundary:
+                last += 1
+            rows.append(
+                self._row(
+                    starts[first],
+                    self.opens[first],
+                    max(self.highs[first:last]),
+                    min(self.lows[first:last]),
+                    self.closes[last - 1],
+                    sum(self.volumes[first:last]),
+                )
+            )
+            first = last
+        return rows
+
+    def subdivided(self, bar_seconds: int, key: str) -> list[_Row]:
+        """Bars of ``bar_seconds`` (a divisor of 60) from minute slots, each minute split into bars
+        that add up to it.
+
+        Each part of the session (pre-market, regular, post-market) draws from its own stream
+        (``key`` plus the part), so regular-hours bars do not depend on ``useRTH``.
+        """
+        regular_first, regular_last = self.regular
+        parts = (
+            ("pre", 0, regular_first),
+            ("regular", regular_first, regular_last),
+            ("post", regular_last, len(self.starts)),
+        )
+        rows: list[_Row] = []
+        for part, first, last in parts:
+            if first == last:
+                continue
+            draws = _random_stream(f"{key}|{part}")
+            for minute in range(first, last):
+                start = self.starts[minute]
+                end = self.starts[minute + 1] if minute + 1 < len(self.starts) else self.end
+                starts = _slot_starts(start, end, self.midnight, bar_seconds)
+                ends = [*starts[1:], end]
+                weights = [
+                    int((slot_end - slot_start) * (0.5 + draws.random()) * 1024) + 1
+                    for slot_start, slot_end in zip(starts, ends, strict=True)
+                ]
+                parts_of_minute = _split_bar(
+                    self.opens[minute],
+                    self.highs[minute],
+                    self.lows[minute],
+                    self.closes[minute],
+                    self.volumes[minute],
+                    weights,
+                    draws,
+                )
+                rows.extend(map(self._row, starts, *parts_of_minute))
+        return rows
 
 
 class MarketModel:
@@ -183,6 +452,8 @@ class MarketModel:
         # Per instance, so a model and its bars are freed together.
         self._daily_bar_cached = lru_cache(maxsize=500_000)(self._daily_bar)
         self._intraday_bars_cached = lru_cache(maxsize=20_000)(self._intraday_bars)
+        # A path serves every bar size of its session; 2,048 of them take 125 MB at most.
+        self._path_cached = lru_cache(maxsize=2_048)(self._path)
 
     # -- contracts -------------------------------------------------------------------------------
 
@@ -361,57 +632,170 @@ class MarketModel:
         self, symbol: str, session: dt.date, bar_seconds: int, use_rth: bool
     ) -> tuple[SimBar, ...]:
         contract = self.contract(symbol)
+        extended = not use_rth and contract.primary_exchange in _EXTENDED_HOURS_EXCHANGES
+        # Hourly bars need the hours only; every shorter bar size nests in the minutes.
+        slot_seconds = _HOUR if bar_seconds % _HOUR == 0 else _MINUTE
+        path = self._path_cached(symbol, session, slot_seconds, extended)
+        if bar_seconds % _MINUTE == 0:
+            rows = path.aggregated(bar_seconds)
+        elif _MINUTE % bar_seconds == 0:
+            rows = path.subdivided(
+                bar_seconds, f"{self.seed}|seconds|{symbol}|{session.isoformat()}|{bar_seconds}"
+            )
+        else:
+            raise ValueError(f"Bars of {bar_seconds} s neither divide a minute nor are whole minutes")
+        decimals = contract.decimals
+        return tuple(
+            SimBar(
+                date=dt.datetime.fromtimestamp(start, dt.UTC),
+                open=_ticks_to_decimal(open_, decimals),
+                high=_ticks_to_decimal(high, decimals),
+                low=_ticks_to_decimal(low, decimals),
+                close=_ticks_to_decimal(close, decimals),
+                volume=volume,
+                wap=_ticks_to_decimal(wap, decimals),
+                bar_count=count,
+            )
+            for start, open_, high, low, close, volume, wap, count in rows
+        )
+
+    def _path(self, symbol: str, session: dt.date, slot_seconds: int, extended: bool) -> _SessionPath:
+        """The regular session of ``session`` in hours or minutes (``slot_seconds``), which add up
+        to the daily bar; with ``extended``, the pre- and post-market minutes around them."""
+        if not extended:
+            return self._hours(symbol, session) if slot_seconds == _HOUR else self._minutes(symbol, session)
+        regular = self._path_cached(symbol, session, slot_seconds, False)
+        start, end = self.trading_hours(self.contract(symbol), session, use_rth=False)
+        key = f"{self.seed}|{{}}|{symbol}|{session.isoformat()}"
+        pre = _drifting_minutes(
+            regular, start, regular.starts[0], _random_stream(key.format("premarket")), True
+        )
+        post = _drifting_minutes(regular, regular.end, end, _random_stream(key.format("postmarket")), False)
+        return _SessionPath.joined(pre, regular, post)
+
+    def _hours(self, symbol: str, session: dt.date) -> _SessionPath:
+        """The daily bar split into the hours of its regular session (cut at the hour from local
+        midnight: NASDAQ's first runs 09:30-10:00), more volume near the open and the close."""
+        contract = self.contract(symbol)
         daily = self.daily_bar(symbol, session)
         index = self.session_index(contract)
         position = index.position(session)
         assert position is not None  # daily_bar() checked it
         rth_open, rth_close = index.opens[position], index.closes[position]
-        start, end = self.trading_hours(contract, session, use_rth)
-        zone = ZoneInfo(index.time_zone)
-        midnight = dt.datetime.combine(session, dt.time(0), zone).timestamp()
-        profile = self._profile(contract)
+        midnight = dt.datetime.combine(session, dt.time(0), ZoneInfo(index.time_zone)).timestamp()
+        starts = _slot_starts(rth_open, rth_close, midnight, _HOUR)
+        ends = [*starts[1:], rth_close]
+        draws = _random_stream(f"{self.seed}|hours|{symbol}|{session.isoformat()}")
+        weights = [
+            _volume_weight(start, end, rth_open, rth_close, 0.8 + 0.4 * draws.random())
+            for start, end in zip(starts, ends, strict=True)
+        ]
         scale = 10**contract.decimals
-        open_ticks, close_ticks = round(daily.open * scale), round(daily.close * scale)
-        high_ticks, low_ticks = round(daily.high * scale), round(daily.low * scale)
-        session_seconds = rth_close - rth_open
-        wiggle = (high_ticks - low_ticks) / 2
-        phase = _uniforms(f"{self.seed}|path|{symbol}|{session.isoformat()}", 1)[0] * 2 * math.pi
+        opens, highs, lows, closes, volumes = _split_bar(
+            round(daily.open * scale),
+            round(daily.high * scale),
+            round(daily.low * scale),
+            round(daily.close * scale),
+            daily.volume,
+            weights,
+            draws,
+        )
+        return _SessionPath.of(
+            midnight=midnight,
+            end=rth_close,
+            trade_size=self._profile(contract).trade_size,
+            starts=starts,
+            opens=opens,
+            highs=highs,
+            lows=lows,
+            closes=closes,
+            volumes=volumes,
+        )
 
-        def price_ticks(at: float) -> int:
-            share = min(1.0, max(0.0, (at - rth_open) / session_seconds))
-            path = open_ticks + (close_ticks - open_ticks) * share
-            path += wiggle * math.sin(3 * math.pi * share + phase) * 4 * share * (1 - share)
-            return min(high_ticks, max(low_ticks, round(path)))
-
-        bars: list[SimBar] = []
-        bar_start = start
-        while bar_start < end:
-            boundary = midnight + (math.floor((bar_start - midnight) / bar_seconds) + 1) * bar_seconds
-            bar_end = min(boundary, end)
-            up, down, volume_noise = _uniforms(f"{self.seed}|bar|{symbol}|{bar_seconds}|{bar_start:.0f}", 3)
-            first, last = price_ticks(bar_start), price_ticks(bar_end)
-            spread = max(1, round(wiggle * 0.1))
-            high = min(high_ticks, max(first, last) + round(spread * up))
-            low = max(low_ticks, min(first, last) - round(spread * down))
-            regular = rth_open <= bar_start < rth_close
-            share = (bar_end - bar_start) / session_seconds * (1.0 if regular else 0.05)
-            volume = int(daily.volume * share * (0.5 + volume_noise))
-            bars.append(
-                SimBar(
-                    date=dt.datetime.fromtimestamp(bar_start, dt.UTC),
-                    open=_ticks_to_decimal(first, contract.decimals),
-                    high=_ticks_to_decimal(high, contract.decimals),
-                    low=_ticks_to_decimal(low, contract.decimals),
-                    close=_ticks_to_decimal(last, contract.decimals),
-                    volume=volume,
-                    wap=_ticks_to_decimal(
-                        min(high, max(low, round((high + low + 2 * last) / 4))), contract.decimals
-                    ),
-                    bar_count=int(volume / profile.trade_size) + (1 if volume else 0),
-                )
+    def _minutes(self, symbol: str, session: dt.date) -> _SessionPath:
+        """Each hour of the regular session split into its minutes (one stream per hour)."""
+        hours = self._path_cached(symbol, session, _HOUR, False)
+        rth_open, rth_close = hours.starts[0], hours.end
+        columns: tuple[list[int], list[int], list[int], list[int], list[int]] = ([], [], [], [], [])
+        starts: list[float] = []
+        for hour, hour_start in enumerate(hours.starts):
+            hour_end = hours.starts[hour + 1] if hour + 1 < len(hours.starts) else hours.end
+            minute_starts = _slot_starts(hour_start, hour_end, hours.midnight, _MINUTE)
+            minute_ends = [*minute_starts[1:], hour_end]
+            draws = _random_stream(f"{self.seed}|minutes|{symbol}|{session.isoformat()}|{hour}")
+            weights = [
+                _volume_weight(start, end, rth_open, rth_close, 0.6 + 0.8 * draws.random())
+                for start, end in zip(minute_starts, minute_ends, strict=True)
+            ]
+            parts = _split_bar(
+                hours.opens[hour],
+                hours.highs[hour],
+                hours.lows[hour],
+                hours.closes[hour],
+                hours.volumes[hour],
+                weights,
+                draws,
             )
-            bar_start = bar_end
-        return tuple(bars)
+            starts.extend(minute_starts)
+            for column, part in zip(columns, parts, strict=True):
+                column.extend(part)
+        opens, highs, lows, closes, volumes = columns
+        return _SessionPath.of(
+            midnight=hours.midnight,
+            end=hours.end,
+            trade_size=hours.trade_size,
+            starts=starts,
+            opens=opens,
+            highs=highs,
+            lows=lows,
+            closes=closes,
+            volumes=volumes,
+        )
+
+
+def _volume_weight(start: float, end: float, rth_open: float, rth_close: float, noise: float) -> int:
+    """How much of the session's volume ``[start, end)`` trades, relative to its other slots:
+    trading is busiest just after the open and just before the close."""
+    at = ((start + end) / 2 - rth_open) / (rth_close - rth_open)
+    intensity = 0.7 + 1.8 * math.exp(-12 * at) + 1.2 * math.exp(-15 * (1 - at))
+    return int((end - start) / _MINUTE * intensity * noise * 2**20) + 1
+
+
+def _drifting_minutes(
+    regular: _SessionPath, start: float, end: float, draws: random.Random, backwards: bool
+) -> _SessionPath:
+    """Extended-hours minutes of ``[start, end)`` beside the ``regular`` ones: drifting back from
+    the daily open (``backwards``, pre-market) or on from the daily close, within the daily high
+    and low, each trading a small share (``_EXTENDED_VOLUME_SHARE``) of a regular minute's volume."""
+    low, high = min(regular.lows), max(regular.highs)
+    step = max(1.0, (high - low) * 0.02)
+    regular_seconds = regular.end - regular.starts[0]
+    minute_volume = sum(regular.volumes) * _MINUTE / regular_seconds * _EXTENDED_VOLUME_SHARE
+    starts = _slot_starts(start, end, regular.midnight, _MINUTE) if start < end else []
+    ends = [*starts[1:], end]
+    points = _drift(
+        regular.opens[0] if backwards else regular.closes[-1], len(starts), low, high, step, draws
+    )
+    if backwards:
+        points.reverse()  # the last pre-market minute closes at the daily open
+    opens, closes = points[:-1], points[1:]
+    highs, lows, volumes = [], [], []
+    for open_, close, slot_start, slot_end in zip(opens, closes, starts, ends, strict=True):
+        wick = round(step * draws.random())
+        highs.append(min(high, max(open_, close) + wick))
+        lows.append(max(low, min(open_, close) - wick))
+        volumes.append(int(minute_volume * (slot_end - slot_start) / _MINUTE * (0.5 + draws.random())))
+    return _SessionPath.of(
+        midnight=regular.midnight,
+        end=end,
+        trade_size=regular.trade_size,
+        starts=starts,
+        opens=opens,
+        highs=highs,
+        lows=lows,
+        closes=closes,
+        volumes=volumes,
+    )
 
 
 def bisect_first_on_or_after(index: SessionIndex, day: dt.date) -> dt.date:

@@ -58,6 +58,13 @@ class SessionIndex:
         """Index range [lo, hi) of the sessions whose close is in the interval (after, until]."""
         return bisect.bisect_right(self.closes, after), bisect.bisect_right(self.closes, until)
 
+    def containing(self, instant: float) -> int | None:
+        """Index of the session whose regular hours ``[open, close)`` hold ``instant``, or None."""
+        at = bisect.bisect_right(self.opens, instant) - 1
+        if at >= 0 and instant < self.closes[at]:
+            return at
+        return None
+
     def overlapping(self, start: float, end: float) -> tuple[int, int]:
         """Index range [lo, hi) of the sessions that close after ``start`` and open before ``end``."""
         return bisect.bisect_right(self.closes, start), bisect.bisect_left(self.opens, end)

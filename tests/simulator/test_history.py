@@ -6,7 +6,14 @@ import datetime as dt
 
 import pytest
 
-from tws_simulator.history import InvalidRequest, build_query, parse_end_date_time, window_start
+from tws_simulator.history import (
+    LONGEST_INTRADAY_DURATIONS,
+    InvalidRequest,
+    build_query,
+    check_duration,
+    parse_end_date_time,
+    window_start,
+)
 
 NOW = dt.datetime(2025, 6, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -70,3 +77,55 @@ def test_unknown_bar_size_and_what_to_show_are_error_321() -> None:
     with pytest.raises(InvalidRequest, match="what to show"):
         build_query(bar_size="1 day", what_to_show="SENTIMENT", **common)
     assert build_query(bar_size="30 secs", what_to_show="MIDPOINT", **common).bar_seconds == 30
+
+
+def test_longest_intraday_durations_follow_ibs_step_sizes() -> None:
+    assert LONGEST_INTRADAY_DURATIONS == {
+        1: "1800 S",
+        5: "3600 S",
+        10: "14400 S",
+        15: "14400 S",
+        30: "28800 S",
+        60: "1 D",
+        120: "2 D",
+        180: "1 W",
+        300: "1 W",
+        600: "1 W",
+        900: "1 W",
+        1200: "1 W",
+        1800: "1 M",
+        3600: "1 M",
+    }
+
+
+@pytest.mark.parametrize(
+    ("bar_size", "duration", "allowed"),
+    [
+        ("1 hour", "1 M", True),  # 31 March back to 28 February: 31 days
+        ("1 hour", "31 D", True),
+        ("1 hour", "32 D", False),
+        ("1 min", "86400 S", True),
+        ("1 min", "2 D", False),
+        ("1 secs", "1800 S", True),
+        ("1 secs", "1801 S", False),
+        ("1 day", "20 Y", True),
+    ],
+)
+def test_durations_are_compared_with_the_longest_as_spans(
+    bar_size: str, duration: str, allowed: bool
+) -> None:
+    query = build_query(
+        end_date_time="20250331 12:00:00 UTC",
+        duration=duration,
+        bar_size=bar_size,
+        use_rth=True,
+        what_to_show="TRADES",
+        format_date=1,
+        now=NOW,
+    )
+    if allowed:
+        check_duration(query)
+        return
+    with pytest.raises(InvalidRequest) as raised:
+        check_duration(query)
+    assert raised.value.error.code == 162 and raised.value.error.message.endswith("Time length exceed max.")
