@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ibkr_market_data.timeframes import DAILY, TIMEFRAMES
+
 if TYPE_CHECKING:
     from ibkr_market_data.ib_client import BarData
 
-DAILY_BAR_SIZE = "1 day"
+
+DAILY_BAR_SIZE = DAILY.bar_size
 
 #: IB bar size -> the ``timeframe`` value stored in ``market_data`` (the original system's names),
 #: for the bar sizes the collector requests.
-TIMEFRAME_BY_BAR_SIZE: dict[str, str] = {DAILY_BAR_SIZE: "1day"}
+TIMEFRAME_BY_BAR_SIZE: dict[str, str] = {tf.bar_size: name for name, tf in TIMEFRAMES.items()}
 
-DAILY_TIMEFRAME = TIMEFRAME_BY_BAR_SIZE[DAILY_BAR_SIZE]
+DAILY_TIMEFRAME = DAILY.name
 
 #: Bar sizes where IB's hard historical pacing limits apply (bars of 30 seconds or less).
 SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"})

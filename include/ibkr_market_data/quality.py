@@ -15,6 +15,13 @@ records the findings in ``data_quality_issues`` (``repository.record_quality_fin
   sessions, with the price in line: a lot-size or units error rather than news.
 * **missing_session**: a session the exchange traded, after the symbol's first available date,
   with neither a bar nor a settled "no data" answer.
+* **intraday_vs_daily**: a session whose 1-minute bars are all stored (by the exchange's schedule)
+  disagrees with its daily bar: their highest high or lowest low more than
+  ``intraday_price_tolerance`` away from the daily bar's, or their summed volume outside
+  ``intraday_volume_ratio`` of the daily volume. IB's known differences bound these: its daily
+  bar counts trades its intraday TRADES bars filter out (auctions, odd lots, trades reported
+  away from the NBBO), so the regular-hours minutes carry less volume than the day, rarely more,
+  and their extremes may miss a print the day has.
 
 Each check has a severity (``IBKR_QUALITY_SEVERITIES``): ``error`` fails the run that first finds
 it, ``warning`` is logged and recorded only, ``ignore`` turns the check off.
@@ -37,6 +44,7 @@ class Check(enum.StrEnum):
     STALE_PRICE = "stale_price"
     VOLUME_UNITS = "volume_units"
     MISSING_SESSION = "missing_session"
+    INTRADAY_VS_DAILY = "intraday_vs_daily"
 
 
 class Severity(enum.StrEnum):
@@ -50,6 +58,7 @@ DEFAULT_SEVERITIES: Mapping[Check, Severity] = {
     Check.STALE_PRICE: Severity.WARNING,
     Check.VOLUME_UNITS: Severity.WARNING,
     Check.MISSING_SESSION: Severity.WARNING,
+    Check.INTRADAY_VS_DAILY: Severity.WARNING,
 }
 
 
@@ -92,6 +101,10 @@ class QualityRules:
     stale_sessions: int = 3
     #: Volume over the reference median within these bounds (or the inverse) is a units step.
     volume_step: tuple[float, float] = (50.0, 200.0)
+    #: The day's 1-minute high and low within this share of the daily bar's.
+    intraday_price_tolerance: float = 0.01
+    #: The day's 1-minute volume over the daily volume within these bounds.
+    intraday_volume_ratio: tuple[float, float] = (0.5, 1.05)
     severities: Mapping[Check, Severity] = field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
 
 
@@ -105,6 +118,20 @@ class StoredBar:
     session: dt.date
     close: Decimal
     volume: int
+    high: Decimal | None = None
+    low: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class IntradaySession:
+    """A session's 1-minute bars summed up: highest high, lowest low, total volume, and how many there are."""
+
+    high: Decimal
+    low: Decimal
+    volume: int
+    bars: int
+    #: Bars the session holds by the exchange's schedule: fewer stored and it is not compared.
+    scheduled: int
 
 
 @dataclass(frozen=True)
@@ -131,6 +158,8 @@ class SymbolData:
     no_data: Collection[dt.date] = ()
     #: new close / old close of the symbol's revised bars (IB adjusting history), by session.
     revision_ratios: Mapping[dt.date, float] = field(default_factory=dict)
+    #: The run's sessions of 1-minute bars, summed up, to hold against the daily bar.
+    intraday: Mapping[dt.date, IntradaySession] = field(default_factory=dict)
 
 
 def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list[Finding]:
@@ -143,6 +172,13 @@ def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list
         reference = data.bars[max(0, position - rules.reference_sessions) : position]
         for check, detail in _bar_findings(bar, reference, data.bars[: position + 1], data, rules):
             findings.append(_finding(data, bar.session, check, detail, rules))
+    for bar in data.bars:
+        if bar.session not in checked:
+            continue
+        minutes = data.intraday.get(bar.session)
+        disagreement = intraday_disagreement(bar, minutes, rules) if minutes is not None else None
+        if disagreement:
+            findings.append(_finding(data, bar.session, Check.INTRADAY_VS_DAILY, disagreement, rules))
     stored = {bar.session for bar in data.bars}
     for session in sorted(checked - stored - set(data.no_data)):
         findings.append(
@@ -207,6 +243,24 @@ def _spike(
         f"{low:.6g}..{high:.6g} range of the previous {len(reference)} sessions "
         f"(threshold {math.exp(threshold):.2f}x)"
     )
+
+
+def intraday_disagreement(daily: StoredBar, minutes: IntradaySession, rules: QualityRules) -> str | None:
+    """How a session's whole 1-minute bars disagree with its daily bar beyond IB's known differences, or None."""
+    if minutes.bars < minutes.scheduled or daily.high is None or daily.low is None:
+        return None
+    problems = []
+    for name, intraday, day in (("high", minutes.high, daily.high), ("low", minutes.low, daily.low)):
+        if day > 0 and abs(float(intraday / day) - 1) > rules.intraday_price_tolerance:
+            problems.append(f"1-minute {name} {intraday} vs daily {day}")
+    low, high = rules.intraday_volume_ratio
+    if daily.volume > 0 and not low <= minutes.volume / daily.volume <= high:
+        problems.append(
+            f"1-minute volume {minutes.volume} is {minutes.volume / daily.volume:.2f}x the daily {daily.volume}"
+        )
+    if not problems:
+        return None
+    return "; ".join(problems) + f" (over {minutes.bars} bars)"
 
 
 def _robust_sigma(values: Sequence[float]) -> float:

@@ -6,6 +6,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 
 * ``symbols``: the universe and what IB said about each contract
 * ``bars``: ``market_data`` and ``bar_revisions``
+* ``partitions``: ``market_data``'s monthly partitions, created before a write needs one
 * ``collection_logs``: one row per attempt, the statuses, what a run did
 * ``backfill``: ``no_data_sessions``, first available dates, a backfill run's totals
 * ``pacing``: the shared ``ib_pacing_ledger``
@@ -26,6 +27,7 @@ from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
     UpsertResult,
     existing_bar_dates,
+    session_bar_counts,
     store_backfilled_bars,
     symbols_having_bar,
     upsert_bars,
@@ -40,6 +42,7 @@ from ibkr_market_data.repository.collection_logs import (
     run_records_collected,
     run_single_sessions,
     run_summary,
+    run_summary_by_timeframe,
     start_attempt,
     symbols_failed,
     symbols_with_outcome,
@@ -70,6 +73,11 @@ from ibkr_market_data.repository.pacing import (
     recent_requests,
     record_request,
 )
+from ibkr_market_data.repository.partitions import (
+    MONTHLY_TIMEFRAMES,
+    ensure_partitions,
+    forget_known_partitions,
+)
 from ibkr_market_data.repository.plans import (
     PLAN_RETENTION,
     PlannedGroup,
@@ -81,6 +89,7 @@ from ibkr_market_data.repository.plans import (
 from ibkr_market_data.repository.quality import (
     RecordedFindings,
     bars_for_checks,
+    intraday_sessions,
     record_quality_findings,
     revision_ratios,
     run_quality_findings,
@@ -108,6 +117,7 @@ __all__ = [
     "ALL_EXCHANGES",
     "RecordedFindings",
     "bars_for_checks",
+    "intraday_sessions",
     "record_quality_findings",
     "revision_ratios",
     "run_quality_findings",
@@ -135,6 +145,7 @@ __all__ = [
     "SymbolRow",
     "UpsertResult",
     "existing_bar_dates",
+    "session_bar_counts",
     "finish_attempt",
     "first_available_dates",
     "has_active_symbols",
@@ -152,6 +163,7 @@ __all__ = [
     "release_client_ids",
     "run_backfill_totals",
     "run_failures",
+    "run_summary_by_timeframe",
     "run_records_collected",
     "run_single_sessions",
     "run_summary",
@@ -166,4 +178,7 @@ __all__ = [
     "unresolved_symbols",
     "upsert_bars",
     "upsert_universe",
+    "MONTHLY_TIMEFRAMES",
+    "ensure_partitions",
+    "forget_known_partitions",
 ]

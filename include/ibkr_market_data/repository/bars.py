@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -11,6 +11,7 @@ from psycopg import Connection, Cursor
 
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.repository.collection_logs import RunContext
+from ibkr_market_data.repository.partitions import ensure_partitions
 
 
 def symbols_having_bar(
@@ -66,6 +67,8 @@ def upsert_bars(
     """
     if not bars:
         return UpsertResult(0, 0)
+    first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    ensure_partitions(conn, timeframe, first, last)
     audit = (run.dag_id, run.run_id) if run is not None else None
     with conn.cursor() as cursor:
         if len(bars) <= ARRAY_UPSERT_MAX_BARS:
@@ -77,12 +80,13 @@ def upsert_bars(
                 cursor.execute(
                     _UPSERT_ARRAY_BARS_AUDITED,
                     {"symbol_id": symbol_id, "timeframe": timeframe, "dag_id": audit[0], "run_id": audit[1]}
+                    | {"first": first, "last": last}
                     | dict(zip(_ARRAY_COLUMNS, columns, strict=True)),
                 )
         else:
             _stage_bars(cursor, bars)
             if audit is not None:
-                cursor.execute(_RECORD_STAGED_REVISIONS, (*audit, symbol_id, timeframe))
+                cursor.execute(_RECORD_STAGED_REVISIONS, (*audit, symbol_id, timeframe, first, last))
                 cursor.execute(
                     _FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars])
                 )
@@ -135,7 +139,7 @@ _ON_CONFLICT_COMPARE = """
     WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
           IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
                             EXCLUDED.volume, EXCLUDED.wap, EXCLUDED.bar_count)
-    RETURNING (xmax = 0) AS inserted
+    RETURNING md.symbol_id, md.timeframe, md.timestamp
 """
 
 _INSERT_BARS = """
@@ -143,19 +147,35 @@ _INSERT_BARS = """
                                    volume, wap, bar_count)
 """
 
+#: Closes the ``written`` CTE (the UPSERT) and flags each row it wrote as inserted or not. A
+#: partitioned table cannot return ``xmax``; the outer query reads ``market_data`` as it was
+#: before the statement (a CTE's changes are invisible to it), so a row it finds was there already.
+_FLAG_WRITTEN = """
+)
+SELECT stored.symbol_id IS NULL AS inserted
+FROM written
+LEFT JOIN market_data stored
+  ON stored.symbol_id = written.symbol_id AND stored.timeframe = written.timeframe
+ AND stored.timestamp = written.timestamp
+"""
+
 #: Parameters: symbol_id, timeframe. Returns one ``inserted`` flag per row written.
 _UPSERT_STAGED_BARS = (  # constant fragments only: values are bound
-    _INSERT_BARS  # noqa: S608
+    "WITH written AS ("  # noqa: S608
+    + _INSERT_BARS
     + "SELECT %s, %s, timestamp, open, high, low, close, volume, wap, bar_count FROM incoming_bars"
     + _ON_CONFLICT_COMPARE
+    + _FLAG_WRITTEN
 )
 
 #: Parameters: symbol_id, timeframe, then one array per column in ``_bar_row`` order.
 _UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
-    _INSERT_BARS  # noqa: S608
+    "WITH written AS ("  # noqa: S608
+    + _INSERT_BARS
     + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric[], %s::numeric[], %s::numeric[],
                                        %s::numeric[], %s::bigint[], %s::numeric[], %s::integer[])"""
     + _ON_CONFLICT_COMPARE
+    + _FLAG_WRITTEN
 )
 
 
@@ -178,6 +198,7 @@ _AUDIT_INCOMING = """
         FROM incoming i
         JOIN market_data md
           ON md.symbol_id = %(symbol_id)s AND md.timeframe = %(timeframe)s AND md.timestamp = i.timestamp
+         AND md.timestamp BETWEEN %(first)s AND %(last)s
         WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
               IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
     ), no_longer_empty AS (
@@ -187,16 +208,20 @@ _AUDIT_INCOMING = """
     )
 """
 
-#: Named parameters: symbol_id, timeframe, dag_id, run_id and the ``_ARRAY_COLUMNS``. The CTEs
-#: see the table as it was before the statement, so the revision holds the old values.
+#: Named parameters: symbol_id, timeframe, dag_id, run_id, first, last (the bars' first and last
+#: timestamps) and the ``_ARRAY_COLUMNS``. The CTEs see the table as it was before the statement,
+#: so the revision holds the old values.
 _UPSERT_ARRAY_BARS_AUDITED = (  # constant fragments only: values are bound
     _AUDIT_INCOMING  # noqa: S608
+    + ", written AS ("
     + _INSERT_BARS
     + "SELECT %(symbol_id)s, %(timeframe)s, * FROM incoming"
     + _ON_CONFLICT_COMPARE
+    + _FLAG_WRITTEN
 )
 
-#: Parameters: dag_id, run_id, symbol_id, timeframe; compares ``incoming_bars`` with what is stored.
+#: Parameters: dag_id, run_id, symbol_id, timeframe, first and last timestamp of the bars (so that
+#: only the partitions holding them are read); compares ``incoming_bars`` with what is stored.
 _RECORD_STAGED_REVISIONS = """
     INSERT INTO bar_revisions (
         symbol_id, timeframe, timestamp,
@@ -208,6 +233,7 @@ _RECORD_STAGED_REVISIONS = """
            i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count, %s, %s
     FROM incoming_bars i
     JOIN market_data md ON md.symbol_id = %s AND md.timeframe = %s AND md.timestamp = i.timestamp
+                       AND md.timestamp BETWEEN %s AND %s
     WHERE (md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count)
           IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume, i.wap, i.bar_count)
 """
@@ -234,6 +260,7 @@ def store_backfilled_bars(
     if not bars:
         return UpsertResult(0, 0)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    ensure_partitions(conn, timeframe, first, last)
     with conn.cursor() as cursor:
         # One round trip for both questions: this path is timed in bars per second.
         cursor.execute(
@@ -258,7 +285,9 @@ def store_backfilled_bars(
                 result = None  # stored by someone else since the check: compare instead
         if result is None:
             _stage_bars(cursor, bars)
-            cursor.execute(_RECORD_STAGED_REVISIONS, (run.dag_id, run.run_id, symbol_id, timeframe))
+            cursor.execute(
+                _RECORD_STAGED_REVISIONS, (run.dag_id, run.run_id, symbol_id, timeframe, first, last)
+            )
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
             result = _counted(cursor)
         if overlaps_no_data:
@@ -273,3 +302,42 @@ def _copy_new_bars(cursor: Cursor, symbol_id: int, timeframe: str, bars: Sequenc
     ) as copy:
         for bar in bars:
             copy.write_row((symbol_id, timeframe, *_bar_row(bar)))
+
+
+def session_bar_counts(
+    conn: Connection,
+    symbol_zones: Mapping[int, str],
+    timeframe: str,
+    start: dt.date,
+    end: dt.date,
+) -> dict[int, dict[dt.date, int]]:
+    """Per symbol, the intraday ``timeframe`` bars stored per session in ``[start, end]``.
+
+    ``symbol_zones``: each symbol's exchange time zone. An intraday bar's session is its start's
+    date in that zone (an ASX session begins the UTC day before). Daily bars: ``existing_bar_dates``.
+    """
+    if not symbol_zones:
+        return {}
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT md.symbol_id, (md.timestamp AT TIME ZONE 'UTC' AT TIME ZONE z.zone)::date AS session,
+                   count(*)
+            FROM market_data md
+            JOIN unnest(%s::integer[], %s::text[]) AS z(symbol_id, zone) ON z.symbol_id = md.symbol_id
+            WHERE md.timeframe = %s AND md.timestamp >= %s AND md.timestamp < %s
+            GROUP BY 1, 2
+            """,
+            (
+                list(symbol_zones),
+                list(symbol_zones.values()),
+                timeframe,
+                start - dt.timedelta(days=1),
+                end + dt.timedelta(days=2),
+            ),
+        )
+        counts: dict[int, dict[dt.date, int]] = {}
+        for symbol_id, session, count in cursor.fetchall():
+            if start <= session <= end:
+                counts.setdefault(symbol_id, {})[session] = count
+        return counts

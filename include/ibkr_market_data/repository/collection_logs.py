@@ -9,6 +9,8 @@ from enum import StrEnum
 
 from psycopg import Connection, sql
 
+from ibkr_market_data.bars import DAILY_TIMEFRAME
+
 COLLECTION_TYPE = "historical"
 
 
@@ -132,22 +134,36 @@ def log_skipped(
 _LATEST_ATTEMPTS = sql.SQL(
     """
     WITH latest AS (
-        SELECT DISTINCT ON (symbol_id, start_date) symbol_id, status, error_message, error_code
+        SELECT DISTINCT ON (symbol_id, timeframe, start_date)
+               symbol_id, timeframe, status, error_message, error_code
         FROM collection_logs WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s
-        ORDER BY symbol_id, start_date, try_number DESC, id DESC
+        ORDER BY symbol_id, timeframe, start_date, try_number DESC, id DESC
     )
     """
 )
 
 
 def run_summary(conn: Connection, dag_id: str, run_id: str) -> dict[str, int]:
-    """Latest status per symbol of one run, counted."""
+    """Latest status per symbol, timeframe and window of one run, counted."""
     with conn.cursor() as cursor:
         cursor.execute(
             _LATEST_ATTEMPTS + sql.SQL("SELECT status, COUNT(*) FROM latest GROUP BY status"),
             {"dag_id": dag_id, "run_id": run_id},
         )
         return {status: count for status, count in cursor.fetchall()}
+
+
+def run_summary_by_timeframe(conn: Connection, dag_id: str, run_id: str) -> dict[str, dict[str, int]]:
+    """Per timeframe of one run: latest status per symbol and window, counted."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            _LATEST_ATTEMPTS + sql.SQL("SELECT timeframe, status, COUNT(*) FROM latest GROUP BY 1, 2"),
+            {"dag_id": dag_id, "run_id": run_id},
+        )
+        summary: dict[str, dict[str, int]] = {}
+        for timeframe, status, count in cursor.fetchall():
+            summary.setdefault(timeframe, {})[status] = count
+        return summary
 
 
 def symbols_with_outcome(conn: Connection, dag_id: str, run_id: str) -> set[int]:
@@ -189,14 +205,14 @@ def run_records_collected(conn: Connection, dag_id: str, run_id: str) -> int:
 
 
 def run_single_sessions(conn: Connection, dag_id: str, run_id: str) -> list[dt.date]:
-    """The sessions a run attempted one at a time (a daily run's trading date), oldest first."""
+    """The sessions a run attempted one at a time for daily bars (a daily run's trading date), oldest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
             SELECT DISTINCT end_date::date FROM collection_logs
-            WHERE dag_id = %s AND run_id = %s AND start_date = end_date ORDER BY 1
+            WHERE dag_id = %s AND run_id = %s AND start_date = end_date AND timeframe = %s ORDER BY 1
             """,
-            (dag_id, run_id),
+            (dag_id, run_id, DAILY_TIMEFRAME),
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -208,11 +224,12 @@ def run_failures(conn: Connection, dag_id: str, run_id: str) -> list[tuple[str, 
             _LATEST_ATTEMPTS
             + sql.SQL(
                 """
-                SELECT s.symbol, latest.error_message, latest.error_code
+                SELECT s.symbol || CASE WHEN latest.timeframe = %(daily)s THEN '' ELSE ' ' || latest.timeframe END,
+                       latest.error_message, latest.error_code
                 FROM latest JOIN symbols s ON s.id = latest.symbol_id
-                WHERE latest.status = %(failed)s ORDER BY s.symbol
+                WHERE latest.status = %(failed)s ORDER BY 1
                 """
             ),
-            {"dag_id": dag_id, "run_id": run_id, "failed": AttemptStatus.FAILED},
+            {"dag_id": dag_id, "run_id": run_id, "failed": AttemptStatus.FAILED, "daily": DAILY_TIMEFRAME},
         )
         return [(symbol, reason, code) for symbol, reason, code in cursor.fetchall()]

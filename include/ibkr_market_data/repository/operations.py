@@ -13,6 +13,8 @@ from typing import Any
 
 from psycopg import Connection, Cursor
 
+from ibkr_market_data.bars import DAILY_TIMEFRAME
+
 #: ``run_metrics.exchange`` of the row that covers the whole run.
 ALL_EXCHANGES = "ALL"
 #: The latest runs are looked for among attempts started this many days before the newest one.
@@ -293,10 +295,11 @@ def symbol_row(conn: Connection, symbol: str) -> dict[str, Any] | None:
             """
             SELECT id, symbol, primary_exchange AS exchange, currency, sec_type, con_id, active,
                    priority, name, first_available_date, inactive_reason,
-                   (SELECT MAX(md.timestamp)::date FROM market_data md WHERE md.symbol_id = s.id) AS latest_bar
+                   (SELECT MAX(md.timestamp)::date FROM market_data md
+                    WHERE md.symbol_id = s.id AND md.timeframe = %s) AS latest_bar
             FROM symbols s WHERE symbol = %s ORDER BY active DESC, id LIMIT 1
             """,
-            (symbol,),
+            (DAILY_TIMEFRAME, symbol),
         )
         rows = _rows(cursor)
         return rows[0] if rows else None

@@ -8,26 +8,69 @@ from dataclasses import dataclass
 
 from psycopg import Connection
 
-from ibkr_market_data.quality import Finding, StoredBar
+from ibkr_market_data.quality import Finding, IntradaySession, StoredBar
 from ibkr_market_data.repository.collection_logs import RunContext
 
 
 def bars_for_checks(
     conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
 ) -> dict[int, list[StoredBar]]:
-    """Per symbol, its bars with a session in ``[start, end]``, oldest first (close and volume only)."""
+    """Per symbol, its bars with a session in ``[start, end]``, oldest first (close, volume, high, low)."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
-            SELECT symbol_id, timestamp::date, close, volume FROM market_data
+            SELECT symbol_id, timestamp::date, close, volume, high, low FROM market_data
             WHERE symbol_id = ANY(%s) AND timeframe = %s AND timestamp >= %s AND timestamp < %s
             ORDER BY symbol_id, timestamp
             """,
             (list(symbol_ids), timeframe, start, end + dt.timedelta(days=1)),
         )
         found: dict[int, list[StoredBar]] = {}
-        for symbol_id, session, close, volume in cursor.fetchall():
-            found.setdefault(symbol_id, []).append(StoredBar(session, close, volume))
+        for symbol_id, session, close, volume, high, low in cursor.fetchall():
+            found.setdefault(symbol_id, []).append(StoredBar(session, close, volume, high, low))
+        return found
+
+
+def intraday_sessions(
+    conn: Connection,
+    timeframe: str,
+    scheduled: Mapping[int, Mapping[dt.date, int]],
+    zones: Mapping[int, str],
+) -> dict[int, dict[dt.date, IntradaySession]]:
+    """Per symbol, each session of ``scheduled`` (bars it holds by the schedule) with its stored ``timeframe`` bars summed up.
+
+    ``zones``: each symbol's exchange time zone, which names an intraday bar's session.
+    """
+    pairs = [(symbol_id, day) for symbol_id, days in scheduled.items() for day in days if symbol_id in zones]
+    if not pairs:
+        return {}
+    first = min(day for _, day in pairs)
+    last = max(day for _, day in pairs)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT md.symbol_id, (md.timestamp AT TIME ZONE 'UTC' AT TIME ZONE z.zone)::date AS session,
+                   max(md.high), min(md.low), sum(md.volume), count(*)
+            FROM market_data md
+            JOIN unnest(%s::integer[], %s::text[]) AS z(symbol_id, zone) ON z.symbol_id = md.symbol_id
+            WHERE md.timeframe = %s AND md.timestamp >= %s AND md.timestamp < %s
+            GROUP BY 1, 2
+            """,
+            (
+                list(zones),
+                list(zones.values()),
+                timeframe,
+                first - dt.timedelta(days=1),
+                last + dt.timedelta(days=2),
+            ),
+        )
+        found: dict[int, dict[dt.date, IntradaySession]] = {}
+        for symbol_id, session, high, low, volume, count in cursor.fetchall():
+            expected = scheduled.get(symbol_id, {}).get(session)
+            if expected is not None:
+                found.setdefault(symbol_id, {})[session] = IntradaySession(
+                    high, low, int(volume), count, expected
+                )
         return found
 
 
