@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         "--executor", choices=("local", "celery"), default="local", help="celery: two workers, Redis broker"
     )
     options = parser.parse_args(argv)
+    # The scenarios and their invariants are about daily bars; intraday bars are not in the campaign yet.
+    os.environ.setdefault("IBKR_INTRADAY_MAX_PRIORITY", "0")
     wanted = [name.strip() for name in options.only.split(",") if name.strip()]
     scenarios = [
         s

@@ -30,6 +30,7 @@ from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.dag_defaults import DEFAULT_ARGS, GAP_TASK_TIMEOUT, START_DATE, selection_params
 from ibkr_market_data.settings import IBKR_POOL
 from ibkr_market_data.tasks.common import run_context
+from ibkr_market_data.timeframes import DAILY
 
 if TYPE_CHECKING:
     # For readers only: a payload type known at parse time would make Airflow split the dict
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
                 "IB once more (bars that come back are stored and the sessions leave no_data_sessions)."
             ),
         ),
-        **selection_params(),
+        **selection_params(timeframe_default=DAILY.name),
     },
 )
 def backfill_market_data():

@@ -12,7 +12,10 @@ concurrently over one connection when the run has more than `IBKR_MAX_MAPPED_TAS
 
 Trigger it by hand with a `date` (default: the latest completed trading date, by the schedule's
 close-plus-delay rule), a `dry_run` that only logs what it would request, a `priority`, `exchanges`
-or `symbols` filter. Each symbol is judged over its last `lookback_sessions` sessions: missing ones
+or `symbols` filter, and a `timeframe` (`configured`: daily bars for all, and the intraday ones of
+`IBKR_INTRADAY_TIMEFRAMES` for the high-priority symbols; or one of `1day`, `1hour`, `5min`,
+`1min` for every selected symbol). Intraday bars are stamped with their start in UTC; a session
+counts as stored with every bar of its exchange's schedule. Each symbol is judged over its last `lookback_sessions` sessions: missing ones
 are healed and stored ones re-fetched and compared in the one request it sends. A rerun of a date
 requests nothing that is already stored. Every attempt is a row in `collection_logs`.
 """

@@ -18,6 +18,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_airflow_home}/airflow.db"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# Most tests are about daily bars: by default only those are collected here (the shipped default
+# adds intraday bars for priority-1 symbols). The intraday tests (test_intraday.py) opt in.
+os.environ["IBKR_INTRADAY_MAX_PRIORITY"] = "0"
 
 pytest_plugins = [
     "tws_simulator.pytest_plugin",

@@ -24,6 +24,9 @@ Requests
     logged in ``bar_revisions``). A window never spans more than 365 calendar days, the most
     ``N D`` allows: a run longer than that is split at a session boundary, and no request ever
     uses ``N Y``, whose whole-year windows would fetch up to a year of stored bars before the gap.
+    Intraday bars split the same way by the longest window IB accepts for their bar size
+    (``timeframes``: a day of 1-minute bars, 7 days of 5-minute, 28 of hourly), and a session
+    counts as stored only with every bar its schedule holds.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from dataclasses import dataclass, field
 from ibkr_market_data import calendars
 from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.payloads import BackfillRequestPayload
-from ibkr_market_data.planning import CollectionTarget, Skip, daily_target
+from ibkr_market_data.planning import CollectionTarget, Skip, daily_target, intraday_target, split_windows
 from ibkr_market_data.repository import SymbolRow
 from ibkr_market_data.run_dates import InvalidRunParamError
+from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, Timeframe
 
 #: The longest window one request may cover: ``365 D`` is IB's longest duration in days.
 MAX_REQUEST_DAYS = 365
@@ -67,6 +71,12 @@ class BackfillRange:
     dry_run: bool = False
     #: Ask IB again for sessions settled as having no data (``recheck_no_data``).
     recheck_no_data: bool = False
+    #: The ``market_data.timeframe`` to fill (``timeframes.TIMEFRAMES``).
+    timeframe: str = DAILY.name
+
+    @property
+    def tf(self) -> Timeframe:
+        return TIMEFRAMES[self.timeframe]
 
     def to_dict(self) -> BackfillRequestPayload:
         return {
@@ -76,6 +86,7 @@ class BackfillRange:
             "symbols": list(self.symbols),
             "dry_run": self.dry_run,
             "recheck_no_data": self.recheck_no_data,
+            "timeframe": self.timeframe,
         }
 
     @classmethod
@@ -87,6 +98,7 @@ class BackfillRange:
             symbols=tuple(data["symbols"]),
             dry_run=data["dry_run"],
             recheck_no_data=data.get("recheck_no_data", False),
+            timeframe=data.get("timeframe", DAILY.name),
         )
 
 
@@ -189,23 +201,15 @@ def plan_requests(
             run_index += 0 if in_run else 1
             run_of[session] = run_index
         in_run = session in wanted_set
-    requests: list[RangeRequest] = []
-    position = 0
-    while position < len(wanted):
-        first = wanted[position]
-        end = position
-        while end + 1 < len(wanted) and _span_days(first, wanted[end + 1]) <= max_days:
-            end += 1
-        covered = wanted[position : end + 1]
-        requests.append(
-            RangeRequest(
-                first=first,
-                last=covered[-1],
-                missing=len(covered),
-                runs=len({run_of.get(session, -1) for session in covered}),
-            )
+    requests = [
+        RangeRequest(
+            first=window[0],
+            last=window[-1],
+            missing=len(window),
+            runs=len({run_of.get(session, -1) for session in window}),
         )
-        position = end + 1
+        for window in split_windows(wanted, max_days)
+    ]
     return requests
 
 
@@ -258,9 +262,20 @@ def symbol_gaps(
     )
 
 
-def request_targets(row: SymbolRow, gaps: SymbolGaps) -> list[CollectionTarget]:
-    """The ``CollectionTarget`` of each planned request (``N D`` ending at its last session)."""
-    return [daily_target(row, request.first, request.last) for request in gaps.requests]
+def request_targets(row: SymbolRow, gaps: SymbolGaps, tf: Timeframe = DAILY) -> list[CollectionTarget]:
+    """The ``CollectionTarget`` of each planned request (``N D`` ending at its last session).
+
+    An intraday request names the sessions it covers and the bars each holds by the schedule, so
+    its attempt can tell a whole session from a partial one.
+    """
+    if not tf.intraday:
+        return [daily_target(row, request.first, request.last) for request in gaps.requests]
+    return [
+        intraday_target(
+            row, tf, calendars.sessions_between(row.primary_exchange, request.first, request.last)
+        )
+        for request in gaps.requests
+    ]
 
 
 def report_gaps(
@@ -271,9 +286,10 @@ def report_gaps(
     no_data: Mapping[int, Iterable[dt.date]],
     first_available: Mapping[int, dt.date],
 ) -> GapReport:
-    """Every row's gaps in the range, given per symbol id the dates stored and known to have no data.
+    """Every row's gaps in the range, given per symbol id the dates stored (whole) and known to have no data.
 
     A symbol whose primary exchange has no calendar here is skipped with the reason, alone.
+    Requests are split by the longest window IB accepts for the range's bar size.
     """
     symbols: list[SymbolGaps] = []
     skips: list[Skip] = []
@@ -287,6 +303,7 @@ def report_gaps(
                 stored.get(row.id, ()),
                 no_data.get(row.id, ()),
                 first_available.get(row.id),
+                max_days=request.tf.max_request_days,
             )
         except calendars.UnknownExchangeError as exc:
             skips.append(Skip(row.id, row.symbol, str(exc)))

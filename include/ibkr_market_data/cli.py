@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ibkr_market_data.bars import DAILY_TIMEFRAME
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
 from ibkr_market_data.tasks.common import market_connection
 
@@ -71,7 +72,12 @@ def print_run_summary(dag_id: str, run_id: str) -> None:
         report = read_run_report(conn, dag_id, run_id)
         coverage = read_session_coverage(conn, dag_id, run_id)
         findings = repository.run_quality_findings(conn, run_id)
+        by_timeframe = repository.run_summary_by_timeframe(conn, dag_id, run_id)
     print(f"run {run_id}: {report.status_line()}")
+    if set(by_timeframe) - {DAILY_TIMEFRAME}:
+        for timeframe, counts in sorted(by_timeframe.items()):
+            statuses = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+            print(f"  {timeframe}: {statuses}")
     for failure in report.failures:
         print(f"  failed {failure.symbol} (IB code {failure.ib_code}): {failure.reason}")
     for symbol, day, check, severity, detail in findings:
@@ -116,13 +122,27 @@ def check_collect_date(date: str | None, now: dt.datetime) -> None:
         raise BadInput(str(exc).replace("Param 'date'", "--date")) from None
 
 
-def collect(date: str | None, dry_run: bool = False) -> int:
+def collect(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
+    """Run the daily DAG once in-process for ``date``, ``timeframe`` (default: the configured ones) and ``symbols``."""
+    from ibkr_market_data import repository
+    from ibkr_market_data.tasks.common import as_name_list
+
     check_collect_date(date, dt.datetime.now(dt.UTC))
+    check_timeframe(timeframe)
     ensure_symbols()
+    names = as_name_list(symbols)
+    with market_connection() as conn:
+        unknown = sorted(set(names) - repository.known_symbol_names(conn))
+    if unknown:
+        raise BadInput(
+            f"--symbols names unknown symbols: {', '.join(unknown)}; add them to the universe and run load-symbols"
+        )
     dag = load_dag("daily_market_data")
-    conf: dict[str, object] = {"dry_run": dry_run}
+    conf: dict[str, object] = {"dry_run": dry_run, "symbols": names}
     if date:
         conf["date"] = date
+    if timeframe:
+        conf["timeframe"] = timeframe
     dag_run = dag.test(run_conf=conf)
     print_run_summary(dag.dag_id, dag_run.run_id)
     print(f"state: {dag_run.state}")
@@ -136,6 +156,7 @@ def backfill(
     exchanges: str = "",
     dry_run: bool = False,
     recheck_no_data: bool = False,
+    timeframe: str = "",
 ) -> int:
     """Print the gap report, run the backfill DAG once in-process, print its summary.
 
@@ -153,6 +174,7 @@ def backfill(
         "exchanges": as_name_list(exchanges),
         "dry_run": dry_run,
         "recheck_no_data": recheck_no_data,
+        "timeframe": timeframe or "1day",
     }
     try:
         request = tasks.check_params(params)
@@ -184,6 +206,17 @@ def backfill(
     return 0 if str(dag_run.state) == "success" else 1
 
 
+def check_timeframe(timeframe: str) -> None:
+    """Refuse an unknown ``--timeframe`` (or a bad timeframe setting) naming it."""
+    from ibkr_market_data.run_dates import InvalidRunParamError
+    from ibkr_market_data.tasks.common import selected_timeframe
+
+    try:
+        selected_timeframe({"timeframe": timeframe})
+    except InvalidRunParamError as exc:
+        raise BadInput(str(exc).replace("Param 'timeframe'", "--timeframe")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ibkr_market_data.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -192,8 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     collect_parser = commands.add_parser("collect", help="one daily run, in-process")
     collect_parser.add_argument("--date", help="trading date YYYY-MM-DD (default: latest completed)")
     collect_parser.add_argument("--dry-run", action="store_true")
+    collect_parser.add_argument(
+        "--timeframe",
+        default="",
+        help="1day, 1hour, 5min or 1min for every selected symbol (default: each symbol's configured ones)",
+    )
+    collect_parser.add_argument("--symbols", default="", help="comma-separated symbols (default: all active)")
     backfill_parser = commands.add_parser(
-        "backfill", help="fill the missing daily bars of a date range, in-process"
+        "backfill", help="fill the missing bars of a date range, in-process"
     )
     backfill_parser.add_argument("--from", dest="start", required=True, help="first date YYYY-MM-DD")
     backfill_parser.add_argument("--to", dest="end", required=True, help="last date YYYY-MM-DD, inclusive")
@@ -201,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--symbols", default="", help="comma-separated symbols (default: all active)"
     )
     backfill_parser.add_argument("--exchanges", default="", help="comma-separated exchanges (default: all)")
+    backfill_parser.add_argument("--timeframe", default="", help="1day (default), 1hour, 5min or 1min")
     backfill_parser.add_argument(
         "--recheck-no-data",
         action="store_true",
@@ -221,6 +261,7 @@ def check(args: argparse.Namespace) -> None:
     now = dt.datetime.now(dt.UTC)
     if args.command == "collect":
         check_collect_date(args.date, now)
+        check_timeframe(args.timeframe)
         try:
             check_quality_settings()
         except InvalidRunParamError as exc:
@@ -228,7 +269,13 @@ def check(args: argparse.Namespace) -> None:
     elif args.command == "backfill":
         try:
             tasks.check_params(
-                {"start_date": args.start, "end_date": args.end, "exchanges": args.exchanges}, now
+                {
+                    "start_date": args.start,
+                    "end_date": args.end,
+                    "exchanges": args.exchanges,
+                    "timeframe": args.timeframe,
+                },
+                now,
             )
         except InvalidRunParamError as exc:
             raise BadInput(str(exc)) from None
@@ -255,9 +302,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "backfill":
             return backfill(
-                args.start, args.end, args.symbols, args.exchanges, args.dry_run, args.recheck_no_data
+                args.start,
+                args.end,
+                args.symbols,
+                args.exchanges,
+                args.dry_run,
+                args.recheck_no_data,
+                args.timeframe,
             )
-        return collect(args.date or None, args.dry_run)
+        return collect(args.date or None, args.dry_run, args.timeframe, args.symbols)
     except (BadInput, IbkrConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

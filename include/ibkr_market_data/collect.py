@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +20,6 @@ from psycopg import Connection
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import (
-    TIMEFRAME_BY_BAR_SIZE,
     Bar,
     BrokenBarsError,
     InvalidBarError,
@@ -137,6 +136,7 @@ def collect_group(
     """
 
     stored = _stored_sessions(conn, targets)
+    no_bars: dict[dt.date, int] = {}
 
     async def collect_all() -> list[SymbolOutcome | BaseException]:
         limit = asyncio.Semaphore(in_flight)
@@ -144,7 +144,12 @@ def collect_group(
         async def one(target: CollectionTarget) -> SymbolOutcome:
             async with limit:
                 return await collect_target_async(
-                    conn, hook, target, run, record_absent, stored.get(target.symbol_id, set())
+                    conn,
+                    hook,
+                    target,
+                    run,
+                    record_absent,
+                    stored.get((target.symbol_id, target.timeframe.name), no_bars),
                 )
 
         return await asyncio.gather(*(one(target) for target in targets), return_exceptions=True)
@@ -177,11 +182,11 @@ async def collect_target_async(
     target: CollectionTarget,
     run: RunContext,
     record_absent: bool = False,
-    stored: set[dt.date] | None = None,
+    stored: Mapping[dt.date, int] | None = None,
 ) -> SymbolOutcome:
     """``collect_target`` with the request awaited, so several symbols share one connection.
 
-    ``stored``: the target's sessions already stored, when the caller read them (else this reads them).
+    ``stored``: the target's bars already stored per session, when the caller read them (else this reads them).
     The database work before and after the request runs without a pause and ends in a commit or
     rollback, so attempts interleaved on one psycopg connection never share a transaction.
     """
@@ -210,10 +215,10 @@ async def collect_target_async(
 
 
 def _begin_attempt(
-    conn: Connection, target: CollectionTarget, run: RunContext, stored: set[dt.date] | None = None
+    conn: Connection, target: CollectionTarget, run: RunContext, stored: Mapping[dt.date, int] | None = None
 ) -> int | SymbolOutcome:
     """Commit the attempt's ``pending`` row; its id, or the ``skipped`` outcome when nothing is missing any more."""
-    timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
+    timeframe = target.timeframe.name
     window = (session_timestamp(target.first_session_date), session_timestamp(target.session_date))
     log_id = repository.start_attempt(conn, run, target.symbol_id, timeframe, *window)
     conn.commit()
@@ -224,8 +229,8 @@ def _begin_attempt(
     # Another run (or this task's earlier try) stored it since this run was planned: send nothing.
     repository.finish_attempt(conn, log_id, AttemptStatus.SKIPPED, error_message=ALREADY_COLLECTED)
     conn.commit()
-    log.info("%s %s: skipped, %s", target.symbol, target.session, ALREADY_COLLECTED)
-    return SymbolOutcome(target.symbol, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
+    log.info("%s %s: skipped, %s", target.label, target.session, ALREADY_COLLECTED)
+    return SymbolOutcome(target.label, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
 
 def _finish_attempt(
@@ -241,7 +246,7 @@ def _finish_attempt(
     record_absent: bool,
 ) -> SymbolOutcome:
     """Store what the request brought and the attempt's outcome in one transaction; raise CollectionFailed on failure."""
-    timeframe = TIMEFRAME_BY_BAR_SIZE[target.bar_size]
+    timeframe = target.timeframe.name
     first, last = target.first_session_date, target.session_date
     broken: BrokenBarsError | None = None
     if isinstance(fetched, BrokenBarsError) and fetched.valid:
@@ -250,14 +255,14 @@ def _finish_attempt(
     try:
         if isinstance(fetched, Exception):
             raise fetched
-        in_window = [bar for bar in fetched if first <= bar.session_date <= last]
+        in_window = [bar for bar in fetched if first <= target.session_of(bar) <= last]
         if not in_window:
             raise IbkrNoDataError(f"IB sent {len(fetched)} bars, none for {first}..{last}")
         wanted = latest_per_timestamp(in_window)
         if len(wanted) < len(in_window):
             log.warning(
                 "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
-                target.symbol,
+                target.label,
                 last,
                 len(in_window) - len(wanted),
             )
@@ -268,7 +273,7 @@ def _finish_attempt(
         if broken is not None:
             raise _PartlyStored(len(wanted), result, broken)
         if record_absent:
-            _record_absent(conn, target, timeframe, {bar.session_date for bar in wanted}, run)
+            _record_absent(conn, target, timeframe, {target.session_of(bar) for bar in wanted}, run)
         repository.finish_attempt(
             conn,
             log_id,
@@ -290,11 +295,11 @@ def _finish_attempt(
         repository.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
         log.warning(
-            "%s %s: stored %d good bars, failed: %s", target.symbol, last, partly.stored, partly.broken
+            "%s %s: stored %d good bars, failed: %s", target.label, last, partly.stored, partly.broken
         )
         raise CollectionFailed(
             SymbolOutcome(
-                target.symbol,
+                target.label,
                 AttemptStatus.FAILED,
                 records_collected=partly.stored,
                 bars_inserted=partly.result.inserted,
@@ -305,7 +310,7 @@ def _finish_attempt(
         ) from partly.broken
     except IbkrNoDataError as exc:
         conn.rollback()
-        outcome = SymbolOutcome(target.symbol, AttemptStatus.NO_DATA, reason=str(exc), error_code=exc.code)
+        outcome = SymbolOutcome(target.label, AttemptStatus.NO_DATA, reason=str(exc), error_code=exc.code)
         repository.finish_attempt(
             conn,
             log_id,
@@ -318,29 +323,27 @@ def _finish_attempt(
         if record_absent:
             _record_absent(conn, target, timeframe, set(), run)
         conn.commit()
-        log.info("%s %s: no data from IB (%s)", target.symbol, last, exc.reason)
+        log.info("%s %s: no data from IB (%s)", target.label, last, exc.reason)
         return outcome
     except (IbkrError, InvalidBarError, psycopg.Error) as exc:
         code = exc.code if isinstance(exc, IbkrError) else None
         # A database error may be passing (a lost connection, a deadlock): the next try decides.
         retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
         _record_failure(conn, log_id, exc, code, requests_sent, request_seconds)
-        log.warning(
-            "%s %s: failed (%s): %s", target.symbol, last, "will retry" if retryable else "final", exc
-        )
+        log.warning("%s %s: failed (%s): %s", target.label, last, "will retry" if retryable else "final", exc)
         raise CollectionFailed(
-            SymbolOutcome(target.symbol, AttemptStatus.FAILED, reason=str(exc), error_code=code), retryable
+            SymbolOutcome(target.label, AttemptStatus.FAILED, reason=str(exc), error_code=code), retryable
         ) from exc
     log.info(
         "%s %s: collected %d bars (%d new, %d revised)",
-        target.symbol,
+        target.label,
         last,
         len(wanted),
         result.inserted,
         result.revised,
     )
     return SymbolOutcome(
-        target.symbol,
+        target.label,
         AttemptStatus.COMPLETED,
         records_collected=len(wanted),
         bars_inserted=result.inserted,
@@ -357,9 +360,11 @@ class _PartlyStored(Exception):
 
 
 def _missing_sessions(
-    conn: Connection, target: CollectionTarget, timeframe: str, stored: set[dt.date] | None = None
+    conn: Connection, target: CollectionTarget, timeframe: str, stored: Mapping[dt.date, int] | None = None
 ) -> list[dt.date]:
-    """The sessions of ``target`` that have no stored bar yet (``stored``: those that have, if known).
+    """The sessions of ``target`` whose bars are not all stored yet (``stored``: bars per session, if known).
+
+    Daily: a session is stored with its bar; intraday: with as many bars as its schedule holds.
 
     A target that does not name its sessions (a backfill window: planned afresh from the database
     by its task just before) counts as missing whole: it is always sent.
@@ -369,28 +374,37 @@ def _missing_sessions(
     if sessions is None:
         return [first, last]
     if stored is None:
-        stored = repository.existing_bar_dates(conn, [target.symbol_id], timeframe, first, last).get(
-            target.symbol_id, set()
-        )
-    return [day for day in sessions if day not in stored]
+        stored = _stored_sessions(conn, [target]).get((target.symbol_id, timeframe), {})
+    complete = target.complete_sessions(stored)
+    return [day for day in sessions if day not in complete]
 
 
-def _stored_sessions(conn: Connection, targets: Sequence[CollectionTarget]) -> dict[int, set[dt.date]]:
-    """Per target's symbol, the sessions of its window already stored: one query for all of them."""
-    if not targets:
-        return {}
-    timeframes = {TIMEFRAME_BY_BAR_SIZE[target.bar_size] for target in targets}
-    if len(timeframes) > 1:
-        raise ValueError(f"one group, one timeframe: got {sorted(timeframes)}")
-    stored = repository.existing_bar_dates(
-        conn,
-        [target.symbol_id for target in targets],
-        timeframes.pop(),
-        min(target.first_session_date for target in targets),
-        max(target.session_date for target in targets),
-    )
+def _stored_sessions(
+    conn: Connection, targets: Sequence[CollectionTarget]
+) -> dict[tuple[int, str], dict[dt.date, int]]:
+    """Per (symbol id, timeframe) of ``targets``, the bars stored per session of their windows: one query per timeframe."""
+    stored: dict[tuple[int, str], dict[dt.date, int]] = {}
+    for timeframe, group in _by_timeframe(targets).items():
+        first = min(target.first_session_date for target in group)
+        last = max(target.session_date for target in group)
+        if group[0].time_zone:
+            zones = {target.symbol_id: target.time_zone for target in group}
+            counts = repository.session_bar_counts(conn, zones, timeframe, first, last)
+        else:
+            dates = repository.existing_bar_dates(
+                conn, [target.symbol_id for target in group], timeframe, first, last
+            )
+            counts = {symbol_id: dict.fromkeys(days, 1) for symbol_id, days in dates.items()}
+        stored |= {(symbol_id, timeframe): sessions for symbol_id, sessions in counts.items()}
     conn.commit()
     return stored
+
+
+def _by_timeframe(targets: Sequence[CollectionTarget]) -> dict[str, list[CollectionTarget]]:
+    groups: dict[str, list[CollectionTarget]] = {}
+    for target in targets:
+        groups.setdefault(target.timeframe.name, []).append(target)
+    return groups
 
 
 def _record_absent(
@@ -404,7 +418,7 @@ def _record_absent(
     absent = [day for day in _missing_sessions(conn, target, timeframe) if day not in received]
     if absent:
         repository.record_no_data_sessions(conn, target.symbol_id, timeframe, absent, NO_DATA_FROM_IB, run)
-        log.info("%s: IB sent no bar for %s", target.symbol, ", ".join(map(str, absent)))
+        log.info("%s: IB sent no bar for %s", target.label, ", ".join(map(str, absent)))
 
 
 def _record_failure(

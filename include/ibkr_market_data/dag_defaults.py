@@ -15,6 +15,7 @@ from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule
 from ibkr_market_data.run_dates import InvalidRunParamError
 from ibkr_market_data.settings import DAILY_EXCHANGES
 from ibkr_market_data.tasks.common import PermanentFailure
+from ibkr_market_data.timeframes import CONFIGURED, TIMEFRAMES
 
 START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 
@@ -50,8 +51,13 @@ DEFAULT_ARGS = {
 }
 
 
-def selection_params() -> dict[str, Param]:
-    """The ``exchanges``, ``symbols`` and ``dry_run`` Params of both trigger forms (new objects per DAG)."""
+def selection_params(timeframe_default: str = CONFIGURED) -> dict[str, Param]:
+    """The ``exchanges``, ``symbols``, ``timeframe`` and ``dry_run`` Params of both trigger forms (new objects per DAG).
+
+    ``timeframe_default``: ``configured`` (the daily DAG: each symbol's configured timeframes, or one
+    for all) or a timeframe (the backfill: one timeframe per run).
+    """
+    choices = [*TIMEFRAMES] if timeframe_default in TIMEFRAMES else [CONFIGURED, *TIMEFRAMES]
     return {
         "exchanges": Param(
             [],
@@ -66,6 +72,20 @@ def selection_params() -> dict[str, Param]:
             items={"type": "string"},
             title="Symbols",
             description="Only these symbols; empty for all active ones.",
+        ),
+        "timeframe": Param(
+            timeframe_default,
+            enum=choices,
+            title="Timeframe",
+            description=(
+                "Bars to collect: 1day, 1hour, 5min or 1min for every selected symbol"
+                + (
+                    "; configured: daily bars for every symbol and the intraday timeframes of "
+                    "IBKR_INTRADAY_TIMEFRAMES for symbols of priority up to IBKR_INTRADAY_MAX_PRIORITY."
+                    if CONFIGURED in choices
+                    else "."
+                )
+            ),
         ),
         "dry_run": Param(
             False,

@@ -26,6 +26,8 @@ class TargetPayload(TypedDict):
     bar_size: str
     first_session: str
     sessions: list[str]
+    time_zone: str
+    expected_bars: list[int]
 
 
 class CollectOutcomePayload(TypedDict):
@@ -68,6 +70,7 @@ class BackfillRequestPayload(TypedDict):
     symbols: list[str]
     dry_run: bool
     recheck_no_data: bool
+    timeframe: str
 
 
 class SymbolRowPayload(TypedDict):
@@ -96,6 +99,7 @@ class GapPayload(TypedDict):
     runs: int
     requests: int
     recheck_no_data: bool
+    timeframe: str
 
 
 class GapOutcomePayload(TypedDict):

@@ -12,6 +12,11 @@ whole window: the missing sessions are healed (a date lost to a down scheduler o
 collected by the next daily run, not left to a manual backfill) and the stored ones come back to be
 compared, so late prints and corrections are recorded in ``bar_revisions``. Where none is missing,
 nothing is sent: a rerun of a date requests nothing.
+
+Intraday timeframes are judged the same way per (symbol, timeframe), a session counting as stored
+only with every bar its exchange's schedule holds (``scheduled_bars``: early closes hold fewer).
+Their requests cover only the sessions not complete, each at most as long as IB accepts for the
+bar size (``timeframes``): one request per session of 1-minute bars.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import datetime as dt
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import cast
+from functools import cache
+from typing import TYPE_CHECKING, cast
 
 from ibkr_market_data import calendars
 
@@ -29,6 +35,17 @@ from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.payloads import TargetPayload
 from ibkr_market_data.repository import SymbolRow
+from ibkr_market_data.timeframes import (
+    DAILY,
+    Timeframe,
+    by_bar_size,
+    expected_bars,
+    request_duration,
+    session_date,
+)
+
+if TYPE_CHECKING:
+    from ibkr_market_data.bars import Bar
 
 NOT_A_TRADING_DAY = "not a trading day"
 ALREADY_COLLECTED = "already collected"
@@ -55,6 +72,10 @@ class CollectionTarget:
     #: ISO dates of the exchange's sessions the request covers, where the plan knows them (the daily
     #: run's window), so collecting needs no exchange calendar (building one costs ~0.5 CPU-s).
     sessions: Sequence[str] = ()
+    #: Intraday only: the exchange's time zone (a bar's session is its start's date there) and, per
+    #: session of ``sessions``, the bars its schedule holds (early closes hold fewer).
+    time_zone: str = ""
+    expected_bars: Sequence[int] = ()
 
     def contract(self) -> ContractSpec:
         return ContractSpec(
@@ -73,6 +94,28 @@ class CollectionTarget:
     @property
     def first_session_date(self) -> dt.date:
         return dt.date.fromisoformat(self.first_session or self.session)
+
+    @property
+    def timeframe(self) -> Timeframe:
+        return by_bar_size(self.bar_size)
+
+    @property
+    def label(self) -> str:
+        """How logs and map indexes name it: the symbol, with its timeframe when intraday (``AAPL 5min``)."""
+        if not self.timeframe.intraday:
+            return self.symbol
+        return f"{self.symbol} {self.timeframe.name}"
+
+    def session_of(self, bar: Bar) -> dt.date:
+        """The session ``bar`` belongs to: a daily bar's date, an intraday bar's date in the exchange's zone."""
+        if not self.time_zone:
+            return bar.session_date
+        return session_date(bar.timestamp, self.time_zone)
+
+    def complete_sessions(self, stored_bars: Mapping[dt.date, int]) -> set[dt.date]:
+        """The sessions whose stored bars (count per session) are all there: one daily bar, or the schedule's intraday bars."""
+        expected = dict(zip(self.sessions, self.expected_bars, strict=False))
+        return {day for day, count in stored_bars.items() if count >= expected.get(day.isoformat(), 1)}
 
     @property
     def session_dates(self) -> list[dt.date] | None:
@@ -114,6 +157,35 @@ def daily_target(
     """The one request for the sessions ``first..last`` of ``row``: a duration in days ending at ``last``."""
     days = (last - first).days + 1
     duration = f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
+    return _target(row, first, last, sessions, duration)
+
+
+def intraday_target(row: SymbolRow, tf: Timeframe, sessions: Sequence[dt.date]) -> CollectionTarget:
+    """The one request for ``tf`` bars of ``sessions`` (consecutive in the calendar, within one request's span)."""
+    first, last = sessions[0], sessions[-1]
+    exchange = row.primary_exchange
+    return _target(
+        row,
+        first,
+        last,
+        sessions,
+        request_duration((last - first).days + 1, tf),
+        tf,
+        time_zone=calendars.time_zone(exchange),
+        expected=tuple(scheduled_bars(exchange, day, tf) for day in sessions),
+    )
+
+
+def _target(
+    row: SymbolRow,
+    first: dt.date,
+    last: dt.date,
+    sessions: Sequence[dt.date],
+    duration: str,
+    tf: Timeframe = DAILY,
+    time_zone: str = "",
+    expected: Sequence[int] = (),
+) -> CollectionTarget:
     return CollectionTarget(
         symbol_id=row.id,
         symbol=row.symbol,
@@ -127,7 +199,57 @@ def daily_target(
         duration=duration,
         first_session="" if first == last else first.isoformat(),
         sessions=tuple(day.isoformat() for day in sessions),
+        bar_size=tf.bar_size,
+        time_zone=time_zone,
+        expected_bars=tuple(expected),
     )
+
+
+@cache
+def scheduled_bars(exchange: str, day: dt.date, tf: Timeframe) -> int:
+    """Bars of ``tf`` that session ``day`` of ``exchange`` holds by its schedule (early closes included)."""
+    return expected_bars(
+        tf,
+        calendars.session_open(exchange, day),
+        calendars.session_close(exchange, day),
+        calendars.time_zone(exchange),
+    )
+
+
+def complete_sessions(
+    rows: Sequence[SymbolRow], tf: Timeframe, bar_counts: Mapping[int, Mapping[dt.date, int]]
+) -> dict[int, set[dt.date]]:
+    """Per symbol id, the sessions whose stored ``tf`` bars are all there by the exchange's schedule.
+
+    A symbol whose exchange has no calendar here has none complete (the plan skips it with the reason).
+    """
+    exchanges = {row.id: row.primary_exchange for row in rows}
+    complete: dict[int, set[dt.date]] = {}
+    for symbol_id, counts in bar_counts.items():
+        exchange = exchanges.get(symbol_id)
+        if exchange is None or exchange.upper() not in calendars.CALENDAR_CODES:
+            continue
+        complete[symbol_id] = {
+            day
+            for day, count in counts.items()
+            if calendars.is_session(exchange, day) and count >= scheduled_bars(exchange, day, tf)
+        }
+    return complete
+
+
+def split_windows(sessions: Sequence[dt.date], max_days: int) -> list[list[dt.date]]:
+    """``sessions`` (sorted) cut, greedily in date order, into the fewest windows of at most ``max_days`` calendar days.
+
+    Greedy is optimal for covering points on a line with windows of a fixed length: each window
+    starts at the first session not yet covered and takes every later one that fits.
+    """
+    windows: list[list[dt.date]] = []
+    for day in sessions:
+        if windows and (day - windows[-1][0]).days < max_days:
+            windows[-1].append(day)
+        else:
+            windows.append([day])
+    return windows
 
 
 @dataclass(frozen=True)
@@ -167,11 +289,15 @@ def plan_daily(
     stored: StoredState,
     now: dt.datetime,
     lookback: int = 1,
+    tf: Timeframe = DAILY,
 ) -> DailyPlan:
-    """Targets and skips for ``trading_date`` over each symbol's lookback window (see the module docstring).
+    """Targets and skips of ``tf`` for ``trading_date`` over each symbol's lookback window (see the module docstring).
 
     A symbol whose primary exchange has no calendar here is skipped with the reason, alone: the
-    others are planned as usual.
+    others are planned as usual. Daily bars: one request for the whole window. Intraday bars
+    (``stored.bars``: the sessions complete by the schedule): one request per stretch of
+    incomplete sessions that one request can span, since a request carries at most a day of
+    1-minute bars.
     """
     if lookback < 1:
         raise ValueError(f"lookback must be at least 1 session, got {lookback}")
@@ -184,6 +310,12 @@ def plan_daily(
             window_or_reason = str(exc)
         if isinstance(window_or_reason, str):
             skips.append(Skip(row.id, row.symbol, window_or_reason))
+        elif tf.intraday:
+            settled = set(stored.bars.get(row.id, ())) | set((stored.no_data or {}).get(row.id, ()))
+            unsettled = [day for day in window_or_reason if day not in settled]
+            for chunk in split_windows(unsettled, tf.max_request_days):
+                covered = [day for day in window_or_reason if chunk[0] <= day <= chunk[-1]]
+                targets.append(intraday_target(row, tf, covered))
         else:
             targets.append(daily_target(row, window_or_reason[0], window_or_reason[-1], window_or_reason))
     return DailyPlan(trading_date=trading_date, targets=targets, skips=skips)

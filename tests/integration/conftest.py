@@ -33,3 +33,15 @@ def daily_dag(airflow_db):
     dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "daily_market_data.py"))
     assert not dag_bag.import_errors
     return dag_bag.get_dag("daily_market_data")
+
+
+@pytest.fixture
+def backfill_dag(airflow_db):
+    """The backfill DAG parsed from its file, for ``dag.test()``."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data_dev.local_env import REPO_ROOT
+
+    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "backfill_market_data.py"))
+    assert not dag_bag.import_errors
+    return dag_bag.get_dag("backfill_market_data")

@@ -17,17 +17,6 @@ SEEDED = RunContext("test", "seeded")
 
 
 @pytest.fixture
-def backfill_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from ibkr_market_data_dev.local_env import REPO_ROOT
-
-    dag_bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "backfill_market_data.py"))
-    assert not dag_bag.import_errors
-    return dag_bag.get_dag(DAG_ID)
-
-
-@pytest.fixture
 def gyg(market_db, ibkr_connection):
     """GYG (ASX, listed 2025-06-16 in the simulator) loaded and resolved."""
     from ibkr_market_data.hooks.ibkr import IbkrHook

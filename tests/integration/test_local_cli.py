@@ -44,6 +44,11 @@ def test_an_ibkr_connection_in_airflows_metadata_counts_as_configured(airflow_db
         (["collect", "--date", "15/01/2025"], "--date must be a date as YYYY-MM-DD"),
         (["backfill", "--from", "2025-01-17", "--to", "2025-01-13"], "'start_date'"),
         (["backfill", "--from", "2025-01-01", "--to", "2025-01-31", "--exchanges", "LSE"], "'exchanges'"),
+        (["collect", "--date", "2025-01-15", "--timeframe", "2min"], "--timeframe: unknown timeframe '2min'"),
+        (
+            ["backfill", "--from", "2025-01-13", "--to", "2025-01-17", "--timeframe", "1m"],
+            "unknown timeframe '1m'",
+        ),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2_before_anything_starts(
@@ -67,7 +72,7 @@ def test_a_bad_quality_setting_is_one_error_line_and_exit_2_before_anything_star
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "error: IBKR_QUALITY_SEVERITIES entry 'spike=fatal' must be check=severity, checks: spike, "
-        "stale_price, volume_units, missing_session; severities: ignore, warning, error"
+        "stale_price, volume_units, missing_session, intraday_vs_daily; severities: ignore, warning, error"
     ]
 
 

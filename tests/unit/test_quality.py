@@ -10,6 +10,7 @@ import pytest
 
 from ibkr_market_data.quality import (
     Check,
+    IntradaySession,
     InvalidQualitySetting,
     QualityRules,
     Severity,
@@ -148,3 +149,52 @@ def test_severities_are_configuration():
 def test_a_bad_severity_setting_names_the_entry(text):
     with pytest.raises(InvalidQualitySetting, match=r"IBKR_QUALITY_SEVERITIES entry '[^']*'"):
         parse_severities(text)
+
+
+def minute_sessions(bars, volume_share=0.9, high_factor="1", bar_count=390):
+    """Each bar's session as its whole 1-minute bars would sum up, IB-like: a little less volume than the day."""
+    return {
+        bar.session: IntradaySession(
+            high=bar.high * Decimal(high_factor),
+            low=bar.low,
+            volume=int(bar.volume * volume_share),
+            bars=bar_count,
+            scheduled=390,
+        )
+        for bar in bars
+    }
+
+
+def with_range(bars):
+    return [
+        dataclasses.replace(bar, high=bar.close * Decimal("1.01"), low=bar.close * Decimal("0.99"))
+        for bar in bars
+    ]
+
+
+def test_intraday_bars_that_agree_with_the_daily_bar_within_ibs_differences_raise_nothing():
+    bars = with_range(walk())
+    assert check_symbol(data(bars, intraday=minute_sessions(bars))) == []
+    assert check_symbol(data(bars, intraday=minute_sessions(bars, volume_share=1.0))) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"volume_share": 0.3}, "1-minute volume"),
+        ({"volume_share": 1.5}, "1-minute volume"),
+        ({"high_factor": "1.05"}, "1-minute high"),
+    ],
+)
+def test_intraday_bars_that_disagree_with_the_daily_bar_are_found(change, named):
+    bars = with_range(walk())
+    findings = check_symbol(data(bars, intraday=minute_sessions(bars, **change)))
+    assert {finding.check for finding in findings} == {Check.INTRADAY_VS_DAILY}
+    assert len(findings) == 10  # each checked session once
+    assert all(named in finding.detail for finding in findings)
+    assert all(finding.severity is Severity.WARNING for finding in findings)
+
+
+def test_a_session_with_minutes_missing_is_not_compared_with_its_daily_bar():
+    bars = with_range(walk())
+    assert check_symbol(data(bars, intraday=minute_sessions(bars, volume_share=0.3, bar_count=389))) == []

@@ -26,7 +26,7 @@ from ibkr_market_data.backfill import (
     request_targets,
     symbol_gaps,
 )
-from ibkr_market_data.bars import DAILY_TIMEFRAME, Bar
+from ibkr_market_data.bars import Bar
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError
 from ibkr_market_data.grouping import group_items, max_mapped_tasks
@@ -48,9 +48,11 @@ from ibkr_market_data.tasks.common import (
     market_connection,
     select_wanted_symbols,
     selected_exchanges,
+    stored_sessions,
     summarize_run,
     upstream_failed,
 )
+from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, Timeframe
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,7 +87,19 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
         symbols=tuple(as_name_list(params.get("symbols"))),
         dry_run=bool(params.get("dry_run")),
         recheck_no_data=bool(params.get("recheck_no_data")),
+        timeframe=backfill_timeframe(params).name,
     )
+
+
+def backfill_timeframe(params: Mapping[str, Any]) -> Timeframe:
+    """The ``timeframe`` param of a backfill: one timeframe (default daily); InvalidRunParamError on another value."""
+    from ibkr_market_data import timeframes
+
+    value = str(params.get("timeframe") or timeframes.DAILY.name)
+    try:
+        return timeframes.timeframe(value)
+    except timeframes.UnknownTimeframeError as exc:
+        raise InvalidRunParamError(f"Param 'timeframe': {exc}") from None
 
 
 def check_symbols(conn: psycopg.Connection, request: BackfillRange) -> None:
@@ -100,7 +114,8 @@ def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> Backf
     with market_connection() as conn:
         check_symbols(conn, request)
     log.info(
-        "Backfill %s..%s on %s%s%s",
+        "Backfill of %s bars %s..%s on %s%s%s",
+        request.timeframe,
         request.start,
         request.end,
         ", ".join(request.exchanges),
@@ -120,11 +135,11 @@ def gap_report(
         request,
         rows,
         now,
-        stored=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
+        stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
         no_data=(
             {}
             if request.recheck_no_data
-            else repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end)
+            else repository.no_data_session_dates(conn, ids, request.timeframe, request.start, request.end)
         ),
         first_available=repository.first_available_dates(conn, ids),
     )
@@ -147,7 +162,9 @@ def find_gaps(
             log.info("%s", line)
         if request.dry_run:
             targets = [
-                target for gaps in report.with_gaps for target in request_targets(rows[gaps.symbol_id], gaps)
+                target
+                for gaps in report.with_gaps
+                for target in request_targets(rows[gaps.symbol_id], gaps, request.tf)
             ]
             log_dry_run(targets, len(report.with_gaps))
             return []
@@ -157,7 +174,7 @@ def find_gaps(
             for gaps in report.symbols
             if gaps.complete
         ] + [(skip.symbol_id, skip.reason) for skip in report.skips]
-        repository.log_skipped(conn, run, skipped, DAILY_TIMEFRAME, *window)
+        repository.log_skipped(conn, run, skipped, request.timeframe, *window)
         items: list[GapPayload] = [
             {
                 "symbol_id": gaps.symbol_id,
@@ -169,6 +186,7 @@ def find_gaps(
                 "runs": len(gaps.runs),
                 "requests": len(gaps.requests),
                 "recheck_no_data": request.recheck_no_data,
+                "timeframe": request.timeframe,
             }
             for gaps in report.with_gaps
         ]
@@ -208,6 +226,7 @@ def collect_gap(
                     run,
                     _now(now),
                     recheck_no_data=gap.get("recheck_no_data", False),
+                    tf=TIMEFRAMES[gap.get("timeframe", DAILY.name)],
                 )
             except CollectionFailed as exc:
                 failures.append(exc)
@@ -253,8 +272,9 @@ def fill_symbol_gaps(
     run: RunContext,
     now: dt.datetime,
     recheck_no_data: bool = False,
+    tf: Timeframe = DAILY,
 ) -> GapOutcome:
-    """Plan ``row``'s gaps afresh, send each request, record the sessions IB had no bar for.
+    """Plan ``row``'s gaps of ``tf`` afresh, send each request, record the sessions IB had no bar for.
 
     Sessions recorded once as having no data are asked again until IB answered empty for them on
     two different days (``repository.no_data_session_dates``); ``recheck_no_data`` asks again even
@@ -266,13 +286,13 @@ def fill_symbol_gaps(
     """
     from ibkr_market_data.collect import collect_target
 
-    gaps = _fresh_gaps(conn, row, start, end, now, recheck_no_data)
+    gaps = _fresh_gaps(conn, row, start, end, now, recheck_no_data, tf)
     outcome = GapOutcome(row.symbol)
     if gaps.complete:
         # Filled since find_gaps ran: by this task's previous try, or another backfill.
         window = (session_timestamp(start), session_timestamp(end))
         reason = no_gaps_reason(start, end)
-        repository.log_skipped(conn, run, [(row.id, reason)], DAILY_TIMEFRAME, *window)
+        repository.log_skipped(conn, run, [(row.id, reason)], tf.name, *window)
         conn.commit()
         log.info("%s: skipped, %s", row.symbol, reason)
         outcome.status = AttemptStatus.SKIPPED
@@ -285,7 +305,7 @@ def fill_symbol_gaps(
 
     first_available: dt.date | None = None
     asked_head_timestamp = head_timestamp_failed = False
-    for target in request_targets(row, gaps):
+    for target in request_targets(row, gaps, tf):
         first, last = target.first_session_date, target.session_date
         requests_before = hook.requests_sent
         result = collect_target(conn, hook, target, run, store=store)
@@ -293,7 +313,7 @@ def fill_symbol_gaps(
         outcome.bars_collected += result.records_collected
         outcome.bars_inserted += result.bars_inserted
         outcome.bars_revised += result.bars_revised
-        have = repository.existing_bar_dates(conn, [row.id], DAILY_TIMEFRAME, first, last).get(row.id, set())
+        have = stored_sessions(conn, tf, [row], first, last).get(row.id, set())
         absent = [day for day in gaps.missing if first <= day <= last and day not in have]
         if not absent:
             continue
@@ -311,7 +331,7 @@ def fill_symbol_gaps(
                 absent[-1],
             )
             continue
-        outcome.no_data_sessions += _record_no_data(conn, row, absent, first_available, run)
+        outcome.no_data_sessions += _record_no_data(conn, row, absent, first_available, run, tf)
     if not outcome.bars_collected:
         outcome.status = AttemptStatus.NO_DATA
     log.info(
@@ -336,15 +356,16 @@ def _fresh_gaps(
     end: dt.date,
     now: dt.datetime,
     recheck_no_data: bool = False,
+    tf: Timeframe = DAILY,
 ) -> SymbolGaps:
-    stored = repository.existing_bar_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
+    stored = stored_sessions(conn, tf, [row], start, end).get(row.id, set())
     no_data: set[dt.date] = (
         set()
         if recheck_no_data
-        else repository.no_data_session_dates(conn, [row.id], DAILY_TIMEFRAME, start, end).get(row.id, set())
+        else repository.no_data_session_dates(conn, [row.id], tf.name, start, end).get(row.id, set())
     )
     first_available = repository.first_available_dates(conn, [row.id]).get(row.id)
-    return symbol_gaps(row, start, end, now, stored, no_data, first_available)
+    return symbol_gaps(row, start, end, now, stored, no_data, first_available, tf.max_request_days)
 
 
 def _ask_first_available(
@@ -371,16 +392,17 @@ def _record_no_data(
     sessions: Sequence[dt.date],
     first_available: dt.date | None,
     run: RunContext,
+    tf: Timeframe = DAILY,
 ) -> int:
     before = [day for day in sessions if first_available is not None and day < first_available]
     after = [day for day in sessions if first_available is None or day >= first_available]
     if before:
         assert first_available is not None
         repository.record_no_data_sessions(
-            conn, row.id, DAILY_TIMEFRAME, before, before_first_available(first_available), run
+            conn, row.id, tf.name, before, before_first_available(first_available), run
         )
     if after:
-        repository.record_no_data_sessions(conn, row.id, DAILY_TIMEFRAME, after, NO_DATA_FROM_IB, run)
+        repository.record_no_data_sessions(conn, row.id, tf.name, after, NO_DATA_FROM_IB, run)
     conn.commit()
     log.info(
         "%s: %d sessions recorded as %s (%s..%s)",
@@ -408,9 +430,9 @@ def still_missing(
         request,
         rows,
         now,
-        stored=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, request.start, request.end),
+        stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
         no_data=repository.no_data_session_dates(
-            conn, ids, DAILY_TIMEFRAME, request.start, request.end, settled_only=False
+            conn, ids, request.timeframe, request.start, request.end, settled_only=False
         ),
         first_available=repository.first_available_dates(conn, ids),
     )
@@ -458,9 +480,11 @@ def summarize(
             for row in repository.select_symbols(conn, active_only=False)
             if row.id in planned
         }
+    # The data-quality checks look at daily bars.
     expected = {
         symbol_id: range_sessions(exchange, request, first_available.get(symbol_id), now)
         for symbol_id, exchange in exchanges.items()
+        if not request.tf.intraday
     }
     report = summarize_run(
         what, run, planned, "symbols with gaps", still_missing=missing, expected_sessions=expected

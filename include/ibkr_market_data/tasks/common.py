@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ibkr_market_data import repository
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.payloads import TargetPayload
     from ibkr_market_data.planning import CollectionTarget
     from ibkr_market_data.quality import QualityRules
     from ibkr_market_data.repository import RunContext, SymbolRow
     from ibkr_market_data.run_report import RunReport
+    from ibkr_market_data.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,61 @@ def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
             f"Param 'exchanges' has unknown exchanges {unknown}; choose from {list(DAILY_EXCHANGES)}"
         )
     return exchanges
+
+
+def selected_timeframe(params: Mapping[str, Any]) -> Timeframe | None:
+    """The ``timeframe`` param: one timeframe for every symbol, or None for each one's configured timeframes.
+
+    Raises InvalidRunParamError on an unknown timeframe, or on a bad timeframe setting when the
+    run collects the configured ones.
+    """
+    from ibkr_market_data import timeframes
+
+    value = str(params.get("timeframe") or timeframes.CONFIGURED).strip().lower()
+    try:
+        if value == timeframes.CONFIGURED:
+            timeframes.policy_from_env()
+            return None
+        return timeframes.timeframe(value)
+    except timeframes.UnknownTimeframeError as exc:
+        raise InvalidRunParamError(f"Param 'timeframe': {exc}") from None
+
+
+def timeframes_of(rows: Sequence[SymbolRow], selected: Timeframe | None) -> dict[Timeframe, list[SymbolRow]]:
+    """The symbols to collect per timeframe: all of them in ``selected``, or each in its configured ones."""
+    from ibkr_market_data import timeframes
+
+    if selected is not None:
+        return {selected: list(rows)} if rows else {}
+    policy = timeframes.policy_from_env()
+    by_timeframe: dict[Timeframe, list[SymbolRow]] = {}
+    for row in rows:
+        for tf in policy.for_priority(row.priority):
+            by_timeframe.setdefault(tf, []).append(row)
+    return by_timeframe
+
+
+def stored_sessions(
+    conn: psycopg.Connection, tf: Timeframe, rows: Sequence[SymbolRow], start: dt.date, end: dt.date
+) -> dict[int, set[dt.date]]:
+    """Per symbol, the sessions from ``start`` to ``end`` whose ``tf`` bars are stored whole.
+
+    Daily: the session's bar. Intraday: as many bars as the exchange's schedule holds that day,
+    early closes included; a symbol whose exchange has no calendar has none.
+    """
+    from ibkr_market_data import calendars
+    from ibkr_market_data.planning import complete_sessions
+
+    ids = [row.id for row in rows]
+    if not tf.intraday:
+        return repository.existing_bar_dates(conn, ids, tf.name, start, end)
+    zones = {
+        row.id: calendars.time_zone(row.primary_exchange)
+        for row in rows
+        if row.primary_exchange.upper() in calendars.CALENDAR_CODES
+    }
+    counts = repository.session_bar_counts(conn, zones, tf.name, start, end)
+    return complete_sessions(rows, tf, counts)
 
 
 def select_wanted_symbols(
@@ -130,12 +188,14 @@ def summarize_run(
     unfinished_label: str,
     still_missing: Collection[int] = (),
     expected_sessions: Mapping[int, Collection[dt.date]] | None = None,
+    minute_sessions: MinuteSessions | None = None,
 ) -> RunReport:
     """Read the run's report, log it; PermanentFailure naming failed and unfinished symbols.
 
     With ``expected_sessions`` (per planned symbol, the sessions the run set out to have) the
     data-quality checks run over them too, their findings are recorded and logged, and errors first
-    found by this run fail it as well.
+    found by this run fail it as well. ``minute_sessions``: the 1-minute sessions the run collected,
+    held against their daily bars.
     """
     from ibkr_market_data import run_metrics
     from ibkr_market_data.run_report import read_run_report
@@ -143,7 +203,11 @@ def summarize_run(
     with market_connection() as conn:
         report = read_run_report(conn, run.dag_id, run.run_id, planned, still_missing)
         run_metrics.record(conn, run.dag_id, run.run_id)
-        quality_problems = check_quality(conn, run, planned, expected_sessions) if expected_sessions else []
+        quality_problems = (
+            check_quality(conn, run, planned, expected_sessions, minute_sessions=minute_sessions)
+            if expected_sessions
+            else []
+        )
     log.info("%s: %s", what, report.status_line())
     for failure in report.failures:
         log.error("%s failed (IB code %s): %s", failure.symbol, failure.ib_code, failure.reason)
@@ -151,6 +215,32 @@ def summarize_run(
     if problems:
         raise PermanentFailure(f"{what}: " + "; ".join(problems))
     return report
+
+
+@dataclass(frozen=True)
+class MinuteSessions:
+    """The 1-minute sessions a run collected: per symbol id the bars each holds by its schedule, and the symbol's zone."""
+
+    scheduled: Mapping[int, Mapping[dt.date, int]]
+    zones: Mapping[int, str]
+
+    def __bool__(self) -> bool:
+        return bool(self.scheduled)
+
+    @classmethod
+    def of_targets(cls, targets: Sequence[TargetPayload]) -> MinuteSessions:
+        """From a run's planned targets: those of 1-minute bars."""
+        scheduled: dict[int, dict[dt.date, int]] = {}
+        zones: dict[int, str] = {}
+        for target in targets:
+            if target["bar_size"] != "1 min" or not target.get("time_zone"):
+                continue
+            sessions = zip(target.get("sessions") or (), target.get("expected_bars") or (), strict=False)
+            scheduled.setdefault(target["symbol_id"], {}).update(
+                (dt.date.fromisoformat(day), count) for day, count in sessions
+            )
+            zones[target["symbol_id"]] = target["time_zone"]
+        return cls(scheduled, zones)
 
 
 def check_quality_settings() -> None:
@@ -169,6 +259,7 @@ def check_quality(
     planned: Mapping[int, str],
     expected_sessions: Mapping[int, Collection[dt.date]],
     rules: QualityRules | None = None,
+    minute_sessions: MinuteSessions | None = None,
 ) -> list[str]:
     """Check the daily bars of ``expected_sessions``, record and log the findings (``quality``).
 
@@ -179,6 +270,7 @@ def check_quality(
     from ibkr_market_data.bars import DAILY_TIMEFRAME
     from ibkr_market_data.planning import lookback_start
     from ibkr_market_data.run_report import names
+    from ibkr_market_data.timeframes import ONE_MINUTE
 
     try:
         rules = rules or quality.rules_from_env()
@@ -193,6 +285,11 @@ def check_quality(
     bars = repository.bars_for_checks(conn, ids, DAILY_TIMEFRAME, since, last)
     no_data = repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, first, last, settled_only=False)
     revisions = repository.revision_ratios(conn, ids, DAILY_TIMEFRAME, since, last)
+    minutes = (
+        repository.intraday_sessions(conn, ONE_MINUTE.name, minute_sessions.scheduled, minute_sessions.zones)
+        if minute_sessions
+        else {}
+    )
     findings = quality.check_symbols(
         (
             quality.SymbolData(
@@ -202,6 +299,7 @@ def check_quality(
                 expected=expected_sessions[symbol_id],
                 no_data=no_data.get(symbol_id, ()),
                 revision_ratios=revisions.get(symbol_id, {}),
+                intraday=minutes.get(symbol_id, {}),
             )
             for symbol_id in ids
         ),

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import DAILY_TIMEFRAME
+from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.grouping import group_items, in_flight_per_connection, max_mapped_tasks
 from ibkr_market_data.payloads import GroupOutcomePayload, PlannedGroupPayload, TargetPayload
 from ibkr_market_data.planning import (
@@ -31,6 +31,7 @@ from ibkr_market_data.settings import (
     MAX_LOOKBACK_SESSIONS,
 )
 from ibkr_market_data.tasks.common import (
+    MinuteSessions,
     as_name_list,
     check_quality_settings,
     ib_session,
@@ -38,9 +39,18 @@ from ibkr_market_data.tasks.common import (
     market_connection,
     select_wanted_symbols,
     selected_exchanges,
+    selected_timeframe,
+    stored_sessions,
     summarize_run,
+    timeframes_of,
     upstream_failed,
 )
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ibkr_market_data.repository import SymbolRow
+    from ibkr_market_data.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,7 @@ def resolve_date(
         delay=dt.timedelta(minutes=CLOSE_DELAY_MINUTES),
     )
     lookback_param(params)
+    selected_timeframe(params)
     check_quality_settings()
     check_trading_date(trading_date, exchanges, now or dt.datetime.now(dt.UTC))
     log.info("Trading date %s (run type %s, exchanges %s)", trading_date, run_type, ", ".join(exchanges))
@@ -110,44 +121,64 @@ def plan(
             selected_exchanges(params),
             priority=str(params.get("priority") or "all"),
         )
-        ids = [row.id for row in symbols]
-        since = lookback_start(day, lookback)
-        stored = StoredState(
-            bars=repository.existing_bar_dates(conn, ids, DAILY_TIMEFRAME, since, day),
-            no_data=repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, since, day),
-            first_available=repository.first_available_dates(conn, ids),
-        )
-        daily_plan = plan_daily(day, symbols, stored, now or dt.datetime.now(dt.UTC), lookback)
-        for skip in daily_plan.skips:
-            log.info("%s: skipped, %s", skip.symbol, skip.reason)
-        log.info(
-            "Planned %d symbols to collect for %s (each over its last %d sessions), %d skipped",
-            len(daily_plan.targets),
-            day,
-            lookback,
-            len(daily_plan.skips),
-        )
-        groups = group_targets(daily_plan.targets)
+        first_available = repository.first_available_dates(conn, [row.id for row in symbols])
+        plans = {
+            tf: plan_daily(
+                day,
+                rows,
+                stored_state(conn, tf, rows, lookback_start(day, lookback), day, first_available),
+                now or dt.datetime.now(dt.UTC),
+                lookback,
+                tf,
+            )
+            for tf, rows in timeframes_of(symbols, selected_timeframe(params)).items()
+        }
+        for tf, timeframe_plan in plans.items():
+            for skip in timeframe_plan.skips:
+                log.info("%s %s: skipped, %s", skip.symbol, tf.name, skip.reason)
+            log.info(
+                "Planned %d %s requests for %s (each symbol over its last %d sessions), %d symbols skipped",
+                len(timeframe_plan.targets),
+                tf.name,
+                day,
+                lookback,
+                len(timeframe_plan.skips),
+            )
+        targets = [target for timeframe_plan in plans.values() for target in timeframe_plan.targets]
+        groups = group_targets(targets)
         if params.get("dry_run"):
-            log_dry_run(daily_plan.targets, len(daily_plan.targets))
+            log_dry_run(targets, len(symbols))
             return []
         window = session_timestamp(day)
-        repository.log_skipped(
-            conn,
-            run,
-            [(skip.symbol_id, skip.reason) for skip in daily_plan.skips],
-            DAILY_TIMEFRAME,
-            window,
-            window,
-        )
+        for tf, timeframe_plan in plans.items():
+            skips = [(skip.symbol_id, skip.reason) for skip in timeframe_plan.skips]
+            repository.log_skipped(conn, run, skips, tf.name, window, window)
         planned = repository.save_plan(conn, run, groups)
         conn.commit()
     return [group.to_dict() for group in planned]
 
 
+def stored_state(
+    conn: psycopg.Connection,
+    tf: Timeframe,
+    rows: Sequence[SymbolRow],
+    since: dt.date,
+    day: dt.date,
+    first_available: Mapping[int, dt.date],
+) -> StoredState:
+    """What the database holds of ``tf`` for ``rows`` from ``since`` to ``day``: the sessions stored (whole), and those without data."""
+    ids = [row.id for row in rows]
+    bars = stored_sessions(conn, tf, rows, since, day)
+    return StoredState(
+        bars=bars,
+        no_data=repository.no_data_session_dates(conn, ids, tf.name, since, day),
+        first_available=first_available,
+    )
+
+
 def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[TargetPayload]]]:
     """The targets in at most ``IBKR_MAX_MAPPED_TASKS`` groups; logs how the run was grouped."""
-    groups = group_items(targets, max_mapped_tasks(), lambda target: target.symbol)
+    groups = group_items(targets, max_mapped_tasks(), lambda target: target.label)
     if len(groups) < len(targets):
         log.info(
             "Grouped %d symbols into %d task instances of %d-%d symbols (IBKR_MAX_MAPPED_TASKS=%d), "
@@ -216,8 +247,14 @@ def summarize(
             dt.date.fromisoformat(day) for day in target.get("sessions") or (target["session"],)
         ]
         for target in targets
+        if target["bar_size"] == DAILY_BAR_SIZE
     }
     report = summarize_run(
-        f"Trading date {trading_date}", run, planned, "planned symbols", expected_sessions=expected
+        f"Trading date {trading_date}",
+        run,
+        planned,
+        "planned symbols",
+        expected_sessions=expected,
+        minute_sessions=MinuteSessions.of_targets(cast(list[TargetPayload], targets)),
     )
     return report.counts
