@@ -130,3 +130,12 @@ def test_the_timeframe_param_picks_one_timeframe_for_every_selected_symbol(monke
     }
     with pytest.raises(InvalidRunParamError, match="Param 'timeframe': unknown timeframe '2min'"):
         selected_timeframe({"timeframe": "2min"})
+
+
+def test_a_bad_timeframe_setting_fails_a_configured_run_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("IBKR_INTRADAY_TIMEFRAMES", "1min,10min")
+    with pytest.raises(
+        InvalidRunParamError, match=r"^IBKR_INTRADAY_TIMEFRAMES='1min,10min': unknown timeframe"
+    ):
+        selected_timeframe({"timeframe": "configured"})
+    assert selected_timeframe({"timeframe": "1min"}) == ONE_MINUTE  # one timeframe reads no setting

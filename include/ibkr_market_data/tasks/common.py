@@ -86,10 +86,13 @@ def selected_timeframe(params: Mapping[str, Any]) -> Timeframe | None:
     from ibkr_market_data import timeframes
 
     value = str(params.get("timeframe") or timeframes.CONFIGURED).strip().lower()
-    try:
-        if value == timeframes.CONFIGURED:
+    if value == timeframes.CONFIGURED:
+        try:
             timeframes.policy_from_env()
-            return None
+        except timeframes.UnknownTimeframeError as exc:
+            raise InvalidRunParamError(str(exc)) from None  # it names the variable
+        return None
+    try:
         return timeframes.timeframe(value)
     except timeframes.UnknownTimeframeError as exc:
         raise InvalidRunParamError(f"Param 'timeframe': {exc}") from None
