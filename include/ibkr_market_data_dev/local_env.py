@@ -13,6 +13,7 @@ and ``ibkr_default`` not, the local commands refuse to start (:func:`check_local
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import logging
 import os
@@ -134,13 +135,37 @@ def airflow_metadata_database(fernet_key: str) -> str:
     return f"{AIRFLOW_METADATA_DATABASE}_{hashlib.sha256(fernet_key.encode()).hexdigest()[:12]}"
 
 
-def airflow_metadata_url() -> str:
-    """SQLAlchemy URL of this Airflow home's metadata database on the local PostgreSQL, created if missing."""
-    from airflow.configuration import conf
+def home_fernet_key(home: Path) -> str:
+    """The fernet key of the Airflow home ``home``, kept in its ``fernet.key`` (mode 600) from the first call on.
 
+    ``AIRFLOW__CORE__FERNET_KEY`` wins when set. A home without the file keeps its airflow.cfg's key
+    (homes from before the file), else gets a new one. A fresh home has no airflow.cfg until
+    ``airflow standalone`` writes one, and a key read before that is empty: every fresh clone's first
+    run met one database, encrypted with an earlier clone's key (the API answered 500). The stack
+    passes this key to Airflow's processes, so they never use another.
+    """
+    configured = os.environ.get("AIRFLOW__CORE__FERNET_KEY", "").strip()
+    if configured:
+        return configured
+    key_file = home / "fernet.key"
+    if not key_file.exists():
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(home / "airflow.cfg")
+        key = config.get("core", "fernet_key", fallback="").strip()
+        if not key:
+            from cryptography.fernet import Fernet
+
+            key = Fernet.generate_key().decode()
+        key_file.touch(mode=0o600)
+        key_file.write_text(key)
+    return key_file.read_text().strip()
+
+
+def airflow_metadata_url(fernet_key: str) -> str:
+    """SQLAlchemy URL of the metadata database of the Airflow home with this key on the local PostgreSQL, created if missing."""
     from ibkr_market_data.schema import sqlalchemy_url
 
-    database = airflow_metadata_database(conf.get("core", "fernet_key", fallback=""))
+    database = airflow_metadata_database(fernet_key)
     return sqlalchemy_url(local_postgres.ensure_database(local_postgres.server_url(), database))
 
 

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     local_env.ensure_market_db()
     with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
         cli.load_symbols(universe=local_universe())  # migrates first
-        metadata_url = configured_metadata or local_env.airflow_metadata_url()
+        fernet_key = local_env.home_fernet_key(home)
+        metadata_url = configured_metadata or local_env.airflow_metadata_url(fernet_key)
         stack = AirflowStack(
             home,
             port=args.port,
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+                "AIRFLOW__CORE__FERNET_KEY": fernet_key,
             },
             executor=args.executor,
             workers=args.workers,
