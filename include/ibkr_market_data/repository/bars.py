@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import psycopg
 from psycopg import Connection, Cursor
@@ -313,16 +314,34 @@ def session_bar_counts(
 ) -> dict[int, dict[dt.date, int]]:
     """Per symbol, the intraday ``timeframe`` bars stored per session in ``[start, end]``.
 
+    ``symbol_zones``: each symbol's exchange time zone. Daily bars: ``existing_bar_dates``.
+    """
+    counts: dict[int, dict[dt.date, int]] = {}
+    for symbol_id, session, *_, count in intraday_session_totals(conn, symbol_zones, timeframe, start, end):
+        counts.setdefault(symbol_id, {})[session] = count
+    return counts
+
+
+def intraday_session_totals(
+    conn: Connection,
+    symbol_zones: Mapping[int, str],
+    timeframe: str,
+    start: dt.date,
+    end: dt.date,
+) -> list[tuple[int, dt.date, Decimal, Decimal, int, int]]:
+    """(symbol id, session, highest high, lowest low, total volume, bars) of the intraday ``timeframe``
+    bars stored per session in ``[start, end]``.
+
     ``symbol_zones``: each symbol's exchange time zone. An intraday bar's session is its start's
-    date in that zone (an ASX session begins the UTC day before). Daily bars: ``existing_bar_dates``.
+    date in that zone (an ASX session begins the UTC day before).
     """
     if not symbol_zones:
-        return {}
+        return []
     with conn.cursor() as cursor:
         cursor.execute(
             """
             SELECT md.symbol_id, (md.timestamp AT TIME ZONE 'UTC' AT TIME ZONE z.zone)::date AS session,
-                   count(*)
+                   max(md.high), min(md.low), sum(md.volume)::bigint, count(*)
             FROM market_data md
             JOIN unnest(%s::integer[], %s::text[]) AS z(symbol_id, zone) ON z.symbol_id = md.symbol_id
             WHERE md.timeframe = %s AND md.timestamp >= %s AND md.timestamp < %s
@@ -336,8 +355,4 @@ def session_bar_counts(
                 end + dt.timedelta(days=2),
             ),
         )
-        counts: dict[int, dict[dt.date, int]] = {}
-        for symbol_id, session, count in cursor.fetchall():
-            if start <= session <= end:
-                counts.setdefault(symbol_id, {})[session] = count
-        return counts
+        return [row for row in cursor.fetchall() if start <= row[1] <= end]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from psycopg import Connection
 
 from ibkr_market_data.quality import Finding, IntradaySession, StoredBar
+from ibkr_market_data.repository.bars import intraday_session_totals
 from ibkr_market_data.repository.collection_logs import RunContext
 
 
@@ -41,37 +42,19 @@ def intraday_sessions(
 
     ``zones``: each symbol's exchange time zone, which names an intraday bar's session.
     """
-    pairs = [(symbol_id, day) for symbol_id, days in scheduled.items() for day in days if symbol_id in zones]
-    if not pairs:
+    days = [day for symbol_id, sessions in scheduled.items() if symbol_id in zones for day in sessions]
+    if not days:
         return {}
-    first = min(day for _, day in pairs)
-    last = max(day for _, day in pairs)
-    with conn.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT md.symbol_id, (md.timestamp AT TIME ZONE 'UTC' AT TIME ZONE z.zone)::date AS session,
-                   max(md.high), min(md.low), sum(md.volume), count(*)
-            FROM market_data md
-            JOIN unnest(%s::integer[], %s::text[]) AS z(symbol_id, zone) ON z.symbol_id = md.symbol_id
-            WHERE md.timeframe = %s AND md.timestamp >= %s AND md.timestamp < %s
-            GROUP BY 1, 2
-            """,
-            (
-                list(zones),
-                list(zones.values()),
-                timeframe,
-                first - dt.timedelta(days=1),
-                last + dt.timedelta(days=2),
-            ),
-        )
-        found: dict[int, dict[dt.date, IntradaySession]] = {}
-        for symbol_id, session, high, low, volume, count in cursor.fetchall():
-            expected = scheduled.get(symbol_id, {}).get(session)
-            if expected is not None:
-                found.setdefault(symbol_id, {})[session] = IntradaySession(
-                    high, low, int(volume), count, expected
-                )
-        return found
+    found: dict[int, dict[dt.date, IntradaySession]] = {}
+    for symbol_id, session, high, low, volume, count in intraday_session_totals(
+        conn, zones, timeframe, min(days), max(days)
+    ):
+        expected = scheduled.get(symbol_id, {}).get(session)
+        if expected is not None:
+            found.setdefault(symbol_id, {})[session] = IntradaySession(
+                high, low, int(volume), count, expected
+            )
+    return found
 
 
 def revision_ratios(

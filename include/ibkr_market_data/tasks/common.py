@@ -13,6 +13,7 @@ from ibkr_market_data import repository
 from ibkr_market_data.pacing import minimum_duration
 from ibkr_market_data.run_dates import InvalidRunParamError
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
+from ibkr_market_data.timeframes import ONE_MINUTE
 
 if TYPE_CHECKING:
     import psycopg
@@ -236,7 +237,7 @@ class MinuteSessions:
         scheduled: dict[int, dict[dt.date, int]] = {}
         zones: dict[int, str] = {}
         for target in targets:
-            if target["bar_size"] != "1 min" or not target.get("time_zone"):
+            if target["bar_size"] != ONE_MINUTE.bar_size or not target.get("time_zone"):
                 continue
             sessions = zip(target.get("sessions") or (), target.get("expected_bars") or (), strict=False)
             scheduled.setdefault(target["symbol_id"], {}).update(
@@ -273,7 +274,6 @@ def check_quality(
     from ibkr_market_data.bars import DAILY_TIMEFRAME
     from ibkr_market_data.planning import lookback_start
     from ibkr_market_data.run_report import names
-    from ibkr_market_data.timeframes import ONE_MINUTE
 
     try:
         rules = rules or quality.rules_from_env()
