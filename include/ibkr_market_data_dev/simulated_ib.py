@@ -84,9 +84,16 @@ def simulator_config(**overrides: Any) -> SimulatorConfig:
 
 
 def stored_bar(bar: SimBar) -> Bar:
-    """The ``Bar`` the collector stores for a simulated daily bar (tests and benchmarks compare or seed with it)."""
+    """The ``Bar`` the collector stores for a simulated bar (tests and benchmarks compare or seed with it).
+
+    A daily bar is dated at midnight of its session, an intraday bar by its start in UTC (naive).
+    """
+    if isinstance(bar.date, dt.datetime):
+        timestamp = bar.date.astimezone(dt.UTC).replace(tzinfo=None)
+    else:
+        timestamp = dt.datetime.combine(bar.date, dt.time())
     return Bar(
-        dt.datetime.combine(bar.date, dt.time()),
+        timestamp,
         bar.open,
         bar.high,
         bar.low,

@@ -62,7 +62,7 @@ import math
 import random
 import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -366,6 +366,34 @@ class _SessionPath:
             _trade_count(volume, self.trade_size),
         )
 
+    def split_slot(
+        self,
+        index: int,
+        bar_seconds: int,
+        weight: Callable[[float, float, random.Random], int],
+        draws: random.Random,
+    ) -> tuple[list[float], tuple[list[int], list[int], list[int], list[int], list[int]]]:
+        """Slot ``index`` cut at multiples of ``bar_seconds`` from midnight into bars that add up to it.
+
+        Returns their starts and their columns (``_split_bar``); ``weight(start, end, draws)`` is
+        each bar's share of the slot's volume.
+        """
+        start = self.starts[index]
+        end = self.starts[index + 1] if index + 1 < len(self.starts) else self.end
+        starts = _slot_starts(start, end, self.midnight, bar_seconds)
+        ends = [*starts[1:], end]
+        weights = [weight(bar_start, bar_end, draws) for bar_start, bar_end in zip(starts, ends, strict=True)]
+        parts = _split_bar(
+            self.opens[index],
+            self.highs[index],
+            self.lows[index],
+            self.closes[index],
+            self.volumes[index],
+            weights,
+            draws,
+        )
+        return starts, parts
+
     def aggregated(self, bar_seconds: int) -> list[_Row]:
         """Bars of ``bar_seconds`` (a multiple of the slots' length), each the aggregate of the
         slots it spans: open of the first, close of the last, highest high, lowest low, summed volume."""
@@ -410,23 +438,7 @@ class _SessionPath:
                 continue
             draws = _random_stream(f"{key}|{part}")
             for minute in range(first, last):
-                start = self.starts[minute]
-                end = self.starts[minute + 1] if minute + 1 < len(self.starts) else self.end
-                starts = _slot_starts(start, end, self.midnight, bar_seconds)
-                ends = [*starts[1:], end]
-                weights = [
-                    int((slot_end - slot_start) * (0.5 + draws.random()) * 1024) + 1
-                    for slot_start, slot_end in zip(starts, ends, strict=True)
-                ]
-                parts_of_minute = _split_bar(
-                    self.opens[minute],
-                    self.highs[minute],
-                    self.lows[minute],
-                    self.closes[minute],
-                    self.volumes[minute],
-                    weights,
-                    draws,
-                )
+                starts, parts_of_minute = self.split_slot(minute, bar_seconds, _noisy_weight, draws)
                 rows.extend(map(self._row, starts, *parts_of_minute))
         return rows
 
@@ -718,24 +730,13 @@ class MarketModel:
         rth_open, rth_close = hours.starts[0], hours.end
         columns: tuple[list[int], list[int], list[int], list[int], list[int]] = ([], [], [], [], [])
         starts: list[float] = []
-        for hour, hour_start in enumerate(hours.starts):
-            hour_end = hours.starts[hour + 1] if hour + 1 < len(hours.starts) else hours.end
-            minute_starts = _slot_starts(hour_start, hour_end, hours.midnight, _MINUTE)
-            minute_ends = [*minute_starts[1:], hour_end]
+
+        def weight(start: float, end: float, draws: random.Random) -> int:
+            return _volume_weight(start, end, rth_open, rth_close, 0.6 + 0.8 * draws.random())
+
+        for hour in range(len(hours.starts)):
             draws = _random_stream(f"{self.seed}|minutes|{symbol}|{session.isoformat()}|{hour}")
-            weights = [
-                _volume_weight(start, end, rth_open, rth_close, 0.6 + 0.8 * draws.random())
-                for start, end in zip(minute_starts, minute_ends, strict=True)
-            ]
-            parts = _split_bar(
-                hours.opens[hour],
-                hours.highs[hour],
-                hours.lows[hour],
-                hours.closes[hour],
-                hours.volumes[hour],
-                weights,
-                draws,
-            )
+            minute_starts, parts = hours.split_slot(hour, _MINUTE, weight, draws)
             starts.extend(minute_starts)
             for column, part in zip(columns, parts, strict=True):
                 column.extend(part)
@@ -751,6 +752,11 @@ class MarketModel:
             closes=closes,
             volumes=volumes,
         )
+
+
+def _noisy_weight(start: float, end: float, draws: random.Random) -> int:
+    """A bar's share of its slot's volume: its length, give or take half."""
+    return int((end - start) * (0.5 + draws.random()) * 1024) + 1
 
 
 def _volume_weight(start: float, end: float, rth_open: float, rth_close: float, noise: float) -> int:

@@ -1,12 +1,14 @@
 """Intraday bars through the daily DAG (dag.test) against real PostgreSQL and the TWS simulator."""
 
 import datetime as dt
+from dataclasses import astuple
 
 import psycopg
 import pytest
 
 from ibkr_market_data import calendars, planning
 from ibkr_market_data.timeframes import FIVE_MINUTES
+from ibkr_market_data_dev.simulated_ib import stored_bar
 from tests.integration.conftest import SMALL_UNIVERSE
 
 HIGH_PRIORITY = {"BHP", "CBA", "AAPL", "MSFT", "SPY"}  # priority 1 in the shipped universe
@@ -45,19 +47,7 @@ def stored_intraday(url, symbol, timeframe):
 
 
 def simulated(simulator, symbol, day, bar_seconds):
-    return [
-        (
-            bar.date.replace(tzinfo=None),
-            bar.open,
-            bar.high,
-            bar.low,
-            bar.close,
-            bar.volume,
-            bar.wap,
-            bar.bar_count,
-        )
-        for bar in simulator.model.intraday_bars(symbol, day, bar_seconds, True)
-    ]
+    return [astuple(stored_bar(bar)) for bar in simulator.model.intraday_bars(symbol, day, bar_seconds, True)]
 
 
 def test_configured_run_collects_intraday_bars_of_high_priority_symbols(

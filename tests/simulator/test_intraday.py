@@ -20,7 +20,7 @@ from ib_insync import RequestError, Stock
 from ibkr_market_data import calendars
 from ibkr_market_data_dev.simulated_ib import shipped_listings
 from tests.simulator.bar_assertions import assert_bars_equal
-from tws_simulator.market import MarketModel, SimBar
+from tws_simulator.market import MarketModel
 from tws_simulator.server import shared_model
 from tws_simulator.testing import fixed_clock
 
@@ -45,7 +45,7 @@ def end_of(day: dt.date, exchange: str) -> str:
     return f"{day:%Y%m%d} 23:59:59 {ZONES[exchange]}"
 
 
-def aggregate(bars: Sequence[Any]) -> tuple[float, float, float, float, float]:
+def aggregate(bars: Sequence[Any]) -> tuple[Any, Any, Any, Any, Any]:
     """(open, high, low, close, volume) of consecutive bars, as one bar of their span."""
     return (
         bars[0].open,
@@ -254,16 +254,6 @@ def model() -> MarketModel:
     return shared_model(shipped_listings(), 42)
 
 
-def model_aggregate(bars: Sequence[SimBar]) -> tuple[Decimal, Decimal, Decimal, Decimal, int]:
-    return (
-        bars[0].open,
-        max(bar.high for bar in bars),
-        min(bar.low for bar in bars),
-        bars[-1].close,
-        sum(bar.volume for bar in bars),
-    )
-
-
 def test_every_symbols_intraday_bars_add_up_to_its_daily_bar(model: MarketModel) -> None:
     christmas_eve = dt.date(2025, 12, 24)  # the ASX closes at 14:10, New York at 13:00
     sessions = [(contract.symbol, FULL_DAY) for contract in model.contracts]
@@ -277,7 +267,7 @@ def test_every_symbols_intraday_bars_add_up_to_its_daily_bar(model: MarketModel)
         expected = (daily.open, daily.high, daily.low, daily.close, daily.volume)
         for seconds in (60, 300, 3600):
             bars = model.intraday_bars(symbol, day, seconds, True)
-            assert model_aggregate(bars) == expected, (symbol, day, seconds)
+            assert aggregate(bars) == expected, (symbol, day, seconds)
             assert all(bar.is_valid and bar.low <= bar.wap <= bar.high for bar in bars)
     assert len(model.intraday_bars("BHP", christmas_eve, 60, True)) == 250
     assert len(model.intraday_bars("BHP", EARLY_CLOSE, 60, True)) == 360  # a full day in Sydney
@@ -293,7 +283,7 @@ def test_bars_under_a_minute_split_each_minute_exactly(model: MarketModel, secon
     for at, minute in enumerate(minutes):
         group = parts[at * per_minute : (at + 1) * per_minute]
         assert group[0].date == minute.date
-        assert model_aggregate(group) == (minute.open, minute.high, minute.low, minute.close, minute.volume)
+        assert aggregate(group) == (minute.open, minute.high, minute.low, minute.close, minute.volume)
 
 
 def test_bars_under_a_minute_in_regular_hours_do_not_depend_on_use_rth(model: MarketModel) -> None:
