@@ -45,7 +45,7 @@ backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-
 	$(PY) -m ibkr_market_data_dev.local_cli backfill --from $(FROM) --to $(TO) $(if $(TIMEFRAME),--timeframe $(TIMEFRAME)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXCHANGES),--exchanges $(EXCHANGES)) $(if $(DRY_RUN),--dry-run) $(if $(RECHECK),--recheck-no-data)
 
 report: install  ## run metrics and coverage in the terminal: make report FROM=2025-01-01 TO=2025-01-31
-	$(PY) -m ibkr_market_data_dev.local_report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
+	$(PY) -m ibkr_market_data_dev.local_cli report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 	$(PY) -m tws_simulator --universe $(wildcard include/ibkr_market_data/universe/*.csv)

@@ -239,7 +239,7 @@ def _count_bars(url: str) -> int:
 
 
 def measure_backfill_year(url: str, simulator: Any) -> dict[str, Any]:
-    from ibkr_market_data.backfill import BackfillRange
+    from ibkr_market_data.backfill_plan import BackfillRange
     from ibkr_market_data.settings import DAILY_EXCHANGES
     from ibkr_market_data.tasks import backfill
 

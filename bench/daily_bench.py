@@ -184,7 +184,7 @@ def _load_universe(market_db: str, ibkr_uri: str) -> dict[str, Any]:
 def planned_symbols(market_db: str, day: dt.date) -> int:
     """How many targets the daily DAG's plan task will make for ``day`` (nothing stored yet)."""
     from ibkr_market_data import repository
-    from ibkr_market_data.planning import StoredState, lookback_start, plan_daily
+    from ibkr_market_data.daily_plan import StoredState, lookback_start, plan_daily
     from ibkr_market_data.settings import DAILY_LOOKBACK_SESSIONS
 
     with psycopg.connect(market_db) as conn:

@@ -29,7 +29,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.dag_defaults import DEFAULT_ARGS, GAP_TASK_TIMEOUT, START_DATE, selection_params
 from ibkr_market_data.settings import IBKR_POOL
-from ibkr_market_data.tasks.common import run_context
+from ibkr_market_data.tasks.ib_session import run_context
 from ibkr_market_data.timeframes import DAILY
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from ibkr_market_data.settings import (
     IBKR_POOL,
     MAX_LOOKBACK_SESSIONS,
 )
-from ibkr_market_data.tasks.common import run_context
+from ibkr_market_data.tasks.ib_session import run_context
 from ibkr_market_data.timetables import ExchangeSessionTimetable
 
 if TYPE_CHECKING:

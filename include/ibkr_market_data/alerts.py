@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseNotifier
 
 from ibkr_market_data import coverage, repository
+from ibkr_market_data.errors import AlertDeliveryError
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,10 +39,6 @@ EMAIL_TO_ENV = "IBKR_ALERT_EMAIL_TO"
 WEBHOOK_TIMEOUT_SECONDS = 10
 #: Failed symbols listed one per line in a message; the rest are counted.
 MAX_LISTED = 50
-
-
-class AlertDeliveryError(RuntimeError):
-    """A configured channel refused the alert; the message names the channel and the cause."""
 
 
 # -- channels ---------------------------------------------------------------------------------
@@ -198,7 +195,7 @@ class MarketDataFailureNotifier(BaseNotifier):
         """Nothing to render; and a DAG-level callback may hand over a serialized DAG without a template env."""
 
     def notify(self, context: Any) -> None:
-        from ibkr_market_data.tasks.common import market_connection
+        from ibkr_market_data.tasks.database import market_connection
 
         dag_run = context["dag_run"]
         with market_connection() as conn:
@@ -291,7 +288,7 @@ def run_watchdog(
 
 def watchdog_task(params: Mapping[str, Any], as_of: dt.datetime) -> dict[str, int]:
     """The watchdog DAG's task: one pass as of the run's logical date, on the market-data connection."""
-    from ibkr_market_data.tasks.common import market_connection
+    from ibkr_market_data.tasks.database import market_connection
 
     delay = (
         dt.timedelta(minutes=int(params["delay_minutes"]))

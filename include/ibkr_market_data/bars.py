@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ibkr_market_data.errors import BrokenBarsError, InvalidBarError
 from ibkr_market_data.timeframes import DAILY, TIMEFRAMES
 
 if TYPE_CHECKING:
@@ -29,19 +30,6 @@ DAILY_TIMEFRAME = DAILY.name
 
 #: Bar sizes where IB's hard historical pacing limits apply (bars of 30 seconds or less).
 SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"})
-
-
-class InvalidBarError(ValueError):
-    """A bar from IB that cannot be stored."""
-
-
-class BrokenBarsError(InvalidBarError):
-    """Some bars of a response cannot be stored; ``valid`` holds the others, which can."""
-
-    def __init__(self, broken: Sequence[str], valid: list[Bar]) -> None:
-        super().__init__(f"{len(broken)} broken bars not stored: " + "; ".join(broken[:5]))
-        self.broken = list(broken)
-        self.valid = valid
 
 
 @dataclass(frozen=True)

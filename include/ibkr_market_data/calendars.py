@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING
 
+from ibkr_market_data.errors import UnknownExchangeError
+
 if TYPE_CHECKING:
     from exchange_calendars import ExchangeCalendar
 
@@ -27,10 +29,6 @@ CALENDAR_CODES: dict[str, str] = {
 
 #: First session a calendar is built from; older history is not collected.
 CALENDAR_START = dt.date(2005, 1, 1)
-
-
-class UnknownExchangeError(ValueError):
-    """The exchange has no trading calendar here; add it to ``CALENDAR_CODES``."""
 
 
 def calendar_code(exchange: str) -> str:

@@ -1,4 +1,4 @@
-"""Command line for operators: ``python -m ibkr_market_data.cli {migrate,load-symbols,collect,backfill}``.
+"""Command line for operators: ``python -m ibkr_market_data.cli {migrate,load-symbols,collect,backfill,report}``.
 
 Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``),
 resolved the Airflow way: environment variables, the secrets backend, then the metadata database.
@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ibkr_market_data.bars import DAILY_TIMEFRAME
+from ibkr_market_data.errors import BadInputError
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
-from ibkr_market_data.tasks.common import market_connection
+from ibkr_market_data.tasks.database import market_connection
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -32,11 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ibkr_market_data.cli")
 
 
-class BadInput(ValueError):
-    """A command-line value is unusable; the message names it. Ends the command with exit 2."""
-
-
-def migrate() -> None:
+def migrate_command() -> None:
     """Bring the market-data database to the latest schema."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -45,12 +42,12 @@ def migrate() -> None:
     schema.upgrade(PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_uri())
 
 
-def load_symbols(universe: list[UniverseSymbol] | None = None) -> int:
+def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     """Migrate, load ``universe`` (default: the universe files) and resolve it through IB; returns the unresolved count."""
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.symbols import load_symbols as load
 
-    migrate()
+    migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook, universe)
     print(
@@ -66,10 +63,10 @@ def print_run_summary(dag_id: str, run_id: str) -> None:
     """The run's outcome per symbol, its failures and data-quality findings, and what is now stored
     for the sessions it collected."""
     from ibkr_market_data import repository
-    from ibkr_market_data.run_report import read_run_report, read_session_coverage
+    from ibkr_market_data.run_summary import read_run_summary, read_session_coverage
 
     with market_connection() as conn:
-        report = read_run_report(conn, dag_id, run_id)
+        report = read_run_summary(conn, dag_id, run_id)
         coverage = read_session_coverage(conn, dag_id, run_id)
         findings = repository.run_quality_findings(conn, run_id)
         by_timeframe = repository.run_summary_by_timeframe(conn, dag_id, run_id)
@@ -90,11 +87,11 @@ def ensure_symbols() -> None:
     """Load and resolve the universe if no symbol is active yet."""
     from ibkr_market_data import repository
 
-    migrate()
+    migrate_command()
     with market_connection() as conn:
         loaded = repository.has_active_symbols(conn)
     if not loaded:
-        load_symbols()
+        load_symbols_command()
 
 
 def load_dag(dag_id: str) -> DAG:
@@ -112,20 +109,21 @@ def load_dag(dag_id: str) -> DAG:
 
 def check_collect_date(date: str | None, now: dt.datetime) -> None:
     """Refuse a malformed, future or non-trading ``--date`` before anything is migrated or requested."""
-    from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, parse_date_param
+    from ibkr_market_data.errors import InvalidRunParamError
+    from ibkr_market_data.run_dates import check_trading_date, parse_date_param
 
     try:
         day = parse_date_param(date)
         if day is not None:
             check_trading_date(day, DAILY_EXCHANGES, now)
     except InvalidRunParamError as exc:
-        raise BadInput(str(exc).replace("Param 'date'", "--date")) from None
+        raise BadInputError(str(exc).replace("Param 'date'", "--date")) from None
 
 
-def collect(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
+def collect_command(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
     """Run the daily DAG once in-process for ``date``, ``timeframe`` (default: the configured ones) and ``symbols``."""
     from ibkr_market_data import repository
-    from ibkr_market_data.tasks.common import as_name_list
+    from ibkr_market_data.tasks.params import as_name_list
 
     check_collect_date(date, dt.datetime.now(dt.UTC))
     check_timeframe(timeframe)
@@ -134,7 +132,7 @@ def collect(date: str | None, dry_run: bool = False, timeframe: str = "", symbol
     with market_connection() as conn:
         unknown = sorted(set(names) - repository.known_symbol_names(conn))
     if unknown:
-        raise BadInput(
+        raise BadInputError(
             f"--symbols names unknown symbols: {', '.join(unknown)}; add them to the universe and run load-symbols"
         )
     dag = load_dag("daily_market_data")
@@ -149,7 +147,7 @@ def collect(date: str | None, dry_run: bool = False, timeframe: str = "", symbol
     return 0 if str(dag_run.state) == "success" else 1
 
 
-def backfill(
+def backfill_command(
     start: str,
     end: str,
     symbols: str = "",
@@ -160,12 +158,12 @@ def backfill(
 ) -> int:
     """Print the gap report, run the backfill DAG once in-process, print its summary.
 
-    Returns 0 on success, 1 if the run failed; raises BadInput (exit 2) before any request.
+    Returns 0 on success, 1 if the run failed; raises BadInputError (exit 2) before any request.
     """
     from ibkr_market_data import repository
-    from ibkr_market_data.run_dates import InvalidRunParamError
+    from ibkr_market_data.errors import InvalidRunParamError
     from ibkr_market_data.tasks import backfill as tasks
-    from ibkr_market_data.tasks.common import as_name_list
+    from ibkr_market_data.tasks.params import as_name_list
 
     params: dict[str, object] = {
         "start_date": start,
@@ -179,13 +177,13 @@ def backfill(
     try:
         request = tasks.check_params(params)
     except InvalidRunParamError as exc:
-        raise BadInput(str(exc)) from None
+        raise BadInputError(str(exc)) from None
     ensure_symbols()
     with market_connection() as conn:
         try:
-            tasks.check_symbols(conn, request)
+            tasks.check_known_symbols(conn, request)
         except InvalidRunParamError as exc:
-            raise BadInput(str(exc)) from None
+            raise BadInputError(str(exc)) from None
         report, _ = tasks.gap_report(conn, request, dt.datetime.now(dt.UTC))
     for line in report.lines():
         print(line)
@@ -206,15 +204,28 @@ def backfill(
     return 0 if str(dag_run.state) == "success" else 1
 
 
+def report_command(start: str | None, end: str | None) -> int:
+    """Print coverage, failures and run metrics of ``start``..``end`` (default: the last 30 trading dates).
+
+    :raises BadInputError: a malformed date or a reversed or too long range, before any database is read.
+    """
+    from ibkr_market_data import range_report
+
+    first, last = range_report.parse_range(start, end, dt.datetime.now(dt.UTC).date())
+    with market_connection() as conn:
+        range_report.render(conn, first or range_report.default_start(conn, last), last, sys.stdout)
+    return 0
+
+
 def check_timeframe(timeframe: str) -> None:
     """Refuse an unknown ``--timeframe`` (or a bad timeframe setting) naming it."""
-    from ibkr_market_data.run_dates import InvalidRunParamError
-    from ibkr_market_data.tasks.common import selected_timeframe
+    from ibkr_market_data.errors import InvalidRunParamError
+    from ibkr_market_data.tasks.params import selected_timeframe
 
     try:
         selected_timeframe({"timeframe": timeframe})
     except InvalidRunParamError as exc:
-        raise BadInput(str(exc).replace("Param 'timeframe'", "--timeframe")) from None
+        raise BadInputError(str(exc).replace("Param 'timeframe'", "--timeframe")) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,14 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     backfill_parser.add_argument(
         "--dry-run", action="store_true", help="print the gap report and requests only"
     )
+    report_parser = commands.add_parser("report", help="coverage, failures and run metrics of a date range")
+    report_parser.add_argument(
+        "--from", dest="start", help="first trading date YYYY-MM-DD (default: 30 back)"
+    )
+    report_parser.add_argument("--to", dest="end", help="last trading date YYYY-MM-DD (default: today)")
     return parser
 
 
 def check(args: argparse.Namespace) -> None:
     """Refuse bad values of the parsed command before anything is migrated, started or requested."""
-    from ibkr_market_data.run_dates import InvalidRunParamError
+    from ibkr_market_data.errors import InvalidRunParamError
     from ibkr_market_data.tasks import backfill as tasks
-    from ibkr_market_data.tasks.common import check_quality_settings
+    from ibkr_market_data.tasks.params import check_quality_settings
 
     now = dt.datetime.now(dt.UTC)
     if args.command == "collect":
@@ -265,7 +281,11 @@ def check(args: argparse.Namespace) -> None:
         try:
             check_quality_settings()
         except InvalidRunParamError as exc:
-            raise BadInput(str(exc)) from None
+            raise BadInputError(str(exc)) from None
+    elif args.command == "report":
+        from ibkr_market_data.range_report import parse_range
+
+        parse_range(args.start, args.end, now.date())
     elif args.command == "backfill":
         try:
             tasks.check_params(
@@ -278,7 +298,7 @@ def check(args: argparse.Namespace) -> None:
                 now,
             )
         except InvalidRunParamError as exc:
-            raise BadInput(str(exc)) from None
+            raise BadInputError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,19 +309,20 @@ def run(args: argparse.Namespace) -> int:
     """
     import psycopg
 
-    from ibkr_market_data.errors import IbkrError
-    from ibkr_market_data.hooks.ibkr_config import IbkrConfigError
+    from ibkr_market_data.errors import IbkrConfigError, IbkrError
 
     try:
         check(args)
         if args.command == "migrate":
-            migrate()
+            migrate_command()
             return 0
         if args.command == "load-symbols":
-            load_symbols()
+            load_symbols_command()
             return 0
+        if args.command == "report":
+            return report_command(args.start, args.end)
         if args.command == "backfill":
-            return backfill(
+            return backfill_command(
                 args.start,
                 args.end,
                 args.symbols,
@@ -310,8 +331,8 @@ def run(args: argparse.Namespace) -> int:
                 args.recheck_no_data,
                 args.timeframe,
             )
-        return collect(args.date or None, args.dry_run, args.timeframe, args.symbols)
-    except (BadInput, IbkrConfigError) as exc:
+        return collect_command(args.date or None, args.dry_run, args.timeframe, args.symbols)
+    except (BadInputError, IbkrConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (IbkrError, psycopg.OperationalError) as exc:

@@ -21,10 +21,7 @@ from psycopg import Connection
 from psycopg.pq import TransactionStatus
 
 from ibkr_market_data import repository
-
-
-class ClientIdsExhaustedError(RuntimeError):
-    """Every id of the range is leased."""
+from ibkr_market_data.errors import ClientIdsExhaustedError
 
 
 class ClientIdLease(Protocol):

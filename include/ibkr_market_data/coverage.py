@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ibkr_market_data import calendars, repository
+from ibkr_market_data.errors import InvalidRangeError, UnknownExchangeError
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,10 +29,6 @@ DEFAULT_FRESHNESS_DELAY = dt.timedelta(hours=3)
 MAX_RANGE_DAYS = 400
 #: Trading dates the views show when no range is given.
 DEFAULT_TRADING_DATES = 30
-
-
-class InvalidRangeError(ValueError):
-    """A date range is unusable; the message says which bound and what is expected."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,7 @@ def freshness_delay() -> dt.timedelta:
     return dt.timedelta(minutes=minutes)
 
 
-def check_range(start: dt.date, end: dt.date) -> None:
+def check_report_range(start: dt.date, end: dt.date) -> None:
     if start > end:
         raise InvalidRangeError(f"'from' ({start}) is after 'to' ({end}); give from <= to")
     if (end - start).days > MAX_RANGE_DAYS:
@@ -124,7 +121,7 @@ def known_exchanges(exchanges: Iterable[str]) -> list[str]:
     for exchange in sorted(set(exchanges)):
         try:
             calendars.calendar_code(exchange)
-        except calendars.UnknownExchangeError as exc:
+        except UnknownExchangeError as exc:
             log.warning("Left out of coverage: %s", exc)
             continue
         known.append(exchange)
@@ -157,7 +154,7 @@ def expected_count(
 
 def coverage(conn: psycopg.Connection, start: dt.date, end: dt.date) -> list[CoverageRow]:
     """One row per (trading date, listing exchange of an active symbol) from ``start`` to ``end``."""
-    check_range(start, end)
+    check_report_range(start, end)
     symbol_counts = repository.active_symbol_counts(conn)
     counts = repository.coverage_counts(conn, start, end)
     rows = []

@@ -1,7 +1,7 @@
 """What both DAGs share: start date, task defaults (retries, timeouts, the permanent-failure rule) and Params.
 
 Every task retries with backoff, except on a failure no retry can mend: a bad run param
-(``InvalidRunParamError``) or a ``PermanentFailure`` fails its task at once, whichever task
+(``InvalidRunParamError``) or a ``PermanentError`` fails its task at once, whichever task
 raises it, through one retry policy here rather than a ``retries=0`` per task.
 """
 
@@ -12,9 +12,8 @@ import datetime as dt
 import pendulum
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule
 
-from ibkr_market_data.run_dates import InvalidRunParamError
+from ibkr_market_data.errors import InvalidRunParamError, PermanentError
 from ibkr_market_data.settings import DAILY_EXCHANGES
-from ibkr_market_data.tasks.common import PermanentFailure
 from ibkr_market_data.timeframes import CONFIGURED, TIMEFRAMES
 
 START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
@@ -33,7 +32,7 @@ DAILY_RUN_TIMEOUT = dt.timedelta(hours=4)
 PERMANENT_FAILURES = ExceptionRetryPolicy(
     rules=[
         RetryRule(
-            exception=[InvalidRunParamError, PermanentFailure],
+            exception=[InvalidRunParamError, PermanentError],
             action=RetryAction.FAIL,
             reason="permanent failure: a retry cannot mend it",
         )

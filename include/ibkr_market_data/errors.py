@@ -8,6 +8,12 @@ decide: ``retryable`` failures retry with backoff, the others fail the symbol at
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ibkr_market_data.attempt import SymbolOutcome
+    from ibkr_market_data.bars import Bar
 
 
 class IbErrorCode(enum.IntEnum):
@@ -62,7 +68,7 @@ class IbkrNoDataError(IbkrError):
     advice = "Nothing to collect; the session is recorded as no_data."
 
 
-class IbkrPacingViolation(IbkrError):
+class IbkrPacingError(IbkrError):
     """IB refused the request for pacing (162 pacing violation, 322 too many open requests)."""
 
     retryable = True
@@ -176,7 +182,7 @@ def classify_error(code: int, message: str) -> IbkrError:
     text = message.lower()
     if code == IbErrorCode.HISTORICAL_DATA_SERVICE_ERROR:
         if "pacing violation" in text:
-            return IbkrPacingViolation(message, code)
+            return IbkrPacingError(message, code)
         if "returned no data" in text:
             return IbkrNoDataError(message, code)
         if "cancelled" in text:
@@ -192,7 +198,7 @@ def classify_error(code: int, message: str) -> IbkrError:
     if code == IbErrorCode.CLIENT_ID_IN_USE:
         return IbkrClientIdInUseError(message, code)
     if code in _PACING_CODES:
-        return IbkrPacingViolation(message, code)
+        return IbkrPacingError(message, code)
     if code == IbErrorCode.NO_DATA_DURING_COMPETING_SESSION:
         return IbkrCompetingSessionError(message, code)
     if code in _FARM_BROKEN_CODES:
@@ -203,3 +209,85 @@ def classify_error(code: int, message: str) -> IbkrError:
         return IbkrConnectionError(message, code)
     # 321 request validation, 166 expired contract and every code not named above.
     return IbkrRequestError(message, code)
+
+
+# Bad input: a value from a person (a param, a command-line value), named in the message.
+
+
+class InvalidRunParamError(ValueError):
+    """A run parameter is unusable; the message names the param and what is expected."""
+
+
+class BadInputError(ValueError):
+    """A command-line value is unusable; the message names it. Ends the command with exit 2."""
+
+
+class InvalidRangeError(ValueError):
+    """A date range is unusable; the message says which bound and what is expected."""
+
+
+class UnknownTimeframeError(ValueError):
+    """A timeframe name we do not collect; the message lists the known ones."""
+
+
+class UnknownExchangeError(ValueError):
+    """The exchange has no trading calendar here; add it to ``CALENDAR_CODES``."""
+
+
+# Bad configuration: a connection extra or an environment variable, named in the message.
+
+
+class IbkrConfigError(ValueError):
+    """An ``ibkr`` connection field or extra that does not parse or is out of range."""
+
+
+class GroupingConfigError(ValueError):
+    """``IBKR_MAX_MAPPED_TASKS`` is not a usable number; the message names it."""
+
+
+class InvalidQualitySettingError(ValueError):
+    """A malformed ``IBKR_QUALITY_SEVERITIES``; the message names the bad entry."""
+
+
+# Bad data from IB.
+
+
+class InvalidBarError(ValueError):
+    """A bar from IB that cannot be stored."""
+
+
+class BrokenBarsError(InvalidBarError):
+    """Some bars of a response cannot be stored; ``valid`` holds the others, which can."""
+
+    def __init__(self, broken: Sequence[str], valid: list[Bar]) -> None:
+        super().__init__(f"{len(broken)} broken bars not stored: " + "; ".join(broken[:5]))
+        self.broken = list(broken)
+        self.valid = valid
+
+
+# Failures of a run.
+
+
+class PermanentError(Exception):
+    """A failure that a retry cannot mend; the DAGs' retry policy fails the task at once."""
+
+
+class CollectionError(Exception):
+    """The symbol failed; ``retryable`` says whether another try may succeed."""
+
+    def __init__(self, outcome: SymbolOutcome, retryable: bool) -> None:
+        super().__init__(f"{outcome.symbol}: {outcome.reason}")
+        self.outcome = outcome
+        self.retryable = retryable
+
+
+class PlanNotFoundError(LookupError):
+    """The group a task was handed is not in ``planned_groups`` (its plan was replaced or expired)."""
+
+
+class ClientIdsExhaustedError(RuntimeError):
+    """Every id of the range is leased."""
+
+
+class AlertDeliveryError(RuntimeError):
+    """A configured channel refused the alert; the message names the channel and the cause."""

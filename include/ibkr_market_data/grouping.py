@@ -20,6 +20,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from ibkr_market_data.errors import GroupingConfigError
+
 T = TypeVar("T")
 
 MAX_MAPPED_TASKS_VARIABLE = "IBKR_MAX_MAPPED_TASKS"
@@ -31,10 +33,6 @@ AIRFLOW_MAX_MAP_LENGTH = 1024
 IB_OPEN_HISTORICAL_REQUESTS = 50
 #: Open requests left to what runs outside the pool (a backfill's head timestamps, an operator's TWS).
 OPEN_REQUESTS_RESERVE = 2
-
-
-class GroupingConfigError(ValueError):
-    """``IBKR_MAX_MAPPED_TASKS`` is not a usable number; the message names it."""
 
 
 def max_mapped_tasks(environ: Mapping[str, str] = os.environ) -> int:

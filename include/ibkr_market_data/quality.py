@@ -2,7 +2,7 @@
 
 The checks are pure: they take one symbol's stored bars (oldest first, the checked sessions and the
 reference sessions before them), the sessions the run expected, and the rules, and return one
-:class:`Finding` per defect. ``tasks.common.summarize_run`` reads the bars, runs the checks and
+:class:`Finding` per defect. ``tasks.summaries.summarize_run`` reads the bars, runs the checks and
 records the findings in ``data_quality_issues`` (``repository.record_quality_findings``).
 
 * **spike**: a close outside the range of the ``reference_sessions`` closes before it, and a
@@ -38,6 +38,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ibkr_market_data.errors import InvalidQualitySettingError
+
 
 class Check(enum.StrEnum):
     SPIKE = "spike"
@@ -66,10 +68,6 @@ DEFAULT_SEVERITIES: Mapping[Check, Severity] = {
 SEVERITIES_VARIABLE = "IBKR_QUALITY_SEVERITIES"
 
 
-class InvalidQualitySetting(ValueError):
-    """A malformed ``IBKR_QUALITY_SEVERITIES``; the message names the bad entry."""
-
-
 def parse_severities(text: str | None) -> dict[Check, Severity]:
     """``"spike=warning,stale_price=ignore"`` over the defaults; an empty text gives the defaults."""
     severities = dict(DEFAULT_SEVERITIES)
@@ -78,12 +76,12 @@ def parse_severities(text: str | None) -> dict[Check, Severity]:
             continue
         name, sep, value = entry.partition("=")
         if not sep:
-            raise InvalidQualitySetting(f"{SEVERITIES_VARIABLE} entry {entry.strip()!r} has no '='")
+            raise InvalidQualitySettingError(f"{SEVERITIES_VARIABLE} entry {entry.strip()!r} has no '='")
         try:
             check = Check(name.strip())
             severity = Severity(value.strip())
         except ValueError:
-            raise InvalidQualitySetting(
+            raise InvalidQualitySettingError(
                 f"{SEVERITIES_VARIABLE} entry {entry.strip()!r} must be check=severity, checks: "
                 f"{', '.join(Check)}; severities: {', '.join(Severity)}"
             ) from None
@@ -109,7 +107,7 @@ class QualityRules:
 
 
 def rules_from_env(environ: Mapping[str, str] = os.environ) -> QualityRules:
-    """The default rules with the severities of ``IBKR_QUALITY_SEVERITIES``; InvalidQualitySetting on a bad one."""
+    """The default rules with the severities of ``IBKR_QUALITY_SEVERITIES``; InvalidQualitySettingError on a bad one."""
     return QualityRules(severities=parse_severities(environ.get(SEVERITIES_VARIABLE)))
 
 
@@ -187,7 +185,7 @@ def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list
     return [finding for finding in findings if finding.severity is not Severity.IGNORE]
 
 
-def check_symbols(symbols: Iterable[SymbolData], rules: QualityRules = QualityRules()) -> list[Finding]:
+def check_all_symbols(symbols: Iterable[SymbolData], rules: QualityRules = QualityRules()) -> list[Finding]:
     return [finding for data in symbols for finding in check_symbol(data, rules)]
 
 

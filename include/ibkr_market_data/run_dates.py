@@ -14,12 +14,9 @@ import re
 from collections.abc import Sequence
 
 from ibkr_market_data import calendars
+from ibkr_market_data.errors import InvalidRunParamError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class InvalidRunParamError(ValueError):
-    """A run parameter is unusable; the message names the param and what is expected."""
 
 
 def parse_date_param(value: object, name: str = "date") -> dt.date | None:

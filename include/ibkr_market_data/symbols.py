@@ -16,7 +16,13 @@ from psycopg import Connection
 
 from ibkr_market_data import calendars, repository
 from ibkr_market_data.contracts import ContractSpec, ResolvedContract
-from ibkr_market_data.errors import IbkrContractError, IbkrError, IbkrPermissionError, IbkrRequestError
+from ibkr_market_data.errors import (
+    IbkrContractError,
+    IbkrError,
+    IbkrPermissionError,
+    IbkrRequestError,
+    UnknownExchangeError,
+)
 from ibkr_market_data.universe import UniverseSymbol, load_universe
 
 log = logging.getLogger(__name__)
@@ -104,7 +110,7 @@ def _record_resolution(
         return
     try:
         calendars.calendar_code(resolved.primary_exchange)
-    except calendars.UnknownExchangeError as exc:
+    except UnknownExchangeError as exc:
         reason = f"IB names primary exchange {resolved.primary_exchange!r}: {exc}"
         repository.mark_unresolved(conn, row.id, reason)
         report.unresolved[row.symbol] = reason

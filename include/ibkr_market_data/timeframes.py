@@ -25,9 +25,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+from ibkr_market_data.errors import UnknownTimeframeError
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,6 @@ CONFIGURED = "configured"
 INTRADAY_TIMEFRAMES_VARIABLE = "IBKR_INTRADAY_TIMEFRAMES"
 INTRADAY_MAX_PRIORITY_VARIABLE = "IBKR_INTRADAY_MAX_PRIORITY"
 DEFAULT_INTRADAY_MAX_PRIORITY = 1
-
-
-class UnknownTimeframeError(ValueError):
-    """A timeframe name we do not collect; the message lists the known ones."""
 
 
 def timeframe(name: str) -> Timeframe:
@@ -158,7 +156,3 @@ def request_duration(days: int, tf: Timeframe) -> str:
     if days > tf.max_request_days:
         raise ValueError(f"{days} days of {tf.name} bars exceed one request ({tf.max_request_days} days)")
     return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
-
-
-def names(timeframes: Sequence[Timeframe]) -> str:
-    return ", ".join(tf.name for tf in timeframes)

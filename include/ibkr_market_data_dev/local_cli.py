@@ -1,4 +1,4 @@
-"""``make collect`` / ``make backfill``: the operator CLI on this machine's embedded defaults.
+"""``make collect`` / ``make backfill`` / ``make report``: the operator CLI on this machine's embedded defaults.
 
 ``python -m ibkr_market_data_dev.local_cli COMMAND ...`` takes the commands and options of
 ``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ibkr_market_data.errors import BadInputError
 from ibkr_market_data_dev import local_env
 from ibkr_market_data_dev.simulated_ib import local_universe, synthetic_count
 
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cli.check(args)
-    except cli.BadInput as exc:
+    except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     local_env.configure_airflow()
@@ -36,9 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     local_env.ensure_market_db()
+    if args.command == "report":  # reads the database only: no simulator
+        cli.migrate_command()
+        return cli.run(args)
     with local_env.local_ibkr():
         if synthetic_count():
-            cli.load_symbols(universe=local_universe())
+            cli.load_symbols_command(universe=local_universe())
         return cli.run(args)
 
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     local_env.ensure_market_db()
     with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
-        cli.load_symbols(universe=local_universe())  # migrates first
+        cli.load_symbols_command(universe=local_universe())  # migrates first
         fernet_key = local_env.home_fernet_key(home)
         metadata_url = configured_metadata or local_env.airflow_metadata_url(fernet_key)
         stack = AirflowStack(

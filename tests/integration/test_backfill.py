@@ -213,7 +213,7 @@ def test_sessions_empty_on_two_different_days_are_settled_until_a_recheck(
 def test_a_failed_head_timestamp_records_nothing_so_the_next_backfill_asks_again(
     small_universe, market_db, ibkr_connection
 ):
-    from ibkr_market_data.errors import IbkrPacingViolation
+    from ibkr_market_data.errors import IbkrPacingError
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.repository import RunContext
     from ibkr_market_data.tasks.backfill import fill_symbol_gaps
@@ -230,7 +230,7 @@ def test_a_failed_head_timestamp_records_nothing_so_the_next_backfill_asks_again
 
         def head_timestamp(self, spec):
             self.hook.requests_sent += 1
-            raise IbkrPacingViolation("Historical data request pacing violation", 162)
+            raise IbkrPacingError("Historical data request pacing violation", 162)
 
     ibkr_connection.faults.set("MSFT", no_data=True)
     now = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -406,10 +406,10 @@ def test_two_upserts_in_one_transaction_keep_each_symbols_bars_apart(market_db, 
 
 def test_a_symbol_is_finished_only_when_every_window_is(small_universe, market_db, ibkr_connection):
     """One finished window must not hide another that is pending, or that was never sent."""
-    from ibkr_market_data.backfill import BackfillRange
+    from ibkr_market_data.backfill_plan import BackfillRange
+    from ibkr_market_data.errors import PermanentError
     from ibkr_market_data.repository import RunContext
     from ibkr_market_data.tasks import backfill as tasks
-    from ibkr_market_data.tasks.common import PermanentFailure
     from ibkr_market_data_dev.simulated_ib import stored_bar
 
     request = BackfillRange(d("2025-01-13"), d("2025-01-24"), ("NASDAQ",), ("AAPL", "MSFT"))
@@ -440,7 +440,7 @@ def test_a_symbol_is_finished_only_when_every_window_is(small_universe, market_d
         ]
         conn.commit()
 
-    with pytest.raises(PermanentFailure) as raised:
+    with pytest.raises(PermanentError) as raised:
         tasks.summarize(request.to_dict(), groups, run_context)
     assert "2 symbols with gaps have no outcome: AAPL, MSFT" in str(raised.value)
 

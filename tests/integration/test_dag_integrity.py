@@ -60,16 +60,15 @@ def test_every_task_has_an_owner_retries_and_a_timeout(dag_bag):
 def test_every_task_fails_at_once_on_a_permanent_failure_and_retries_the_rest(dag_bag):
     from airflow.sdk import RetryAction
 
-    from ibkr_market_data.collect import CollectionFailed, SymbolOutcome
-    from ibkr_market_data.run_dates import InvalidRunParamError
-    from ibkr_market_data.tasks.common import PermanentFailure
+    from ibkr_market_data.attempt import SymbolOutcome
+    from ibkr_market_data.errors import CollectionError, InvalidRunParamError, PermanentError
 
-    transient = CollectionFailed(SymbolOutcome("AAPL", "failed", reason="pacing"), retryable=True)
+    transient = CollectionError(SymbolOutcome("AAPL", "failed", reason="pacing"), retryable=True)
     for dag_id, task in every_task(dag_bag):
         name = f"{dag_id}.{task.task_id}"
         policy = task.retry_policy
         assert policy is not None, name
-        for permanent in (InvalidRunParamError("Param 'date' ..."), PermanentFailure("354 no permission")):
+        for permanent in (InvalidRunParamError("Param 'date' ..."), PermanentError("354 no permission")):
             assert policy.evaluate(permanent, 1, 4).action == RetryAction.FAIL, name
         for retryable in (transient, OSError("connection reset"), TimeoutError()):
             assert policy.evaluate(retryable, 1, 4).action == RetryAction.DEFAULT, name

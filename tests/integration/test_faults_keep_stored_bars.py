@@ -6,11 +6,10 @@ import datetime as dt
 import psycopg
 import pytest
 
-from ibkr_market_data.collect import CollectionFailed
-from ibkr_market_data.planning import daily_target
+from ibkr_market_data.daily_plan import daily_target
+from ibkr_market_data.errors import CollectionError, PermanentError
 from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
-from ibkr_market_data.tasks.common import PermanentFailure
 from ibkr_market_data_dev.simulated_ib import stored_bar
 from tests.fixtures.postgres import planned
 
@@ -37,7 +36,7 @@ def collect_with_retries(task_input: dict, run_id: str, tries: int = 4) -> int:
     for try_number in range(1, tries + 1):
         try:
             daily.collect(task_input, RunContext("daily_market_data", run_id, try_number=try_number))
-        except CollectionFailed as failed:
+        except CollectionError as failed:
             assert failed.retryable, failed
             continue
         return try_number
@@ -96,7 +95,7 @@ def test_corrupt_bars_fail_for_good_and_touch_nothing_stored(small_universe, db_
         good = conn.execute(ALL_ROWS).fetchall()
 
     impatient.faults.set(None, corrupt_bars=True)
-    with pytest.raises(PermanentFailure, match="AAPL"):
+    with pytest.raises(PermanentError, match="AAPL"):
         daily.collect(
             group(db_conn, FAULT_DAY, FAULT_DAY, "manual__bad"),
             RunContext("daily_market_data", "manual__bad"),

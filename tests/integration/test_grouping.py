@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from ibkr_market_data import repository
-from ibkr_market_data.collect import CollectionFailed
+from ibkr_market_data.errors import CollectionError
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.tasks import daily
 from tests.integration.conftest import SMALL_UNIVERSE
@@ -111,7 +111,7 @@ def test_a_retried_group_requests_only_its_symbol_that_failed(
     assert len(symbols) == 3
     ibkr_connection.faults.set(symbols[1], pacing_violation=1)
 
-    with pytest.raises(CollectionFailed) as raised:
+    with pytest.raises(CollectionError) as raised:
         daily.collect(group, RunContext("daily_market_data", "manual__group", try_number=1))
     assert raised.value.retryable
     assert f"1 of 3 symbols failed: {symbols[1]}" in str(raised.value)

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ibkr_market_data import repository
-from ibkr_market_data.run_dates import InvalidRunParamError
-from ibkr_market_data.tasks.common import select_wanted_symbols
+from ibkr_market_data.errors import InvalidRunParamError
+from ibkr_market_data.tasks.params import select_wanted_symbols
 from ibkr_market_data.universe import COLUMNS, load_universe, load_universe_files
 
 HOSTILE_SETTINGS = settings(

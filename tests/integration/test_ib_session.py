@@ -1,10 +1,11 @@
-"""tasks.common.ib_session: the task's IB session leases its client id in the market-data database."""
+"""tasks.ib_session.ib_session: the task's IB session leases its client id in the market-data database."""
 
 import psycopg
 import pytest
 
+from ibkr_market_data.errors import PermanentError
 from ibkr_market_data.repository.leases import ADVISORY_LOCK_NAMESPACE
-from ibkr_market_data.tasks.common import PermanentFailure, ib_session
+from ibkr_market_data.tasks.ib_session import ib_session
 
 
 def advisory_locked_ids(market_db):
@@ -33,7 +34,7 @@ def test_a_bad_extra_fails_the_task_without_retry(market_db, ibkr_connection, mo
         "AIRFLOW_CONN_IBKR_DEFAULT",
         f"ibkr://{ibkr_connection.host}:{ibkr_connection.port}?client_id_range=0",
     )
-    with pytest.raises(PermanentFailure, match="extra client_id_range must be 1..32"):
+    with pytest.raises(PermanentError, match="extra client_id_range must be 1..32"):
         with ib_session() as (_, hook):
             hook.get_conn()
     assert ibkr_connection.connected_client_ids() == set()

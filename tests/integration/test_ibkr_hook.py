@@ -11,13 +11,12 @@ import pytest
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from ibkr_market_data import errors
-from ibkr_market_data.bars import InvalidBarError
 from ibkr_market_data.client_ids import PostgresClientIdLease
 from ibkr_market_data.contracts import ContractSpec
+from ibkr_market_data.daily_plan import ib_end_of_day
+from ibkr_market_data.errors import IbkrConfigError, InvalidBarError
 from ibkr_market_data.hooks.ibkr import IbkrHook
-from ibkr_market_data.hooks.ibkr_config import IbkrConfigError
 from ibkr_market_data.ib_client import IB
-from ibkr_market_data.planning import ib_end_of_day
 
 BHP = ContractSpec("BHP", exchange="ASX", primary_exchange="ASX", currency="AUD")
 AAPL = ContractSpec("AAPL", primary_exchange="NASDAQ")
@@ -63,8 +62,8 @@ def test_resolve_contract_gives_con_id_and_primary_exchange(ibkr_connection):
         ({"no_permission": True}, errors.IbkrPermissionError, 354),
         ({"unknown_contract": True}, errors.IbkrUnknownContractError, 200),
         ({"no_data": True}, errors.IbkrNoDataError, 162),
-        ({"pacing_violation": True}, errors.IbkrPacingViolation, 162),
-        ({"open_requests_refused": True}, errors.IbkrPacingViolation, 322),
+        ({"pacing_violation": True}, errors.IbkrPacingError, 162),
+        ({"open_requests_refused": True}, errors.IbkrPacingError, 322),
     ],
 )
 def test_each_ib_error_becomes_its_exception(ibkr_connection, fault, expected, code):

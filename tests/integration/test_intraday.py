@@ -6,7 +6,7 @@ from dataclasses import astuple
 import psycopg
 import pytest
 
-from ibkr_market_data import calendars, planning
+from ibkr_market_data import calendars, daily_plan
 from ibkr_market_data.timeframes import FIVE_MINUTES
 from ibkr_market_data_dev.simulated_ib import stored_bar
 from tests.integration.conftest import SMALL_UNIVERSE
@@ -162,7 +162,7 @@ def test_a_backfill_of_intraday_bars_splits_by_the_longest_window_ib_accepts(
     assert all(int(r.duration.split()[0]) <= 7 for r in requests)
     expected = {
         (symbol, "5min"): sum(
-            planning.scheduled_bars(exchange, day, FIVE_MINUTES)
+            daily_plan.scheduled_bars(exchange, day, FIVE_MINUTES)
             for day in calendars.sessions_between(exchange, dt.date(2025, 1, 6), dt.date(2025, 1, 24))
         )
         for symbol, exchange in (("AAPL", "NASDAQ"), ("BHP", "ASX"))

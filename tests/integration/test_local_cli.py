@@ -136,7 +136,7 @@ def test_synthetic_symbols_are_served_loaded_and_fetched_locally(
     monkeypatch.delenv("AIRFLOW_CONN_IBKR_DEFAULT", raising=False)
     with local_env.local_ibkr() as simulator:
         assert simulator is not None and len(simulator.model.contracts) == 320 + 30
-        assert cli.load_symbols(universe=local_universe()) == 0
+        assert cli.load_symbols_command(universe=local_universe()) == 0
         synthetic = synthetic_listings(30)
         with IbkrHook() as hook:
             [bar] = hook.fetch_bars(

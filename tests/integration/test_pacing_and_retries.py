@@ -7,14 +7,14 @@ import threading
 import psycopg
 import pytest
 
-from ibkr_market_data.collect import CollectionFailed, collect_target
+from ibkr_market_data.attempt import collect_target
 from ibkr_market_data.contracts import ContractSpec
+from ibkr_market_data.daily_plan import CollectionTarget, daily_target
+from ibkr_market_data.errors import CollectionError, PermanentError
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.pacing import PacingRules, PostgresPacer
-from ibkr_market_data.planning import CollectionTarget, daily_target
 from ibkr_market_data.repository import RunContext, select_symbols
 from ibkr_market_data.tasks import daily
-from ibkr_market_data.tasks.common import PermanentFailure
 from tests.fixtures.postgres import planned
 
 # IB's rules compressed ~200x, in the simulator and in our pacer alike.
@@ -90,7 +90,7 @@ def alone(db_conn, target, run_id):
 
 def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn, ibkr_connection):
     ibkr_connection.faults.set("AAPL", pacing_violation=1)
-    with pytest.raises(CollectionFailed) as raised:
+    with pytest.raises(CollectionError) as raised:
         daily.collect(
             alone(db_conn, aapl_target, "manual__retry"),
             RunContext("daily_market_data", "manual__retry", try_number=1),
@@ -109,7 +109,7 @@ def test_transient_error_is_retried_and_the_retry_completes(aapl_target, db_conn
 
 def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connection):
     ibkr_connection.faults.set("AAPL", no_permission=True)
-    with pytest.raises(PermanentFailure, match="354"):
+    with pytest.raises(PermanentError, match="354"):
         daily.collect(
             alone(db_conn, aapl_target, "manual__perm"),
             RunContext("daily_market_data", "manual__perm", try_number=1),
@@ -152,7 +152,7 @@ def market_data_refusing_bars(db_conn):
 def test_a_database_error_fails_the_attempt_with_its_text_and_is_retried(
     aapl_target, db_conn, market_data_refusing_bars
 ):
-    with pytest.raises(CollectionFailed) as raised:
+    with pytest.raises(CollectionError) as raised:
         daily.collect(
             alone(db_conn, aapl_target, "manual__db_error"),
             RunContext("daily_market_data", "manual__db_error", try_number=1),

@@ -9,6 +9,7 @@ import pytest
 from ibkr_market_data import repository
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.client_ids import PostgresClientIdLease
+from ibkr_market_data.errors import PlanNotFoundError
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.repository import RunContext
 from ibkr_market_data.symbols import load_symbols
@@ -215,7 +216,7 @@ def test_a_plan_is_read_back_per_group_and_whole_and_a_new_plan_replaces_it(db_c
     # The plan task ran again: its new plan replaces the old one whole, other runs keep theirs.
     repository.save_plan(db_conn, RUN, [("D", [{"symbol": "D"}])])
     assert [item["symbol"] for item in repository.planned_items(db_conn, RUN)] == ["D"]
-    with pytest.raises(repository.PlanNotFoundError, match="manual__test .* no planned group 1"):
+    with pytest.raises(PlanNotFoundError, match="manual__test .* no planned group 1"):
         repository.planned_group(db_conn, RUN, 1)
     assert repository.planned_items(db_conn, other_run) == [{"symbol": "X"}]
 

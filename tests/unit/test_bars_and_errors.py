@@ -6,13 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from ibkr_market_data import errors
-from ibkr_market_data.bars import (
-    BrokenBarsError,
-    InvalidBarError,
-    bar_from_ib,
-    bars_from_ib,
-    latest_per_timestamp,
-)
+from ibkr_market_data.bars import bar_from_ib, bars_from_ib, latest_per_timestamp
+from ibkr_market_data.errors import BrokenBarsError, InvalidBarError
 
 
 def ib_bar(**overrides):
@@ -87,7 +82,7 @@ def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():
         (
             162,
             "Historical Market Data Service error message:Historical data request pacing violation",
-            errors.IbkrPacingViolation,
+            errors.IbkrPacingError,
             True,
         ),
         (
@@ -115,7 +110,7 @@ def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():
             False,
         ),
         (354, "Requested market data is not subscribed.", errors.IbkrPermissionError, False),
-        (322, "Only 50 simultaneous API historical data requests allowed.", errors.IbkrPacingViolation, True),
+        (322, "Only 50 simultaneous API historical data requests allowed.", errors.IbkrPacingError, True),
         (321, "Error validating request", errors.IbkrRequestError, False),
         (326, "Unable to connect as the client id is already in use.", errors.IbkrClientIdInUseError, True),
         (504, "Not connected", errors.IbkrConnectionError, True),
@@ -132,7 +127,7 @@ def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():
             True,
         ),
         (166, "HMDS Expired Contract Violation", errors.IbkrRequestError, False),
-        (100, "Max rate of messages per second has been exceeded", errors.IbkrPacingViolation, True),
+        (100, "Max rate of messages per second has been exceeded", errors.IbkrPacingError, True),
         (
             10168,
             "Requested market data is not subscribed. Delayed market data is not enabled.",

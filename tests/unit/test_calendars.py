@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 
 from ibkr_market_data import calendars
+from ibkr_market_data.errors import UnknownExchangeError
 
 
 def test_asx_and_us_holidays_differ():
@@ -49,5 +50,5 @@ def test_latest_completed_trading_date_waits_for_every_exchange_trading_it():
 
 
 def test_unknown_exchange_is_a_clear_error():
-    with pytest.raises(calendars.UnknownExchangeError, match="LSE"):
+    with pytest.raises(UnknownExchangeError, match="LSE"):
         calendars.is_session("LSE", dt.date(2025, 1, 15))

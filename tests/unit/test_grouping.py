@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from ibkr_market_data.errors import GroupingConfigError
 from ibkr_market_data.grouping import (
     AIRFLOW_MAX_MAP_LENGTH,
     DEFAULT_MAX_MAPPED_TASKS,
-    GroupingConfigError,
     group_items,
     group_label,
     in_flight_per_connection,

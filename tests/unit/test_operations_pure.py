@@ -10,6 +10,7 @@ import pytest
 from ibkr_market_data import alerts, coverage
 from ibkr_market_data.coverage import CoverageRow
 from ibkr_market_data.dashboard import pages
+from ibkr_market_data.errors import InvalidRangeError
 
 DAY = dt.date(2025, 1, 14)
 
@@ -77,8 +78,8 @@ def test_due_session_waits_for_the_delay_after_the_close():
 
 
 def test_ranges_are_checked():
-    with pytest.raises(coverage.InvalidRangeError, match="is after 'to'"):
-        coverage.check_range(DAY, DAY - dt.timedelta(days=1))
-    with pytest.raises(coverage.InvalidRangeError, match="at most 400"):
-        coverage.check_range(DAY - dt.timedelta(days=401), DAY)
-    coverage.check_range(DAY - dt.timedelta(days=400), DAY)
+    with pytest.raises(InvalidRangeError, match="is after 'to'"):
+        coverage.check_report_range(DAY, DAY - dt.timedelta(days=1))
+    with pytest.raises(InvalidRangeError, match="at most 400"):
+        coverage.check_report_range(DAY - dt.timedelta(days=401), DAY)
+    coverage.check_report_range(DAY - dt.timedelta(days=400), DAY)

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ibkr_market_data import cli
-from ibkr_market_data.hooks.ibkr_config import IbkrConfigError, IbkrConnectionConfig
-from ibkr_market_data.run_dates import InvalidRunParamError
+from ibkr_market_data.errors import BadInputError, IbkrConfigError, InvalidRunParamError
+from ibkr_market_data.hooks.ibkr_config import IbkrConnectionConfig
 from ibkr_market_data.settings import DAILY_EXCHANGES
 from ibkr_market_data.tasks import backfill as backfill_tasks
 from ibkr_market_data.tasks import daily as daily_tasks
-from ibkr_market_data.tasks.common import selected_exchanges
+from ibkr_market_data.tasks.params import selected_exchanges
 
 PROPERTY_SETTINGS = settings(
     max_examples=60,
@@ -125,7 +125,7 @@ def test_a_daily_date_before_the_calendars_is_refused_by_name(date):
 
 @pytest.mark.parametrize("date", ["2005-01-01", "2000-01-01", "0001-01-01"])
 def test_cli_collect_refuses_a_date_before_the_calendars(date):
-    with pytest.raises(cli.BadInput, match="--date"):
+    with pytest.raises(BadInputError, match="--date"):
         cli.check(cli.build_parser().parse_args(["collect", f"--date={date}"]))
 
 
@@ -156,7 +156,7 @@ def test_cli_arguments_parse_and_check_or_fail_with_one_error(argv, capsys):
         return
     try:
         cli.check(args)
-    except cli.BadInput as exc:
+    except BadInputError as exc:
         message = str(exc)
         assert message and (
             "--date" in message or _names_param(message, "start_date", "end_date", "exchanges")

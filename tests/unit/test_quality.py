@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from ibkr_market_data.errors import InvalidQualitySettingError
 from ibkr_market_data.quality import (
     Check,
     IntradaySession,
-    InvalidQualitySetting,
     QualityRules,
     Severity,
     StoredBar,
@@ -147,7 +147,7 @@ def test_severities_are_configuration():
     "text", ["spike", "spike=fatal", "spikes=error", "spike=error,=", "spike=error;stale_price=ignore"]
 )
 def test_a_bad_severity_setting_names_the_entry(text):
-    with pytest.raises(InvalidQualitySetting, match=r"IBKR_QUALITY_SEVERITIES entry '[^']*'"):
+    with pytest.raises(InvalidQualitySettingError, match=r"IBKR_QUALITY_SEVERITIES entry '[^']*'"):
         parse_severities(text)
 
 

@@ -2,12 +2,8 @@ import datetime as dt
 
 import pytest
 
-from ibkr_market_data.run_dates import (
-    InvalidRunParamError,
-    check_trading_date,
-    parse_date_param,
-    resolve_trading_date,
-)
+from ibkr_market_data.errors import InvalidRunParamError
+from ibkr_market_data.run_dates import check_trading_date, parse_date_param, resolve_trading_date
 
 NOW = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
 EXCHANGES = ["ASX", "NASDAQ"]

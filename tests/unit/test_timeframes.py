@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 
-from ibkr_market_data import calendars, planning, timeframes
+from ibkr_market_data import calendars, daily_plan, timeframes
 from ibkr_market_data.bars import Bar
+from ibkr_market_data.errors import InvalidRunParamError, UnknownTimeframeError
 from ibkr_market_data.repository import SymbolRow
-from ibkr_market_data.run_dates import InvalidRunParamError
-from ibkr_market_data.tasks.common import selected_timeframe, timeframes_of
+from ibkr_market_data.tasks.params import selected_timeframe, timeframes_of
 from ibkr_market_data.timeframes import DAILY, FIVE_MINUTES, HOURLY, ONE_MINUTE
 
 AAPL = SymbolRow(1, "AAPL", "SMART", "NASDAQ", "USD", "STK", 265598, 1, True)
@@ -18,7 +18,7 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def scheduled(exchange, day, tf):
-    return planning.scheduled_bars(exchange, day, tf)
+    return daily_plan.scheduled_bars(exchange, day, tf)
 
 
 def test_bars_per_session_follow_the_schedule_early_closes_included():
@@ -43,8 +43,8 @@ def test_an_intraday_bar_belongs_to_its_session_in_the_exchanges_zone():
     bar_start = dt.datetime(2025, 1, 14, 23, 0)
     assert timeframes.session_date(bar_start, "Australia/Sydney") == dt.date(2025, 1, 15)
     assert timeframes.session_date(bar_start, "America/New_York") == dt.date(2025, 1, 14)
-    [target] = planning.plan_daily(
-        dt.date(2025, 1, 15), [BHP], planning.StoredState(bars={}), NOW, 1, ONE_MINUTE
+    [target] = daily_plan.plan_daily(
+        dt.date(2025, 1, 15), [BHP], daily_plan.StoredState(bars={}), NOW, 1, ONE_MINUTE
     ).targets
     bar = Bar(bar_start, *(1,) * 4, 10, None, 1)  # type: ignore[arg-type]
     assert target.session_of(bar) == dt.date(2025, 1, 15)
@@ -56,41 +56,41 @@ def test_one_request_spans_at_most_what_ib_accepts_per_bar_size():
     # IB's step sizes: 1 min up to 1 D, 5 mins up to 1 W, 1 hour up to 1 M, 1 day up to 1 Y.
     assert [tf.max_request_days for tf in (ONE_MINUTE, FIVE_MINUTES, HOURLY, DAILY)] == [1, 7, 28, 365]
     days = [dt.date(2025, 1, d) for d in (6, 7, 8, 9, 10, 13, 14, 15, 16, 17)]
-    assert planning.split_windows(days, 1) == [[day] for day in days]
-    assert planning.split_windows(days, 7) == [days[:5], days[5:]]  # 6..13 January is 8 days
-    assert planning.split_windows(days, 28) == [days]
+    assert daily_plan.split_windows(days, 1) == [[day] for day in days]
+    assert daily_plan.split_windows(days, 7) == [days[:5], days[5:]]  # 6..13 January is 8 days
+    assert daily_plan.split_windows(days, 28) == [days]
     with pytest.raises(ValueError, match="exceed one request"):
         timeframes.request_duration(2, ONE_MINUTE)
 
 
 def test_intraday_plan_asks_only_for_sessions_not_complete_one_request_per_span():
     day = dt.date(2025, 1, 17)
-    window = planning.lookback_sessions("NASDAQ", day, 5, NOW)  # 13..17 January
+    window = daily_plan.lookback_sessions("NASDAQ", day, 5, NOW)  # 13..17 January
     complete = {AAPL.id: {window[0], window[2], window[4]}}
-    one_minute = planning.plan_daily(day, [AAPL], planning.StoredState(bars=complete), NOW, 5, ONE_MINUTE)
+    one_minute = daily_plan.plan_daily(day, [AAPL], daily_plan.StoredState(bars=complete), NOW, 5, ONE_MINUTE)
     assert [(t.first_session_date, t.session_date, t.duration) for t in one_minute.targets] == [
         (window[1], window[1], "1 D"),
         (window[3], window[3], "1 D"),
     ]
     assert {t.bar_size for t in one_minute.targets} == {"1 min"}
     # Five-minute bars: one request from the first incomplete session to the last, the complete one between included.
-    [five] = planning.plan_daily(
-        day, [AAPL], planning.StoredState(bars=complete), NOW, 5, FIVE_MINUTES
+    [five] = daily_plan.plan_daily(
+        day, [AAPL], daily_plan.StoredState(bars=complete), NOW, 5, FIVE_MINUTES
     ).targets
     assert (five.first_session_date, five.session_date, five.duration) == (window[1], window[3], "3 D")
     assert list(five.sessions) == [d.isoformat() for d in window[1:4]]
     assert list(five.expected_bars) == [78, 78, 78]
     # Every session complete: nothing is sent.
-    done = planning.plan_daily(
-        day, [AAPL], planning.StoredState(bars={AAPL.id: set(window)}), NOW, 5, ONE_MINUTE
+    done = daily_plan.plan_daily(
+        day, [AAPL], daily_plan.StoredState(bars={AAPL.id: set(window)}), NOW, 5, ONE_MINUTE
     )
-    assert done.targets == [] and [s.reason for s in done.skips] == [planning.ALREADY_COLLECTED]
+    assert done.targets == [] and [s.reason for s in done.skips] == [daily_plan.ALREADY_COLLECTED]
 
 
 def test_a_session_is_complete_with_all_the_bars_of_its_schedule():
     day = dt.date(2025, 11, 28)
     counts = {AAPL.id: {day: 210, dt.date(2025, 11, 26): 389}}
-    assert planning.complete_sessions([AAPL], ONE_MINUTE, counts) == {AAPL.id: {day}}
+    assert daily_plan.complete_sessions([AAPL], ONE_MINUTE, counts) == {AAPL.id: {day}}
 
 
 def test_configured_timeframes_daily_for_all_intraday_for_high_priority():
@@ -113,7 +113,7 @@ def test_configured_timeframes_daily_for_all_intraday_for_high_priority():
     ],
 )
 def test_a_bad_timeframe_setting_is_refused_naming_it(environ, named):
-    with pytest.raises(timeframes.UnknownTimeframeError, match=named):
+    with pytest.raises(UnknownTimeframeError, match=named):
         timeframes.policy_from_env(environ)
 
 

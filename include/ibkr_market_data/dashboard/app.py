@@ -20,7 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ibkr_market_data import coverage, repository
 from ibkr_market_data.dashboard import pages
-from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
+from ibkr_market_data.errors import InvalidRangeError, InvalidRunParamError
+from ibkr_market_data.run_dates import parse_date_param
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,7 +42,7 @@ LimitParam = Annotated[int, Query(ge=1, le=1000, description="Rows at most")]
 
 def market_db_connect() -> psycopg.Connection:
     """A connection to the ``market_data_db`` Airflow connection's database."""
-    from ibkr_market_data.tasks.common import open_market_connection
+    from ibkr_market_data.tasks.database import open_market_connection
 
     return open_market_connection()
 
@@ -96,8 +97,8 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             exchanges = coverage.known_exchanges(row[0] for row in repository.active_symbol_counts(conn))
             start = coverage.default_range(exchanges or ["NYSE"], end)[0]
         try:
-            coverage.check_range(start, end)
-        except coverage.InvalidRangeError as exc:
+            coverage.check_report_range(start, end)
+        except InvalidRangeError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return start, end
 
@@ -167,8 +168,8 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
         end = parse_day(end_text, "to") or found["latest_bar"] or today()
         start = parse_day(start_text, "from") or end - dt.timedelta(days=SYMBOL_DEFAULT_DAYS)
         try:
-            coverage.check_range(start, end)
-        except coverage.InvalidRangeError as exc:
+            coverage.check_report_range(start, end)
+        except InvalidRangeError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return (
             found,

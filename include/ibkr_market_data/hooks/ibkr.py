@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from airflow.sdk import BaseHook
 
 from ibkr_market_data.bars import SMALL_BAR_SIZES, Bar, bars_from_ib
-from ibkr_market_data.client_ids import ClientIdLease, ClientIdsExhaustedError, LocalClientIdLease
+from ibkr_market_data.client_ids import ClientIdLease, LocalClientIdLease
 from ibkr_market_data.contracts import ContractSpec, ResolvedContract
 from ibkr_market_data.errors import (
+    ClientIdsExhaustedError,
     IbErrorCode,
     IbkrAmbiguousContractError,
     IbkrClientIdInUseError,

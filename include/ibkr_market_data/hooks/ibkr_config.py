@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from ibkr_market_data.errors import IbkrConfigError
+
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
@@ -40,10 +42,6 @@ class MarketDataType(enum.IntEnum):
 _MARKET_DATA_TYPE_CHOICES: Final = "one of " + ", ".join(
     f"{kind.value} ({kind.name.lower().replace('_', '-')})" for kind in MarketDataType
 )
-
-
-class IbkrConfigError(ValueError):
-    """An ``ibkr`` connection field or extra that does not parse or is out of range."""
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 * ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
 """
 
-from ibkr_market_data.repository.backfill import (
-    first_available_dates,
-    no_data_session_dates,
-    record_no_data_sessions,
-    run_backfill_totals,
-    set_first_available_date,
-)
+from ibkr_market_data.errors import PlanNotFoundError
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
     UpsertResult,
@@ -48,6 +42,13 @@ from ibkr_market_data.repository.collection_logs import (
     symbols_with_outcome,
 )
 from ibkr_market_data.repository.leases import release_client_ids, try_lease_client_id
+from ibkr_market_data.repository.no_data import (
+    first_available_dates,
+    no_data_session_dates,
+    record_no_data_sessions,
+    run_backfill_totals,
+    set_first_available_date,
+)
 from ibkr_market_data.repository.operations import (
     ALL_EXCHANGES,
     RECENT_RUN_DAYS,
@@ -81,7 +82,6 @@ from ibkr_market_data.repository.partitions import (
 from ibkr_market_data.repository.plans import (
     PLAN_RETENTION,
     PlannedGroup,
-    PlanNotFoundError,
     planned_group,
     planned_items,
     save_plan,

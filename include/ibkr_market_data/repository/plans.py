@@ -14,15 +14,12 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from ibkr_market_data.errors import PlanNotFoundError
 from ibkr_market_data.payloads import PlannedGroupPayload
 from ibkr_market_data.repository.collection_logs import RunContext
 
 #: A plan is kept this long after it was written (for a late retry, and to read what a run planned).
 PLAN_RETENTION = dt.timedelta(days=35)
-
-
-class PlanNotFoundError(LookupError):
-    """The group a task was handed is not in ``planned_groups`` (its plan was replaced or expired)."""
 
 
 @dataclass(frozen=True)

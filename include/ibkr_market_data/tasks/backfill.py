@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ibkr_market_data import calendars, repository
-from ibkr_market_data.backfill import (
+from ibkr_market_data.backfill_plan import (
     NO_DATA_FROM_IB,
     BackfillRange,
     GapReport,
     SymbolGaps,
     before_first_available,
-    check_range,
+    check_backfill_range,
     no_gaps_reason,
     report_gaps,
     request_targets,
@@ -28,7 +28,8 @@ from ibkr_market_data.backfill import (
 )
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.contracts import ContractSpec
-from ibkr_market_data.errors import IbkrError, IbkrNoDataError
+from ibkr_market_data.daily_plan import session_timestamp
+from ibkr_market_data.errors import IbkrError, IbkrNoDataError, InvalidRunParamError, UnknownTimeframeError
 from ibkr_market_data.grouping import group_items, max_mapped_tasks
 from ibkr_market_data.payloads import (
     BackfillRequestPayload,
@@ -37,21 +38,17 @@ from ibkr_market_data.payloads import (
     PlannedGroupPayload,
     SymbolRowPayload,
 )
-from ibkr_market_data.planning import session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
-from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
-from ibkr_market_data.tasks.common import (
+from ibkr_market_data.run_dates import parse_date_param
+from ibkr_market_data.tasks.database import market_connection, stored_sessions
+from ibkr_market_data.tasks.ib_session import ib_session
+from ibkr_market_data.tasks.params import (
     as_name_list,
     check_quality_settings,
-    ib_session,
-    log_dry_run,
-    market_connection,
     select_wanted_symbols,
     selected_exchanges,
-    stored_sessions,
-    summarize_run,
-    upstream_failed,
 )
+from ibkr_market_data.tasks.summaries import log_dry_run, summarize_run, upstream_failed
 from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, Timeframe
 
 if TYPE_CHECKING:
@@ -78,7 +75,7 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
         if value is None:
             raise InvalidRunParamError(f"Param {name!r} is required: a date as YYYY-MM-DD")
     assert start is not None and end is not None
-    check_range(start, end, _now(now).astimezone(dt.UTC).date())
+    check_backfill_range(start, end, _now(now).astimezone(dt.UTC).date())
     check_quality_settings()
     return BackfillRange(
         start=start,
@@ -98,11 +95,11 @@ def backfill_timeframe(params: Mapping[str, Any]) -> Timeframe:
     value = str(params.get("timeframe") or timeframes.DAILY.name)
     try:
         return timeframes.timeframe(value)
-    except timeframes.UnknownTimeframeError as exc:
+    except UnknownTimeframeError as exc:
         raise InvalidRunParamError(f"Param 'timeframe': {exc}") from None
 
 
-def check_symbols(conn: psycopg.Connection, request: BackfillRange) -> None:
+def check_known_symbols(conn: psycopg.Connection, request: BackfillRange) -> None:
     """Refuse symbols the ``symbols`` table does not know; warn about those filtered out."""
     if request.symbols:
         select_wanted_symbols(conn, request.symbols, request.exchanges)
@@ -112,7 +109,7 @@ def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> Backf
     """Check every param before any request; returns the range for the next tasks."""
     request = check_params(params, now)
     with market_connection() as conn:
-        check_symbols(conn, request)
+        check_known_symbols(conn, request)
     log.info(
         "Backfill of %s bars %s..%s on %s%s%s",
         request.timeframe,
@@ -203,14 +200,15 @@ def collect_gap(
 ) -> list[GapOutcomePayload]:
     """Fill the gaps of a group's symbols, one after another on one connection.
 
-    Every symbol has its try; then PermanentFailure, or CollectionFailed when a retry may help,
+    Every symbol has its try; then PermanentError, or CollectionError when a retry may help,
     naming each symbol that failed. A retry plans each symbol's gaps afresh: what is stored is
     not asked again.
     """
-    from ibkr_market_data.collect import CollectionFailed, SymbolOutcome
+    from ibkr_market_data.attempt import SymbolOutcome
+    from ibkr_market_data.errors import CollectionError
 
     outcomes: list[GapOutcomePayload] = []
-    failures: list[CollectionFailed] = []
+    failures: list[CollectionError] = []
     # Paced: the head timestamp request counts against IB's hard pacing limits like small bars.
     with ib_session(paced=True) as (conn, hook):
         gaps = cast(list[GapPayload], repository.planned_group(conn, run, group["index"]))
@@ -228,7 +226,7 @@ def collect_gap(
                     recheck_no_data=gap.get("recheck_no_data", False),
                     tf=TIMEFRAMES[gap.get("timeframe", DAILY.name)],
                 )
-            except CollectionFailed as exc:
+            except CollectionError as exc:
                 failures.append(exc)
                 continue
             outcomes.append(outcome.to_dict())
@@ -236,7 +234,7 @@ def collect_gap(
             if len(gaps) == 1:
                 raise failures[0]
             reasons = "; ".join(f"{failure.outcome.symbol}: {failure.outcome.reason}" for failure in failures)
-            raise CollectionFailed(
+            raise CollectionError(
                 SymbolOutcome(
                     group["label"],
                     AttemptStatus.FAILED,
@@ -281,10 +279,10 @@ def fill_symbol_gaps(
     for settled ones. When IB's head timestamp could not be asked (an error, not "no data"), the
     sessions left without bars are recorded nowhere: the next backfill asks for them again.
 
-    Airflow-agnostic: takes an open connection and hook. Raises CollectionFailed from
+    Airflow-agnostic: takes an open connection and hook. Raises CollectionError from
     ``collect_target`` on a failed request; what earlier requests stored stays stored.
     """
-    from ibkr_market_data.collect import collect_target
+    from ibkr_market_data.attempt import collect_target
 
     gaps = _fresh_gaps(conn, row, start, end, now, recheck_no_data, tf)
     outcome = GapOutcome(row.symbol)
@@ -446,7 +444,7 @@ def summarize(
 ) -> dict[str, int]:
     """Counts per status and what the run did; the data-quality checks over the range of each symbol with gaps.
 
-    PermanentFailure naming failed or unfinished symbols and data-quality errors first found; also
+    PermanentError naming failed or unfinished symbols and data-quality errors first found; also
     when an upstream task failed: no checked request, or no gaps found.
     """
     if request_data is None:

@@ -13,38 +13,35 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import DAILY_BAR_SIZE
-from ibkr_market_data.grouping import group_items, in_flight_per_connection, max_mapped_tasks
-from ibkr_market_data.payloads import GroupOutcomePayload, PlannedGroupPayload, TargetPayload
-from ibkr_market_data.planning import (
+from ibkr_market_data.daily_plan import (
     CollectionTarget,
     StoredState,
     lookback_start,
     plan_daily,
     session_timestamp,
 )
+from ibkr_market_data.errors import InvalidRunParamError
+from ibkr_market_data.grouping import group_items, in_flight_per_connection, max_mapped_tasks
+from ibkr_market_data.payloads import GroupOutcomePayload, PlannedGroupPayload, TargetPayload
 from ibkr_market_data.repository import AttemptStatus, RunContext
-from ibkr_market_data.run_dates import InvalidRunParamError, check_trading_date, resolve_trading_date
+from ibkr_market_data.run_dates import check_trading_date, resolve_trading_date
 from ibkr_market_data.settings import (
     CLOSE_DELAY_MINUTES,
     DAILY_LOOKBACK_SESSIONS,
     IBKR_POOL_SLOTS,
     MAX_LOOKBACK_SESSIONS,
 )
-from ibkr_market_data.tasks.common import (
-    MinuteSessions,
+from ibkr_market_data.tasks.database import market_connection, stored_sessions
+from ibkr_market_data.tasks.ib_session import ib_session
+from ibkr_market_data.tasks.params import (
     as_name_list,
     check_quality_settings,
-    ib_session,
-    log_dry_run,
-    market_connection,
     select_wanted_symbols,
     selected_exchanges,
     selected_timeframe,
-    stored_sessions,
-    summarize_run,
     timeframes_of,
-    upstream_failed,
 )
+from ibkr_market_data.tasks.summaries import MinuteSessions, log_dry_run, summarize_run, upstream_failed
 
 if TYPE_CHECKING:
     import psycopg
@@ -196,9 +193,9 @@ def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[T
 def collect(group: PlannedGroupPayload, run: RunContext) -> GroupOutcomePayload:
     """Collect one planned group's targets (one alone, or concurrently over one connection).
 
-    Raises PermanentFailure or CollectionFailed (retryable) once every symbol had its try.
+    Raises PermanentError or CollectionError (retryable) once every symbol had its try.
     """
-    from ibkr_market_data.collect import collect_group, collect_target
+    from ibkr_market_data.attempt import collect_group, collect_target
 
     with ib_session() as (conn, ibkr):
         items = cast(list[TargetPayload], repository.planned_group(conn, run, group["index"]))
@@ -228,7 +225,7 @@ def summarize(
 ) -> dict[str, int]:
     """Counts per status for the run; the data-quality checks over the sessions each symbol was asked for.
 
-    Raises PermanentFailure naming the symbols that failed, the data-quality errors first found, or that were planned but have no
+    Raises PermanentError naming the symbols that failed, the data-quality errors first found, or that were planned but have no
     outcome (their task never ran to the end: a lost worker, a missing pool); and when an upstream
     task failed, so there is no date (``trading_date`` None) or no plan (``targets`` None).
     """

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from ibkr_market_data import calendars
+from ibkr_market_data.errors import UnknownExchangeError
 
 UNIVERSE_FILES = ("asx200.csv", "nasdaq100.csv", "etfs.csv")
 COLUMNS = (
@@ -131,7 +132,7 @@ def _parse_row(
         raise ValueError(f"{where}: column 'currency' is {values['currency']!r}, not a 3-letter code")
     try:
         calendars.calendar_code(values["primary_exchange"])
-    except calendars.UnknownExchangeError as exc:
+    except UnknownExchangeError as exc:
         # Its sessions could never be named: refused here, not skipped by every run.
         raise ValueError(f"{where}: column 'primary_exchange': {exc}") from None
     return UniverseSymbol(

@@ -13,6 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from ibkr_market_data import alerts, repository
+from ibkr_market_data.errors import AlertDeliveryError
 from tests.fixtures.airflow_stack import free_port
 from tests.integration.operations.conftest import D14, DAILY, HttpSink, insert_attempt, insert_bar
 
@@ -106,9 +107,7 @@ def test_without_a_channel_the_alert_is_logged(monkeypatch, caplog):
 
 def test_a_refusing_webhook_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", f"http://127.0.0.1:{free_port()}/hook")
-    with pytest.raises(
-        alerts.AlertDeliveryError, match="Webhook market_data_alerts_webhook refused the alert"
-    ):
+    with pytest.raises(AlertDeliveryError, match="Webhook market_data_alerts_webhook refused the alert"):
         alerts.send_alert("subject", "text")
 
 
@@ -129,7 +128,7 @@ def test_a_dead_smtp_server_does_not_keep_the_alert_from_the_webhook(http_sink, 
             }
         ),
     )
-    with pytest.raises(alerts.AlertDeliveryError, match="not delivered: email through smtp_default"):
+    with pytest.raises(AlertDeliveryError, match="not delivered: email through smtp_default"):
         alerts.send_alert("subject", "text")
     assert [payload["text"] for _, payload in http_sink.posts] == ["*subject*\ntext"]
 

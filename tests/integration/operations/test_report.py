@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
-from ibkr_market_data import report, repository
+from ibkr_market_data import cli, repository
 from tests.integration.operations.conftest import DAILY
 
 
 def test_report_prints_coverage_failures_and_metrics(week, market_db, db_conn, capsys):
     repository.record_run_metrics(db_conn, DAILY, "scheduled__2025-01-15")
     db_conn.commit()
-    code = report.main(
-        ["--from", "2025-01-13", "--to", "2025-01-20"], connect=lambda: psycopg.connect(market_db)
-    )
+    code = cli.main(["report", "--from", "2025-01-13", "--to", "2025-01-20"])
     assert code == 0
     out = capsys.readouterr().out
     assert "Market data 2025-01-13..2025-01-20: 6 trading dates" in out
@@ -39,7 +36,8 @@ def test_report_prints_coverage_failures_and_metrics(week, market_db, db_conn, c
         (["--to", "soon"], "error: 'TO' must be a date as YYYY-MM-DD"),
     ],
 )
-def test_bad_dates_are_one_error_line_and_exit_2(argv, message, capsys):
-    assert report.main(argv, connect=lambda: pytest.fail("no database for bad input")) == 2
+def test_bad_dates_are_one_error_line_and_exit_2(argv, message, capsys, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_DB", "postgresql://nobody@127.0.0.1:1/none")
+    assert cli.main(["report", *argv]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(message) and captured.err.count("\n") == 1 and captured.out == ""

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 from ibkr_market_data import calendars
 from ibkr_market_data.bars import DAILY_BAR_SIZE
+from ibkr_market_data.daily_plan import CollectionTarget, Skip, daily_target, intraday_target, split_windows
+from ibkr_market_data.errors import InvalidRunParamError, UnknownExchangeError
 from ibkr_market_data.payloads import BackfillRequestPayload
-from ibkr_market_data.planning import CollectionTarget, Skip, daily_target, intraday_target, split_windows
 from ibkr_market_data.repository import SymbolRow
-from ibkr_market_data.run_dates import InvalidRunParamError
 from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, Timeframe
 
 #: The longest window one request may cover: ``365 D`` is IB's longest duration in days.
@@ -102,7 +102,7 @@ class BackfillRange:
         )
 
 
-def check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
+def check_backfill_range(start: dt.date, end: dt.date, today: dt.date) -> None:
     """Refuse a range no request should be sent for; the message names the param and the fix.
 
     The earliest date is where the exchange calendars we ship start: IB's own daily history goes
@@ -305,7 +305,7 @@ def report_gaps(
                 first_available.get(row.id),
                 max_days=request.tf.max_request_days,
             )
-        except calendars.UnknownExchangeError as exc:
+        except UnknownExchangeError as exc:
             skips.append(Skip(row.id, row.symbol, str(exc)))
         else:
             symbols.append(gaps)

@@ -33,6 +33,7 @@ from ibkr_market_data import calendars
 # The daily bar size and timeframe are defined in bars; the task modules import them from here.
 from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.contracts import ContractSpec
+from ibkr_market_data.errors import UnknownExchangeError
 from ibkr_market_data.payloads import TargetPayload
 from ibkr_market_data.repository import SymbolRow
 from ibkr_market_data.timeframes import (
@@ -306,7 +307,7 @@ def plan_daily(
     for row in symbols:
         try:
             window_or_reason = _window(row, trading_date, stored, now, lookback)
-        except calendars.UnknownExchangeError as exc:
+        except UnknownExchangeError as exc:
             window_or_reason = str(exc)
         if isinstance(window_or_reason, str):
             skips.append(Skip(row.id, row.symbol, window_or_reason))

@@ -6,9 +6,9 @@ import datetime as dt
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import DAILY_TIMEFRAME
-from ibkr_market_data.planning import session_timestamp
+from ibkr_market_data.daily_plan import session_timestamp
 from ibkr_market_data.repository import AttemptStatus, RunContext
-from ibkr_market_data.run_report import SessionCoverage, read_session_coverage
+from ibkr_market_data.run_summary import SessionCoverage, read_session_coverage
 from ibkr_market_data_dev.simulated_ib import stored_bar
 
 #: A Monday both the ASX and the US trade.

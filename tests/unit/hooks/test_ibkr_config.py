@@ -7,13 +7,9 @@ import re
 import pytest
 from airflow.sdk import Connection
 
+from ibkr_market_data.errors import IbkrConfigError
 from ibkr_market_data.hooks.ibkr import IbkrHook
-from ibkr_market_data.hooks.ibkr_config import (
-    MAX_API_CLIENTS,
-    IbkrConfigError,
-    IbkrConnectionConfig,
-    MarketDataType,
-)
+from ibkr_market_data.hooks.ibkr_config import MAX_API_CLIENTS, IbkrConnectionConfig, MarketDataType
 from ibkr_market_data.provider import CONN_FIELDS, PLACEHOLDERS, get_provider_info
 from tests.conftest import REPO
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from bench.render import markdown
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+BENCH = Path(__file__).resolve().parents[3] / "bench"
 
 
 def test_the_committed_markdown_renders_from_the_committed_figures() -> None:

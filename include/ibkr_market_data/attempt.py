@@ -1,6 +1,6 @@
 """Collecting one target: request its bars from IB and store them with their log row, atomically.
 
-Airflow-agnostic: the DAG's task turns ``CollectionFailed`` into a retry or a final failure.
+Airflow-agnostic: the DAG's task turns ``CollectionError`` into a retry or a final failure.
 Each attempt is one ``collection_logs`` row: ``pending`` is committed first, so a worker that dies
 mid-request leaves a visible trace; the bars and the final status commit in one transaction.
 """
@@ -19,15 +19,16 @@ import psycopg
 from psycopg import Connection
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import (
-    Bar,
-    BrokenBarsError,
-    InvalidBarError,
-    latest_per_timestamp,
-)
+from ibkr_market_data.bars import Bar, latest_per_timestamp
 from ibkr_market_data.contracts import ContractSpec
-from ibkr_market_data.errors import IbkrError, IbkrNoDataError
-from ibkr_market_data.planning import ALREADY_COLLECTED, CollectionTarget, session_timestamp
+from ibkr_market_data.daily_plan import ALREADY_COLLECTED, CollectionTarget, session_timestamp
+from ibkr_market_data.errors import (
+    BrokenBarsError,
+    CollectionError,
+    IbkrError,
+    IbkrNoDataError,
+    InvalidBarError,
+)
 from ibkr_market_data.repository import AttemptStatus, RunContext
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,6 @@ class SymbolOutcome:
     bars_revised: int = 0
     reason: str | None = None
     error_code: int | None = None
-
-
-class CollectionFailed(Exception):
-    """The symbol failed; ``retryable`` says whether another try may succeed."""
-
-    def __init__(self, outcome: SymbolOutcome, retryable: bool) -> None:
-        super().__init__(f"{outcome.symbol}: {outcome.reason}")
-        self.outcome = outcome
-        self.retryable = retryable
 
 
 class BarSource(Protocol):
@@ -75,7 +67,7 @@ def collect_target(
     store: BarStore | None = None,
     record_absent: bool = False,
 ) -> SymbolOutcome:
-    """Fetch and store ``target``'s bars; returns the outcome or raises CollectionFailed.
+    """Fetch and store ``target``'s bars; returns the outcome or raises CollectionError.
 
     ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``,
     which records changed bars in ``bar_revisions``. ``record_absent``: sessions of the window IB
@@ -131,7 +123,7 @@ def collect_group(
 
     Each symbol is its own attempt (``collect_target_async``), judged against what the group's
     symbols had stored when this try began (one query for the group). Every symbol has its try before
-    anything is raised: then CollectionFailed for the group, retryable when any failure is, naming
+    anything is raised: then CollectionError for the group, retryable when any failure is, naming
     each failed symbol. A retry plans again from the database: stored symbols send nothing.
     """
 
@@ -156,7 +148,7 @@ def collect_group(
 
     results = hook.run_async(collect_all)
     outcomes = [result for result in results if isinstance(result, SymbolOutcome)]
-    failures = [result for result in results if isinstance(result, CollectionFailed)]
+    failures = [result for result in results if isinstance(result, CollectionError)]
     unexpected = [
         result for result in results if isinstance(result, BaseException) and result not in failures
     ]
@@ -165,7 +157,7 @@ def collect_group(
         raise unexpected[0]
     if failures:
         reasons = "; ".join(f"{failure.outcome.symbol}: {failure.outcome.reason}" for failure in failures)
-        raise CollectionFailed(
+        raise CollectionError(
             SymbolOutcome(
                 label,
                 AttemptStatus.FAILED,
@@ -245,7 +237,7 @@ def _finish_attempt(
     store: BarStore | None,
     record_absent: bool,
 ) -> SymbolOutcome:
-    """Store what the request brought and the attempt's outcome in one transaction; raise CollectionFailed on failure."""
+    """Store what the request brought and the attempt's outcome in one transaction; raise CollectionError on failure."""
     timeframe = target.timeframe.name
     first, last = target.first_session_date, target.session_date
     broken: BrokenBarsError | None = None
@@ -297,7 +289,7 @@ def _finish_attempt(
         log.warning(
             "%s %s: stored %d good bars, failed: %s", target.label, last, partly.stored, partly.broken
         )
-        raise CollectionFailed(
+        raise CollectionError(
             SymbolOutcome(
                 target.label,
                 AttemptStatus.FAILED,
@@ -331,7 +323,7 @@ def _finish_attempt(
         retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
         _record_failure(conn, log_id, exc, code, requests_sent, request_seconds)
         log.warning("%s %s: failed (%s): %s", target.label, last, "will retry" if retryable else "final", exc)
-        raise CollectionFailed(
+        raise CollectionError(
             SymbolOutcome(target.label, AttemptStatus.FAILED, reason=str(exc), error_code=code), retryable
         ) from exc
     log.info(
@@ -411,7 +403,7 @@ def _record_absent(
     conn: Connection, target: CollectionTarget, timeframe: str, received: set[dt.date], run: RunContext
 ) -> None:
     """Record the window's sessions that IB sent no bar for and that have none stored."""
-    from ibkr_market_data.backfill import NO_DATA_FROM_IB
+    from ibkr_market_data.backfill_plan import NO_DATA_FROM_IB
 
     if target.session_dates is not None and received.issuperset(target.session_dates):
         return  # a bar for every session: nothing can be absent (and nothing to ask the database)

@@ -26,7 +26,7 @@ class Failure(NamedTuple):
 
 
 @dataclass(frozen=True)
-class RunReport:
+class RunSummary:
     dag_id: str
     run_id: str
     counts: dict[str, int]  # symbols per latest status
@@ -43,21 +43,23 @@ class RunReport:
         """One sentence per kind of problem (failed symbols, unfinished ones); empty when the run is fine."""
         found = []
         if self.failures:
-            found.append(f"{len(self.failures)} symbols failed: {names(f.symbol for f in self.failures)}")
+            found.append(
+                f"{len(self.failures)} symbols failed: {short_list(f.symbol for f in self.failures)}"
+            )
         if self.unfinished:
             found.append(
-                f"{len(self.unfinished)} {unfinished_label} have no outcome: {names(self.unfinished)}"
+                f"{len(self.unfinished)} {unfinished_label} have no outcome: {short_list(self.unfinished)}"
             )
         return found
 
 
-def read_run_report(
+def read_run_summary(
     conn: psycopg.Connection,
     dag_id: str,
     run_id: str,
     planned: Mapping[int, str] | None = None,
     still_missing: Collection[int] = (),
-) -> RunReport:
+) -> RunSummary:
     """The report of run ``run_id`` of ``dag_id``; ``planned`` (symbol id -> symbol) finds the unfinished ones.
 
     Without ``planned`` no symbol counts as unfinished: only the run's plan knows what it meant to do.
@@ -67,7 +69,7 @@ def read_run_report(
     finished = repository.symbols_with_outcome(conn, dag_id, run_id) if planned else set()
     failed_ids = repository.symbols_failed(conn, dag_id, run_id) if still_missing else set()
     finished -= set(still_missing) - failed_ids
-    return RunReport(
+    return RunSummary(
         dag_id=dag_id,
         run_id=run_id,
         counts=repository.run_summary(conn, dag_id, run_id),
@@ -110,7 +112,7 @@ def read_session_coverage(conn: psycopg.Connection, dag_id: str, run_id: str) ->
     return sessions
 
 
-def names(symbols: Iterable[str], limit: int = 20) -> str:
+def short_list(symbols: Iterable[str], limit: int = 20) -> str:
     """``A, B, C and 12 more``: symbol lists for log lines and errors."""
     listed = list(symbols)
     more = f" and {len(listed) - limit} more" if len(listed) > limit else ""

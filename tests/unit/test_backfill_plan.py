@@ -5,19 +5,19 @@ import datetime as dt
 import pytest
 
 from ibkr_market_data import calendars
-from ibkr_market_data.backfill import (
+from ibkr_market_data.backfill_plan import (
     MAX_REQUEST_DAYS,
     BackfillRange,
     GapReport,
     SessionRun,
-    check_range,
+    check_backfill_range,
     plan_requests,
     report_gaps,
     request_targets,
     symbol_gaps,
 )
+from ibkr_market_data.errors import InvalidRunParamError
 from ibkr_market_data.repository import SymbolRow
-from ibkr_market_data.run_dates import InvalidRunParamError
 from ibkr_market_data.tasks.backfill import check_params
 
 NOW = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
@@ -197,7 +197,7 @@ def test_runs_further_apart_than_one_window_get_a_request_each():
 )
 def test_a_bad_range_is_refused_naming_the_param(start, end, message):
     with pytest.raises(InvalidRunParamError, match=message):
-        check_range(d(start), d(end), today=d("2025-07-01"))
+        check_backfill_range(d(start), d(end), today=d("2025-07-01"))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from ibkr_market_data.planning import (
+from ibkr_market_data.daily_plan import (
     ALREADY_COLLECTED,
     StoredState,
     lookback_sessions,

@@ -1,45 +1,37 @@
-"""``make report FROM= TO=``: coverage, failures and run metrics of a date range, in the terminal.
-
-``python -m ibkr_market_data.report [--from YYYY-MM-DD] [--to YYYY-MM-DD]`` on the configured
-``market_data_db`` connection (default range: the last 30 trading dates). Exit 0 with the report,
-2 with one ``error:`` line on bad input.
-"""
+"""Render coverage, failures and run metrics of a date range as text: the ``report`` command of ``cli``."""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import sys
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from ibkr_market_data import coverage, repository
-from ibkr_market_data.cli import BadInput
-from ibkr_market_data.run_dates import InvalidRunParamError, parse_date_param
+from ibkr_market_data.errors import BadInputError, InvalidRangeError, InvalidRunParamError
+from ibkr_market_data.run_dates import parse_date_param
 
 if TYPE_CHECKING:
     import psycopg
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="make report", description=__doc__.splitlines()[0])
-    parser.add_argument("--from", dest="start", help="first trading date, YYYY-MM-DD")
-    parser.add_argument("--to", dest="end", help="last trading date, YYYY-MM-DD")
-    return parser
-
-
 def parse_range(start: str | None, end: str | None, today: dt.date) -> tuple[dt.date | None, dt.date]:
+    """Return the report's first date (None: the default range) and last date, or raise BadInputError."""
     try:
         first = parse_date_param(start, "FROM")
         last = parse_date_param(end, "TO") or today
     except InvalidRunParamError as exc:
-        raise BadInput(str(exc).replace("Param ", "")) from None
+        raise BadInputError(str(exc).replace("Param ", "")) from None
     if first is not None:
         try:
-            coverage.check_range(first, last)
-        except coverage.InvalidRangeError as exc:
-            raise BadInput(str(exc).replace("'from'", "FROM").replace("'to'", "TO")) from None
+            coverage.check_report_range(first, last)
+        except InvalidRangeError as exc:
+            raise BadInputError(str(exc).replace("'from'", "FROM").replace("'to'", "TO")) from None
     return first, last
+
+
+def default_start(conn: psycopg.Connection, end: dt.date) -> dt.date:
+    """Return the first of the last 30 trading dates up to ``end`` of the exchanges with active symbols."""
+    exchanges = coverage.known_exchanges(row[0] for row in repository.active_symbol_counts(conn))
+    return coverage.default_range(exchanges or ["NYSE"], end)[0]
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -47,6 +39,7 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) -> None:
+    """Write the report of ``start``..``end`` to ``out``."""
     rows = coverage.coverage(conn, start, end)
     dates = sorted({row.date for row in rows})
     print(f"Market data {start}..{end}: {len(dates)} trading dates", file=out)
@@ -109,27 +102,3 @@ def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) 
             f"{_number(row['latency_p95']):>8}{row['retries']:>8}{_number(wall, 1):>9}{row['failed']:>7}",
             file=out,
         )
-
-
-def main(argv: Sequence[str] | None = None, connect: Callable[[], psycopg.Connection] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        start, end = parse_range(args.start, args.end, dt.datetime.now(dt.UTC).date())
-    except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from ibkr_market_data.tasks.common import open_market_connection
-
-    conn = (connect or open_market_connection)()
-    try:
-        if start is None:
-            exchanges = coverage.known_exchanges(row[0] for row in repository.active_symbol_counts(conn))
-            start = coverage.default_range(exchanges or ["NYSE"], end)[0]
-        render(conn, start, end, sys.stdout)
-    finally:
-        conn.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

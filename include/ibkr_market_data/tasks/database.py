@@ -1,0 +1,66 @@
+"""Open the market-data database for a task, and read which sessions are stored whole."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, cast
+
+from ibkr_market_data import repository
+from ibkr_market_data.settings import MARKET_DATA_CONN_ID
+
+if TYPE_CHECKING:
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from ibkr_market_data.repository import SymbolRow
+    from ibkr_market_data.timeframes import Timeframe
+
+log = logging.getLogger(__name__)
+
+
+def market_db() -> PostgresHook:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID)
+
+
+def open_market_connection() -> psycopg.Connection:
+    """A new connection to the market-data database; the caller closes it."""
+    # The provider types get_conn() as a psycopg2 / psycopg 3 union; this deployment runs psycopg 3.
+    return cast("psycopg.Connection", market_db().get_conn())
+
+
+@contextmanager
+def market_connection() -> Iterator[psycopg.Connection]:
+    """A connection to the market-data database (psycopg 3), closed on exit; the caller commits."""
+    conn = open_market_connection()
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def stored_sessions(
+    conn: psycopg.Connection, tf: Timeframe, rows: Sequence[SymbolRow], start: dt.date, end: dt.date
+) -> dict[int, set[dt.date]]:
+    """Per symbol, the sessions from ``start`` to ``end`` whose ``tf`` bars are stored whole.
+
+    Daily: the session's bar. Intraday: as many bars as the exchange's schedule holds that day,
+    early closes included; a symbol whose exchange has no calendar has none.
+    """
+    from ibkr_market_data import calendars
+    from ibkr_market_data.daily_plan import complete_sessions
+
+    ids = [row.id for row in rows]
+    if not tf.intraday:
+        return repository.existing_bar_dates(conn, ids, tf.name, start, end)
+    zones = {
+        row.id: calendars.time_zone(row.primary_exchange)
+        for row in rows
+        if row.primary_exchange.upper() in calendars.CALENDAR_CODES
+    }
+    counts = repository.session_bar_counts(conn, zones, tf.name, start, end)
+    return complete_sessions(rows, tf, counts)
