@@ -55,7 +55,7 @@ def tree_pids(root_pid: int) -> set[int]:
 
 
 def cpu_seconds(pids: set[int]) -> float:
-    """user + system of ``pids``, with what each collected from its reaped children."""
+    """User + system of ``pids``, with what each collected from its reaped children."""
     total = 0.0
     for pid in pids:
         try:

@@ -126,7 +126,6 @@ def collect_group(
     anything is raised: then CollectionError for the group, retryable when any failure is, naming
     each failed symbol. A retry plans again from the database: stored symbols send nothing.
     """
-
     stored = _stored_sessions(conn, targets)
     no_bars: dict[dt.date, int] = {}
 

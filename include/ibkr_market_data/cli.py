@@ -61,7 +61,8 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
     """The run's outcome per symbol, its failures and data-quality findings, and what is now stored
-    for the sessions it collected."""
+    for the sessions it collected.
+    """
     from ibkr_market_data import repository
     from ibkr_market_data.run_summary import read_run_summary, read_session_coverage
 

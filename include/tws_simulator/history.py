@@ -185,7 +185,8 @@ LONGEST_INTRADAY_DURATIONS: dict[int, str] = _longest_intraday_durations()
 
 def check_duration(query: HistoryQuery) -> None:
     """Raise :class:`InvalidRequest` (162 "Time length exceed max.") if ``query`` spans longer than
-    IB allows for its bar size; daily bars may span any duration."""
+    IB allows for its bar size; daily bars may span any duration.
+    """
     if query.bar_seconds is None:
         return
     allowed = _duration_seconds(LONGEST_INTRADAY_DURATIONS[query.bar_seconds])
@@ -367,7 +368,8 @@ def format_answer(
 ) -> HistoryAnswer:
     """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault),
     of every bar, or of the first one only with ``corrupt_first``. ``defects`` (``DATA_DEFECTS``)
-    are valid bars with wrong data, as the quality checks look for."""
+    are valid bars with wrong data, as the quality checks look for.
+    """
     bars = with_defects(bars, defects)
     trades = query.what_to_show in TRADE_TYPES
     zone = ZoneInfo(contract.time_zone_id) if query.bar_seconds is not None else None

@@ -279,7 +279,8 @@ def _split_bar(
 
 def _drift(start_price: int, count: int, low: int, high: int, step: float, draws: random.Random) -> list[int]:
     """``count + 1`` points of a random walk from ``start_price``, up to ``step / 2`` ticks a move,
-    within ``[low, high]``."""
+    within ``[low, high]``.
+    """
     points = [start_price]
     price = float(start_price)
     for _ in range(count):
@@ -396,7 +397,8 @@ class _SessionPath:
 
     def aggregated(self, bar_seconds: int) -> list[_Row]:
         """Bars of ``bar_seconds`` (a multiple of the slots' length), each the aggregate of the
-        slots it spans: open of the first, close of the last, highest high, lowest low, summed volume."""
+        slots it spans: open of the first, close of the last, highest high, lowest low, summed volume.
+        """
         starts, midnight = self.starts, self.midnight
         total = len(starts)
         rows: list[_Row] = []
@@ -673,7 +675,8 @@ class MarketModel:
 
     def _path(self, symbol: str, session: dt.date, slot_seconds: int, extended: bool) -> _SessionPath:
         """The regular session of ``session`` in hours or minutes (``slot_seconds``), which add up
-        to the daily bar; with ``extended``, the pre- and post-market minutes around them."""
+        to the daily bar; with ``extended``, the pre- and post-market minutes around them.
+        """
         if not extended:
             return self._hours(symbol, session) if slot_seconds == _HOUR else self._minutes(symbol, session)
         regular = self._path_cached(symbol, session, slot_seconds, False)
@@ -687,7 +690,8 @@ class MarketModel:
 
     def _hours(self, symbol: str, session: dt.date) -> _SessionPath:
         """The daily bar split into the hours of its regular session (cut at the hour from local
-        midnight: NASDAQ's first runs 09:30-10:00), more volume near the open and the close."""
+        midnight: NASDAQ's first runs 09:30-10:00), more volume near the open and the close.
+        """
         contract = self.contract(symbol)
         daily = self.daily_bar(symbol, session)
         index = self.session_index(contract)
@@ -761,7 +765,8 @@ def _noisy_weight(start: float, end: float, draws: random.Random) -> int:
 
 def _volume_weight(start: float, end: float, rth_open: float, rth_close: float, noise: float) -> int:
     """How much of the session's volume ``[start, end)`` trades, relative to its other slots:
-    trading is busiest just after the open and just before the close."""
+    trading is busiest just after the open and just before the close.
+    """
     at = ((start + end) / 2 - rth_open) / (rth_close - rth_open)
     intensity = 0.7 + 1.8 * math.exp(-12 * at) + 1.2 * math.exp(-15 * (1 - at))
     return int((end - start) / _MINUTE * intensity * noise * 2**20) + 1
@@ -772,7 +777,8 @@ def _drifting_minutes(
 ) -> _SessionPath:
     """Extended-hours minutes of ``[start, end)`` beside the ``regular`` ones: drifting back from
     the daily open (``backwards``, pre-market) or on from the daily close, within the daily high
-    and low, each trading a small share (``_EXTENDED_VOLUME_SHARE``) of a regular minute's volume."""
+    and low, each trading a small share (``_EXTENDED_VOLUME_SHARE``) of a regular minute's volume.
+    """
     low, high = min(regular.lows), max(regular.highs)
     step = max(1.0, (high - low) * 0.02)
     regular_seconds = regular.end - regular.starts[0]

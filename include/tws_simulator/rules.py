@@ -60,7 +60,8 @@ class PacingLimits:
 @dataclass(frozen=True)
 class PacedRequest:
     """What the small-bar rules compare: ``identity`` for the identical-request rule,
-    ``contract_key`` (contract, exchange, whatToShow) for the per-contract rule."""
+    ``contract_key`` (contract, exchange, whatToShow) for the per-contract rule.
+    """
 
     identity: Hashable
     contract_key: Hashable

@@ -220,7 +220,8 @@ def test_a_failed_head_timestamp_records_nothing_so_the_next_backfill_asks_again
 
     class HeadTimestampRefused:
         """The real hook, except that IB refuses its head timestamp request (the simulator's faults
-        cannot tell a head timestamp from the historical request before it)."""
+        cannot tell a head timestamp from the historical request before it).
+        """
 
         def __init__(self, hook):
             self.hook = hook

@@ -1,5 +1,6 @@
 """Data-quality checks in real runs: defects the simulator injects are found, recorded, and resolved
-when IB answers right again; clean data raises nothing."""
+when IB answers right again; clean data raises nothing.
+"""
 
 import datetime as dt
 

@@ -1,5 +1,6 @@
 """Each IB fault against a collect task whose symbols already have good bars: those bars stay exactly
-as they were, and the fault's session arrives by the task's own retries."""
+as they were, and the fault's session arrives by the task's own retries.
+"""
 
 import datetime as dt
 

@@ -1,6 +1,7 @@
 """Hostile names (quotes, SQL, NUL, very long, any unicode) against the real market-data database:
 every value is bound, so a query with them finds nothing, changes nothing and raises nothing but the
-named param error."""
+named param error.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """A daily run whose connections carry passwords: no log line (task logs, the dag.test output, the
-CLI's report) shows a password or a URI with credentials."""
+CLI's report) shows a password or a URI with credentials.
+"""
 
 from __future__ import annotations
 

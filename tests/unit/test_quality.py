@@ -68,7 +68,8 @@ def test_a_drop_to_a_third_is_a_spike_too():
 
 def test_a_move_the_revised_history_shares_is_a_corporate_action_not_a_spike():
     """A 2:1 split: IB adjusts its history, the run's lookback re-fetches the last five sessions
-    (four revised by 0.5, the newest new), the older stored bars keep the old basis."""
+    (four revised by 0.5, the newest new), the older stored bars keep the old basis.
+    """
     bars = walk()
     for position in range(-5, 0):
         bars = with_close(bars, position, Decimal("0.5"))

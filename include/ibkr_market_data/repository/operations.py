@@ -32,7 +32,8 @@ def _day_bounds(start: dt.date, end: dt.date) -> dict[str, object]:
 
 def _without_jit(cursor: Cursor) -> None:
     """Turn PostgreSQL's JIT off for this transaction: the range queries' plans are costed high enough
-    to trigger it, and compiling took ~0.45 s of a ~0.06 s query (measured on a year of 5,000 symbols)."""
+    to trigger it, and compiling took ~0.45 s of a ~0.06 s query (measured on a year of 5,000 symbols).
+    """
     cursor.execute("SET LOCAL jit = off")
 
 
@@ -121,7 +122,8 @@ def coverage_counts(
 
 def latest_runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs in ``collection_logs`` (within RECENT_RUN_DAYS of the newest attempt): when, how
-    long, and their symbols' latest statuses."""
+    long, and their symbols' latest statuses.
+    """
     with conn.cursor() as cursor:
         _without_jit(cursor)
         cursor.execute(
