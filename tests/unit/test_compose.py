@@ -112,7 +112,31 @@ def test_the_gateway_api_port_is_not_published(compose):
     assert gateway["environment"]["TWS_PASSWORD_FILE"] == "/run/secrets/tws_password"
     assert "TWS_PASSWORD" not in gateway["environment"]
     published = [port for service in compose["services"].values() for port in service.get("ports", [])]
-    assert published == ["${AIRFLOW_PORT:-8080}:8080"]
+    assert published == ["${AIRFLOW_BIND:-127.0.0.1}:${AIRFLOW_PORT:-8080}:8080"]
+
+
+def test_the_ui_is_published_on_loopback_unless_told_otherwise(compose):
+    [port] = compose["services"]["airflow-apiserver"]["ports"]
+    bind = port.split(":-", 1)[1].split("}", 1)[0]
+    assert bind == "127.0.0.1", "the UI answers on this host only by default"
+
+
+def test_no_server_takes_a_password_on_its_command_line(compose):
+    # A long-running process's arguments are readable by every user of the host (ps).
+    for name in LONG_RUNNING:
+        command = compose["services"][name].get("command", "")
+        command = " ".join(command) if isinstance(command, list) else command
+        assert "--requirepass" not in command and "://" not in command, name
+
+
+def test_the_init_service_does_not_hide_a_failure(compose):
+    script = "\n".join(compose["services"]["airflow-init"]["command"])
+    assert "|| true" not in script and "set -euo pipefail" in script
+
+
+def test_credentials_beside_the_compose_file_are_never_committed():
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in ignored and "secrets/" in ignored
 
 
 def _all_environment_values(compose):
