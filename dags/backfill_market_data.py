@@ -1,23 +1,10 @@
-"""
-### Backfill missing daily bars from Interactive Brokers
+"""Backfill the bars missing from `market_data` between `start_date` and `end_date`.
 
-Fills every (symbol, session) pair missing from `market_data` between `start_date` and
-`end_date`, reading each exchange's trading calendar: weekends and that exchange's holidays are
-never missing.
-
-**validate** (dates, exchanges, symbols; nothing is sent on a bad param) → **find_gaps** (logs
-the gap report: missing sessions, contiguous runs, the requests to send; the plan goes to
-`planned_groups`) → **collect_gap** (one
-mapped task per symbol with gaps, or per group of them filled one after another when there are
-more than `IBKR_MAX_MAPPED_TASKS`, in the `ibkr` pool: one `N D` request per run of missing
-sessions, neighbouring runs sharing a request when one window of at most 365 days covers them) →
-**summary**.
-
-Sessions IB has no bar for (before a listing, or no trades) are recorded in `no_data_sessions`
-and never asked for again; a symbol's first available date comes from IB's head timestamp.
-Stored bars a request returns again are compared: a changed bar is replaced and logged in
-`bar_revisions`. `dry_run` logs the report and the requests and sends nothing. Every symbol's
-outcome is a row in `collection_logs`. From a shell: `make backfill FROM=2025-01-01 TO=2025-12-31`.
+**validate** (nothing is sent on a bad param) → **find_gaps** (the gap report and the requests) →
+**collect_gap** (mapped per symbol with gaps, in the `ibkr` pool) → **summary**. Exchange calendars
+decide what is missing; sessions IB has no bar for go to `no_data_sessions`, changed bars to
+`bar_revisions`. `dry_run` sends nothing. From a shell: `make backfill FROM=2025-01-01 TO=2025-12-31`.
+See docs/backfill.md.
 """
 
 from __future__ import annotations
@@ -73,6 +60,8 @@ if TYPE_CHECKING:
     },
 )
 def backfill_market_data():
+    """Wire the backfill: validate, find_gaps, collect_gap per group, summary."""
+
     @task
     def validate() -> BackfillRequestPayload:
         from ibkr_market_data.tasks import backfill

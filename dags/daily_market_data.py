@@ -1,23 +1,10 @@
-"""
-### Daily market data from Interactive Brokers
+"""Collect every active symbol's bars for one trading date from Interactive Brokers.
 
-One run per trading date, 30 minutes after the last close among ASX and the US exchanges trading
-that day. Each run collects every active symbol's daily bar for that session:
-
-**resolve_date** → **plan** (active symbols minus those already stored: the dedupe check; the
-groups go to `planned_groups`, and each mapped task is handed only its group's index) →
-**collect** (mapped in the `ibkr` pool: one task per symbol, or per group of symbols collected
-concurrently over one connection when the run has more than `IBKR_MAX_MAPPED_TASKS`) → **summary**
-(counts per status, and the data-quality checks over what was collected: `data_quality_issues`).
-
-Trigger it by hand with a `date` (default: the latest completed trading date, by the schedule's
-close-plus-delay rule), a `dry_run` that only logs what it would request, a `priority`, `exchanges`
-or `symbols` filter, and a `timeframe` (`configured`: daily bars for all, and the intraday ones of
-`IBKR_INTRADAY_TIMEFRAMES` for the high-priority symbols; or one of `1day`, `1hour`, `5min`,
-`1min` for every selected symbol). Intraday bars are stamped with their start in UTC; a session
-counts as stored with every bar of its exchange's schedule. Each symbol is judged over its last `lookback_sessions` sessions: missing ones
-are healed and stored ones re-fetched and compared in the one request it sends. A rerun of a date
-requests nothing that is already stored. Every attempt is a row in `collection_logs`.
+One run per trading date, 30 minutes after the last close among the exchanges trading it:
+**resolve_date** → **plan** (what is missing over each symbol's lookback window) → **collect**
+(mapped, in the `ibkr` pool) → **summary** (counts per status, data-quality checks). A rerun requests
+nothing already stored; every attempt is a row in `collection_logs`. Trigger by hand with a `date`,
+`dry_run`, filters and a `timeframe`. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -84,6 +71,8 @@ if TYPE_CHECKING:
     },
 )
 def daily_market_data():
+    """Wire the daily run: resolve_date, plan, collect per group, summary."""
+
     @task
     def resolve_date() -> str:
         from ibkr_market_data.tasks import daily

@@ -1,11 +1,8 @@
-"""
-### Market-data freshness watchdog
+"""Alert once when a trading date is still incomplete after its close plus a delay, and once on recovery.
 
-Every 15 minutes: is each trading date of the last week complete by its close plus the configured
-delay (`IBKR_FRESHNESS_DELAY_MINUTES`, default 180)? A gap alerts once, even if no run failed (a
-paused DAG, a dead scheduler, a run stuck in a pool), and says once when it has recovered. What was
-announced is kept in `freshness_alerts`. Alerts go to the `smtp_default` and
-`market_data_alerts_webhook` connections that exist.
+Runs every 15 minutes over the last week (delay: `IBKR_FRESHNESS_DELAY_MINUTES`, default 180), so a
+paused DAG or a dead scheduler that no failed run reports is caught. Announced gaps are kept in
+`freshness_alerts`. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -40,6 +37,8 @@ WATCHDOG_INTERVAL = dt.timedelta(minutes=15)
     },
 )
 def market_data_freshness():
+    """Wire the one task: check_freshness."""
+
     @task
     def check_freshness() -> dict:
         from ibkr_market_data.alerts import watchdog_task

@@ -1,7 +1,6 @@
-"""Mounts the market-data dashboard in Airflow's API server at /market-data and links it from the UI's nav.
+"""Mount the market-data dashboard in Airflow's API server at /market-data and link it from the UI's nav.
 
-The app itself is ``ibkr_market_data.dashboard.app``; every route requires an Airflow user through the
-configured auth manager (locally, ``make run``'s all-admins simple auth manager lets everyone in).
+The app is ``ibkr_market_data.dashboard.app``; every route requires an Airflow user. See docs/operations.md.
 """
 
 from airflow.plugins_manager import AirflowPlugin
@@ -10,6 +9,8 @@ from ibkr_market_data.dashboard.app import URL_PREFIX, create_app
 
 
 class MarketDataDashboardPlugin(AirflowPlugin):
+    """The dashboard app and its link in the UI's Browse menu."""
+
     name = "market_data_dashboard"
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Market data"}]
     external_views = [

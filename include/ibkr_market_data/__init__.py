@@ -1,1 +1,4 @@
-"""Daily market-data collection from Interactive Brokers into PostgreSQL, for Apache Airflow."""
+"""Daily market-data collection from Interactive Brokers into PostgreSQL, for Apache Airflow.
+
+See docs/architecture.md.
+"""

@@ -1,14 +1,7 @@
-"""Alerts: a failed run naming its failed symbols and reasons, and overdue or recovered trading dates.
+"""Send alerts: a failed run with its failed symbols and reasons, overdue or recovered trading dates.
 
-Where an alert goes is configured the Airflow way, by connections; each channel is used when its
-connection exists, and an alert with no channel is logged as a warning.
-
-* **Email** through the smtp provider's ``SmtpNotifier`` on connection ``smtp_default`` (or
-  ``[email] email_conn_id``). Recipients: ``IBKR_ALERT_EMAIL_TO`` (comma-separated), else the
-  connection's ``from_email`` extra (the alert mailbox writing to itself).
-* **Webhook** (Slack-compatible: ``POST {"text": ...}``) to connection ``market_data_alerts_webhook``
-  of type ``http``: ``host`` is the URL, or a host name with ``schema`` ``https``/``http``, ``port``
-  and an ``endpoint`` extra; ``AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK=http://host:port/path`` works too.
+Channels are Airflow connections (email through ``smtp_default``, a Slack-compatible webhook through
+``market_data_alerts_webhook``); with neither, an alert is logged as a warning. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -45,7 +38,7 @@ MAX_LISTED = 50
 
 
 def _connection(conn_id: str) -> AirflowConnection | None:
-    """The connection ``conn_id``, or None when it is not configured anywhere."""
+    """Return the connection ``conn_id``, or None when it is not configured anywhere."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -56,13 +49,20 @@ def _connection(conn_id: str) -> AirflowConnection | None:
 
 
 def smtp_conn_id() -> str:
+    """Return the id of the email connection: ``[email] email_conn_id``, by default ``smtp_default``."""
     from airflow.configuration import conf
 
     return conf.get("email", "email_conn_id", fallback="smtp_default")
 
 
 def webhook_url(conn: AirflowConnection) -> str:
-    """The URL of a webhook connection (see the module docstring for the forms accepted)."""
+    """Return the URL of a webhook connection.
+
+    ``host`` is the whole URL, or a host name completed by ``schema`` (``https``/``http``), ``port``
+    and an ``endpoint`` extra.
+
+    :raises AlertDeliveryError: the connection has no host.
+    """
     host = (conn.host or "").strip()
     if not host:
         raise AlertDeliveryError(f"Connection {conn.conn_id!r} has no host: set it to the webhook's URL")
@@ -82,6 +82,10 @@ def webhook_url(conn: AirflowConnection) -> str:
 
 
 def post_webhook(url: str, text: str) -> None:
+    """Post ``{"text": text}`` to ``url``.
+
+    :raises AlertDeliveryError: the webhook could not be reached or refused the post.
+    """
     body = json.dumps({"text": text}).encode()
     request = urllib.request.Request(
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
@@ -94,7 +98,10 @@ def post_webhook(url: str, text: str) -> None:
 
 
 def send_email(conn_id: str, subject: str, text: str) -> list[str]:
-    """Send ``text`` through the smtp provider's notifier; returns the recipients."""
+    """Send ``text`` through the smtp provider's notifier and return the recipients.
+
+    :raises AlertDeliveryError: neither ``IBKR_ALERT_EMAIL_TO`` nor the ``from_email`` extra names one.
+    """
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
     notifier = SmtpNotifier(
@@ -118,10 +125,11 @@ def send_email(conn_id: str, subject: str, text: str) -> list[str]:
 
 
 def send_alert(subject: str, text: str) -> list[str]:
-    """Send one alert to every configured channel; returns what it went to (empty: logged only).
+    """Send one alert to every configured channel and return what it went to (empty: logged only).
 
-    A channel that fails does not keep the alert from the others; AlertDeliveryError names each
-    failed channel afterwards (the task fails, and its retry sends again).
+    A channel that fails does not keep the alert from the others.
+
+    :raises AlertDeliveryError: a channel failed; the message names each (the task's retry sends again).
     """
     sent: list[str] = []
     failed: list[str] = []
@@ -160,7 +168,7 @@ def send_alert(subject: str, text: str) -> list[str]:
 def failed_run_message(
     dag_id: str, run_id: str, failures: Sequence[Mapping[str, Any]], reason: str | None = None
 ) -> tuple[str, str]:
-    """(subject, text) of a failed run's alert: every failed or unfinished symbol with its reason."""
+    """Return the (subject, text) of a failed run's alert: every failed or unfinished symbol and why."""
     failed = [row for row in failures if row["status"] == "failed"]
     unfinished = [row for row in failures if row["status"] != "failed"]
     counts = []
@@ -192,9 +200,10 @@ class MarketDataFailureNotifier(BaseNotifier):
     template_fields = ()
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        """Nothing to render; and a DAG-level callback may hand over a serialized DAG without a template env."""
+        """Render nothing: a DAG-level callback may hand over a serialized DAG without a template env."""
 
     def notify(self, context: Any) -> None:
+        """Send the alert of the failed run in ``context``."""
         from ibkr_market_data.tasks.database import market_connection
 
         dag_run = context["dag_run"]
@@ -216,6 +225,7 @@ class FreshnessCheck:
     still_open: int = 0
 
     def message(self, delay: dt.timedelta) -> tuple[str, str] | None:
+        """Return the (subject, text) to announce, or None when nothing is new."""
         if not self.new_gaps and not self.recovered:
             return None
         parts = []
@@ -229,7 +239,8 @@ class FreshnessCheck:
         for gap in self.new_gaps:
             lines.append(
                 f"- LATE {gap.exchange} {gap.date}: {gap.missing} of {gap.expected} symbols missing "
-                f"{hours:g} h after the close ({gap.stored} stored, {gap.failed} failed, {gap.no_data} no data)"
+                f"{hours:g} h after the close "
+                f"({gap.stored} stored, {gap.failed} failed, {gap.no_data} no data)"
             )
         for recovered in self.recovered:
             lines.append(
@@ -272,7 +283,7 @@ def record_check(conn: psycopg.Connection, check: FreshnessCheck, as_of: dt.date
 def run_watchdog(
     conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
 ) -> FreshnessCheck:
-    """One watchdog pass: announce new gaps and recoveries once, then remember them (commits)."""
+    """Run one watchdog pass: announce new gaps and recoveries once, then remember them (commits)."""
     check = check_freshness(conn, as_of, delay, lookback_days)
     message = check.message(delay)
     if message is None:
@@ -287,7 +298,7 @@ def run_watchdog(
 
 
 def watchdog_task(params: Mapping[str, Any], as_of: dt.datetime) -> dict[str, int]:
-    """The watchdog DAG's task: one pass as of the run's logical date, on the market-data connection."""
+    """Run the watchdog DAG's pass as of the run's logical date, on the market-data connection."""
     from ibkr_market_data.tasks.database import market_connection
 
     delay = (

@@ -1,32 +1,8 @@
-"""Backfill planning: which (symbol, session) pairs are missing, and the fewest requests that fill them.
+"""Plan a backfill: which (symbol, session) pairs are missing, and the fewest requests that fill them.
 
-Pure: it takes the symbols, each exchange's trading calendar, the bars already stored and what is
-known to have no data, and returns per symbol the missing sessions, their contiguous runs and the
-requests to send. The task module reads the database and talks to IB.
-
-Missing
-    A session of the symbol's primary exchange inside the range, closed by ``now``, on or after
-    the symbol's first available date (IB's head timestamp, once known), with no stored bar and
-    not recorded in ``no_data_sessions``. Non-sessions (weekends, that exchange's holidays) are
-    never missing: 2025-01-20 (MLK day) is missing for an ASX symbol only, 2025-01-27 (Australia
-    Day) for a US symbol only.
-
-Runs
-    Maximal stretches of missing sessions that are consecutive in the exchange's calendar, so
-    a holiday or weekend inside a stretch does not split it.
-
-Requests
-    IB returns a whole range of daily bars in one request: ``N D`` is N calendar days ending at
-    ``endDateTime``, which we set to 23:59:59 (exchange time) of the request's last session.
-    Runs are packed in date order, so one request covers as many runs as fit in its window:
-    IB's cost is per request, a year of daily bars is one small message, and the stored bars such a
-    request returns between two runs are compared, not blindly overwritten (a changed one is
-    logged in ``bar_revisions``). A window never spans more than 365 calendar days, the most
-    ``N D`` allows: a run longer than that is split at a session boundary, and no request ever
-    uses ``N Y``, whose whole-year windows would fetch up to a year of stored bars before the gap.
-    Intraday bars split the same way by the longest window IB accepts for their bar size
-    (``timeframes``: a day of 1-minute bars, 7 days of 5-minute, 28 of hourly), and a session
-    counts as stored only with every bar its schedule holds.
+Pure: symbols, exchange calendars, stored bars and known no-data sessions in; per symbol the
+missing sessions, their runs and the requests out. The task module reads the database and talks to IB.
+See docs/backfill.md.
 """
 
 from __future__ import annotations
@@ -51,13 +27,16 @@ NO_GAPS = "no gaps"
 
 
 def no_gaps_reason(start: dt.date, end: dt.date) -> str:
-    """The skip reason of a symbol with nothing missing in ``start..end``."""
+    """Return the skip reason of a symbol with nothing missing in ``start..end``."""
     return f"{NO_GAPS} in {start.isoformat()}..{end.isoformat()}"
 
 
 def before_first_available(first_available: dt.date) -> str:
-    """The no-data reason of a session before the symbol's first available date."""
-    return f"{NO_DATA_FROM_IB}: before its first available date {first_available.isoformat()} (IB head timestamp)"
+    """Return the no-data reason of a session before the symbol's first available date."""
+    return (
+        f"{NO_DATA_FROM_IB}: before its first available date {first_available.isoformat()} "
+        "(IB head timestamp)"
+    )
 
 
 @dataclass(frozen=True)
@@ -76,9 +55,11 @@ class BackfillRange:
 
     @property
     def tf(self) -> Timeframe:
+        """The timeframe to fill."""
         return TIMEFRAMES[self.timeframe]
 
     def to_dict(self) -> BackfillRequestPayload:
+        """Return the range as the dict that travels through XCom."""
         return {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
@@ -91,6 +72,7 @@ class BackfillRange:
 
     @classmethod
     def from_dict(cls, data: BackfillRequestPayload) -> BackfillRange:
+        """Return the range ``to_dict`` made ``data`` from (older payloads lack the later fields)."""
         return cls(
             start=dt.date.fromisoformat(data["start"]),
             end=dt.date.fromisoformat(data["end"]),
@@ -128,7 +110,7 @@ def check_backfill_range(start: dt.date, end: dt.date, today: dt.date) -> None:
 
 
 def closed_sessions(exchange: str, start: dt.date, end: dt.date, now: dt.datetime) -> list[dt.date]:
-    """Sessions of ``exchange`` in ``[start, end]`` that have closed by ``now``: the only ones IB has bars for."""
+    """Return the sessions of ``exchange`` in ``[start, end]`` closed by ``now``: the ones IB has bars for."""
     sessions = calendars.sessions_between(exchange, start, end)
     while sessions and calendars.session_close(exchange, sessions[-1]) > now:
         sessions.pop()
@@ -171,10 +153,12 @@ class RangeRequest:
 
     @property
     def days(self) -> int:
+        """The calendar days the request spans."""
         return (self.last - self.first).days + 1
 
     @property
     def duration(self) -> str:
+        """The request's IB duration string, ``N D``."""
         return f"{self.days} D"
 
 
@@ -185,7 +169,7 @@ def _span_days(first: dt.date, last: dt.date) -> int:
 def plan_requests(
     calendar_sessions: Sequence[dt.date], missing: Iterable[dt.date], max_days: int = MAX_REQUEST_DAYS
 ) -> list[RangeRequest]:
-    """The fewest requests whose windows (each at most ``max_days`` calendar days) cover every missing session.
+    """Return the fewest requests, each at most ``max_days`` calendar days, that cover every missing session.
 
     Greedy in date order, which is optimal for covering points on a line with windows of fixed
     length: each request starts at the first session not yet covered and takes every later
@@ -229,6 +213,7 @@ class SymbolGaps:
 
     @property
     def complete(self) -> bool:
+        """Whether no session is missing."""
         return not self.missing
 
 
@@ -242,7 +227,7 @@ def symbol_gaps(
     first_available: dt.date | None = None,
     max_days: int = MAX_REQUEST_DAYS,
 ) -> SymbolGaps:
-    """Gaps of ``row`` in ``[start, end]`` given the dates it has bars for and those known to have none."""
+    """Return the gaps of ``row`` in ``[start, end]``, given the dates stored and known to have no data."""
     sessions = closed_sessions(row.primary_exchange, start, end, now)
     have = set(stored)
     known_empty = set(no_data)
@@ -263,7 +248,7 @@ def symbol_gaps(
 
 
 def request_targets(row: SymbolRow, gaps: SymbolGaps, tf: Timeframe = DAILY) -> list[CollectionTarget]:
-    """The ``CollectionTarget`` of each planned request (``N D`` ending at its last session).
+    """Return the ``CollectionTarget`` of each planned request (``N D`` ending at its last session).
 
     An intraday request names the sessions it covers and the bars each holds by the schedule, so
     its attempt can tell a whole session from a partial one.
@@ -286,7 +271,7 @@ def report_gaps(
     no_data: Mapping[int, Iterable[dt.date]],
     first_available: Mapping[int, dt.date],
 ) -> GapReport:
-    """Every row's gaps in the range, given per symbol id the dates stored (whole) and known to have no data.
+    """Return every row's gaps in the range, given per symbol id the dates stored and known to have no data.
 
     A symbol whose primary exchange has no calendar here is skipped with the reason, alone.
     Requests are split by the longest window IB accepts for the range's bar size.
@@ -314,15 +299,19 @@ def report_gaps(
 
 @dataclass(frozen=True)
 class GapReport:
+    """The gaps of a backfill range: per symbol, and the symbols skipped."""
+
     range: BackfillRange
     symbols: list[SymbolGaps]
     skips: list[Skip] = field(default_factory=list)  # symbols no gap can be found for
 
     @property
     def with_gaps(self) -> list[SymbolGaps]:
+        """The symbols with a missing session."""
         return [gaps for gaps in self.symbols if not gaps.complete]
 
     def totals(self) -> dict[str, int]:
+        """Return the report's counts summed over its symbols."""
         return {
             "symbols": len(self.symbols),
             "symbols_with_gaps": len(self.with_gaps),
@@ -335,14 +324,15 @@ class GapReport:
         }
 
     def lines(self, detail_limit: int = 50) -> list[str]:
-        """The report as text: totals, then one line per symbol with gaps and its requests."""
+        """Return the report as text: totals, then one line per symbol with gaps and its requests."""
         totals = self.totals()
         span = f"{self.range.start.isoformat()}..{self.range.end.isoformat()}"
         lines = [
             f"Gaps {span} on {', '.join(self.range.exchanges)}: {totals['symbols']} symbols, "
             f"{totals['sessions']} closed sessions, {totals['stored']} stored, "
             f"{totals['known_no_data']} known to have no data, {totals['missing']} missing in "
-            f"{totals['runs']} runs over {totals['symbols_with_gaps']} symbols -> {totals['requests']} requests"
+            f"{totals['runs']} runs over {totals['symbols_with_gaps']} symbols -> "
+            f"{totals['requests']} requests"
         ]
         for gaps in self.with_gaps[:detail_limit]:
             runs = ", ".join(

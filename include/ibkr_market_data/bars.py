@@ -2,6 +2,7 @@
 
 Prices become ``Decimal`` through the shortest ``repr`` of the client's float, which restores the
 decimal IB sent (``0.0005``, ``654321.12``), so NUMERIC columns store them exactly.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ SMALL_BAR_SIZES = frozenset({"1 secs", "5 secs", "10 secs", "15 secs", "30 secs"
 
 @dataclass(frozen=True)
 class Bar:
-    """One OHLCV bar. ``timestamp`` is the session date at midnight for daily bars, else the bar start (UTC, naive)."""
+    """One OHLCV bar.
+
+    ``timestamp`` is the session date at midnight for a daily bar, else the bar's start (UTC, naive).
+    """
 
     timestamp: dt.datetime
     open: Decimal
@@ -47,6 +51,7 @@ class Bar:
 
     @property
     def session_date(self) -> dt.date:
+        """The date of ``timestamp``: a daily bar's session."""
         return self.timestamp.date()
 
 
@@ -65,7 +70,10 @@ def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
 
 
 def bar_from_ib(ib_bar: BarData) -> Bar:
-    """Convert one ``BarData``; raises InvalidBarError for non-numeric or non-finite fields."""
+    """Convert one ``BarData``.
+
+    :raises InvalidBarError: a field is not a finite number.
+    """
     when = ib_bar.date
     volume = ib_bar.volume
     if volume is None or (isinstance(volume, float) and not math.isfinite(volume)):
@@ -121,7 +129,7 @@ def bars_from_ib(ib_bars: Iterable[BarData]) -> list[Bar]:
 
 
 def latest_per_timestamp(bars: Sequence[Bar]) -> list[Bar]:
-    """``bars`` with one bar per timestamp, the last one IB sent, in the order first seen.
+    """Return ``bars`` with one bar per timestamp, the last one IB sent, in the order first seen.
 
     A response naming a timestamp twice would otherwise fail the UPSERT (one statement cannot
     write a row twice), and every retry with it.

@@ -2,7 +2,7 @@
 
 A *session* is one trading day of one exchange, named by its date in that exchange's time zone
 (IB dates a daily bar the same way). ``exchange_calendars`` costs ~3 s to import, so it is imported
-lazily, once per process, and never at DAG-parse time.
+lazily, once per process, never at DAG-parse time. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ CALENDAR_START = dt.date(2005, 1, 1)
 
 
 def calendar_code(exchange: str) -> str:
+    """Return the ``exchange_calendars`` code of IB primary exchange ``exchange``.
+
+    :raises UnknownExchangeError: no calendar is known for ``exchange``.
+    """
     try:
         return CALENDAR_CODES[exchange.upper()]
     except KeyError:
@@ -51,17 +55,17 @@ def _calendar(code: str) -> ExchangeCalendar:
 
 
 def get_calendar(exchange: str) -> ExchangeCalendar:
-    """The ``exchange_calendars`` calendar of an IB primary exchange (``ASX``, ``NASDAQ``, ...)."""
+    """Return the ``exchange_calendars`` calendar of an IB primary exchange (``ASX``, ``NASDAQ``, ...)."""
     return _calendar(calendar_code(exchange))
 
 
 def time_zone(exchange: str) -> str:
-    """IANA time zone of the exchange, e.g. ``Australia/Sydney``."""
+    """Return the exchange's IANA time zone, e.g. ``Australia/Sydney``."""
     return str(get_calendar(exchange).tz)
 
 
 def is_session(exchange: str, day: dt.date) -> bool:
-    """Whether ``day`` is a session of ``exchange``; False outside the calendar's range."""
+    """Check whether ``day`` is a session of ``exchange``; False outside the calendar's range."""
     calendar = get_calendar(exchange)
     if not calendar.first_session.date() <= day <= calendar.last_session.date():
         return False  # exchange_calendars raises there (and overflows before 1677)
@@ -69,7 +73,7 @@ def is_session(exchange: str, day: dt.date) -> bool:
 
 
 def sessions_between(exchange: str, start: dt.date, end: dt.date) -> list[dt.date]:
-    """Sessions of ``exchange`` from ``start`` to ``end``, both inclusive; empty if start > end."""
+    """Return the sessions of ``exchange`` from ``start`` to ``end``, both inclusive; empty if start > end."""
     if start > end:
         return []
     calendar = get_calendar(exchange)
@@ -81,24 +85,24 @@ def sessions_between(exchange: str, start: dt.date, end: dt.date) -> list[dt.dat
 
 
 def session_open(exchange: str, day: dt.date) -> dt.datetime:
-    """When session ``day`` opens, as an aware UTC datetime."""
+    """Return when session ``day`` opens, as an aware UTC datetime."""
     return get_calendar(exchange).session_open(day.isoformat()).to_pydatetime()
 
 
 def session_close(exchange: str, day: dt.date) -> dt.datetime:
-    """When session ``day`` closes (early closes included), as an aware UTC datetime."""
+    """Return when session ``day`` closes (early closes included), as an aware UTC datetime."""
     return get_calendar(exchange).session_close(day.isoformat()).to_pydatetime()
 
 
 def previous_session(exchange: str, day: dt.date) -> dt.date | None:
-    """The last session strictly before ``day``, or None before the calendar starts."""
+    """Return the last session strictly before ``day``, or None before the calendar starts."""
     calendar = get_calendar(exchange)
     earlier = sessions_between(exchange, calendar.first_session.date(), day - dt.timedelta(days=1))
     return earlier[-1] if earlier else None
 
 
 def latest_closed_session(exchange: str, as_of: dt.datetime) -> dt.date | None:
-    """The latest session of ``exchange`` that has closed by ``as_of`` (aware)."""
+    """Return the latest session of ``exchange`` that has closed by ``as_of`` (aware)."""
     local_day = as_of.astimezone(dt.UTC).date() + dt.timedelta(days=1)
     for day in reversed(sessions_between(exchange, local_day - dt.timedelta(days=14), local_day)):
         if session_close(exchange, day) <= as_of:
@@ -107,7 +111,7 @@ def latest_closed_session(exchange: str, as_of: dt.datetime) -> dt.date | None:
 
 
 def latest_completed_trading_date(exchanges: Iterable[str], as_of: dt.datetime) -> dt.date:
-    """The latest date that is a session of some exchange and has closed on every exchange trading it.
+    """Return the latest date that is a session of some exchange and has closed on every exchange trading it.
 
     This is the trading date a collection run started at ``as_of`` should collect by default.
     """

@@ -1,14 +1,8 @@
-"""Command line for operators: ``python -m ibkr_market_data.cli {migrate,load-symbols,collect,backfill,report}``.
+"""Command line for operators: migrate, load-symbols, collect, backfill and report.
 
-Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``),
-resolved the Airflow way: environment variables, the secrets backend, then the metadata database.
-It never starts a simulator; ``make collect`` / ``make backfill`` run it on this machine's embedded
-defaults through ``ibkr_market_data_dev.local_cli``.
-
-``collect --date D`` runs the daily DAG once for D in this process (``dag.test()``), prints the
-summary and exits 1 if the run failed. ``backfill --from A --to B [--symbols S,T] [--exchanges X,Y]
-[--dry-run]`` prints the gap report, then runs the backfill DAG once in-process the same way. Bad
-input ends either at once with one ``error:`` line naming it and exit status 2, before any request.
+Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``);
+``collect`` and ``backfill`` run their DAG once in this process. Bad input ends in one ``error:``
+line and exit status 2, before any request. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -43,7 +37,10 @@ def migrate_command() -> None:
 
 
 def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
-    """Migrate, load ``universe`` (default: the universe files) and resolve it through IB; returns the unresolved count."""
+    """Migrate, load ``universe`` (default: the universe files) and resolve it through IB.
+
+    Return how many symbols are left unresolved.
+    """
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.symbols import load_symbols as load
 
@@ -60,8 +57,9 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
 
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
-    """The run's outcome per symbol, its failures and data-quality findings, and what is now stored
-    for the sessions it collected.
+    """Print the run's outcome per symbol, its failures and data-quality findings, and what is stored.
+
+    What is stored is printed for each session the run collected.
     """
     from ibkr_market_data import repository
     from ibkr_market_data.run_summary import read_run_summary, read_session_coverage
@@ -96,7 +94,10 @@ def ensure_symbols() -> None:
 
 
 def load_dag(dag_id: str) -> DAG:
-    """The DAG ``dag_id`` from the configured DAGs folder, with Airflow's metadata schema in place for ``dag.test()``."""
+    """Return the DAG ``dag_id`` from the configured DAGs folder, with Airflow's metadata schema in place.
+
+    The schema lets ``dag.test()`` run the DAG.
+    """
     from airflow.configuration import conf
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
@@ -122,7 +123,10 @@ def check_collect_date(date: str | None, now: dt.datetime) -> None:
 
 
 def collect_command(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
-    """Run the daily DAG once in-process for ``date``, ``timeframe`` (default: the configured ones) and ``symbols``."""
+    """Run the daily DAG once in-process for ``date``, ``timeframe`` and ``symbols``; return the exit status.
+
+    :raises BadInputError: a bad date or timeframe, or an unknown symbol, before any request.
+    """
     from ibkr_market_data import repository
     from ibkr_market_data.tasks.params import as_name_list
 
@@ -134,7 +138,8 @@ def collect_command(date: str | None, dry_run: bool = False, timeframe: str = ""
         unknown = sorted(set(names) - repository.known_symbol_names(conn))
     if unknown:
         raise BadInputError(
-            f"--symbols names unknown symbols: {', '.join(unknown)}; add them to the universe and run load-symbols"
+            f"--symbols names unknown symbols: {', '.join(unknown)}; "
+            "add them to the universe and run load-symbols"
         )
     dag = load_dag("daily_market_data")
     conf: dict[str, object] = {"dry_run": dry_run, "symbols": names}
@@ -157,9 +162,11 @@ def backfill_command(
     recheck_no_data: bool = False,
     timeframe: str = "",
 ) -> int:
-    """Print the gap report, run the backfill DAG once in-process, print its summary.
+    """Print the gap report, run the backfill DAG once in-process and print its summary.
 
-    Returns 0 on success, 1 if the run failed; raises BadInputError (exit 2) before any request.
+    Return 0 on success, 1 if the run failed.
+
+    :raises BadInputError: a bad param or an unknown symbol (exit 2), before any request.
     """
     from ibkr_market_data import repository
     from ibkr_market_data.errors import InvalidRunParamError
@@ -198,8 +205,10 @@ def backfill_command(
         with market_connection() as conn:
             run_totals = repository.run_backfill_totals(conn, dag.dag_id, dag_run.run_id)
         print(
-            f"requests sent {run_totals['requests_sent']}, bars collected {run_totals['bars_collected']}, "
-            f"revised {run_totals['bars_revised']}, sessions without data at IB {run_totals['no_data_sessions']}"
+            f"requests sent {run_totals['requests_sent']}, "
+            f"bars collected {run_totals['bars_collected']}, "
+            f"revised {run_totals['bars_revised']}, "
+            f"sessions without data at IB {run_totals['no_data_sessions']}"
         )
     print(f"state: {dag_run.state}")
     return 0 if str(dag_run.state) == "success" else 1
@@ -208,7 +217,7 @@ def backfill_command(
 def report_command(start: str | None, end: str | None) -> int:
     """Print coverage, failures and run metrics of ``start``..``end`` (default: the last 30 trading dates).
 
-    :raises BadInputError: a malformed date or a reversed or too long range, before any database is read.
+    :raises BadInputError: a malformed date, or a reversed or too long range, before the database is read.
     """
     from ibkr_market_data import range_report
 
@@ -230,6 +239,7 @@ def check_timeframe(timeframe: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the command line and its subcommands."""
     parser = argparse.ArgumentParser(prog="python -m ibkr_market_data.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the schema migrations to market_data_db")
@@ -343,6 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the command and return its exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args)

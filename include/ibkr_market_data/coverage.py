@@ -1,9 +1,7 @@
-"""What should be stored and what is: coverage per (trading date, listing exchange), and freshness.
+"""Compare what should be stored with what is: coverage per (trading date, listing exchange), freshness.
 
-*Expected* bars of a session are the active symbols listed on that exchange (from their first
-available date on), on the dates its calendar trades. A (symbol, session) is *complete* when its
-bar is stored or IB is known to have none for it. The dashboard, the freshness watchdog and
-``make report`` all read coverage from here.
+A (symbol, session) is complete when its bar is stored or IB is known to have none. The dashboard,
+the freshness watchdog and ``make report`` read coverage from here. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -33,6 +31,8 @@ DEFAULT_TRADING_DATES = 30
 
 @dataclass(frozen=True)
 class CoverageRow:
+    """One trading date of one listing exchange: symbols expected, stored, failed and without data."""
+
     date: dt.date
     exchange: str
     expected: int
@@ -42,14 +42,16 @@ class CoverageRow:
 
     @property
     def missing(self) -> int:
-        """Sessions neither stored nor known to have no data (failed ones included)."""
+        """The symbols neither stored nor known to have no data (failed ones included)."""
         return max(self.expected - self.stored - self.no_data, 0)
 
     @property
     def complete(self) -> bool:
+        """Whether no symbol is missing."""
         return self.missing == 0
 
     def as_json(self) -> dict[str, object]:
+        """Return the row as a JSON object."""
         return {
             "date": self.date.isoformat(),
             "exchange": self.exchange,
@@ -71,6 +73,7 @@ class Freshness:
 
     @property
     def status(self) -> str:
+        """The state in one word or two: ``fresh``, ``late`` or ``nothing due``."""
         if self.due is None:
             return "nothing due"
         if self.latest_complete is not None and self.latest_complete >= self.due:
@@ -78,6 +81,7 @@ class Freshness:
         return "late"
 
     def as_json(self) -> dict[str, object]:
+        """Return the freshness as a JSON object."""
         return {
             "exchange": self.exchange,
             "latest_complete": self.latest_complete.isoformat() if self.latest_complete else None,
@@ -88,7 +92,7 @@ class Freshness:
 
 
 def freshness_delay() -> dt.timedelta:
-    """How long after a session's close its data must be complete."""
+    """Return how long after a session's close its data is due (``IBKR_FRESHNESS_DELAY_MINUTES``)."""
     raw = os.environ.get("IBKR_FRESHNESS_DELAY_MINUTES", "").strip()
     if not raw:
         return DEFAULT_FRESHNESS_DELAY
@@ -107,6 +111,10 @@ def freshness_delay() -> dt.timedelta:
 
 
 def check_report_range(start: dt.date, end: dt.date) -> None:
+    """Refuse a reversed range, or one longer than ``MAX_RANGE_DAYS``.
+
+    :raises InvalidRangeError: the range is reversed or too long; the message says the fix.
+    """
     if start > end:
         raise InvalidRangeError(f"'from' ({start}) is after 'to' ({end}); give from <= to")
     if (end - start).days > MAX_RANGE_DAYS:
@@ -116,7 +124,7 @@ def check_report_range(start: dt.date, end: dt.date) -> None:
 
 
 def known_exchanges(exchanges: Iterable[str]) -> list[str]:
-    """Those of ``exchanges`` that have a calendar; the others are logged and left out."""
+    """Return those of ``exchanges`` that have a calendar; the others are logged and left out."""
     known = []
     for exchange in sorted(set(exchanges)):
         try:
@@ -129,14 +137,14 @@ def known_exchanges(exchanges: Iterable[str]) -> list[str]:
 
 
 def trading_dates(exchanges: Sequence[str], start: dt.date, end: dt.date) -> list[dt.date]:
-    """Dates from ``start`` to ``end`` that any of ``exchanges`` trades."""
+    """Return the dates from ``start`` to ``end`` that any of ``exchanges`` trades."""
     return sorted({day for exchange in exchanges for day in calendars.sessions_between(exchange, start, end)})
 
 
 def default_range(
     exchanges: Sequence[str], today: dt.date, count: int = DEFAULT_TRADING_DATES
 ) -> tuple[dt.date, dt.date]:
-    """The last ``count`` trading dates up to ``today`` (of any of ``exchanges``)."""
+    """Return the range of the last ``count`` trading dates up to ``today`` (of any of ``exchanges``)."""
     days = trading_dates(exchanges, today - dt.timedelta(days=2 * count + 14), today)[-count:]
     return (days[0], days[-1]) if days else (today, today)
 
@@ -144,7 +152,7 @@ def default_range(
 def expected_count(
     symbol_counts: Iterable[tuple[str, dt.date | None, int]], exchange: str, day: dt.date
 ) -> int:
-    """Active symbols of ``exchange`` whose data starts on or before ``day``."""
+    """Count the active symbols of ``exchange`` whose data starts on or before ``day``."""
     return sum(
         count
         for listed_on, first, count in symbol_counts
@@ -153,7 +161,10 @@ def expected_count(
 
 
 def coverage(conn: psycopg.Connection, start: dt.date, end: dt.date) -> list[CoverageRow]:
-    """One row per (trading date, listing exchange of an active symbol) from ``start`` to ``end``."""
+    """Return one row per (trading date, listing exchange of an active symbol) from ``start`` to ``end``.
+
+    :raises InvalidRangeError: the range is reversed or too long.
+    """
     check_report_range(start, end)
     symbol_counts = repository.active_symbol_counts(conn)
     counts = repository.coverage_counts(conn, start, end)
@@ -175,14 +186,14 @@ def coverage(conn: psycopg.Connection, start: dt.date, end: dt.date) -> list[Cov
 
 
 def due_session(exchange: str, as_of: dt.datetime, delay: dt.timedelta) -> dt.date | None:
-    """The latest session of ``exchange`` whose data is due by ``as_of`` (closed at least ``delay`` ago)."""
+    """Return the latest session of ``exchange`` whose data is due by ``as_of`` (closed ``delay`` ago)."""
     return calendars.latest_closed_session(exchange, as_of - delay)
 
 
 def freshness(
     conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 45
 ) -> list[Freshness]:
-    """Per listing exchange: the latest complete session, the latest due one, and what it lacks."""
+    """Return, per listing exchange, the latest complete session, the latest due one and what it lacks."""
     end = as_of.astimezone(dt.UTC).date() + dt.timedelta(days=1)
     rows = coverage(conn, end - dt.timedelta(days=lookback_days), end)
     result = []
@@ -205,7 +216,7 @@ def freshness(
 def overdue_gaps(
     conn: psycopg.Connection, as_of: dt.datetime, delay: dt.timedelta, lookback_days: int = 7
 ) -> list[CoverageRow]:
-    """Sessions of the last ``lookback_days`` that are due by ``as_of`` and still incomplete."""
+    """Return the sessions of the last ``lookback_days`` that are due by ``as_of`` and still incomplete."""
     end = as_of.astimezone(dt.UTC).date() + dt.timedelta(days=1)
     rows = coverage(conn, end - dt.timedelta(days=lookback_days), end)
     due = {exchange: due_session(exchange, as_of, delay) for exchange in {row.exchange for row in rows}}

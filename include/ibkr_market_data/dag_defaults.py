@@ -1,8 +1,7 @@
-"""What both DAGs share: start date, task defaults (retries, timeouts, the permanent-failure rule) and Params.
+"""Hold what both DAGs share: start date, task defaults (retries, timeouts, permanent failures), Params.
 
-Every task retries with backoff, except on a failure no retry can mend: a bad run param
-(``InvalidRunParamError``) or a ``PermanentError`` fails its task at once, whichever task
-raises it, through one retry policy here rather than a ``retries=0`` per task.
+Every task retries with backoff, except on a bad run param or a ``PermanentError``, which one retry
+policy here fails at once. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -18,15 +17,13 @@ from ibkr_market_data.timeframes import CONFIGURED, TIMEFRAMES
 
 START_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 
-#: One try of any task. The hook bounds every IB request by its own timeouts, so this only ends a
-#: try stuck elsewhere (a lock wait, a socket the OS never reports dead) and frees its pool slot.
+#: One try of any task. IB requests have their own timeouts: this ends a try stuck elsewhere (a lock
+#: wait, a dead socket) and frees its pool slot.
 TASK_TIMEOUT = dt.timedelta(minutes=30)
-#: One try of a backfill's per-symbol task: up to one request per 365 days of gaps, and the head
-#: timestamp request may wait its turn in IB's pacing window (60 requests per 10 minutes).
+#: One try of a backfill's per-symbol task, whose requests may wait their turn in IB's pacing window.
 GAP_TASK_TIMEOUT = dt.timedelta(hours=2)
-#: A whole daily run, retries included. Below the shortest gap between two scheduled runs (about
-#: 8 hours: a US date's run at ~21:30 UTC and the next, ASX-only, date's at ~05:40 UTC), so a hung
-#: run never holds back the next one (``max_active_runs=1``).
+#: A whole daily run, retries included. Under the ~8 h between two scheduled runs, so a hung run
+#: never holds back the next one (``max_active_runs=1``).
 DAILY_RUN_TIMEOUT = dt.timedelta(hours=4)
 
 PERMANENT_FAILURES = ExceptionRetryPolicy(
@@ -51,7 +48,9 @@ DEFAULT_ARGS = {
 
 
 def selection_params(timeframe_default: str = CONFIGURED) -> dict[str, Param]:
-    """The ``exchanges``, ``symbols``, ``timeframe`` and ``dry_run`` Params of both trigger forms (new objects per DAG).
+    """Return the ``exchanges``, ``symbols``, ``timeframe`` and ``dry_run`` Params of both trigger forms.
+
+    Each call returns new objects, one set per DAG.
 
     ``timeframe_default``: ``configured`` (the daily DAG: each symbol's configured timeframes, or one
     for all) or a timeframe (the backfill: one timeframe per run).

@@ -1,22 +1,8 @@
-"""Deciding, for one trading date, which symbols to request and why the others are skipped.
+"""Plan the daily run: for one trading date, which symbols to request and why the others are skipped.
 
-The plan is pure: it takes the symbols, what the database knows of them (stored bars, sessions
-known to have no data, IB's first available date) and the clock, and returns one
-``CollectionTarget`` per symbol to request (serialisable, one mapped task each) and one ``Skip``
-per symbol left alone, with the reason recorded in ``collection_logs``.
-
-Each symbol is judged over its **lookback window**: the last ``lookback_sessions`` closed sessions
-of its primary exchange up to the trading date, none before its first available date. Where any
-of them is missing (no bar, not known to have no data), the symbol sends one request covering the
-whole window: the missing sessions are healed (a date lost to a down scheduler or a failed run is
-collected by the next daily run, not left to a manual backfill) and the stored ones come back to be
-compared, so late prints and corrections are recorded in ``bar_revisions``. Where none is missing,
-nothing is sent: a rerun of a date requests nothing.
-
-Intraday timeframes are judged the same way per (symbol, timeframe), a session counting as stored
-only with every bar its exchange's schedule holds (``scheduled_bars``: early closes hold fewer).
-Their requests cover only the sessions not complete, each at most as long as IB accepts for the
-bar size (``timeframes``): one request per session of 1-minute bars.
+The plan is pure (symbols, what the database stores and the clock in; one ``CollectionTarget`` per
+request and one ``Skip`` per symbol left alone out) and heals each symbol's lookback window.
+See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -70,8 +56,8 @@ class CollectionTarget:
     duration: str
     bar_size: str = DAILY_BAR_SIZE
     first_session: str = ""  # ISO date of the first session requested; empty when it is ``session``
-    #: ISO dates of the exchange's sessions the request covers, where the plan knows them (the daily
-    #: run's window), so collecting needs no exchange calendar (building one costs ~0.5 CPU-s).
+    #: ISO dates of the sessions the request covers, where the plan knows them: collecting then
+    #: needs no exchange calendar, which costs ~0.5 CPU-s to build.
     sessions: Sequence[str] = ()
     #: Intraday only: the exchange's time zone (a bar's session is its start's date there) and, per
     #: session of ``sessions``, the bars its schedule holds (early closes hold fewer).
@@ -79,6 +65,7 @@ class CollectionTarget:
     expected_bars: Sequence[int] = ()
 
     def contract(self) -> ContractSpec:
+        """Return the contract the request is for."""
         return ContractSpec(
             symbol=self.symbol,
             exchange=self.exchange,
@@ -90,31 +77,37 @@ class CollectionTarget:
 
     @property
     def session_date(self) -> dt.date:
+        """The last session requested."""
         return dt.date.fromisoformat(self.session)
 
     @property
     def first_session_date(self) -> dt.date:
+        """The first session requested."""
         return dt.date.fromisoformat(self.first_session or self.session)
 
     @property
     def timeframe(self) -> Timeframe:
+        """The timeframe of ``bar_size``."""
         return by_bar_size(self.bar_size)
 
     @property
     def label(self) -> str:
-        """How logs and map indexes name it: the symbol, with its timeframe when intraday (``AAPL 5min``)."""
+        """How logs and map indexes name it: the symbol, and its timeframe when intraday (``AAPL 5min``)."""
         if not self.timeframe.intraday:
             return self.symbol
         return f"{self.symbol} {self.timeframe.name}"
 
     def session_of(self, bar: Bar) -> dt.date:
-        """The session ``bar`` belongs to: a daily bar's date, an intraday bar's date in the exchange's zone."""
+        """Return the session of ``bar``: its date, in the exchange's zone for an intraday bar."""
         if not self.time_zone:
             return bar.session_date
         return session_date(bar.timestamp, self.time_zone)
 
     def complete_sessions(self, stored_bars: Mapping[dt.date, int]) -> set[dt.date]:
-        """The sessions whose stored bars (count per session) are all there: one daily bar, or the schedule's intraday bars."""
+        """Return the sessions whose stored bars (a count per session) are all there.
+
+        A daily session needs one bar, an intraday session every bar its schedule holds.
+        """
         expected = dict(zip(self.sessions, self.expected_bars, strict=False))
         return {day for day, count in stored_bars.items() if count >= expected.get(day.isoformat(), 1)}
 
@@ -126,15 +119,19 @@ class CollectionTarget:
         return [self.session_date] if self.first_session_date == self.session_date else None
 
     def to_dict(self) -> TargetPayload:
+        """Return the target as the dict that travels through XCom."""
         return cast(TargetPayload, asdict(self))
 
     @classmethod
     def from_dict(cls, data: TargetPayload) -> CollectionTarget:
+        """Return the target ``to_dict`` made ``data`` from."""
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class Skip:
+    """A symbol the plan sends no request for, and why."""
+
     symbol_id: int
     symbol: str
     reason: str
@@ -142,27 +139,29 @@ class Skip:
 
 @dataclass(frozen=True)
 class DailyPlan:
+    """The requests and skips of one trading date."""
+
     trading_date: dt.date
     targets: list[CollectionTarget]
     skips: list[Skip]
 
 
 def ib_end_of_day(day: dt.date, exchange: str) -> str:
-    """IB's end string for the end of ``day`` in the exchange's time zone."""
+    """Return IB's end string for the end of ``day`` in the exchange's time zone."""
     return f"{day:%Y%m%d} 23:59:59 {calendars.time_zone(exchange)}"
 
 
 def daily_target(
     row: SymbolRow, first: dt.date, last: dt.date, sessions: Sequence[dt.date] = ()
 ) -> CollectionTarget:
-    """The one request for the sessions ``first..last`` of ``row``: a duration in days ending at ``last``."""
+    """Return the one request for the sessions ``first..last`` of ``row``, a duration ending at ``last``."""
     days = (last - first).days + 1
     duration = f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
     return _target(row, first, last, sessions, duration)
 
 
 def intraday_target(row: SymbolRow, tf: Timeframe, sessions: Sequence[dt.date]) -> CollectionTarget:
-    """The one request for ``tf`` bars of ``sessions`` (consecutive in the calendar, within one request's span)."""
+    """Return the one request for ``tf`` bars of ``sessions`` (consecutive, within one request's span)."""
     first, last = sessions[0], sessions[-1]
     exchange = row.primary_exchange
     return _target(
@@ -208,7 +207,7 @@ def _target(
 
 @cache
 def scheduled_bars(exchange: str, day: dt.date, tf: Timeframe) -> int:
-    """Bars of ``tf`` that session ``day`` of ``exchange`` holds by its schedule (early closes included)."""
+    """Return how many ``tf`` bars session ``day`` of ``exchange`` holds by its schedule."""
     return expected_bars(
         tf,
         calendars.session_open(exchange, day),
@@ -220,7 +219,7 @@ def scheduled_bars(exchange: str, day: dt.date, tf: Timeframe) -> int:
 def complete_sessions(
     rows: Sequence[SymbolRow], tf: Timeframe, bar_counts: Mapping[int, Mapping[dt.date, int]]
 ) -> dict[int, set[dt.date]]:
-    """Per symbol id, the sessions whose stored ``tf`` bars are all there by the exchange's schedule.
+    """Return, per symbol id, the sessions whose stored ``tf`` bars are all there by the schedule.
 
     A symbol whose exchange has no calendar here has none complete (the plan skips it with the reason).
     """
@@ -239,7 +238,7 @@ def complete_sessions(
 
 
 def split_windows(sessions: Sequence[dt.date], max_days: int) -> list[list[dt.date]]:
-    """``sessions`` (sorted) cut, greedily in date order, into the fewest windows of at most ``max_days`` calendar days.
+    """Cut sorted ``sessions`` into the fewest windows of at most ``max_days`` calendar days.
 
     Greedy is optimal for covering points on a line with windows of a fixed length: each window
     starts at the first session not yet covered and takes every later one that fits.
@@ -265,7 +264,7 @@ class StoredState:
 
 
 def lookback_sessions(exchange: str, trading_date: dt.date, count: int, now: dt.datetime) -> list[dt.date]:
-    """The sessions of ``exchange`` among the last ``count`` trading slots up to ``trading_date``, closed by ``now``.
+    """Return the sessions of ``exchange`` in the last ``count`` slots to ``trading_date``, closed by ``now``.
 
     The trading date is one slot even where ``exchange`` does not trade it, so a lookback of 1 is
     the date alone, and a holiday's run heals only the sessions before it.
@@ -279,7 +278,7 @@ def lookback_sessions(exchange: str, trading_date: dt.date, count: int, now: dt.
 
 
 def lookback_start(trading_date: dt.date, count: int) -> dt.date:
-    """A date on or before the first session of any exchange's lookback window (for reading the database)."""
+    """Return a date on or before the first session of any exchange's lookback window."""
     # Two calendar days per session, plus a fortnight, hold ``count`` sessions in any calendar.
     return trading_date - dt.timedelta(days=2 * count + 14)
 
@@ -292,7 +291,7 @@ def plan_daily(
     lookback: int = 1,
     tf: Timeframe = DAILY,
 ) -> DailyPlan:
-    """Targets and skips of ``tf`` for ``trading_date`` over each symbol's lookback window (see the module docstring).
+    """Plan the targets and skips of ``tf`` for ``trading_date`` over each symbol's lookback window.
 
     A symbol whose primary exchange has no calendar here is skipped with the reason, alone: the
     others are planned as usual. Daily bars: one request for the whole window. Intraday bars
@@ -325,7 +324,7 @@ def plan_daily(
 def _window(
     row: SymbolRow, trading_date: dt.date, stored: StoredState, now: dt.datetime, lookback: int
 ) -> list[dt.date] | str:
-    """The sessions to request for ``row`` (its whole window), or why it sends nothing."""
+    """Return the sessions to request for ``row`` (its whole window), or why it sends nothing."""
     exchange = row.primary_exchange
     first_available = (stored.first_available or {}).get(row.id)
     if first_available is not None and first_available > trading_date:
@@ -346,5 +345,5 @@ def _window(
 
 
 def session_timestamp(day: dt.date) -> dt.datetime:
-    """The ``market_data.timestamp`` of a daily bar: the session date at midnight."""
+    """Return the ``market_data.timestamp`` of a daily bar: the session date at midnight."""
     return dt.datetime.combine(day, dt.time())

@@ -1,8 +1,7 @@
-"""One exception type per IB failure class, read from IB's error codes and texts.
+"""The project's exceptions: one per IB failure class (from IB's error codes), bad input, config and data.
 
-``ib_insync`` returns an empty list for a failed historical request, indistinguishable from "no
-data". The hook reads the code from ``errorEvent`` instead and raises one of these, so the task can
-decide: ``retryable`` failures retry with backoff, the others fail the symbol at once.
+The client returns an empty list for a failed request, as for "no data", so the hook reads IB's
+error code and raises one of these: ``retryable`` ones retry with backoff. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -170,7 +169,7 @@ INFORMATIONAL_CODES = frozenset({1102, 2104, 2106, 2107, 2108, 2158})
 
 
 def is_informational(code: int) -> bool:
-    """Whether IB's message ``code`` is a notice that fails nothing."""
+    """Check whether IB's message ``code`` is a notice that fails nothing."""
     return code in INFORMATIONAL_CODES
 
 
@@ -178,7 +177,7 @@ _PACING_CODES = {IbErrorCode.REQUEST_PROCESSING_ERROR, IbErrorCode.MAX_MESSAGE_R
 
 
 def classify_error(code: int, message: str) -> IbkrError:
-    """The exception for IB error ``code`` with text ``message``."""
+    """Return the exception for IB error ``code`` with text ``message``."""
     text = message.lower()
     if code == IbErrorCode.HISTORICAL_DATA_SERVICE_ERROR:
         if "pacing violation" in text:

@@ -1,7 +1,7 @@
 """Provider metadata: how Airflow learns the ``ibkr`` connection type and shows it in the UI.
 
 The form's defaults (its placeholders and descriptions) and its bounds come from
-``IbkrConnectionConfig``, so the form and the hook cannot disagree.
+``IbkrConnectionConfig``, so the form and the hook cannot disagree. See docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class ConnField(TypedDict):
 
 
 def _shown(value: object) -> str:
-    """A default as a person types it into the form: ``true``, ``10``, ``1``."""
+    """Return a default as a person types it into the form: ``true``, ``10``, ``1``."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
@@ -49,7 +49,9 @@ CONN_FIELDS: dict[str, ConnField] = {
     "readonly": {
         "label": "Read-only",
         "schema": {"type": ["boolean", "null"]},
-        "description": f"Connect read-only (default {_shown(_DEFAULT.readonly)}); the collector places no orders.",
+        "description": (
+            f"Connect read-only (default {_shown(_DEFAULT.readonly)}); the collector places no orders."
+        ),
     },
     "account": {
         "label": "Account",
@@ -92,6 +94,7 @@ PLACEHOLDERS: dict[str, str] = {
 
 
 def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata: Airflow's ``apache_airflow_provider`` entry point calls it."""
     return {
         "package-name": "airflow-provider-ibkr-market-data",
         "name": "Interactive Brokers market data",

@@ -1,30 +1,7 @@
-"""Data-quality checks over the daily bars a run stored: spikes, stale prices, volume units, missing sessions.
+"""Check the daily bars a run stored: spikes, stale prices, volume units, missing sessions, intraday.
 
-The checks are pure: they take one symbol's stored bars (oldest first, the checked sessions and the
-reference sessions before them), the sessions the run expected, and the rules, and return one
-:class:`Finding` per defect. ``tasks.summaries.summarize_run`` reads the bars, runs the checks and
-records the findings in ``data_quality_issues`` (``repository.record_quality_findings``).
-
-* **spike**: a close outside the range of the ``reference_sessions`` closes before it, and a
-  one-session move of more than ``spike_sigmas`` robust standard deviations of the symbol's daily
-  log returns there, and at least ``spike_min_move``. A move that IB's revisions of the same
-  stretch share (bars adjusted after the fact by the same ratio: a split or another corporate
-  action, recorded in ``bar_revisions``) is not a spike.
-* **stale_price**: ``stale_sessions`` sessions in a row with the close unchanged and no volume.
-* **volume_units**: a volume about 100 times (or a hundredth of) the median of the reference
-  sessions, with the price in line: a lot-size or units error rather than news.
-* **missing_session**: a session the exchange traded, after the symbol's first available date,
-  with neither a bar nor a settled "no data" answer.
-* **intraday_vs_daily**: a session whose 1-minute bars are all stored (by the exchange's schedule)
-  disagrees with its daily bar: their highest high or lowest low more than
-  ``intraday_price_tolerance`` away from the daily bar's, or their summed volume outside
-  ``intraday_volume_ratio`` of the daily volume. IB's known differences bound these: its daily
-  bar counts trades its intraday TRADES bars filter out (auctions, odd lots, trades reported
-  away from the NBBO), so the regular-hours minutes carry less volume than the day, rarely more,
-  and their extremes may miss a print the day has.
-
-Each check has a severity (``IBKR_QUALITY_SEVERITIES``): ``error`` fails the run that first finds
-it, ``warning`` is logged and recorded only, ``ignore`` turns the check off.
+The checks are pure: one symbol's stored bars, the sessions the run expected and the rules in, one
+:class:`Finding` per defect out, each with a configurable severity. See docs/data-quality.md.
 """
 
 from __future__ import annotations
@@ -42,6 +19,8 @@ from ibkr_market_data.errors import InvalidQualitySettingError
 
 
 class Check(enum.StrEnum):
+    """A data-quality check, by the name findings and settings use."""
+
     SPIKE = "spike"
     STALE_PRICE = "stale_price"
     VOLUME_UNITS = "volume_units"
@@ -50,6 +29,8 @@ class Check(enum.StrEnum):
 
 
 class Severity(enum.StrEnum):
+    """What a finding does: fail the run (error), log and record it (warning), or nothing (ignore)."""
+
     IGNORE = "ignore"
     WARNING = "warning"
     ERROR = "error"
@@ -69,7 +50,10 @@ SEVERITIES_VARIABLE = "IBKR_QUALITY_SEVERITIES"
 
 
 def parse_severities(text: str | None) -> dict[Check, Severity]:
-    """``"spike=warning,stale_price=ignore"`` over the defaults; an empty text gives the defaults."""
+    """Return the default severities overridden by ``text`` (``spike=warning,stale_price=ignore``).
+
+    :raises InvalidQualitySettingError: an entry is not ``check=severity`` with known names.
+    """
     severities = dict(DEFAULT_SEVERITIES)
     for entry in (text or "").split(","):
         if not entry.strip():
@@ -91,6 +75,8 @@ def parse_severities(text: str | None) -> dict[Check, Severity]:
 
 @dataclass(frozen=True)
 class QualityRules:
+    """The checks' thresholds and severities."""
+
     reference_sessions: int = 20
     #: Fewer reference bars than this and the spike and volume checks say nothing.
     min_reference: int = 5
@@ -107,12 +93,17 @@ class QualityRules:
 
 
 def rules_from_env(environ: Mapping[str, str] = os.environ) -> QualityRules:
-    """The default rules with the severities of ``IBKR_QUALITY_SEVERITIES``; InvalidQualitySettingError on a bad one."""
+    """Return the default rules with the severities of ``IBKR_QUALITY_SEVERITIES``.
+
+    :raises InvalidQualitySettingError: the variable holds a bad entry.
+    """
     return QualityRules(severities=parse_severities(environ.get(SEVERITIES_VARIABLE)))
 
 
 @dataclass(frozen=True)
 class StoredBar:
+    """The fields of one stored daily bar that the checks read."""
+
     session: dt.date
     close: Decimal
     volume: int
@@ -122,7 +113,7 @@ class StoredBar:
 
 @dataclass(frozen=True)
 class IntradaySession:
-    """A session's 1-minute bars summed up: highest high, lowest low, total volume, and how many there are."""
+    """A session's 1-minute bars summed up: highest high, lowest low, total volume and their count."""
 
     high: Decimal
     low: Decimal
@@ -134,6 +125,8 @@ class IntradaySession:
 
 @dataclass(frozen=True)
 class Finding:
+    """One defect a check found in one symbol's session."""
+
     symbol_id: int
     symbol: str
     session: dt.date
@@ -142,6 +135,7 @@ class Finding:
     detail: str
 
     def describe(self) -> str:
+        """Return the finding as one log line."""
         return f"{self.symbol} {self.session.isoformat()} {self.check}: {self.detail}"
 
 
@@ -161,7 +155,7 @@ class SymbolData:
 
 
 def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list[Finding]:
-    """Every finding for ``data``'s expected sessions, oldest first, checks with severity ignore left out."""
+    """Return every finding for ``data``'s expected sessions, oldest first, ignored checks left out."""
     checked = set(data.expected)
     findings: list[Finding] = []
     for position, bar in enumerate(data.bars):
@@ -186,6 +180,7 @@ def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list
 
 
 def check_all_symbols(symbols: Iterable[SymbolData], rules: QualityRules = QualityRules()) -> list[Finding]:
+    """Return the findings of every symbol, one symbol after the other."""
     return [finding for data in symbols for finding in check_symbol(data, rules)]
 
 
@@ -244,7 +239,10 @@ def _spike(
 
 
 def intraday_disagreement(daily: StoredBar, minutes: IntradaySession, rules: QualityRules) -> str | None:
-    """How a session's whole 1-minute bars disagree with its daily bar beyond IB's known differences, or None."""
+    """Return how a session's 1-minute bars disagree with its daily bar beyond IB's known differences.
+
+    None when they agree, or when the session's 1-minute bars are not all stored.
+    """
     if minutes.bars < minutes.scheduled or daily.high is None or daily.low is None:
         return None
     problems = []
@@ -254,7 +252,8 @@ def intraday_disagreement(daily: StoredBar, minutes: IntradaySession, rules: Qua
     low, high = rules.intraday_volume_ratio
     if daily.volume > 0 and not low <= minutes.volume / daily.volume <= high:
         problems.append(
-            f"1-minute volume {minutes.volume} is {minutes.volume / daily.volume:.2f}x the daily {daily.volume}"
+            f"1-minute volume {minutes.volume} is {minutes.volume / daily.volume:.2f}x "
+            f"the daily {daily.volume}"
         )
     if not problems:
         return None
@@ -262,7 +261,7 @@ def intraday_disagreement(daily: StoredBar, minutes: IntradaySession, rules: Qua
 
 
 def _robust_sigma(values: Sequence[float]) -> float:
-    """The standard deviation estimated from the median absolute deviation (robust to the outliers sought)."""
+    """Return the standard deviation estimated from the median absolute deviation (robust to outliers)."""
     if len(values) < 2:
         return 0.0
     center = statistics.median(values)
@@ -270,7 +269,7 @@ def _robust_sigma(values: Sequence[float]) -> float:
 
 
 def _stale(up_to_bar: Sequence[StoredBar], rules: QualityRules) -> str | None:
-    """Fires on the bar that completes ``stale_sessions`` unchanged, volume-less sessions in a row."""
+    """Return a finding on the bar completing ``stale_sessions`` unchanged, volume-less sessions in a row."""
     run = 0
     for previous, bar in zip(up_to_bar, up_to_bar[1:], strict=False):
         run = run + 1 if bar.close == previous.close and bar.volume == 0 else 0

@@ -1,4 +1,7 @@
-"""Render coverage, failures and run metrics of a date range as text: the ``report`` command of ``cli``."""
+"""Render coverage, failures and run metrics of a date range as text: the ``report`` command of ``cli``.
+
+See docs/operations.md.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ if TYPE_CHECKING:
 
 
 def parse_range(start: str | None, end: str | None, today: dt.date) -> tuple[dt.date | None, dt.date]:
-    """Return the report's first date (None: the default range) and last date, or raise BadInputError."""
+    """Return the report's first date (None: the default range) and last date.
+
+    :raises BadInputError: a malformed date, or a reversed or too long range.
+    """
     try:
         first = parse_date_param(start, "FROM")
         last = parse_date_param(end, "TO") or today
@@ -29,12 +35,13 @@ def parse_range(start: str | None, end: str | None, today: dt.date) -> tuple[dt.
 
 
 def default_start(conn: psycopg.Connection, end: dt.date) -> dt.date:
-    """Return the first of the last 30 trading dates up to ``end`` of the exchanges with active symbols."""
+    """Return the first of the last 30 trading dates to ``end`` of the exchanges with active symbols."""
     exchanges = coverage.known_exchanges(row[0] for row in repository.active_symbol_counts(conn))
     return coverage.default_range(exchanges or ["NYSE"], end)[0]
 
 
 def _number(value: float | None, digits: int = 3) -> str:
+    """Return ``value`` with ``digits`` decimals, ``-`` when there is none."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -45,11 +52,13 @@ def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) 
     print(f"Market data {start}..{end}: {len(dates)} trading dates", file=out)
     if not rows:
         print(
-            "No active symbol trades in the range (none loaded? `python -m ibkr_market_data.cli load-symbols`)",
+            "No active symbol trades in the range "
+            "(none loaded? `python -m ibkr_market_data.cli load-symbols`)",
             file=out,
         )
     print(
-        f"\n{'exchange':<10}{'expected':>10}{'stored':>10}{'failed':>8}{'no data':>9}{'missing':>9}  complete",
+        f"\n{'exchange':<10}{'expected':>10}{'stored':>10}{'failed':>8}{'no data':>9}{'missing':>9}"
+        "  complete",
         file=out,
     )
     for exchange in sorted({row.exchange for row in rows}):
@@ -78,7 +87,8 @@ def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) 
     for code, count in sorted(by_code.items(), key=lambda item: -item[1]):
         example = next(f for f in failures if f["error_code"] == code)
         print(
-            f"  IB {code if code is not None else '-':<5} {count:>5}  e.g. {example['symbol']} {example['date']}: "
+            f"  IB {code if code is not None else '-':<5} {count:>5}  "
+            f"e.g. {example['symbol']} {example['date']}: "
             f"{(example['error_message'] or '')[:80]}",
             file=out,
         )
@@ -91,7 +101,8 @@ def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) 
     print(f"\nRuns started in the range: {len(metrics)}", file=out)
     if metrics:
         print(
-            f"  {'run':<44}{'requests':>9}{'bars':>8}{'bars/s':>8}{'p50 s':>8}{'p95 s':>8}{'retries':>8}{'wall s':>9}{'failed':>7}",
+            f"  {'run':<44}{'requests':>9}{'bars':>8}{'bars/s':>8}{'p50 s':>8}{'p95 s':>8}"
+            f"{'retries':>8}{'wall s':>9}{'failed':>7}",
             file=out,
         )
     for row in metrics:

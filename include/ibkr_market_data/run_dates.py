@@ -1,10 +1,6 @@
-"""Which trading date a run collects, and the checks that refuse a bad one before any request.
+"""Decide which trading date a run collects, and refuse a bad one before any request.
 
-Order of precedence: the ``date`` param; for scheduled and backfill runs, the logical date (midnight
-UTC of the trading date, see ``timetables``); otherwise the latest completed trading date as of the
-logical date, or of ``run_after`` when a manual run has no logical date, by the timetable's rule:
-a date is completed once its last close plus the run delay has passed (a manual run 10 minutes
-after the close collects the previous date, as the schedule would at that time).
+See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -20,7 +16,10 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_date_param(value: object, name: str = "date") -> dt.date | None:
-    """``YYYY-MM-DD`` -> date; None or '' -> None; anything else -> InvalidRunParamError."""
+    """Return the date of a ``YYYY-MM-DD`` param ``name``; None when it is None or empty.
+
+    :raises InvalidRunParamError: the value is not a valid date as ``YYYY-MM-DD``.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
@@ -47,7 +46,14 @@ def resolve_trading_date(
     exchanges: Sequence[str],
     delay: dt.timedelta = dt.timedelta(0),
 ) -> dt.date:
-    """The trading date of a run (see the module docstring); ``delay`` is the timetable's, after the close."""
+    """Return the trading date of a run.
+
+    The ``date`` param comes first; a scheduled or backfill run takes its logical date (midnight UTC
+    of the trading date); any other run the latest trading date completed by its logical date (or
+    ``run_after``) less ``delay``, the timetable's wait after the close.
+
+    :raises InvalidRunParamError: a malformed ``date`` param, or nothing to take a date from.
+    """
     chosen = parse_date_param(date_param)
     if chosen is not None:
         return chosen
@@ -60,7 +66,10 @@ def resolve_trading_date(
 
 
 def check_trading_date(trading_date: dt.date, exchanges: Sequence[str], now: dt.datetime) -> None:
-    """Refuse a future date, or one that none of ``exchanges`` trades."""
+    """Refuse a future date, or one that none of ``exchanges`` trades.
+
+    :raises InvalidRunParamError: the date is in the future, before the calendars or not traded.
+    """
     if trading_date > now.astimezone(dt.UTC).date() + dt.timedelta(days=1):
         raise InvalidRunParamError(
             f"Param 'date' is {trading_date.isoformat()}, in the future; IB has no bars yet. "

@@ -1,4 +1,7 @@
-"""A run's metrics, recorded by its summary task: requests, bars, latency p50/p95, retries, wall time."""
+"""Record a run's metrics from its summary task: requests, bars, latency p50/p95, retries, wall time.
+
+See docs/operations.md.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ log = logging.getLogger(__name__)
 def record(conn: psycopg.Connection, dag_id: str, run_id: str) -> dict[str, Any] | None:
     """Compute and store the run's metrics (per exchange and for the whole run), commit, log the totals.
 
-    Returns the whole run's row (None for a run without attempts). Recording again overwrites.
+    Return the whole run's row (None for a run without attempts). Recording again overwrites.
     """
     rows = repository.record_run_metrics(conn, dag_id, run_id)
     conn.commit()
@@ -39,4 +42,5 @@ def record(conn: psycopg.Connection, dag_id: str, run_id: str) -> dict[str, Any]
 
 
 def _seconds(value: float | None) -> str:
+    """Return ``value`` as seconds for a log line, ``n/a`` when there is none."""
     return "n/a" if value is None else f"{value:.3f}"

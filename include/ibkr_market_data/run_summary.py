@@ -1,9 +1,7 @@
-"""What one run did, read back from ``collection_logs``: the summary tasks and the CLI print the same.
+"""Read back what one run did from ``collection_logs``: the summary tasks and the CLI print the same.
 
-A symbol counts by its latest attempt in the run. *Unfinished* symbols were planned but have no
-final status: their task never ran to the end (a lost worker, a missing pool). *Session coverage*
-says what is stored for the sessions a run collected, whichever run stored it: a run that skipped
-every symbol because a scheduled run had already collected them still reports a complete date.
+A symbol counts by its latest attempt in the run; *unfinished* symbols were planned but have no
+final status. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -20,6 +18,8 @@ if TYPE_CHECKING:
 
 
 class Failure(NamedTuple):
+    """A symbol whose latest attempt in the run failed, and why."""
+
     symbol: str
     reason: str
     ib_code: int | None
@@ -27,6 +27,8 @@ class Failure(NamedTuple):
 
 @dataclass(frozen=True)
 class RunSummary:
+    """One run's outcome: symbols per status, failures, bars stored and unfinished symbols."""
+
     dag_id: str
     run_id: str
     counts: dict[str, int]  # symbols per latest status
@@ -35,12 +37,12 @@ class RunSummary:
     unfinished: list[str]
 
     def status_line(self) -> str:
-        """``completed 7, failed 1; 7 bars stored``."""
+        """Return the counts in one line: ``completed 7, failed 1; 7 bars stored``."""
         counts = ", ".join(f"{status} {n}" for status, n in sorted(self.counts.items()))
         return f"{counts or 'nothing to do'}; {self.bars_stored} bars stored"
 
     def problems(self, unfinished_label: str = "planned symbols") -> list[str]:
-        """One sentence per kind of problem (failed symbols, unfinished ones); empty when the run is fine."""
+        """Return one sentence per kind of problem (failed symbols, unfinished ones); none if all is fine."""
         found = []
         if self.failures:
             found.append(
@@ -60,11 +62,12 @@ def read_run_summary(
     planned: Mapping[int, str] | None = None,
     still_missing: Collection[int] = (),
 ) -> RunSummary:
-    """The report of run ``run_id`` of ``dag_id``; ``planned`` (symbol id -> symbol) finds the unfinished ones.
+    """Return the summary of run ``run_id`` of ``dag_id``.
 
-    Without ``planned`` no symbol counts as unfinished: only the run's plan knows what it meant to do.
-    ``still_missing``: planned symbols that still lack sessions the run set out to fill; unless one
-    of their attempts failed (then they are failures), they are unfinished: a window never sent.
+    :param planned: symbol id -> symbol of the run's plan; without it no symbol counts as unfinished,
+        since only the plan knows what the run meant to do.
+    :param still_missing: planned symbols still lacking sessions the run set out to fill; unless one
+        of their attempts failed (a failure), they are unfinished: a window never sent.
     """
     finished = repository.symbols_with_outcome(conn, dag_id, run_id) if planned else set()
     failed_ids = repository.symbols_failed(conn, dag_id, run_id) if still_missing else set()
@@ -90,6 +93,7 @@ class SessionCoverage:
     expected: int
 
     def line(self) -> str:
+        """Return the coverage as one line of the run's summary."""
         return (
             f"{self.session.isoformat()}: {self.stored} of {self.expected} active symbols trading that "
             "day have their daily bar"
@@ -97,7 +101,7 @@ class SessionCoverage:
 
 
 def read_session_coverage(conn: psycopg.Connection, dag_id: str, run_id: str) -> list[SessionCoverage]:
-    """Coverage of each session the run attempted one at a time (a daily run's trading date).
+    """Return the coverage of each session the run attempted one at a time (a daily run's trading date).
 
     Counted as the dashboard counts it (``coverage.coverage``), summed over listing exchanges.
     """
@@ -113,7 +117,7 @@ def read_session_coverage(conn: psycopg.Connection, dag_id: str, run_id: str) ->
 
 
 def short_list(symbols: Iterable[str], limit: int = 20) -> str:
-    """``A, B, C and 12 more``: symbol lists for log lines and errors."""
+    """Return ``symbols`` as ``A, B, C and 12 more``, for log lines and errors."""
     listed = list(symbols)
     more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
     return ", ".join(listed[:limit]) + more

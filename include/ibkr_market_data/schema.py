@@ -1,4 +1,7 @@
-"""Applying the versioned schema migrations (Alembic) to the market-data database."""
+"""Apply the versioned schema migrations (Alembic) to the market-data database.
+
+See docs/schema.md.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def sqlalchemy_url(url: str) -> str:
-    """A libpq or Airflow-style URL as SQLAlchemy's psycopg 3 dialect wants it."""
+    """Return a libpq or Airflow-style URL as SQLAlchemy's psycopg 3 dialect wants it."""
     scheme, rest = url.split("://", 1)
     return "postgresql+psycopg://" + rest if scheme.startswith("postgres") else url
 

@@ -1,4 +1,7 @@
-"""Names shared by the DAGs, the setup files and the CLI: connections, pool, exchanges."""
+"""Names shared by the DAGs, the setup files and the CLI: connections, pool, exchanges.
+
+See docs/configuration.md.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,15 @@ MARKET_DATA_CONN_ID = "market_data_db"
 IBKR_CONN_ID = "ibkr_default"
 #: Airflow pool every IB request runs in; its slots bound concurrent IB connections and requests.
 IBKR_POOL = "ibkr"
-#: The pool's slots as ``pools.json`` creates it (a test holds them equal): with the in-flight
-#: limit per connection derived from it (``grouping``), the pool stays under IB's 50 open requests.
+#: The pool's slots, as ``pools.json`` creates it (a test holds them equal). With ``grouping``'s
+#: in-flight limit derived from it, the pool stays under IB's 50 open requests.
 IBKR_POOL_SLOTS = 16
 #: Listing exchanges the daily DAG collects; their calendars drive its schedule.
 DAILY_EXCHANGES = ("ASX", "NASDAQ", "NYSE", "ARCA")
 #: Minutes after the last close of a trading date before its run starts.
 CLOSE_DELAY_MINUTES = 30
-#: Trading sessions each daily run looks back over, per symbol, its own date included: any of them
-#: still missing (a down scheduler, a failed run) is healed, and when a symbol is requested its
-#: stored bars in that window are fetched again and compared (late prints, corrections), in the
-#: one request it sends anyway. 1 collects only the run's own date. The trigger form can override it.
+#: Sessions each daily run looks back over per symbol, its own date included: it heals the missing
+#: ones and re-fetches the stored ones to catch corrections. 1 collects only the run's own date.
 DAILY_LOOKBACK_SESSIONS = 5
 #: The most sessions the ``lookback_sessions`` param accepts: one request of ``N D`` stays small.
 MAX_LOOKBACK_SESSIONS = 30

@@ -1,23 +1,7 @@
 """The timeframes we collect, IB's longest request per bar size, and which symbols get which.
 
-``market_data.timeframe`` keeps the original system's names (``1day``, ``1hour``, ``5min``,
-``1min``). A daily bar is dated by its session (midnight of the session date); an intraday bar is
-stamped with its **start time in UTC** (naive ``TIMESTAMP``), regular trading hours only, so a
-session of ASX (10:00-16:00 Sydney) spans two UTC dates and is named by its Sydney date.
-
-Longest duration per request
-    IB's TWS API documentation, *Historical Bar Data*, table "Step Sizes"
-    (https://interactivebrokers.github.io/tws-api/historical_limitations.html#hd_step_sizes): a
-    duration of ``1 D`` allows bar sizes from 1 min, ``1 W`` from 3 mins, ``1 M`` from 30 mins,
-    ``1 Y`` from 1 day. So one request carries at most 1 day of 1-minute bars, 7 days of 5-minute
-    bars, a month of hourly bars (28 days here: a calendar month is never shorter) and a year of
-    daily bars; a longer request is refused with 162 "Time length exceed max.". A backfill splits
-    its windows by these (``backfill.plan_requests``).
-
-Which symbols get which
-    Daily bars for every active symbol; the intraday timeframes of ``IBKR_INTRADAY_TIMEFRAMES``
-    (default ``1min,5min,1hour``; empty: none) for the symbols whose priority is at most
-    ``IBKR_INTRADAY_MAX_PRIORITY`` (default 1, the high-priority ones; 0: none).
+A daily bar is dated by its session; an intraday bar by its start in UTC, its session being that
+start's date in the exchange's zone. See docs/intraday.md.
 """
 
 from __future__ import annotations
@@ -40,11 +24,12 @@ class Timeframe:
     bar_size: str
     #: Seconds of one bar; None for daily bars, which IB dates by session.
     bar_seconds: int | None
-    #: Calendar days one request may span at most (IB's step sizes, see the module docstring).
+    #: Calendar days one request may span at most (IB's "Step Sizes" table, in docs/intraday.md).
     max_request_days: int
 
     @property
     def intraday(self) -> bool:
+        """Whether the bars are shorter than a session."""
         return self.bar_seconds is not None
 
 
@@ -66,7 +51,10 @@ DEFAULT_INTRADAY_MAX_PRIORITY = 1
 
 
 def timeframe(name: str) -> Timeframe:
-    """The ``Timeframe`` called ``name``; UnknownTimeframeError naming the choices otherwise."""
+    """Return the ``Timeframe`` called ``name``.
+
+    :raises UnknownTimeframeError: no timeframe has that name; the message lists the choices.
+    """
     try:
         return TIMEFRAMES[name.strip().lower()]
     except KeyError:
@@ -76,6 +64,7 @@ def timeframe(name: str) -> Timeframe:
 
 
 def by_bar_size(bar_size: str) -> Timeframe:
+    """Return the ``Timeframe`` that collects IB's ``bar_size``."""
     for candidate in TIMEFRAMES.values():
         if candidate.bar_size == bar_size:
             return candidate
@@ -83,28 +72,29 @@ def by_bar_size(bar_size: str) -> Timeframe:
 
 
 def parse_names(text: str) -> list[Timeframe]:
-    """Comma-separated timeframe names, in ``TIMEFRAMES`` order, without repeats."""
+    """Return the timeframes of comma-separated names, in ``TIMEFRAMES`` order, without repeats."""
     wanted = {timeframe(part).name for part in text.split(",") if part.strip()}
     return [tf for name, tf in TIMEFRAMES.items() if name in wanted]
 
 
 @dataclass(frozen=True)
 class TimeframePolicy:
-    """Which timeframes a symbol gets: daily for all, ``intraday`` for priority <= ``intraday_max_priority``."""
+    """Which timeframes a symbol gets: daily for all, ``intraday`` up to ``intraday_max_priority``."""
 
     intraday: tuple[Timeframe, ...] = (HOURLY, FIVE_MINUTES, ONE_MINUTE)
     intraday_max_priority: int = DEFAULT_INTRADAY_MAX_PRIORITY
 
     def for_priority(self, priority: int) -> list[Timeframe]:
+        """Return the timeframes of a symbol of ``priority``."""
         if priority <= self.intraday_max_priority:
             return [DAILY, *self.intraday]
         return [DAILY]
 
 
 def policy_from_env(environ: Mapping[str, str] = os.environ) -> TimeframePolicy:
-    """The policy ``IBKR_INTRADAY_TIMEFRAMES`` and ``IBKR_INTRADAY_MAX_PRIORITY`` configure.
+    """Return the policy ``IBKR_INTRADAY_TIMEFRAMES`` and ``IBKR_INTRADAY_MAX_PRIORITY`` configure.
 
-    Raises UnknownTimeframeError naming the variable and the bad value.
+    :raises UnknownTimeframeError: a variable holds a bad value; the message names both.
     """
     names = environ.get(INTRADAY_TIMEFRAMES_VARIABLE)
     intraday = TimeframePolicy.intraday
@@ -131,7 +121,7 @@ def policy_from_env(environ: Mapping[str, str] = os.environ) -> TimeframePolicy:
 
 
 def expected_bars(tf: Timeframe, session_open: dt.datetime, session_close: dt.datetime, zone: str) -> int:
-    """Bars of ``tf`` in a session from ``session_open`` to ``session_close`` (aware), as IB cuts them.
+    """Return how many ``tf`` bars IB cuts a session from ``session_open`` to ``session_close`` (aware) into.
 
     Bars are aligned on multiples of their size from local midnight, so a 09:30-16:00 session
     has 390 one-minute bars, 78 five-minute bars and 7 hourly bars (09:30, 10:00, ..., 15:00); an
@@ -147,12 +137,12 @@ def expected_bars(tf: Timeframe, session_open: dt.datetime, session_close: dt.da
 
 
 def session_date(timestamp: dt.datetime, zone: str) -> dt.date:
-    """The session an intraday bar (naive UTC start) belongs to: its date in the exchange's zone."""
+    """Return the session of an intraday bar (naive UTC start): its date in the exchange's zone."""
     return timestamp.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(zone)).date()
 
 
 def request_duration(days: int, tf: Timeframe) -> str:
-    """IB's ``durationStr`` for a window of ``days`` calendar days (``N D``, or ``N Y`` for long daily windows)."""
+    """Return IB's ``durationStr`` for ``days`` calendar days (``N D``, or ``N Y`` for long daily windows)."""
     if days > tf.max_request_days:
         raise ValueError(f"{days} days of {tf.name} bars exceed one request ({tf.max_request_days} days)")
     return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"

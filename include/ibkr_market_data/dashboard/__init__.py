@@ -1,1 +1,1 @@
-"""The market-data dashboard mounted in Airflow's UI (see ``app``)."""
+"""The market-data dashboard mounted in Airflow's UI (see ``app``). See docs/operations.md."""

@@ -1,9 +1,7 @@
 """The market-data dashboard: a FastAPI app that Airflow's API server mounts at ``/market-data``.
 
-Each page has its JSON beside it under ``/api``. Every route requires an Airflow user (a session
-cookie from the UI, or ``Authorization: Bearer`` from ``POST /auth/token``) through the auth
-manager's own dependency, so it is as protected as Airflow's REST API. Bad query parameters are
-answered 400 (or FastAPI's 422) with a message naming the parameter; never a 500.
+Each page has its JSON beside it under ``/api``; every route requires an Airflow user, and a bad
+query parameter is answered 400 naming it, never 500. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -41,20 +39,24 @@ LimitParam = Annotated[int, Query(ge=1, le=1000, description="Rows at most")]
 
 
 def market_db_connect() -> psycopg.Connection:
-    """A connection to the ``market_data_db`` Airflow connection's database."""
+    """Open a connection to the ``market_data_db`` Airflow connection's database."""
     from ibkr_market_data.tasks.database import open_market_connection
 
     return open_market_connection()
 
 
 def airflow_user_required() -> list[Any]:
-    """The dependency that makes a route answer 401/403 to a request without a valid Airflow user."""
+    """Return the dependency that makes a route answer 401/403 to a request without a valid Airflow user."""
     from airflow.api_fastapi.core_api.security import requires_authenticated
 
     return [Depends(requires_authenticated())]
 
 
 def parse_day(value: str | None, name: str) -> dt.date | None:
+    """Return the date of query parameter ``name``; None when it is not given.
+
+    :raises HTTPException: 400 naming the parameter, for a malformed date.
+    """
     try:
         return parse_date_param(value, name)
     except InvalidRunParamError as exc:
@@ -62,7 +64,7 @@ def parse_day(value: str | None, name: str) -> dt.date | None:
 
 
 def create_app(connect: Connect = market_db_connect, require_auth: bool = True) -> FastAPI:
-    """The dashboard app; ``connect`` opens a market-data connection per request."""
+    """Build the dashboard app; ``connect`` opens a market-data connection per request."""
     app = FastAPI(
         title="Market data",
         description="Coverage, freshness, runs, failures and metrics of the IBKR market-data collection.",

@@ -1,7 +1,7 @@
-"""HTML of the dashboard's pages: plain tables, a coverage heatmap and an inline SVG chart, no JavaScript.
+"""Render the dashboard's pages: plain tables, a coverage heatmap and an inline SVG chart, no JavaScript.
 
-Everything shown comes from the caller's rows; every value is escaped. Cells carry ``data-*``
-attributes with their numbers, so a browser test can read them back without parsing text.
+Every value is escaped; cells carry ``data-*`` attributes with their numbers, so a browser test can
+read them back without parsing text. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from ibkr_market_data.coverage import CoverageRow, Freshness
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.2rem; color: #1d232a; background: #fff; }
 h1 { font-size: 1.4rem; margin: 0 0 .4rem; } h2 { font-size: 1.1rem; margin: 1.4rem 0 .4rem; }
-table { border-collapse: collapse; font-size: .82rem; } td, th { padding: .2rem .45rem; border: 1px solid #d8dde3; }
-th { background: #f3f5f7; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; font-size: .82rem; }
+td, th { padding: .2rem .45rem; border: 1px solid #d8dde3; }
+th { background: #f3f5f7; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .heatmap td { min-width: 2.6rem; text-align: center; font-size: .72rem; }
-.heatmap th.date { writing-mode: vertical-rl; transform: rotate(180deg); font-weight: normal; font-size: .7rem; }
+.heatmap th.date {
+  writing-mode: vertical-rl; transform: rotate(180deg); font-weight: normal; font-size: .7rem;
+}
 .complete { background: #a7e3b4; } .partial { background: #f9d98b; } .failed { background: #f2a2a2; }
 .empty { background: #f3f5f7; color: #98a2ad; } .closed { background: #fff; color: #c4cad1; }
 .fresh { color: #1b7f3b; font-weight: 600; } .late { color: #b42318; font-weight: 600; }
@@ -31,7 +35,7 @@ form { margin: .4rem 0 .8rem; } input { font: inherit; }
 
 
 def jsonable(rows: Iterable[Mapping[str, Any] | None]) -> list[Any]:
-    """Rows with dates as ISO text and decimals as floats, for a JSON response."""
+    """Return ``rows`` with dates as ISO text and decimals as floats, for a JSON response."""
 
     def value(item: Any) -> Any:
         if isinstance(item, dt.datetime | dt.date):
@@ -88,7 +92,10 @@ def _duration(seconds: float | None) -> str:
 
 
 def heatmap(rows: Sequence[CoverageRow]) -> str:
-    """Exchanges down, trading dates across; each cell stored/expected, coloured by completeness."""
+    """Render the coverage heatmap: exchanges down, trading dates across, each cell stored/expected.
+
+    A cell is coloured by completeness.
+    """
     if not rows:
         return "<p class='muted' id='coverage'>No active symbols, or no trading date in the range.</p>"
     dates = sorted({row.date for row in rows})
@@ -123,11 +130,15 @@ def heatmap(rows: Sequence[CoverageRow]) -> str:
         lines.append(f"<tr>{''.join(cells)}</tr>")
     legend = (
         "<p class='muted'><span class='complete'>&nbsp;complete&nbsp;</span> "
-        "<span class='partial'>&nbsp;incomplete&nbsp;</span> <span class='failed'>&nbsp;has failures&nbsp;</span> "
+        "<span class='partial'>&nbsp;incomplete&nbsp;</span> "
+        "<span class='failed'>&nbsp;has failures&nbsp;</span> "
         "· not a session of that exchange. A cell: bars stored / symbols expected by the calendar "
         "(no-data sessions count as complete).</p>"
     )
-    return f"<div class='scroll'><table class='heatmap' id='coverage'><tr>{head}</tr>{''.join(lines)}</table></div>{legend}"
+    return (
+        f"<div class='scroll'><table class='heatmap' id='coverage'><tr>{head}</tr>{''.join(lines)}"
+        f"</table></div>{legend}"
+    )
 
 
 def overview_page(
@@ -141,6 +152,7 @@ def overview_page(
     failed: Sequence[Mapping[str, Any]],
     metrics: Sequence[Mapping[str, Any]],
 ) -> str:
+    """Render the overview: coverage, freshness, latest runs, failures and run metrics of a range."""
     query = urlencode({"from": start.isoformat(), "to": end.isoformat()})
     form = (
         f"<form method='get' action='{escape(root)}/'>From <input type='date' name='from' value='{start}'> "
@@ -201,8 +213,8 @@ def overview_page(
         for row in metrics
     ]
     body = (
-        f"<p class='muted'>Trading dates {start} to {end}. Data is due {delay.total_seconds() / 3600:g} h after "
-        "each session's close.</p>"
+        f"<p class='muted'>Trading dates {start} to {end}. "
+        f"Data is due {delay.total_seconds() / 3600:g} h after each session's close.</p>"
         f"{form}<h2>Coverage</h2>{heatmap(rows)}"
         "<h2>Freshness</h2>"
         + _table(
@@ -263,7 +275,7 @@ def overview_page(
 
 
 def price_chart(bars: Sequence[Mapping[str, Any]], width: int = 900, height: int = 300) -> str:
-    """An SVG of daily bars: a high-low line per session and the closes joined."""
+    """Render an SVG of daily bars: a high-low line per session and the closes joined."""
     if not bars:
         return "<p class='muted' id='chart'>No bars stored in this range.</p>"
     pad_left, pad, plot_w, plot_h = 80, 20, width - 100, height - 60
@@ -279,7 +291,8 @@ def price_chart(bars: Sequence[Mapping[str, Any]], width: int = 900, height: int
         return pad + plot_h * (1 - (price - bottom) / span)
 
     ranges = "".join(
-        f"<line x1='{x(i):.1f}' x2='{x(i):.1f}' y1='{y(float(bar['high'])):.1f}' y2='{y(float(bar['low'])):.1f}' "
+        f"<line x1='{x(i):.1f}' x2='{x(i):.1f}' "
+        f"y1='{y(float(bar['high'])):.1f}' y2='{y(float(bar['low'])):.1f}' "
         "stroke='#9aa5b1' stroke-width='1'/>"
         for i, bar in enumerate(bars)
     )
@@ -305,10 +318,13 @@ def symbol_page(
     bars: Sequence[Mapping[str, Any]],
     attempts: Sequence[Mapping[str, Any]],
 ) -> str:
+    """Render a symbol's page: its listing, a chart and table of its bars, and its attempts."""
     info = (
-        f"<p>{escape(str(symbol['exchange']))} · {escape(str(symbol['currency']))} · conId {escape(str(symbol['con_id']))}"
+        f"<p>{escape(str(symbol['exchange']))} · {escape(str(symbol['currency']))} "
+        f"· conId {escape(str(symbol['con_id']))}"
         f" · {'active' if symbol['active'] else 'inactive: ' + escape(str(symbol['inactive_reason'] or ''))}"
-        f"{' · data from ' + str(symbol['first_available_date']) if symbol['first_available_date'] else ''}</p>"
+        f"{' · data from ' + str(symbol['first_available_date']) if symbol['first_available_date'] else ''}"
+        "</p>"
     )
     bar_rows = [
         [
@@ -350,4 +366,5 @@ def symbol_page(
 
 
 def error_page(root: str, status: int, detail: str) -> str:
+    """Render the page of an HTTP error: its status and the message."""
     return _page(root, f"Error {status}", f"<p id='error'>{escape(detail)}</p>")

@@ -1,4 +1,7 @@
-"""Alembic environment: runs the migrations online against the URL that ``schema.upgrade`` passes."""
+"""Alembic environment: run the migrations online against the URL that ``schema.upgrade`` passes.
+
+See docs/schema.md.
+"""
 
 from alembic import context
 from sqlalchemy import create_engine, pool

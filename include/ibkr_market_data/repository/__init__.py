@@ -1,19 +1,7 @@
 """Every SQL statement of the collector, by table family, with values always bound as parameters.
 
-Functions take an open psycopg connection (``PostgresHook.get_conn()``) and leave transaction
-control to the caller, so a symbol's bars and its log row commit together. Callers use the
-package, not its modules: ``from ibkr_market_data import repository; repository.upsert_bars(...)``.
-
-* ``symbols``: the universe and what IB said about each contract
-* ``bars``: ``market_data`` and ``bar_revisions``
-* ``partitions``: ``market_data``'s monthly partitions, created before a write needs one
-* ``collection_logs``: one row per attempt, the statuses, what a run did
-* ``backfill``: ``no_data_sessions``, first available dates, a backfill run's totals
-* ``pacing``: the shared ``ib_pacing_ledger``
-* ``leases``: client ids as advisory locks
-* ``quality``: ``data_quality_issues`` and what the quality checks read
-* ``plans``: ``planned_groups``, each run's plan (what its mapped tasks read)
-* ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
+Functions take an open psycopg connection and leave transaction control to the caller, so a symbol's
+bars and its log row commit together. Callers use the package, not its modules. See docs/schema.md.
 """
 
 from ibkr_market_data.errors import PlanNotFoundError

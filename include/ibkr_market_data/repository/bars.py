@@ -1,4 +1,7 @@
-"""``market_data`` and ``bar_revisions``: stored bars, written by UPSERT, and the changes IB made to them."""
+"""``market_data`` and ``bar_revisions``: stored bars, written by UPSERT, and the changes IB made to them.
+
+See docs/schema.md.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ from ibkr_market_data.repository.partitions import ensure_partitions
 def symbols_having_bar(
     conn: Connection, symbol_ids: Sequence[int], timeframe: str, timestamp: dt.datetime
 ) -> set[int]:
-    """The dedupe check: which of ``symbol_ids`` already have their bar at ``timestamp``."""
+    """Return which of ``symbol_ids`` already have their ``timeframe`` bar at ``timestamp``."""
     with conn.cursor() as cursor:
         cursor.execute(
-            "SELECT symbol_id FROM market_data WHERE symbol_id = ANY(%s) AND timeframe = %s AND timestamp = %s",
+            "SELECT symbol_id FROM market_data"
+            " WHERE symbol_id = ANY(%s) AND timeframe = %s AND timestamp = %s",
             (list(symbol_ids), timeframe, timestamp),
         )
         return {row[0] for row in cursor.fetchall()}
@@ -30,7 +34,7 @@ def symbols_having_bar(
 def existing_bar_dates(
     conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
 ) -> dict[int, set[dt.date]]:
-    """Per symbol, the dates in ``[start, end]`` that already have a bar."""
+    """Return, per symbol, the dates in ``[start, end]`` that already have a ``timeframe`` bar."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -47,6 +51,8 @@ def existing_bar_dates(
 
 @dataclass(frozen=True)
 class UpsertResult:
+    """How many bars a write inserted, and how many replaced a stored bar that differed."""
+
     inserted: int
     revised: int
 
@@ -58,13 +64,15 @@ def upsert_bars(
     bars: Sequence[Bar],
     run: RunContext | None = None,
 ) -> UpsertResult:
-    """Bulk UPSERT on (symbol, timeframe, timestamp): arrays in one statement, or COPY when many.
+    """UPSERT ``bars`` on (symbol, timeframe, timestamp): arrays in one statement, or COPY when many.
 
-    Unchanged bars are left alone; a bar whose values differ replaces the stored one (IB adjusts
-    history after the fact) and is counted as revised; with ``run``, its old and new values go to
-    ``bar_revisions`` in the same statement, and sessions that now have a bar leave
-    ``no_data_sessions``. Nothing is ever deleted from ``market_data``. ``bars`` must have distinct
-    timestamps (``bars.latest_per_timestamp``): one statement cannot write a row twice.
+    A bar whose values differ replaces the stored one (IB adjusts history) and counts as revised;
+    unchanged bars are left alone. Nothing is ever deleted from ``market_data``.
+
+    :param bars: bars with distinct timestamps (``bars.latest_per_timestamp``): one statement
+        cannot write a row twice.
+    :param run: with it, a revised bar's old and new values go to ``bar_revisions``, and the
+        sessions that now have a bar leave ``no_data_sessions``, in the same statement.
     """
     if not bars:
         return UpsertResult(0, 0)
@@ -100,11 +108,12 @@ ARRAY_UPSERT_MAX_BARS = 64
 
 
 def _bar_row(bar: Bar) -> tuple[object, ...]:
+    """Return the values of ``bar`` in ``incoming_bars`` column order."""
     return (bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap, bar.bar_count)
 
 
 def _counted(cursor: Cursor) -> UpsertResult:
-    """The result of an UPSERT that returned one ``inserted`` flag per row written."""
+    """Count the result of an UPSERT that returned one ``inserted`` flag per row written."""
     flags = [row[0] for row in cursor.fetchall()]
     inserted = sum(1 for flag in flags if flag)
     return UpsertResult(inserted=inserted, revised=len(flags) - inserted)
@@ -148,9 +157,8 @@ _INSERT_BARS = """
                                    volume, wap, bar_count)
 """
 
-#: Closes the ``written`` CTE (the UPSERT) and flags each row it wrote as inserted or not. A
-#: partitioned table cannot return ``xmax``; the outer query reads ``market_data`` as it was
-#: before the statement (a CTE's changes are invisible to it), so a row it finds was there already.
+#: Closes the ``written`` CTE (the UPSERT) and flags each row it wrote as inserted or not. A partitioned
+#: table cannot return ``xmax``, but the outer query sees the table as before the statement.
 _FLAG_WRITTEN = """
 )
 SELECT stored.symbol_id IS NULL AS inserted
@@ -210,8 +218,7 @@ _AUDIT_INCOMING = """
 """
 
 #: Named parameters: symbol_id, timeframe, dag_id, run_id, first, last (the bars' first and last
-#: timestamps) and the ``_ARRAY_COLUMNS``. The CTEs see the table as it was before the statement,
-#: so the revision holds the old values.
+#: timestamps) and ``_ARRAY_COLUMNS``. The CTEs see the table before the statement: the old values.
 _UPSERT_ARRAY_BARS_AUDITED = (  # constant fragments only: values are bound
     _AUDIT_INCOMING  # noqa: S608
     + ", written AS ("
@@ -248,15 +255,14 @@ _FORGET_NO_DATA = """
 def store_backfilled_bars(
     conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext
 ) -> UpsertResult:
-    """Write a backfill response: plain COPY where nothing is stored, else compare and log revisions.
+    """Store a backfill response: plain COPY where nothing is stored yet, else compare and log revisions.
 
-    Where the symbol has no bar yet in the response's span (the usual case: the span was a gap),
-    the bars are copied straight into ``market_data``, the fastest bulk path. Where it has some
-    (a request that bridges stored sessions, or another run stored them meanwhile: a unique
-    violation rolls back to a savepoint), every fetched bar is compared with the stored one: equal
-    bars are left alone, changed ones are replaced and their old and new values written to
-    ``bar_revisions``. Sessions that now have a bar leave ``no_data_sessions``. Timestamps must
-    be distinct, as for ``upsert_bars``.
+    A span with stored bars (a request bridging stored sessions, or another run storing them
+    meanwhile) is compared bar by bar as ``upsert_bars`` does with ``run``. Sessions that now have a
+    bar leave ``no_data_sessions``.
+
+    :param bars: bars with distinct timestamps, as for ``upsert_bars``.
+    :param run: the run that revisions in ``bar_revisions`` are credited to.
     """
     if not bars:
         return UpsertResult(0, 0)
@@ -297,6 +303,7 @@ def store_backfilled_bars(
 
 
 def _copy_new_bars(cursor: Cursor, symbol_id: int, timeframe: str, bars: Sequence[Bar]) -> None:
+    """COPY ``bars`` straight into ``market_data``; a stored one raises UniqueViolation."""
     with cursor.copy(
         "COPY market_data (symbol_id, timeframe, timestamp, open, high, low, close, volume, wap, bar_count)"
         " FROM STDIN"
@@ -312,9 +319,11 @@ def session_bar_counts(
     start: dt.date,
     end: dt.date,
 ) -> dict[int, dict[dt.date, int]]:
-    """Per symbol, the intraday ``timeframe`` bars stored per session in ``[start, end]``.
+    """Return, per symbol, how many intraday ``timeframe`` bars are stored per session in ``[start, end]``.
 
-    ``symbol_zones``: each symbol's exchange time zone. Daily bars: ``existing_bar_dates``.
+    Daily bars are read by ``existing_bar_dates``.
+
+    :param symbol_zones: each symbol's exchange time zone, which names a bar's session.
     """
     counts: dict[int, dict[dt.date, int]] = {}
     for symbol_id, session, *_, count in intraday_session_totals(conn, symbol_zones, timeframe, start, end):
@@ -329,11 +338,12 @@ def intraday_session_totals(
     start: dt.date,
     end: dt.date,
 ) -> list[tuple[int, dt.date, Decimal, Decimal, int, int]]:
-    """(symbol id, session, highest high, lowest low, total volume, bars) of the intraday ``timeframe``
-    bars stored per session in ``[start, end]``.
+    """Return the intraday ``timeframe`` bars stored per session in ``[start, end]``, summed up.
 
-    ``symbol_zones``: each symbol's exchange time zone. An intraday bar's session is its start's
-    date in that zone (an ASX session begins the UTC day before).
+    Each row is (symbol id, session, highest high, lowest low, total volume, bars).
+
+    :param symbol_zones: each symbol's exchange time zone: a bar's session is its start's date there
+        (an ASX session begins the UTC day before).
     """
     if not symbol_zones:
         return []

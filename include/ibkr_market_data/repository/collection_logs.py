@@ -1,4 +1,7 @@
-"""``collection_logs``: one row per attempt to collect a symbol's window, and what a run did."""
+"""``collection_logs``: one row per attempt to collect a symbol's window, and what a run did.
+
+See docs/schema.md.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,11 @@ def start_attempt(
     start_date: dt.datetime,
     end_date: dt.datetime,
 ) -> int:
-    """Record a ``pending`` attempt; one row per (run, symbol, timeframe, window, try)."""
+    """Record a ``pending`` attempt and return its row id; one row per (run, symbol, timeframe, window, try).
+
+    :param start_date: the first session of the window requested.
+    :param end_date: the last session of the window requested.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -81,6 +88,13 @@ def finish_attempt(
     error_message: str | None = None,
     error_code: int | None = None,
 ) -> None:
+    """Record the outcome of attempt ``log_id``.
+
+    :param log_id: the row ``start_attempt`` returned.
+    :param records_collected: bars stored by the attempt.
+    :param requests_sent: requests the attempt sent to IB.
+    :param error_code: IB's error code, when IB sent one.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -100,7 +114,10 @@ def log_skipped(
     start_date: dt.datetime,
     end_date: dt.datetime,
 ) -> int:
-    """One ``skipped`` row per (symbol_id, reason), idempotent per run and try."""
+    """Record one ``skipped`` row per (symbol_id, reason), idempotent per run and try; return how many.
+
+    :param skipped: (symbol id, reason) of each symbol the plan left alone.
+    """
     rows = [
         (
             symbol_id,
@@ -144,7 +161,7 @@ _LATEST_ATTEMPTS = sql.SQL(
 
 
 def run_summary(conn: Connection, dag_id: str, run_id: str) -> dict[str, int]:
-    """Latest status per symbol, timeframe and window of one run, counted."""
+    """Count the latest statuses of one run, one per symbol, timeframe and window."""
     with conn.cursor() as cursor:
         cursor.execute(
             _LATEST_ATTEMPTS + sql.SQL("SELECT status, COUNT(*) FROM latest GROUP BY status"),
@@ -154,7 +171,7 @@ def run_summary(conn: Connection, dag_id: str, run_id: str) -> dict[str, int]:
 
 
 def run_summary_by_timeframe(conn: Connection, dag_id: str, run_id: str) -> dict[str, dict[str, int]]:
-    """Per timeframe of one run: latest status per symbol and window, counted."""
+    """Count the latest statuses of one run per timeframe, one per symbol and window."""
     with conn.cursor() as cursor:
         cursor.execute(
             _LATEST_ATTEMPTS + sql.SQL("SELECT timeframe, status, COUNT(*) FROM latest GROUP BY 1, 2"),
@@ -167,7 +184,7 @@ def run_summary_by_timeframe(conn: Connection, dag_id: str, run_id: str) -> dict
 
 
 def symbols_with_outcome(conn: Connection, dag_id: str, run_id: str) -> set[int]:
-    """Symbols of the run whose every window's latest attempt reached a final status.
+    """Return the symbols of the run whose every window's latest attempt reached a final status.
 
     Judged per window (a backfill sends one request per window): one finished window does not
     make a symbol finished while another is still ``pending``.
@@ -184,7 +201,7 @@ def symbols_with_outcome(conn: Connection, dag_id: str, run_id: str) -> set[int]
 
 
 def symbols_failed(conn: Connection, dag_id: str, run_id: str) -> set[int]:
-    """Symbols of the run with a window whose latest attempt failed."""
+    """Return the symbols of the run with a window whose latest attempt failed."""
     with conn.cursor() as cursor:
         cursor.execute(
             _LATEST_ATTEMPTS + sql.SQL("SELECT DISTINCT symbol_id FROM latest WHERE status = %(failed)s"),
@@ -194,10 +211,11 @@ def symbols_failed(conn: Connection, dag_id: str, run_id: str) -> set[int]:
 
 
 def run_records_collected(conn: Connection, dag_id: str, run_id: str) -> int:
-    """Bars collected over every attempt of one run."""
+    """Count the bars collected over every attempt of one run."""
     with conn.cursor() as cursor:
         cursor.execute(
-            "SELECT COALESCE(SUM(records_collected), 0) FROM collection_logs WHERE dag_id = %s AND run_id = %s",
+            "SELECT COALESCE(SUM(records_collected), 0) FROM collection_logs"
+            " WHERE dag_id = %s AND run_id = %s",
             (dag_id, run_id),
         )
         row = cursor.fetchone()
@@ -205,7 +223,10 @@ def run_records_collected(conn: Connection, dag_id: str, run_id: str) -> int:
 
 
 def run_single_sessions(conn: Connection, dag_id: str, run_id: str) -> list[dt.date]:
-    """The sessions a run attempted one at a time for daily bars (a daily run's trading date), oldest first."""
+    """Return the sessions a run attempted one at a time for daily bars, oldest first.
+
+    For a daily run that is its trading date.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -218,13 +239,14 @@ def run_single_sessions(conn: Connection, dag_id: str, run_id: str) -> list[dt.d
 
 
 def run_failures(conn: Connection, dag_id: str, run_id: str) -> list[tuple[str, str, int | None]]:
-    """(symbol, reason, IB code) of the symbols whose latest attempt in the run failed."""
+    """Return (symbol, reason, IB code) of the symbols whose latest attempt in the run failed."""
     with conn.cursor() as cursor:
         cursor.execute(
             _LATEST_ATTEMPTS
             + sql.SQL(
                 """
-                SELECT s.symbol || CASE WHEN latest.timeframe = %(daily)s THEN '' ELSE ' ' || latest.timeframe END,
+                SELECT s.symbol
+                       || CASE WHEN latest.timeframe = %(daily)s THEN '' ELSE ' ' || latest.timeframe END,
                        latest.error_message, latest.error_code
                 FROM latest JOIN symbols s ON s.id = latest.symbol_id
                 WHERE latest.status = %(failed)s ORDER BY 1

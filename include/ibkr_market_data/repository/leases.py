@@ -1,4 +1,7 @@
-"""TWS client ids leased as session-level advisory locks, one per id, in the market-data database."""
+"""Lease TWS client ids as session-level advisory locks, one per id, in the market-data database.
+
+See docs/configuration.md.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ ADVISORY_LOCK_NAMESPACE = 0x1B_C1
 
 
 def try_lease_client_id(conn: Connection, client_id: int) -> bool:
-    """Lock ``client_id`` for this session unless another session holds it; True if now held."""
+    """Lock ``client_id`` for this session unless another session holds it; return whether it is held."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id))
         row = cursor.fetchone()
@@ -19,7 +22,7 @@ def try_lease_client_id(conn: Connection, client_id: int) -> bool:
 
 
 def release_client_ids(conn: Connection, client_ids: Iterable[int]) -> None:
-    """Unlock ``client_ids`` held by this session. Needs a transaction that has not failed."""
+    """Unlock ``client_ids`` held by this session; it needs a transaction that has not failed."""
     with conn.cursor() as cursor:
         for client_id in client_ids:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (ADVISORY_LOCK_NAMESPACE, client_id))

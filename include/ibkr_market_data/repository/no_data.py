@@ -1,4 +1,7 @@
-"""Backfill bookkeeping: ``no_data_sessions``, ``symbols.first_available_date`` and a run's totals."""
+"""Backfill bookkeeping: ``no_data_sessions``, ``symbols.first_available_date`` and a run's totals.
+
+See docs/backfill.md.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ def no_data_session_dates(
     end: dt.date,
     settled_only: bool = True,
 ) -> dict[int, set[dt.date]]:
-    """Per symbol, the sessions in ``[start, end]`` settled as having no data at IB (any recorded: ``settled_only=False``).
+    """Return, per symbol, the sessions in ``[start, end]`` settled as having no data at IB.
 
-    Settled: IB answered empty for the session on two different days (``first_seen`` and
-    ``last_seen`` fall on different dates). One empty answer may be IB's passing trouble (a
-    transient HMDS 162, a short answer): such a session stays missing and is asked again.
+    One empty answer may be IB's passing trouble, so such a session stays missing and is asked again.
+
+    :param settled_only: keep only sessions IB answered empty on two different days; False for any
+        recorded.
     """
     with conn.cursor() as cursor:
         cursor.execute(
@@ -47,7 +51,10 @@ def record_no_data_sessions(
     reason: str,
     run: RunContext,
 ) -> int:
-    """Record sessions IB sent no bar for; a session seen again keeps ``first_seen`` and gets the new reason."""
+    """Record sessions IB sent no bar for and return how many; one seen again keeps ``first_seen``.
+
+    :param reason: why the sessions have no data; a session seen again takes the new one.
+    """
     rows = [
         (symbol_id, timeframe, session, reason, run.dag_id, run.run_id) for session in sorted(set(sessions))
     ]
@@ -57,7 +64,8 @@ def record_no_data_sessions(
             INSERT INTO no_data_sessions (symbol_id, timeframe, session, reason, dag_id, run_id)
             VALUES (%s, %s, %s, %s, %s, %s)
             ON CONFLICT (symbol_id, timeframe, session) DO UPDATE SET
-                reason = EXCLUDED.reason, last_seen = NOW(), dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id
+                reason = EXCLUDED.reason, last_seen = NOW(),
+                dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id
             """,
             rows,
         )
@@ -65,16 +73,18 @@ def record_no_data_sessions(
 
 
 def first_available_dates(conn: Connection, symbol_ids: Sequence[int]) -> dict[int, dt.date]:
-    """``symbols.first_available_date`` of the symbols that have one (IB's head timestamp)."""
+    """Return the first available date (IB's head timestamp) of those of ``symbol_ids`` that have one."""
     with conn.cursor() as cursor:
         cursor.execute(
-            "SELECT id, first_available_date FROM symbols WHERE id = ANY(%s) AND first_available_date IS NOT NULL",
+            "SELECT id, first_available_date FROM symbols"
+            " WHERE id = ANY(%s) AND first_available_date IS NOT NULL",
             (list(symbol_ids),),
         )
         return {symbol_id: day for symbol_id, day in cursor.fetchall()}
 
 
 def set_first_available_date(conn: Connection, symbol_id: int, day: dt.date) -> None:
+    """Store ``day``, IB's head timestamp, as the symbol's first available date."""
     with conn.cursor() as cursor:
         cursor.execute(
             "UPDATE symbols SET first_available_date = %s, updated_at = NOW() WHERE id = %s", (day, symbol_id)
@@ -82,7 +92,7 @@ def set_first_available_date(conn: Connection, symbol_id: int, day: dt.date) -> 
 
 
 def run_backfill_totals(conn: Connection, dag_id: str, run_id: str) -> dict[str, int]:
-    """What one backfill run did: requests, bars collected, revisions and no-data sessions recorded."""
+    """Return what one backfill run did: requests, bars collected, revisions and no-data sessions recorded."""
     with conn.cursor() as cursor:
         cursor.execute(
             """

@@ -1,8 +1,7 @@
-"""``run_metrics``, ``freshness_alerts`` and the read models of the operations views: coverage, runs, failures.
+"""``run_metrics``, ``freshness_alerts`` and what the operations views read: coverage, runs, failures.
 
-Every value is a bound parameter. Read queries take a connection and return plain rows; writes
-(``record_run_metrics``, the freshness-alert state) are UPSERTs keyed on their natural key and leave
-the commit to the caller.
+Reads return plain rows; writes are UPSERTs on their natural key and leave the commit to the caller.
+See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ RECENT_RUN_DAYS = 45
 
 
 def _day_bounds(start: dt.date, end: dt.date) -> dict[str, object]:
+    """Return ``start`` and ``end`` as the timestamp and date parameters the range queries bind."""
     return {
         "start": dt.datetime.combine(start, dt.time()),
         "end": dt.datetime.combine(end, dt.time()),
@@ -31,13 +31,16 @@ def _day_bounds(start: dt.date, end: dt.date) -> dict[str, object]:
 
 
 def _without_jit(cursor: Cursor) -> None:
-    """Turn PostgreSQL's JIT off for this transaction: the range queries' plans are costed high enough
-    to trigger it, and compiling took ~0.45 s of a ~0.06 s query (measured on a year of 5,000 symbols).
+    """Turn PostgreSQL's JIT off for this transaction.
+
+    The range queries' plans are costed high enough to trigger it, and compiling took ~0.45 s of a
+    ~0.06 s query (measured on a year of 5,000 symbols).
     """
     cursor.execute("SET LOCAL jit = off")
 
 
 def _rows(cursor: Cursor) -> list[dict[str, Any]]:
+    """Return the cursor's rows as dicts by column name."""
     names = [column.name for column in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -46,7 +49,7 @@ def _rows(cursor: Cursor) -> list[dict[str, Any]]:
 
 
 def active_symbol_counts(conn: Connection) -> list[tuple[str, dt.date | None, int]]:
-    """(listing exchange, first available date, active symbols) for the expected counts."""
+    """Count the active symbols per (listing exchange, first available date), for the expected counts."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -60,7 +63,7 @@ def active_symbol_counts(conn: Connection) -> list[tuple[str, dt.date | None, in
 def coverage_counts(
     conn: Connection, start: dt.date, end: dt.date, timeframe: str = "1day"
 ) -> dict[tuple[dt.date, str], dict[str, int]]:
-    """Per (session date, listing exchange) of the active symbols: bars ``stored``, ``no_data``, ``failed``.
+    """Count the active symbols' ``stored``, ``no_data`` and ``failed`` sessions per (date, listing exchange).
 
     A (symbol, session) counts once, in the first of: stored (a bar exists), no data (IB sent none:
     ``no_data_sessions`` or a one-session attempt that ended ``no_data``), failed (an attempt whose
@@ -121,8 +124,9 @@ def coverage_counts(
 
 
 def latest_runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest runs in ``collection_logs`` (within RECENT_RUN_DAYS of the newest attempt): when, how
-    long, and their symbols' latest statuses.
+    """Return the latest runs in ``collection_logs``: when, how long, and their symbols' latest statuses.
+
+    Only runs within ``RECENT_RUN_DAYS`` of the newest attempt are looked at.
     """
     with conn.cursor() as cursor:
         _without_jit(cursor)
@@ -169,7 +173,7 @@ def latest_runs(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def failures(conn: Connection, start: dt.date, end: dt.date, limit: int = 200) -> list[dict[str, Any]]:
-    """Failed attempts whose window ends in ``start..end``, newest first: symbol, date, code, message, try."""
+    """Return the failed attempts whose window ends in ``start..end``, newest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -262,7 +266,14 @@ def run_metrics(
     dag_id: str | None = None,
     run_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Stored run metrics, newest run first; ``start``/``end`` bound the run's start date (inclusive)."""
+    """Return stored run metrics, newest run first, the ``ALL`` row before a run's exchanges.
+
+    :param start: the first start date of the runs returned; None for no bound.
+    :param end: the last start date of the runs returned, inclusive; None for no bound.
+    :param limit: rows at most, not runs.
+    :param dag_id: only the runs of this DAG.
+    :param run_id: only this run.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -291,7 +302,10 @@ def run_metrics(
 
 
 def symbol_row(conn: Connection, symbol: str) -> dict[str, Any] | None:
-    """The symbols row of ``symbol`` (its first listing when it is on several)."""
+    """Return the symbols row of ``symbol`` and its latest daily bar's date; None when there is none.
+
+    A symbol listed on several exchanges returns its first active listing.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -310,6 +324,7 @@ def symbol_row(conn: Connection, symbol: str) -> dict[str, Any] | None:
 def symbol_bars(
     conn: Connection, symbol_id: int, start: dt.date, end: dt.date, timeframe: str = "1day"
 ) -> list[dict[str, Any]]:
+    """Return the symbol's ``timeframe`` bars from ``start`` to ``end``, oldest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -324,6 +339,7 @@ def symbol_bars(
 
 
 def symbol_attempts(conn: Connection, symbol_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """Return the symbol's latest ``limit`` attempts, newest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -342,6 +358,8 @@ def symbol_attempts(conn: Connection, symbol_id: int, limit: int = 50) -> list[d
 
 @dataclass(frozen=True)
 class AlertedGap:
+    """A trading date of an exchange announced as incomplete, and how incomplete it was."""
+
     exchange: str
     trading_date: dt.date
     expected: int
@@ -349,7 +367,7 @@ class AlertedGap:
 
 
 def open_freshness_alerts(conn: Connection) -> list[AlertedGap]:
-    """Gaps announced and not yet recovered."""
+    """Return the gaps announced and not yet recovered, oldest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -376,6 +394,7 @@ def record_freshness_alert(conn: Connection, gap: AlertedGap, as_of: dt.datetime
 
 
 def mark_gap_recovered(conn: Connection, exchange: str, trading_date: dt.date, as_of: dt.datetime) -> None:
+    """Record that the announced gap of ``exchange`` on ``trading_date`` is complete as of ``as_of``."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -387,7 +406,7 @@ def mark_gap_recovered(conn: Connection, exchange: str, trading_date: dt.date, a
 
 
 def run_failure_details(conn: Connection, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Symbols of one run whose latest attempt failed or never finished: symbol, date, code, message, try."""
+    """Return the symbols of one run whose latest attempt failed or never finished, and why."""
     with conn.cursor() as cursor:
         cursor.execute(
             """

@@ -1,4 +1,7 @@
-"""``ib_pacing_ledger``: every paced request any worker sent, read and written under one lock."""
+"""``ib_pacing_ledger``: every paced request any worker sent, read and written under one lock.
+
+See docs/daily-dag.md.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +29,10 @@ def lock_pacing_ledger(conn: Connection) -> None:
 
 
 def recent_requests(conn: Connection, horizon: float) -> tuple[list[SentRequest], float]:
-    """The requests of the last ``horizon`` seconds, oldest first, and the database's clock (epoch seconds).
+    """Return the requests of the last ``horizon`` seconds, oldest first, and the database's clock.
 
-    The database's clock, not the worker's: every worker then measures against the same one.
+    Times are epoch seconds by the database's clock, not the worker's, so every worker measures
+    against the same one.
     """
     with conn.cursor() as cursor:
         cursor.execute(
@@ -53,7 +57,11 @@ def recent_requests(conn: Connection, horizon: float) -> tuple[list[SentRequest]
 
 
 def record_request(conn: Connection, contract_key: str, request_key: str, keep_seconds: float) -> None:
-    """Append a request sent now, and forget those older than ``keep_seconds``."""
+    """Append a request sent now, and forget those older than ``keep_seconds``.
+
+    :param contract_key: the contract the request was for, as the pacing rules compare them.
+    :param request_key: the request itself, so an identical one within the window is recognised.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ib_pacing_ledger (contract_key, request_key) VALUES (%s, %s)",

@@ -1,17 +1,7 @@
 """``market_data``'s monthly partitions: created by the first write into a month, before it writes.
 
-Since migration 0007, ``market_data`` is partitioned by timeframe, and each timeframe of
-``MONTHLY_TIMEFRAMES`` by month of ``timestamp``: ``market_data_1min_2025_11`` holds the 1-minute
-bars of ``[2025-11-01, 2025-12-01)``. There is no default month, so a bar of a month without its
-partition could not be stored: ``upsert_bars`` and ``store_backfilled_bars`` call
-``ensure_partitions`` with their bars' first and last timestamps before writing. Daily bars and
-any other timeframe have one partition each, made by the migration: nothing to do for them.
-
-A partition is created as a table of its own, then attached (``ATTACH PARTITION``): that locks
-the timeframe's table SHARE UPDATE EXCLUSIVE, so the reads and writes of its other months go on
-(``CREATE TABLE ... PARTITION OF`` would lock it ACCESS EXCLUSIVE), and ``symbols`` SHARE ROW
-EXCLUSIVE for the foreign key, so updates of symbols wait. Both until the caller's transaction
-ends: the first write of each month in each timeframe pays it, once.
+Each timeframe of ``MONTHLY_TIMEFRAMES`` is partitioned by month with no default partition, so the
+writers call ``ensure_partitions`` first. See docs/schema.md.
 """
 
 from __future__ import annotations
@@ -34,12 +24,12 @@ _known_partitions: set[tuple[tuple[str, int, str], str]] = set()
 
 
 def partition_name(timeframe: str, month: dt.date) -> str:
-    """``market_data_1min_2025_11``: the partition of ``timeframe`` holding ``month``."""
+    """Return the name of the partition of ``timeframe`` holding ``month``: ``market_data_1min_2025_11``."""
     return f"market_data_{timeframe}_{month:%Y_%m}"
 
 
 def months_covering(first: dt.datetime, last: dt.datetime) -> list[dt.date]:
-    """The first day of every month from ``first``'s to ``last``'s, both included."""
+    """Return the first day of every month from ``first``'s to ``last``'s, both included."""
     if last < first:
         raise ValueError(f"last ({last}) is before first ({first})")
     month, months = dt.date(first.year, first.month, 1), []
@@ -50,20 +40,20 @@ def months_covering(first: dt.datetime, last: dt.datetime) -> list[dt.date]:
 
 
 def following_month(month: dt.date) -> dt.date:
+    """Return the first day of the month after ``month``'s."""
     return dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 def ensure_partitions(conn: Connection, timeframe: str, first: dt.datetime, last: dt.datetime) -> list[str]:
     """Create the missing monthly partitions of ``timeframe`` that bars of ``[first, last]`` need.
 
-    Returns the names of the partitions created (none for ``1day``, any other timeframe outside
-    ``MONTHLY_TIMEFRAMES``, or a schema older than 0007). Timestamps are naive UTC, as stored.
+    It runs in the caller's transaction, so what it creates commits or rolls back with the caller's
+    writes; concurrent creators queue on an advisory lock.
 
-    Runs in the caller's transaction: what it creates commits or rolls back with the caller's
-    writes. Partitions that exist are looked up in the catalog, without a lock, and remembered by
-    the process, so later calls cost a set look-up. Concurrent creators queue on an advisory lock
-    held to the end of their transactions and look again once they have it: the first creates,
-    the others find it there (READ COMMITTED, psycopg's default, sees what committed meanwhile).
+    :param first: the first bar's timestamp, naive UTC as stored.
+    :param last: the last bar's timestamp, naive UTC as stored.
+    :return: the names of the partitions created (none for a timeframe outside ``MONTHLY_TIMEFRAMES``
+        or a schema older than 0007).
     """
     if timeframe not in MONTHLY_TIMEFRAMES:
         return []
@@ -101,12 +91,13 @@ def forget_known_partitions() -> None:
 
 
 def _is_table(conn: Connection, name: str) -> bool:
+    """Check whether the table ``name`` exists."""
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
     return bool(row and row[0])
 
 
 def _attached(conn: Connection, parent: str, names: list[str]) -> dict[str, bool]:
-    """Which of ``names`` are partitions of ``parent``, each with whether it is known to be committed.
+    """Return which of ``names`` are partitions of ``parent``, each with whether it is known to be committed.
 
     One this connection's open transaction created is visible here, but a rollback would remove
     it: it must not be remembered. Its creator holds ACCESS EXCLUSIVE on it until the end of the
@@ -127,7 +118,7 @@ def _attached(conn: Connection, parent: str, names: list[str]) -> dict[str, bool
 
 
 def _create_partition(conn: Connection, parent: str, name: str, month: dt.date) -> None:
-    """A table like ``parent`` (columns, defaults, CHECK), attached for ``[month, next month)``.
+    """Create a table like ``parent`` (columns, defaults, CHECK) and attach it for ``[month, next month)``.
 
     ATTACH gives it the primary key, the index and the foreign key, and checks the (empty) table
     against the bounds. DDL takes no bound parameters: the bounds are quoted as literals.

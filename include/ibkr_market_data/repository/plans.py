@@ -1,7 +1,7 @@
 """``planned_groups``: a run's plan, one row per mapped task's group of items.
 
 Airflow gives every mapped task instance the whole list its upstream returned; the plan lives here
-instead, and XCom carries only :class:`PlannedGroup` references (see migration 0006).
+instead, and XCom carries only :class:`PlannedGroup` references. See docs/schema.md.
 """
 
 from __future__ import annotations
@@ -31,13 +31,18 @@ class PlannedGroup:
     size: int
 
     def to_dict(self) -> PlannedGroupPayload:
+        """Return the reference as the dict that travels through XCom."""
         return {"index": self.index, "label": self.label, "size": self.size}
 
 
 def save_plan(
     conn: Connection, run: RunContext, groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
 ) -> list[PlannedGroup]:
-    """Replace the run's plan with ``groups`` (label, items); drop plans past the retention."""
+    """Replace the run's plan with ``groups`` and drop plans past the retention.
+
+    :param groups: (label, items) per mapped task, in map index order.
+    :return: the reference each mapped task is handed.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             "DELETE FROM planned_groups WHERE (dag_id = %s AND run_id = %s) OR planned_at < NOW() - %s",
@@ -57,7 +62,10 @@ def save_plan(
 
 
 def planned_group(conn: Connection, run: RunContext, index: int) -> list[dict[str, Any]]:
-    """The items of the run's group ``index``; PlanNotFoundError when there is none."""
+    """Return the items of the run's group ``index``.
+
+    :raises PlanNotFoundError: the run has no such group (its plan was replaced or expired).
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             "SELECT items FROM planned_groups WHERE dag_id = %s AND run_id = %s AND group_index = %s",
@@ -73,7 +81,7 @@ def planned_group(conn: Connection, run: RunContext, index: int) -> list[dict[st
 
 
 def planned_items(conn: Connection, run: RunContext) -> list[dict[str, Any]]:
-    """Every item of the run's plan, group after group."""
+    """Return every item of the run's plan, group after group."""
     with conn.cursor() as cursor:
         cursor.execute(
             """

@@ -1,4 +1,7 @@
-"""``data_quality_issues``: what the quality checks found, and the stored bars and revisions they read."""
+"""``data_quality_issues``: what the quality checks found, and the stored bars and revisions they read.
+
+See docs/data-quality.md.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from ibkr_market_data.repository.collection_logs import RunContext
 def bars_for_checks(
     conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
 ) -> dict[int, list[StoredBar]]:
-    """Per symbol, its bars with a session in ``[start, end]``, oldest first (close, volume, high, low)."""
+    """Return, per symbol, its ``timeframe`` bars with a session in ``[start, end]``, oldest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -38,9 +41,10 @@ def intraday_sessions(
     scheduled: Mapping[int, Mapping[dt.date, int]],
     zones: Mapping[int, str],
 ) -> dict[int, dict[dt.date, IntradaySession]]:
-    """Per symbol, each session of ``scheduled`` (bars it holds by the schedule) with its stored ``timeframe`` bars summed up.
+    """Return, per symbol, each session of ``scheduled`` with its stored ``timeframe`` bars summed up.
 
-    ``zones``: each symbol's exchange time zone, which names an intraday bar's session.
+    :param scheduled: per symbol id, the sessions to read and the bars each holds by the schedule.
+    :param zones: each symbol's exchange time zone, which names an intraday bar's session.
     """
     days = [day for symbol_id, sessions in scheduled.items() if symbol_id in zones for day in sessions]
     if not days:
@@ -60,7 +64,7 @@ def intraday_sessions(
 def revision_ratios(
     conn: Connection, symbol_ids: Sequence[int], timeframe: str, start: dt.date, end: dt.date
 ) -> dict[int, dict[dt.date, float]]:
-    """Per symbol and session in ``[start, end]``: new close / old close of its latest revision."""
+    """Return, per symbol and session in ``[start, end]``, new close / old close of its latest revision."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -80,6 +84,8 @@ def revision_ratios(
 
 @dataclass(frozen=True)
 class RecordedFindings:
+    """What recording a run's findings changed: new ones, known ones, and how many were resolved."""
+
     new: list[Finding]  # first seen now, or seen again after they were resolved
     known: list[Finding]  # open already, from an earlier run
     resolved: int  # open findings of the checked range no longer found
@@ -94,9 +100,10 @@ def record_quality_findings(
 ) -> RecordedFindings:
     """Upsert ``findings`` (one row per symbol, timeframe, session and check), resolve the vanished ones.
 
-    ``checked`` holds the sessions checked per symbol id: an open finding there that the checks no
-    longer report (IB corrected the bar, the session was healed) gets ``resolved_at``. A rerun with
-    the same findings changes nothing but ``last_seen`` and ``last_run_id``.
+    A rerun with the same findings changes nothing but ``last_seen`` and ``last_run_id``.
+
+    :param checked: the sessions checked per symbol id: an open finding there that the checks no
+        longer report (IB corrected the bar, the session was healed) gets ``resolved_at``.
     """
     new: list[Finding] = []
     known: list[Finding] = []
@@ -105,7 +112,8 @@ def record_quality_findings(
             cursor.execute(
                 """
                 INSERT INTO data_quality_issues
-                    (symbol_id, timeframe, timestamp, check_name, severity, detail, dag_id, run_id, last_run_id)
+                    (symbol_id, timeframe, timestamp, check_name, severity, detail,
+                     dag_id, run_id, last_run_id)
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (symbol_id, timeframe, timestamp, check_name) DO UPDATE SET
                     severity = EXCLUDED.severity,
@@ -114,7 +122,8 @@ def record_quality_findings(
                     last_seen = NOW(),
                     resolved_at = NULL
                 RETURNING (xmax = 0) OR (
-                    SELECT resolved_at IS NOT NULL FROM data_quality_issues old WHERE old.id = data_quality_issues.id
+                    SELECT resolved_at IS NOT NULL FROM data_quality_issues old
+                    WHERE old.id = data_quality_issues.id
                 ) AS new
                 """,
                 (
@@ -154,7 +163,7 @@ def record_quality_findings(
 
 
 def run_quality_findings(conn: Connection, run_id: str) -> list[tuple[str, dt.date, str, str, str]]:
-    """The open findings run ``run_id`` was the last to see: (symbol, session, check, severity, detail)."""
+    """Return the open findings run ``run_id`` last saw: (symbol, session, check, severity, detail)."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -169,4 +178,5 @@ def run_quality_findings(conn: Connection, run_id: str) -> list[tuple[str, dt.da
 
 
 def _timestamp(session: dt.date) -> dt.datetime:
+    """Return the ``timestamp`` a daily bar of ``session`` is stored at."""
     return dt.datetime.combine(session, dt.time())

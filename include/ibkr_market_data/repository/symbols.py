@@ -1,4 +1,4 @@
-"""``symbols``: the shipped universe and what IB said about each contract."""
+"""``symbols``: the shipped universe and what IB said about each contract. See docs/schema.md."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from ibkr_market_data.universe import UniverseSymbol
 
 @dataclass(frozen=True)
 class SymbolRow:
+    """The columns of a ``symbols`` row that planning and collecting read."""
+
     id: int
     symbol: str
     exchange: str
@@ -27,7 +29,7 @@ _SYMBOL_COLUMNS = "id, symbol, exchange, primary_exchange, currency, sec_type, c
 
 
 def upsert_universe(conn: Connection, symbols: Iterable[UniverseSymbol]) -> int:
-    """Insert new symbols (inactive until resolved) and refresh list facts of known ones; returns rows touched."""
+    """Insert new symbols (inactive until resolved) and refresh known ones' list facts; return how many."""
     rows = [
         (
             s.symbol,
@@ -63,13 +65,17 @@ def upsert_universe(conn: Connection, symbols: Iterable[UniverseSymbol]) -> int:
 
 
 def unresolved_symbols(conn: Connection) -> list[SymbolRow]:
-    """Symbols with no conId yet."""
+    """Return the symbols with no conId yet."""
     with conn.cursor() as cursor:
         cursor.execute(f"SELECT {_SYMBOL_COLUMNS} FROM symbols WHERE con_id IS NULL ORDER BY id")  # noqa: S608
         return [SymbolRow(*row) for row in cursor.fetchall()]
 
 
 def mark_resolved(conn: Connection, symbol_id: int, con_id: int, primary_exchange: str) -> None:
+    """Store the contract IB resolved symbol ``symbol_id`` to, and activate it.
+
+    :param primary_exchange: the listing exchange IB answered, which may correct the universe's.
+    """
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -82,6 +88,7 @@ def mark_resolved(conn: Connection, symbol_id: int, con_id: int, primary_exchang
 
 
 def symbol_id_by_con_id(conn: Connection, con_id: int) -> int | None:
+    """Return the id of the symbol resolved to ``con_id``, or None."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT id FROM symbols WHERE con_id = %s", (con_id,))
         row = cursor.fetchone()
@@ -95,6 +102,7 @@ def delete_unresolved_symbol(conn: Connection, symbol_id: int) -> None:
 
 
 def mark_unresolved(conn: Connection, symbol_id: int, reason: str) -> None:
+    """Deactivate symbol ``symbol_id``, recording why IB could not resolve it."""
     with conn.cursor() as cursor:
         cursor.execute(
             "UPDATE symbols SET active = FALSE, inactive_reason = %s, updated_at = NOW() WHERE id = %s",
@@ -110,7 +118,14 @@ def select_symbols(
     priority: str = "all",
     active_only: bool = True,
 ) -> list[SymbolRow]:
-    """Symbols matching the filters, high priority first. ``priority``: ``all``, ``high`` (1) or ``low`` (>1)."""
+    """Return the symbols matching the filters, high priority first.
+
+    :param symbols: symbol names to keep; None or empty for all.
+    :param exchanges: exchanges to keep, listing or routing; None or empty for all.
+    :param priority: ``all``, ``high`` (priority 1) or ``low`` (above 1).
+    :param active_only: leave out inactive symbols.
+    :raises ValueError: ``priority`` is none of the three.
+    """
     clauses: list[str] = []
     params: list[list[str]] = []
     if active_only:
@@ -137,6 +152,7 @@ def select_symbols(
 
 
 def has_active_symbols(conn: Connection) -> bool:
+    """Check whether any symbol is active."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)")
         row = cursor.fetchone()
@@ -144,6 +160,7 @@ def has_active_symbols(conn: Connection) -> bool:
 
 
 def known_symbol_names(conn: Connection) -> set[str]:
+    """Return the name of every symbol in the table, active or not."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT DISTINCT symbol FROM symbols")
         return {row[0] for row in cursor.fetchall()}

@@ -1,17 +1,6 @@
 """The shipped symbol universe: ASX 200, NASDAQ-100 and major ETFs, one CSV file per list.
 
-Columns of every file (header row required):
-
-``symbol``            IB symbol (``BHP``, ``AAPL``, ``BRK A``)
-``sec_type``          IB security type, ``STK`` for shares and ETFs
-``exchange``          routing exchange sent with requests (``ASX`` for ASX listings, ``SMART`` for US)
-``primary_exchange``  listing exchange (``ASX``, ``NASDAQ``, ``NYSE``, ``ARCA``); picks the calendar
-``currency``          ``AUD`` or ``USD``
-``con_id``            IB contract id. The collector re-resolves contracts through IB and stores
-                      what IB answers; the simulator serves these ids as its own.
-``priority``          ``1`` collects first / with ``priority=high``; larger numbers are lower priority
-``asset_class``       ``equity`` or ``etf``
-``name``              company or fund name
+Every file has a header row and the columns of ``COLUMNS``. See docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -40,8 +29,8 @@ COLUMNS = (
 )
 # Every column but the descriptive name must hold a value.
 REQUIRED_VALUES = COLUMNS[:-1]
-# The widths of the symbols table's columns (migration 0001), so a long value is refused here by
-# name instead of failing the whole load in the database.
+# The symbols table's column widths (migration 0001): a long value is refused here, by name,
+# instead of failing the whole load in the database.
 MAX_LENGTHS = {"symbol": 32, "sec_type": 8, "exchange": 16, "primary_exchange": 16, "asset_class": 16}
 MAX_PRIORITY = 32767  # SMALLINT
 MAX_CON_ID = 2**63 - 1  # BIGINT
@@ -49,6 +38,8 @@ MAX_CON_ID = 2**63 - 1  # BIGINT
 
 @dataclass(frozen=True)
 class UniverseSymbol:
+    """One row of a universe file, and the list it came from."""
+
     symbol: str
     sec_type: str
     exchange: str
@@ -62,16 +53,16 @@ class UniverseSymbol:
 
 
 def load_universe(files: tuple[str, ...] = UNIVERSE_FILES) -> list[UniverseSymbol]:
-    """All symbols of the shipped lists, in file order; a symbol listed twice keeps its first row."""
+    """Return all symbols of the shipped lists, in file order; a symbol listed twice keeps its first row."""
     package = resources.files(__package__)
     return _merge((file_name, package.joinpath(file_name).read_text(encoding="utf-8")) for file_name in files)
 
 
 def load_universe_files(paths: Iterable[Path]) -> list[UniverseSymbol]:
-    """The symbols of universe CSV files given by path (same columns and rules as the shipped lists).
+    """Return the symbols of universe CSV files given by path (same columns and rules as the shipped lists).
 
-    Raises ValueError naming ``file:line`` and the column for a row that is short, has an empty
-    required value or a value of the wrong kind.
+    :raises ValueError: a row is short, lacks a required value or holds one of the wrong kind; the
+        message names ``file:line`` and the column.
     """
     return _merge((path.name, path.read_text(encoding="utf-8")) for path in paths)
 

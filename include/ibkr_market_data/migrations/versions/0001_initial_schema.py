@@ -1,10 +1,6 @@
 """Initial schema: symbols, market_data, collection_logs and the shared pacing ledger.
 
-Keeps every column of the original system's ``market_data`` and ``collection_logs`` (so its three
-monitoring queries run unchanged) and adds what it lacked: a natural key per bar, BIGINT volume,
-NUMERIC(20,8) prices (BRK.A above 500,000 and sub-cent prices stored exactly), the ``no_data`` and
-``skipped`` statuses with a reason, the IB error code, and the Airflow run id and try number.
-
+Keeps every column of the original system's tables, so its queries run unchanged. See docs/schema.md.
 Revision ID: 0001
 Revises:
 """

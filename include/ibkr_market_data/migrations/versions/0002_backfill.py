@@ -1,15 +1,6 @@
 """Backfill: sessions IB has no data for, each symbol's first available date, and bar revisions.
 
-* ``no_data_sessions``: one row per (symbol, timeframe, session) that IB was asked for and sent no
-  bar, with the reason (``no data from IB``, or before the symbol's first available date). Gap
-  detection leaves these sessions out, so a later backfill does not ask for them again. Delete a
-  row to have the session asked for once more.
-* ``symbols.first_available_date``: the session date of IB's head timestamp, asked once per symbol
-  when a backfill finds sessions without bars at the start of a request. Sessions before it are
-  never missing, whatever range a later backfill covers.
-* ``bar_revisions``: the stored and the new values of every bar that a backfill fetched again and
-  found changed (IB adjusts history after the fact); ``market_data`` keeps the new values.
-
+See docs/schema.md.
 Revision ID: 0002
 Revises: 0001
 """

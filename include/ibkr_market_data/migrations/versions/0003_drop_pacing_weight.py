@@ -1,5 +1,6 @@
 """Drop ``ib_pacing_ledger.weight``: nothing read or wrote it; the pacer counts one request per row.
 
+See docs/schema.md.
 Revision ID: 0003
 Revises: 0002
 """

@@ -1,14 +1,6 @@
-"""Operations: each attempt's request latency, each run's metrics, freshness alerts sent, dashboard indexes.
+"""Operations: each attempt's request latency, each run's metrics, freshness alerts, dashboard indexes.
 
-* ``collection_logs.request_seconds``: how long the attempt's IB request took (NULL when nothing
-  was sent: a skip, or a row from before this migration).
-* ``run_metrics``: one row per (dag_id, run_id, exchange), ``exchange = 'ALL'`` for the whole run:
-  requests, bars, latency p50/p95, retries, wall time. Written by the run's summary task
-  (``record_run_metrics``); an UPSERT, so a rerun of the summary changes nothing.
-* ``freshness_alerts``: one row per (exchange, trading date) gap the freshness watchdog has
-  announced, with when it recovered, so a gap is announced once and its recovery once.
-* Indexes for the dashboard's range queries over a year of bars and attempts.
-
+See docs/schema.md.
 Revision ID: 0004
 Revises: 0002 (the lead re-chains this after 0003 at merge)
 """
@@ -69,7 +61,7 @@ def upgrade() -> None:
     )
     # Failed and no-data attempts of a range (coverage, failures): a small part of the table.
     op.execute(
-        "CREATE INDEX collection_logs_problems ON collection_logs (end_date) WHERE status IN ('failed', 'no_data')"
+        "CREATE INDEX collection_logs_problems ON collection_logs (end_date) WHERE status IN ('failed', 'no_data')"  # noqa: E501
     )
     op.execute("CREATE INDEX collection_logs_run ON collection_logs (dag_id, run_id)")
 

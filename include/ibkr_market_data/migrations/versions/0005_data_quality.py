@@ -1,10 +1,6 @@
 """Data quality: ``data_quality_issues``, one row per finding of the checks a run's summary makes.
 
-One row per (symbol, timeframe, timestamp, check): a rerun that finds the same defect updates
-``last_seen`` and ``last_run_id``; ``run_id`` is the run that first found it. ``resolved_at`` is set
-when a later check of the same range no longer finds it (IB corrected the bar, a session was
-healed), and cleared if it comes back.
-
+See docs/schema.md.
 Revision ID: 0005
 Revises: 0004
 """

@@ -1,11 +1,6 @@
 """Run plans: ``planned_groups``, the groups of a run's mapped tasks with their items.
 
-Airflow hands every mapped task instance the whole list its upstream task returned, and picks the
-instance's item out of it: a plan of 5,000 targets sent through XCom was read 256 times per run.
-The plan task writes each group here and returns only small references (index, label, size);
-each mapped task reads its own group, the summary all of them. One row per (dag, run, group),
-rewritten when the plan task runs again; rows older than the retention are deleted by the next plan.
-
+A plan sent through XCom is read whole by every mapped task instance. See docs/schema.md.
 Revision ID: 0006
 Revises: 0005
 """

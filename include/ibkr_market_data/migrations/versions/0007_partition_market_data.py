@@ -1,57 +1,6 @@
 """Partition ``market_data``: by timeframe, and the intraday timeframes by month; online.
 
-A year of 1-minute bars of the universe is ~30 million rows. After this migration ``market_data``
-is a table partitioned ``BY LIST (timeframe)``:
-
-* ``market_data_1day``: the daily bars, the former table itself (attached, not copied);
-* ``market_data_1min``, ``market_data_5min``, ``market_data_1hour``: each partitioned
-  ``BY RANGE (timestamp)`` into months, ``market_data_1min_2025_11`` holding
-  ``[2025-11-01, 2025-12-01)``. Months are created here only where rows exist; the writes create
-  later ones (``repository.ensure_partitions``). There is no default month: one would have to be
-  scanned, under lock, each time a month is created;
-* ``market_data_default``: any other timeframe (the original system's data may hold some).
-
-The natural key ``(symbol_id, timeframe, timestamp)`` becomes the primary key (a key must hold
-the partition keys), so every ``ON CONFLICT (symbol_id, timeframe, timestamp)`` works as before.
-``id`` stays, filled by the same sequence, no longer unique by constraint (nothing refers to it).
-The bar CHECK, the foreign key to ``symbols`` and the ``(timeframe, timestamp, symbol_id)`` index
-are declared on ``market_data``, so every partition has them.
-
-Online: the existing table (millions of daily bars in production) is never rewritten or scanned
-under a lock that stops reads or writes. The steps and the lock each takes on ``market_data``:
-
-1. ``ADD CONSTRAINT market_data_1day_only CHECK (timeframe = '1day') NOT VALID``: ACCESS
-   EXCLUSIVE for an instant (no scan). From here a write of another timeframe into the old table
-   fails; nothing but the original system's scripts would write one.
-2. Create the partitioned table (as ``market_data_partitioned``) and its timeframe partitions: new
-   tables; the foreign key takes SHARE ROW EXCLUSIVE on ``symbols`` for an instant.
-3. Move every row of another timeframe into it, 10,000 rows per transaction: ROW EXCLUSIVE, as any
-   write. Until step 6 these rows are out of ``market_data`` (in production: none or few).
-4. ``VALIDATE CONSTRAINT market_data_1day_only``: SHARE UPDATE EXCLUSIVE while it scans; reads and
-   writes go on.
-5. ``CREATE UNIQUE INDEX CONCURRENTLY market_data_1day_pkey (symbol_id, timeframe, timestamp)``,
-   the future primary key (a UNIQUE constraint's index cannot become one): SHARE UPDATE
-   EXCLUSIVE; reads and writes go on.
-6. One short transaction, the one that records revision 0007: ``LOCK market_data, symbols IN
-   ACCESS EXCLUSIVE MODE``, then only catalog changes: drop the ``id`` key and the UNIQUE
-   constraint (their indexes go), add the primary key on the index of step 5, rename the old
-   table to ``market_data_1day`` and the new one to ``market_data``, and ``ATTACH PARTITION``
-   the old table for ``'1day'``: the validated CHECK proves the partition constraint, so ATTACH
-   does not scan; its indexes, CHECK and foreign key match the parent's, so it builds and
-   validates nothing. ``symbols`` is locked because ATTACH drops the old foreign key's triggers
-   there. Milliseconds, whatever the size of the table.
-
-Every lock of steps 1, 2 and 6 waits at most ``LOCK_TIMEOUT`` (so a long reader makes the
-migration retry, not every other session queue behind it), up to ``LOCK_ATTEMPTS`` times; steps 3
-to 5 block no reader or writer, and wait as long as they must (``CREATE INDEX CONCURRENTLY`` waits
-for the transactions older than it). Each step is skipped when already done: a migration stopped
-half-way is resumed by running it again.
-
-The downgrade keeps every row: it builds the ``id`` and natural-key indexes concurrently, then in
-one transaction detaches ``market_data_1day``, makes it ``market_data`` again and copies the other
-timeframes' rows back into it, under ACCESS EXCLUSIVE for as long as that copy takes (a year of
-1-minute bars: minutes). Writes stop meanwhile: downgrade with the collector paused.
-
+See docs/schema.md for the steps and the lock each takes.
 Revision ID: 0007
 Revises: 0006
 """
@@ -80,7 +29,7 @@ LOCK_RETRY_SECONDS = 2.0
 #: SQLSTATEs of a lock not granted in time and of a deadlock: worth another attempt.
 RETRIED_SQLSTATES = frozenset({"55P03", "40P01"})
 
-COLUMNS = "id, symbol_id, timestamp, timeframe, open, high, low, close, volume, wap, bar_count, created_at, updated_at"
+COLUMNS = "id, symbol_id, timestamp, timeframe, open, high, low, close, volume, wap, bar_count, created_at, updated_at"  # noqa: E501
 
 # Verbatim from 0001: ATTACH matches the old table's CHECK to this one by name and expression.
 VALID_BAR = """
@@ -127,7 +76,7 @@ def downgrade() -> None:
 
 
 def _create_partitioned_table(bind: sa.Connection) -> None:
-    """Step 2: the future ``market_data``, empty, under a name of its own until the swap."""
+    """Create the future ``market_data`` (step 2), empty, under a name of its own until the swap."""
     bind.execute(
         sa.text(
             f"""
@@ -171,7 +120,7 @@ def _create_partitioned_table(bind: sa.Connection) -> None:
 
 
 def _move_other_timeframes(bind: sa.Connection) -> None:
-    """Step 3: every row of a timeframe other than ``1day`` into the partitioned table, in batches."""
+    """Move every row of a timeframe other than ``1day`` into the partitioned table in batches (step 3)."""
     for timeframe in _stored_timeframes(bind):
         if timeframe == "1day":
             continue
@@ -201,7 +150,7 @@ def _move_other_timeframes(bind: sa.Connection) -> None:
 
 
 def _stored_timeframes(bind: sa.Connection) -> list[str]:
-    """The distinct timeframes of ``market_data``, one index probe each (a loose index scan)."""
+    """Return the distinct timeframes of ``market_data``, one index probe each (a loose index scan)."""
     rows = bind.execute(
         sa.text(
             """
@@ -219,9 +168,10 @@ def _stored_timeframes(bind: sa.Connection) -> list[str]:
 
 
 def _stored_months(bind: sa.Connection, timeframe: str) -> list[dt.date]:
+    """Return the first day of each month ``market_data`` holds ``timeframe`` bars of."""
     rows = bind.execute(
         sa.text(
-            "SELECT DISTINCT date_trunc('month', timestamp)::date FROM market_data WHERE timeframe = :timeframe"
+            "SELECT DISTINCT date_trunc('month', timestamp)::date FROM market_data WHERE timeframe = :timeframe"  # noqa: E501
         ),
         {"timeframe": timeframe},
     )
@@ -229,7 +179,7 @@ def _stored_months(bind: sa.Connection, timeframe: str) -> list[dt.date]:
 
 
 def _create_month(bind: sa.Connection, timeframe: str, month: dt.date) -> None:
-    """The month's partition, named as ``repository.partitions.partition_name`` names it."""
+    """Create the month's partition, named as ``repository.partitions.partition_name`` names it."""
     following = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
     bind.execute(
         sa.text(
@@ -241,14 +191,14 @@ def _create_month(bind: sa.Connection, timeframe: str, month: dt.date) -> None:
 
 
 def _swap_in_partitioned_table(bind: sa.Connection) -> None:
-    """Step 6, under ACCESS EXCLUSIVE on both tables: catalog changes only, no scan, no index build."""
+    """Swap the tables (step 6) under ACCESS EXCLUSIVE on both: catalog changes only, no scan, no build."""
     bind.execute(sa.text("LOCK TABLE market_data, symbols IN ACCESS EXCLUSIVE MODE"))
     locked = time.perf_counter()
     statements = [
         "ALTER TABLE market_data DROP CONSTRAINT market_data_pkey",
         "ALTER TABLE market_data DROP CONSTRAINT market_data_natural_key",
-        "ALTER TABLE market_data ADD CONSTRAINT market_data_1day_pkey PRIMARY KEY USING INDEX market_data_1day_pkey",
-        "ALTER INDEX market_data_timeframe_timestamp RENAME TO market_data_1day_timeframe_timestamp_symbol_id_idx",
+        "ALTER TABLE market_data ADD CONSTRAINT market_data_1day_pkey PRIMARY KEY USING INDEX market_data_1day_pkey",  # noqa: E501
+        "ALTER INDEX market_data_timeframe_timestamp RENAME TO market_data_1day_timeframe_timestamp_symbol_id_idx",  # noqa: E501
         "ALTER TABLE market_data RENAME TO market_data_1day",
         "ALTER TABLE market_data_partitioned RENAME TO market_data",
         "ALTER TABLE market_data RENAME CONSTRAINT market_data_partitioned_pkey TO market_data_pkey",
@@ -275,13 +225,13 @@ def _swap_back_plain_table(bind: sa.Connection) -> None:
         "LOCK TABLE market_data, symbols IN ACCESS EXCLUSIVE MODE",
         "ALTER TABLE market_data DETACH PARTITION market_data_1day",
         "ALTER TABLE market_data RENAME TO market_data_partitioned",
-        "ALTER TABLE market_data_partitioned RENAME CONSTRAINT market_data_pkey TO market_data_partitioned_pkey",
-        "ALTER INDEX market_data_timeframe_timestamp RENAME TO market_data_partitioned_timeframe_timestamp",
+        "ALTER TABLE market_data_partitioned RENAME CONSTRAINT market_data_pkey TO market_data_partitioned_pkey",  # noqa: E501
+        "ALTER INDEX market_data_timeframe_timestamp RENAME TO market_data_partitioned_timeframe_timestamp",  # noqa: E501
         "ALTER TABLE market_data_1day RENAME TO market_data",
         "ALTER TABLE market_data DROP CONSTRAINT market_data_1day_pkey",
-        "ALTER TABLE market_data ADD CONSTRAINT market_data_pkey PRIMARY KEY USING INDEX market_data_1day_id_key",
-        "ALTER TABLE market_data ADD CONSTRAINT market_data_natural_key UNIQUE USING INDEX market_data_1day_natural_key",
-        "ALTER INDEX market_data_1day_timeframe_timestamp_symbol_id_idx RENAME TO market_data_timeframe_timestamp",
+        "ALTER TABLE market_data ADD CONSTRAINT market_data_pkey PRIMARY KEY USING INDEX market_data_1day_id_key",  # noqa: E501
+        "ALTER TABLE market_data ADD CONSTRAINT market_data_natural_key UNIQUE USING INDEX market_data_1day_natural_key",  # noqa: E501
+        "ALTER INDEX market_data_1day_timeframe_timestamp_symbol_id_idx RENAME TO market_data_timeframe_timestamp",  # noqa: E501
         "ALTER SEQUENCE market_data_id_seq OWNED BY market_data.id",
         f"INSERT INTO market_data ({COLUMNS}) SELECT {COLUMNS} FROM market_data_partitioned",
         "DROP TABLE market_data_partitioned",
@@ -311,6 +261,7 @@ def _in_locked_transaction(work: Callable[[sa.Connection], None]) -> None:
 
 
 def _with_lock_retries(statement: Callable[[], object]) -> None:
+    """Run ``statement``, again after a pause when a lock is not granted in time, up to ``LOCK_ATTEMPTS``."""
     for attempt in range(1, LOCK_ATTEMPTS + 1):
         try:
             statement()
@@ -330,7 +281,7 @@ def _with_lock_retries(statement: Callable[[], object]) -> None:
 
 
 def _create_index_concurrently(bind: sa.Connection, name: str, target: str) -> None:
-    """``CREATE UNIQUE INDEX CONCURRENTLY``, after dropping an invalid one an interrupted build left."""
+    """Build a unique index concurrently, after dropping an invalid one an interrupted build left."""
     valid = bind.execute(
         sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"), {"name": name}
     ).scalar()
@@ -342,6 +293,7 @@ def _create_index_concurrently(bind: sa.Connection, name: str, target: str) -> N
 
 
 def _constraint_exists(bind: sa.Connection, table: str, name: str) -> bool:
+    """Check whether ``table`` has a constraint called ``name``."""
     found = bind.execute(
         sa.text("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(:table) AND conname = :name"),
         {"table": table, "name": name},

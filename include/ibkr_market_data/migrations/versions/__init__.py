@@ -1,0 +1,4 @@
+"""One file per schema revision: frozen history, changed only in docstrings and comments.
+
+See docs/schema.md.
+"""
