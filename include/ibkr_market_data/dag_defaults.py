@@ -11,7 +11,13 @@ import datetime as dt
 import pendulum
 from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule
 
-from ibkr_market_data.errors import InvalidRunParamError, PermanentError
+from ibkr_market_data.errors import (
+    GroupingConfigError,
+    IbkrConfigError,
+    InvalidQualitySettingError,
+    InvalidRunParamError,
+    PermanentError,
+)
 from ibkr_market_data.settings import DAILY_EXCHANGES
 from ibkr_market_data.timeframes import CONFIGURED, TIMEFRAMES
 
@@ -29,7 +35,14 @@ DAILY_RUN_TIMEOUT = dt.timedelta(hours=4)
 PERMANENT_FAILURES = ExceptionRetryPolicy(
     rules=[
         RetryRule(
-            exception=[InvalidRunParamError, PermanentError],
+            # A bad param or setting stays bad on every try.
+            exception=[
+                InvalidRunParamError,
+                PermanentError,
+                GroupingConfigError,
+                IbkrConfigError,
+                InvalidQualitySettingError,
+            ],
             action=RetryAction.FAIL,
             reason="permanent failure: a retry cannot mend it",
         )

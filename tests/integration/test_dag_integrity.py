@@ -61,14 +61,27 @@ def test_every_task_fails_at_once_on_a_permanent_failure_and_retries_the_rest(da
     from airflow.sdk import RetryAction
 
     from ibkr_market_data.attempt import SymbolOutcome
-    from ibkr_market_data.errors import CollectionError, InvalidRunParamError, PermanentError
+    from ibkr_market_data.errors import (
+        CollectionError,
+        GroupingConfigError,
+        IbkrConfigError,
+        InvalidQualitySettingError,
+        InvalidRunParamError,
+        PermanentError,
+    )
 
     transient = CollectionError(SymbolOutcome("AAPL", "failed", reason="pacing"), retryable=True)
     for dag_id, task in every_task(dag_bag):
         name = f"{dag_id}.{task.task_id}"
         policy = task.retry_policy
         assert policy is not None, name
-        for permanent in (InvalidRunParamError("Param 'date' ..."), PermanentError("354 no permission")):
+        for permanent in (
+            InvalidRunParamError("Param 'date' ..."),
+            PermanentError("354 no permission"),
+            GroupingConfigError("IBKR_MAX_MAPPED_TASKS is 'many'"),
+            IbkrConfigError("extra client_id_range must be 1..32"),
+            InvalidQualitySettingError("IBKR_QUALITY_SEVERITIES: bad entry"),
+        ):
             assert policy.evaluate(permanent, 1, 4).action == RetryAction.FAIL, name
         for retryable in (transient, OSError("connection reset"), TimeoutError()):
             assert policy.evaluate(retryable, 1, 4).action == RetryAction.DEFAULT, name
