@@ -1,4 +1,4 @@
-"""The daily plan: which symbols to request for one trading date, over which sessions, and why the others are skipped."""
+"""The daily plan: which symbols to request for a trading date, over which sessions, and why not the rest."""
 
 import datetime as dt
 
@@ -167,7 +167,8 @@ def test_intraday_plan_asks_only_for_sessions_not_complete_one_request_per_span(
         (window[3], window[3], "1 D"),
     ]
     assert {t.bar_size for t in one_minute.targets} == {"1 min"}
-    # Five-minute bars: one request from the first incomplete session to the last, the complete one between included.
+    # Five-minute bars: one request from the first incomplete session to the last, the complete one
+    # between included.
     [five] = plan_daily(day, [AAPL], StoredState(bars=complete), INTRADAY_NOW, 5, FIVE_MINUTES).targets
     assert (five.first_session_date, five.session_date, five.duration) == (window[1], window[3], "3 D")
     assert list(five.sessions) == [d.isoformat() for d in window[1:4]]
