@@ -138,7 +138,7 @@ def _symbol_ids(url: str) -> dict[str, int]:
 
 
 def _in_threads(work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    """``work`` over ``items`` on ``WORKERS`` threads, each with its own event loop (ib_insync needs one)."""
+    """Run ``work`` over ``items`` on ``WORKERS`` threads, each with the event loop ib_insync needs."""
 
     def with_loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
@@ -160,7 +160,7 @@ def _year_of_bars(simulator: Any, symbols: Sequence[str]) -> dict[str, list[Bar]
 def _timed_writes(
     url: str, bars_by_id: dict[int, list[Bar]], write: Callable[[Any, int, list[Bar]], object]
 ) -> float:
-    """Bars per second writing every symbol's bars into an empty ``market_data``, one commit per symbol."""
+    """Write every symbol's bars into an empty ``market_data``, a commit per symbol; return bars/s."""
     _empty(url)
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
@@ -195,6 +195,7 @@ def _insert_row_by_row(conn: Any, symbol_id: int, bars: list[Bar]) -> None:
 
 
 def measure_bulk_writes(url: str, simulator: Any) -> dict[str, Any]:
+    """Write a year of daily bars three ways (upsert, backfill COPY, row by row); return bars/s of each."""
     ids = _symbol_ids(url)
     bars = _year_of_bars(simulator, sorted(ids))
     bars_by_id = {ids[symbol]: symbol_bars for symbol, symbol_bars in bars.items() if symbol_bars}
@@ -239,6 +240,7 @@ def _count_bars(url: str) -> int:
 
 
 def measure_backfill_year(url: str, simulator: Any) -> dict[str, Any]:
+    """Backfill the year for every symbol through the backfill's tasks; return requests, bars, seconds."""
     from ibkr_market_data.backfill_plan import BackfillRange
     from ibkr_market_data.settings import DAILY_EXCHANGES
     from ibkr_market_data.tasks import backfill
@@ -299,6 +301,7 @@ def _collect_daily(target: dict[str, object], run: RunContext) -> dict[str, obje
 
 
 def measure_daily_path(url: str, simulator: Any, backfill_year: dict[str, Any]) -> dict[str, Any]:
+    """Run the daily path over ``DAILY_WEEK`` and scale its time and requests to the whole year."""
     from ibkr_market_data.tasks import daily
 
     sessions = calendars.sessions_between("NASDAQ", *DAILY_WEEK)

@@ -71,12 +71,12 @@ ORIGINAL_REQUEST_DELAY_SECONDS = 6
 
 
 def ib_bound_seconds(symbols: int, in_flight: int, latency_s: float) -> float:
-    """IB's lower bound for daily bars: no pacing limit applies, so ceil(N / in-flight) x latency."""
+    """Return IB's lower bound for daily bars: no pacing limit applies, so ceil(N / in-flight) x latency."""
     return math.ceil(symbols / in_flight) * latency_s if symbols else 0.0
 
 
 def original_schedule_seconds(symbols: int, latency_s: float) -> float:
-    """The cron script: ceil(N / 50) batches x 10 min + N x (6 s delay + the request's own latency).
+    """Return the cron script's time: ceil(N / 50) batches x 10 min + N x (6 s delay + the latency).
 
     That is the README's own arithmetic (309 symbols: 7 x 10 min + ~31 min = ~100 min); strictly a
     pause only falls *between* batches, which would take 10 minutes off.
@@ -86,7 +86,7 @@ def original_schedule_seconds(symbols: int, latency_s: float) -> float:
 
 
 def trading_dates(count: int, first: dt.date = FIRST_DATE) -> list[dt.date]:
-    """``count`` dates from ``first`` backwards on which every daily exchange has a session."""
+    """Return ``count`` dates from ``first`` backwards on which every daily exchange has a session."""
     from ibkr_market_data import calendars
 
     dates: list[dt.date] = []
@@ -99,12 +99,14 @@ def trading_dates(count: int, first: dt.date = FIRST_DATE) -> list[dt.date]:
 
 
 def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that no one listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def pool_slots(pool: str = IBKR_POOL) -> int:
+    """Return the slots of ``pool`` as pools.json declares them."""
     return int(json.loads(POOLS_FILE.read_text())[pool]["slots"])
 
 
@@ -182,7 +184,7 @@ def _load_universe(market_db: str, ibkr_uri: str) -> dict[str, Any]:
 
 
 def planned_symbols(market_db: str, day: dt.date) -> int:
-    """How many targets the daily DAG's plan task will make for ``day`` (nothing stored yet)."""
+    """Count the targets the daily DAG's plan task will make for ``day`` (nothing stored yet)."""
     from ibkr_market_data import repository
     from ibkr_market_data.daily_plan import StoredState, lookback_start, plan_daily
     from ibkr_market_data.settings import DAILY_LOOKBACK_SESSIONS
@@ -207,7 +209,7 @@ def _dags_folder(workdir: Path) -> Path:
 
 
 def _retrying(call: Any, what: str, attempts: int = 5) -> Any:
-    """``call()``, asked again when a busy api-server misses the client's 30 s read timeout."""
+    """Return ``call()``, asked again when a busy api-server misses the client's 30 s read timeout."""
     for attempt in range(1, attempts + 1):
         try:
             return call()
@@ -220,7 +222,7 @@ def _retrying(call: Any, what: str, attempts: int = 5) -> Any:
 
 
 def _task_instances(stack: AirflowStack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """Every task instance of the run (``AirflowStack.task_instances`` pages through them)."""
+    """Return every task instance of the run (``AirflowStack.task_instances`` pages through them)."""
     return _retrying(lambda: stack.task_instances(dag_id, run_id), "Listing task instances")
 
 
@@ -302,6 +304,7 @@ def measure_run(
 
 
 def daily_checks(market_db: str, simulator: Any, day: dt.date, run_id: str, requests_before: int) -> dict:
+    """Return what run ``run_id`` stored for ``day`` and what it asked the simulator: proof of the work."""
     with psycopg.connect(market_db) as conn:
         rows = conn.execute(
             "SELECT COUNT(*) FROM market_data WHERE timestamp = %s AND timeframe = '1day'",

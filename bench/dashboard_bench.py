@@ -90,7 +90,8 @@ def generate(conn: psycopg.Connection, symbols: int, year: int) -> dict[str, int
             ) k
             CROSS JOIN LATERAL (
                 SELECT * FROM (VALUES
-                    (1, CASE WHEN k.no_data THEN 'no_data' WHEN k.failed_once THEN 'failed' ELSE 'completed' END,
+                    (1, CASE WHEN k.no_data THEN 'no_data' WHEN k.failed_once THEN 'failed'
+                             ELSE 'completed' END,
                      CASE WHEN k.no_data THEN 'HMDS query returned no data'
                           WHEN k.failed_once THEN 'Historical data request timed out' END,
                      CASE WHEN k.no_data THEN 162 END),
@@ -119,6 +120,7 @@ def generate(conn: psycopg.Connection, symbols: int, year: int) -> dict[str, int
 
 
 def timed(call: Any, repeats: int) -> dict[str, float]:
+    """Call ``call`` once to warm up, then ``repeats`` times; return the median and the max in ms."""
     call()  # warm-up: first connection, calendars built, plans cached
     seconds = []
     for _ in range(repeats):
@@ -129,6 +131,7 @@ def timed(call: Any, repeats: int) -> dict[str, float]:
 
 
 def measure(url: str, year: int, repeats: int) -> dict[str, Any]:
+    """Time the dashboard's pages and JSON endpoints over a year of data; return the timings by name."""
     from fastapi.testclient import TestClient
 
     from ibkr_market_data.dashboard.app import create_app
@@ -168,7 +171,7 @@ def measure(url: str, year: int, repeats: int) -> dict[str, Any]:
 def run(
     results: dict[str, Any] | None = None, symbols: int = SYMBOLS, repeats: int = REPEATS
 ) -> dict[str, Any]:
-    """Generate, measure, drop; the figures go into ``results['dashboard']`` and are returned."""
+    """Generate, measure, drop; put the figures into ``results['dashboard']`` and return them."""
     url = local_postgres.create_database(local_postgres.server_url())
     try:
         schema.upgrade(url)
@@ -192,6 +195,7 @@ def run(
 
 
 def main() -> None:
+    """Parse the command line, run the benchmark and print its figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=SYMBOLS)
     parser.add_argument("--repeats", type=int, default=REPEATS)

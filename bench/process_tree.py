@@ -31,7 +31,7 @@ MIB = 1024 * 1024
 
 
 def tree_pids(root_pid: int) -> set[int]:
-    """The root, its descendants and every process of its session."""
+    """Return the root, its descendants and every process of its session."""
     try:
         session = os.getsid(root_pid)
     except ProcessLookupError:
@@ -79,7 +79,7 @@ COMPONENTS = (
 
 
 def component(pid: int) -> str | None:
-    """The component a process belongs to; None for one without a command line (a zombie)."""
+    """Return the component a process belongs to; None for one without a command line (a zombie)."""
     try:
         command = " ".join(psutil.Process(pid).cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -93,7 +93,7 @@ def component(pid: int) -> str | None:
 
 
 def _rollup(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) in bytes from ``/proc/PID/smaps_rollup``; (0, 0) if the process is gone."""
+    """Return (RSS, PSS) in bytes from ``/proc/PID/smaps_rollup``; (0, 0) if the process is gone."""
     rss = pss = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
@@ -108,19 +108,21 @@ def _rollup(pid: int) -> tuple[int, int]:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs spent not idle since boot."""
+    """Return the CPU seconds all CPUs spent not idle since boot."""
     times = psutil.cpu_times()
     return times.user + times.nice + times.system + times.irq + times.softirq
 
 
 def own_cpu_seconds() -> float:
-    """This process's CPU (its threads: the simulator, the sampler) and its reaped children's."""
+    """Return the CPU of this process (its threads: simulator, sampler) and of its reaped children."""
     times = psutil.Process().cpu_times()
     return times.user + times.system + times.children_user + times.children_system
 
 
 @dataclass
 class Usage:
+    """What a process tree used over one measurement: CPU, peak memory and processes."""
+
     cpu_seconds: float
     own_cpu_seconds: float
     other_cpu_seconds: float
@@ -151,6 +153,7 @@ class TreeMonitor:
         return set().union(*(tree_pids(pid) for pid in self.root_pids))
 
     def cpu_now(self) -> float:
+        """Return the CPU seconds (user + system) the tree's processes have used so far."""
         return cpu_seconds(self._pids())
 
     def _sample(self) -> None:
@@ -182,6 +185,7 @@ class TreeMonitor:
             self._sample()
 
     def start(self) -> None:
+        """Open a fresh measurement window and start sampling on a thread."""
         self._peak_rss = self._peak_pss = self._peak_processes = self._samples = 0
         # A fresh window: what earlier measurements sampled must not count again.
         self._own_cpu = {}
@@ -194,6 +198,7 @@ class TreeMonitor:
         self._thread.start()
 
     def stop(self) -> Usage:
+        """Stop sampling and return what the tree used since :meth:`start`."""
         cpu_after = self.cpu_now()
         own = own_cpu_seconds() - self._own_before
         busy = machine_busy_seconds() - self._busy_before

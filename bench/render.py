@@ -39,6 +39,7 @@ def _minutes(seconds: float) -> str:
 
 
 def sim_markdown(section: dict[str, Any]) -> list[str]:
+    """Render the simulator section: one row per repeat, then the median against the goal."""
     rows = [
         [
             i + 1,
@@ -75,6 +76,7 @@ def sim_markdown(section: dict[str, Any]) -> list[str]:
 
 
 def daily_markdown(section: dict[str, Any]) -> list[str]:
+    """Render the daily section: headline, per-task figures, CPU by component, the runs."""
     return (
         _daily_headline(section)
         + _daily_per_task(section["summary"])
@@ -85,7 +87,7 @@ def daily_markdown(section: dict[str, Any]) -> list[str]:
 
 
 def _daily_headline(section: dict[str, Any]) -> list[str]:
-    """What was measured, the four wall times side by side, and the verdict on the target ratio."""
+    """Render what was measured, the four wall times side by side, and the verdict on the target ratio."""
     summary, settings = section["summary"], section["settings"]
     trivial, daily = summary["trivial"], summary["daily"]
     n = summary["symbols"]
@@ -144,9 +146,10 @@ def _daily_headline(section: dict[str, Any]) -> list[str]:
     )
     verdict = "met" if summary["meets_target"] else "**not met**"
     lines.append(
-        f"**Daily / trivial = {_fmt(summary['ratio_daily_to_trivial'])}** (target <= {summary['target_ratio']}: "
-        f"{verdict}). Every run collected every planned symbol with no IB rule broken: "
-        f"{_fmt(summary['all_collected'])}. Idle Airflow burns {section['idle_cpu_s_per_s']} CPU-s per second."
+        f"**Daily / trivial = {_fmt(summary['ratio_daily_to_trivial'])}** "
+        f"(target <= {summary['target_ratio']}: {verdict}). Every run collected every planned symbol with "
+        f"no IB rule broken: {_fmt(summary['all_collected'])}. Idle Airflow burns "
+        f"{section['idle_cpu_s_per_s']} CPU-s per second."
     )
     return lines + [""]
 
@@ -188,7 +191,7 @@ def _daily_cpu_by_component(summary: dict[str, Any]) -> list[str]:
 
 
 def _daily_runs(runs: list[dict[str, Any]]) -> list[str]:
-    """One row per repeat, then a warning when other processes contended for the CPUs."""
+    """Render one row per repeat, then a warning when other processes contended for the CPUs."""
     rows = []
     for i, pair in enumerate(runs):
         checks = pair["daily"]["checks"]
@@ -247,21 +250,23 @@ def _daily_footer(section: dict[str, Any]) -> list[str]:
     universe, settings = section["universe"], section["settings"]
     unresolved = universe["unresolved"]
     return [
-        f"Universe: {universe['loaded']} symbols loaded, {universe['resolved']} resolved through the simulator "
-        f"({len(unresolved)} unresolved{': ' + ', '.join(unresolved) if unresolved else ''}). "
+        f"Universe: {universe['loaded']} symbols loaded, {universe['resolved']} resolved through the "
+        f"simulator ({len(unresolved)} unresolved{': ' + ', '.join(unresolved) if unresolved else ''}). "
         f"Stack start to both DAGs parsed: {settings['stack_start_s']} s (not in any figure).",
         "",
     ]
 
 
 def scale_markdown(section: dict[str, Any]) -> list[str]:
+    """Render the scale section: one row per executor and symbol count, then the verdict."""
     settings, runs = section["settings"], section["runs"]
     lines = [
-        f"Synthetic symbols beyond the shipped universe; simulator latency {settings['latency_ms']} ms on every "
-        f"request; pool `ibkr` {settings['pool_slots']} slots, {settings['in_flight_total']} requests in flight "
-        f"at most across them (IB allows 50). Wall time is trigger to success through the REST API; CPU is "
-        f"every Airflow process's user+system over that window; memory the peak summed PSS. Metadata on "
-        f"PostgreSQL. Universe: {section['universe']['loaded']:,} symbols loaded in {section['universe']['seconds']} s.",
+        f"Synthetic symbols beyond the shipped universe; simulator latency {settings['latency_ms']} ms on "
+        f"every request; pool `ibkr` {settings['pool_slots']} slots, {settings['in_flight_total']} requests "
+        f"in flight at most across them (IB allows 50). Wall time is trigger to success through the REST "
+        f"API; CPU is every Airflow process's user+system over that window; memory the peak summed PSS. "
+        f"Metadata on PostgreSQL. Universe: {section['universe']['loaded']:,} symbols loaded in "
+        f"{section['universe']['seconds']} s.",
         "",
     ]
     rows = [
@@ -303,7 +308,8 @@ def scale_markdown(section: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"**{biggest_local['symbols']:,} symbols on the LocalExecutor: {biggest_local['wall_s']:,.1f} s** "
-        f"(goal <= 120 s: **{'met' if met else 'not met'}**; IB's bound {biggest_local['ib_bound_s']:,.1f} s).",
+        f"(goal <= 120 s: **{'met' if met else 'not met'}**; "
+        f"IB's bound {biggest_local['ib_bound_s']:,.1f} s).",
         "",
         f"![wall time by universe size]({section['plot']})",
         "",
@@ -312,7 +318,7 @@ def scale_markdown(section: dict[str, Any]) -> list[str]:
 
 
 def generic_markdown(value: Any, depth: int = 4) -> list[str]:
-    """Any dict as Markdown: scalars in one two-column table, lists of dicts as tables, dicts nested."""
+    """Render a dict as Markdown: scalars in one two-column table, lists of dicts as tables, dicts nested."""
     if not isinstance(value, dict):
         return [_fmt(value), ""]
     scalars = [
@@ -335,6 +341,7 @@ def generic_markdown(value: Any, depth: int = 4) -> list[str]:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """Render bench/results.md from the results: the machine, then one part per measured section."""
     machine = results["machine"]
     lines = [
         "# Benchmark results",
@@ -362,7 +369,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             f"## {titles[name]}",
             "",
-            f"Measured {entry['measured_at']}, in {entry['seconds']:,.0f} s, on {entry.get('code', 'an unrecorded commit')}.",
+            f"Measured {entry['measured_at']}, in {entry['seconds']:,.0f} s, "
+            f"on {entry.get('code', 'an unrecorded commit')}.",
             "",
         ]
         if "error" in entry:

@@ -59,6 +59,7 @@ SIM_GOAL_REQUESTS_PER_S = 1_000
 
 
 def machine_facts() -> dict[str, Any]:
+    """Return the machine the figures come from: CPUs, memory, Python and package versions."""
     cpu_model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -92,7 +93,7 @@ def machine_facts() -> dict[str, Any]:
 
 
 def code_state() -> str:
-    """The commit measured, and the files that differed from it (outside bench/): what the figures describe."""
+    """Return the commit measured and the files that differ from it outside bench/ (what was measured)."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -114,6 +115,7 @@ def code_state() -> str:
 
 
 def run_sim(repeats: int) -> dict[str, Any]:
+    """Measure the simulator's throughput ``repeats`` times; return each repeat and the median."""
     from ibkr_market_data_dev.simulated_ib import shipped_listings
     from tws_simulator.bench import measure_throughput
 
@@ -133,12 +135,14 @@ def run_sim(repeats: int) -> dict[str, Any]:
 
 
 def run_daily(repeats: int, latency_ms: int, keep: bool) -> dict[str, Any]:
+    """Run the daily section: the daily DAG beside Airflow's floor under a real scheduler."""
     from bench import daily_bench
 
     return daily_bench.run(repeats=repeats, latency_ms=latency_ms, keep=keep)
 
 
 def run_backfill(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the backfill section; None when bench/backfill_bench.py is not there."""
     if importlib.util.find_spec("bench.backfill_bench") is None:
         log.info("bench/backfill_bench.py is not there yet: no backfill section")
         return None
@@ -154,6 +158,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the sections asked for, writing the results after each; return 1 if any section failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
     parser.add_argument("--repeats", type=int, default=1, help="daily section repeats (each ~3 min)")

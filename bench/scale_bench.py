@@ -55,11 +55,12 @@ PLOT_FILE = Path(__file__).resolve().parent / "scale.png"
 
 
 def ib_bound_seconds(symbols: int, in_flight: int, latency_s: float) -> float:
+    """Return the least time IB allows: ``symbols`` requests, ``in_flight`` at once, each ``latency_s``."""
     return math.ceil(symbols / in_flight) * latency_s if symbols else 0.0
 
 
 def in_flight_total(slots: int) -> int:
-    """Requests open at once across the pool: slots x per-connection limit, under IB's 50."""
+    """Return the requests open at once across the pool: slots x per-connection limit, under IB's 50."""
     try:
         from ibkr_market_data.grouping import in_flight_per_connection
 
@@ -71,7 +72,7 @@ def in_flight_total(slots: int) -> int:
 
 @contextmanager
 def _databases(count: int) -> Iterator[list[str]]:
-    """The market-data database, migrated, then ``count - 1`` empty ones for Airflow's metadata."""
+    """Yield the market-data database, migrated, then ``count - 1`` empty ones for Airflow's metadata."""
     server = local_postgres.server_url()
     urls = [
         local_postgres.create_database(server, prefix="ibkr_market_data_test_scale") for _ in range(count)

@@ -110,7 +110,7 @@ def run(symbols: int = SYMBOLS) -> dict[str, Any]:
 
 
 def _load(url: str, symbols: int, sessions: Sequence[dt.date]) -> dict[str, Any]:
-    """The year of bars, heap first then keys; returns the rows and the seconds each phase took."""
+    """Load the year of bars, heap first then keys; return the rows and the seconds each phase took."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             """
@@ -147,7 +147,8 @@ def _load(url: str, symbols: int, sessions: Sequence[dt.date]) -> dict[str, Any]
                                          wap, bar_count)
                 SELECT s.id, d + t.time_of_day, '1min', t.open, t.high, t.low, t.close, t.volume, t.wap,
                        t.bar_count
-                FROM unnest(%s::date[]) d CROSS JOIN symbols s JOIN bench_bar_template t ON t.path = s.id %% 50
+                FROM unnest(%s::date[]) d CROSS JOIN symbols s
+                JOIN bench_bar_template t ON t.path = s.id %% 50
                 """,
                 (list(chunk),),
             )
@@ -183,7 +184,10 @@ def _load(url: str, symbols: int, sessions: Sequence[dt.date]) -> dict[str, Any]
 
 
 def _drop_keys(conn: psycopg.Connection) -> list[str]:
-    """Drop ``market_data``'s primary and unique keys and its other indexes; returns the statements recreating them."""
+    """Drop ``market_data``'s primary and unique keys and its other indexes.
+
+    :return: the statements that recreate them.
+    """
     constraints = conn.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
         " WHERE conrelid = 'market_data'::regclass AND contype IN ('p', 'u') ORDER BY conname"
@@ -208,7 +212,7 @@ def _drop_keys(conn: psycopg.Connection) -> list[str]:
 
 
 def _definitions(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """``market_data``'s constraints and indexes (definition and validity), and its partitions' indexes."""
+    """Return ``market_data``'s constraints and indexes (definition, validity) and its partitions' indexes."""
     rows = conn.execute(
         """
         SELECT 'constraint ' || conname, pg_get_constraintdef(oid) FROM pg_constraint
@@ -255,7 +259,10 @@ def _session_bars(session: dt.date) -> list[Bar]:
 def _timed_session(
     url: str, symbol_ids: Sequence[int], bars: list[Bar], write: Callable[[Any, int, list[Bar]], Any]
 ) -> tuple[float, int, int]:
-    """Bars per second writing ``bars`` for every symbol, one commit each; and the inserted and revised totals."""
+    """Write ``bars`` for every symbol, one commit each.
+
+    :return: bars per second, and the inserted and revised totals.
+    """
     inserted = revised = 0
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
@@ -320,7 +327,7 @@ def _measure_writes(url: str, symbols: int, fresh_sessions: Sequence[dt.date]) -
 def _timed_reads(
     conn: psycopg.Connection, reads: Sequence[tuple[int, dt.datetime, dt.datetime]]
 ) -> dict[str, Any]:
-    """Median client-side and server-side milliseconds of ``reads``, each warmed once then run ``READ_REPEATS`` times."""
+    """Time ``reads``, each warmed once then run ``READ_REPEATS`` times; return client and server medians."""
     client, server, rows = [], [], 0
     for read in reads:
         rows = len(conn.execute(_READ_BARS, read).fetchall())  # warm-up
@@ -359,7 +366,7 @@ def _measure_reads(url: str, symbols: int, sessions: Sequence[dt.date]) -> dict[
 
 
 def _sizes(url: str) -> dict[str, float]:
-    """MiB of ``market_data``'s tables and indexes, every partition summed (a plain table: itself)."""
+    """Return the MiB of ``market_data``'s tables and indexes, partitions summed (a plain table: itself)."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             """
@@ -391,7 +398,7 @@ def _compare(
     partitioned, baseline = measured["partitioned"], measured["unpartitioned"]
 
     def row(figure: str, *path: str) -> dict[str, Any]:
-        """``figure`` in both layouts, found at ``path`` in each one's measurements, and their ratio."""
+        """Return ``figure`` in both layouts, found at ``path`` in each one's figures, and their ratio."""
         new, old = _at(partitioned, path), _at(baseline, path)
         return {
             "figure": figure,
@@ -424,8 +431,9 @@ def _compare(
     ]
     return {
         "data": (
-            f"{partitioned['load']['rows']:,} rows in each layout: {symbols} symbols x {len(sessions)} {EXCHANGE} "
-            f"sessions of {YEAR} x {BARS_PER_SESSION} 1-minute bars (a year of the whole universe of 320 is "
+            f"{partitioned['load']['rows']:,} rows in each layout: {symbols} symbols x {len(sessions)} "
+            f"{EXCHANGE} sessions of {YEAR} x {BARS_PER_SESSION} 1-minute bars "
+            "(a year of the whole universe of 320 is "
             f"{320 * len(sessions) * BARS_PER_SESSION:,} rows)"
         ),
         "partitions": (
@@ -437,8 +445,8 @@ def _compare(
             f"one commit per symbol; median of {WRITE_REPEATS} repeats, each on sessions of its own"
         ),
         "reads_measured": (
-            f"median of {DAY_SAMPLES} symbol-days and {YEAR_SAMPLES} symbol-years x {READ_REPEATS} runs each, "
-            "warm cache; client: SELECT of the rows into Python; server: EXPLAIN ANALYZE execution time"
+            f"median of {DAY_SAMPLES} symbol-days and {YEAR_SAMPLES} symbol-years x {READ_REPEATS} runs "
+            "each, warm cache; client: SELECT of the rows into Python; server: EXPLAIN ANALYZE execution time"
         ),
         "month_partition_created_ms": partitioned["writes"]["month_partition_ms"],
         "writes": writes,

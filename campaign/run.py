@@ -4,10 +4,11 @@ One Airflow stack (its components started one by one so the scheduler can be kil
 LocalExecutor, or CeleryExecutor with two workers; PostgreSQL metadata on the machine's server),
 one TWS simulator (on the real clock, every answer delayed so tasks are in flight when a fault
 strikes) and one throwaway PostgreSQL server of its own for the market data (so that it can be
-restarted or refuse connections; its sessions carry a statement timeout) serve every scenario. For each: the market data is emptied, the daily DAG is triggered for a fixed trading
-date, the scenario injects its fault (before the run, or once collect tasks are running), the run
-is awaited; if it did not store everything, a second run of the same date is triggered, as the
-next scheduled run or an operator would, and the time until every bar is stored is the time to
+restarted or refuse connections; its sessions carry a statement timeout) serve every scenario.
+For each: the market data is emptied, the daily DAG is triggered for a fixed trading date, the
+scenario injects its fault (before the run, or once collect tasks are running), the run is
+awaited; if it did not store everything, a second run of the same date is triggered, as the next
+scheduled run or an operator would, and the time until every bar is stored is the time to
 recover. Then the invariants are checked:
 
 * **bars lost**: sessions whose bar is missing, or differs from the simulator's bar (the
@@ -69,6 +70,8 @@ STATEMENT_TIMEOUT_MS = 10_000
 
 @dataclass
 class Outcome:
+    """One scenario's result: what was injected, how the run recovered and what, if anything, was lost."""
+
     scenario: str
     area: str
     injected: str
@@ -86,6 +89,7 @@ class Outcome:
 
     @property
     def clean(self) -> bool:
+        """True when no bar was lost or duplicated, every task finished and no IB rule was broken."""
         return not (self.bars_lost or self.duplicates or self.unfinished or self.ib_rules_broken)
 
 
@@ -153,6 +157,7 @@ class Campaign:
 
     @property
     def ibkr_uri(self) -> str:
+        """The ``ibkr`` connection URI pointing at the campaign's simulator."""
         return (
             f"ibkr://127.0.0.1:{self.port}?client_id=1&client_id_range=32"
             f"&request_timeout={self.request_timeout}&connect_timeout=5"
@@ -188,6 +193,7 @@ class Campaign:
         self.simulator = self._start_simulator(port=self.port)
 
     def hold_client_ids(self, client_ids: Iterable[int]) -> None:
+        """Connect one outside IB client per id in ``client_ids`` and keep it connected."""
         from ib_insync import IB
 
         for client_id in client_ids:
@@ -196,6 +202,7 @@ class Campaign:
             self._outside_clients.append(ib)
 
     def release_client_ids(self) -> None:
+        """Disconnect the clients :meth:`hold_client_ids` connected."""
         for ib in self._outside_clients:
             ib.disconnect()
         self._outside_clients.clear()
@@ -254,6 +261,7 @@ class Campaign:
     # -- one scenario --------------------------------------------------------------------------
 
     def run(self, scenario: Scenario) -> Outcome:
+        """Run one scenario: inject its faults around a daily run and return what survived."""
         log.info("Scenario: %s", scenario.name)
         self._reset()
         started = time.monotonic()
@@ -341,7 +349,8 @@ class Campaign:
         with psycopg.connect(self.market_db) as conn:
             rows = conn.execute(
                 """
-                SELECT s.symbol, md.timestamp, md.open, md.high, md.low, md.close, md.volume, md.wap, md.bar_count
+                SELECT s.symbol, md.timestamp, md.open, md.high, md.low, md.close, md.volume, md.wap,
+                       md.bar_count
                 FROM market_data md JOIN symbols s ON s.id = md.symbol_id
                 WHERE md.timeframe = '1day' AND md.timestamp = %s
                 """,
@@ -375,12 +384,12 @@ class Campaign:
 
 
 def _dag_of(index: int, scenario: Scenario) -> str:
-    """The DAG of the index-th run a scenario triggered: the backfill is the second when it overlaps."""
+    """Return the DAG of a scenario's index-th run: the backfill is the second when it overlaps."""
     return BACKFILL if scenario.overlapping_backfill and index == 1 else DAILY
 
 
 def _campaign_universe(count: int) -> list[Any]:
-    """``count`` symbols, half ASX and half US, the special ones (BRK A, GGP, SQQQ) included."""
+    """Return ``count`` symbols, half ASX and half US, the special ones (BRK A, GGP, SQQQ) included."""
     universe = load_universe()
     special = [s for s in universe if s.symbol in ("BRK A", "GGP", "SQQQ")]
     asx = [s for s in universe if s.primary_exchange == "ASX" and s not in special]
@@ -430,11 +439,13 @@ COLUMNS = (
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """Render campaign results as Markdown: the setup, then one row per scenario."""
     outcomes = results["outcomes"]
     lines = [
         "# Fault campaign results",
         "",
-        f"Written by `make faults` (`campaign/run.py`); raw figures in `{results.get('raw_file', 'campaign/results.json')}`.",
+        "Written by `make faults` (`campaign/run.py`); "
+        f"raw figures in `{results.get('raw_file', 'campaign/results.json')}`.",
         "",
         f"Measured {results['measured_at']} on {results['code']}: {results['symbols']} symbols, trading date "
         f"{results['trading_date']}, every simulator answer delayed {results['latency_ms']} ms, the hook's "
@@ -464,12 +475,13 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _result_files(executor: str) -> tuple[Path, Path]:
-    """``results.md`` / ``.json`` for the LocalExecutor, ``results-celery.*`` for Celery."""
+    """Return ``results.md`` / ``.json`` for the LocalExecutor, ``results-celery.*`` for Celery."""
     stem = "results" if executor == "local" else f"results-{executor}"
     return CAMPAIGN_DIR / f"{stem}.md", CAMPAIGN_DIR / f"{stem}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios asked for, writing the results after each; return 1 unless every one is clean."""
     parser = argparse.ArgumentParser(prog="make faults", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated scenario names (substrings)")
     parser.add_argument("--symbols", type=int, default=24)

@@ -27,6 +27,8 @@ def _nothing(campaign: Campaign, run_id: str) -> str:
 
 @dataclass(frozen=True)
 class Scenario:
+    """One fault: what to break before, during and after a daily run, and what it is expected to meet."""
+
     name: str
     area: str  # IB | PostgreSQL | Airflow
     before: Action = _nothing
@@ -105,7 +107,10 @@ def _refuse_market_connections(seconds: float) -> Action:
 def _restart_scheduler(down_seconds: float) -> Action:
     def restart(campaign: Campaign, run_id: str) -> str:
         pid = campaign.restart_scheduler(down_seconds)
-        return f"scheduler (pid {pid}) SIGKILLed mid-run with its task processes, restarted {down_seconds:.0f} s later"
+        return (
+            f"scheduler (pid {pid}) SIGKILLed mid-run with its task processes, "
+            f"restarted {down_seconds:.0f} s later"
+        )
 
     return restart
 

@@ -1,5 +1,5 @@
 """
-### Airflow's floor: N trivial mapped tasks, shaped like the daily DAG
+### Airflow's floor: N trivial mapped tasks, shaped like the daily DAG.
 
 **make_items** (returns ``list(range(n))``) → **work** (one mapped task per item, in the `ibkr`
 pool, one slot each, as the daily DAG's collect) → **done**. No database, no IB, no imports
@@ -30,6 +30,8 @@ from ibkr_market_data.settings import IBKR_POOL
     params={"n": Param(300, type="integer", minimum=0, maximum=1024, title="Mapped tasks")},
 )
 def bench_trivial_mapped():
+    """Build the DAG: make_items, then one mapped work task per item, then done."""
+
     @task(retries=0)
     def make_items() -> list[int]:
         return list(range(int(get_current_context()["params"]["n"])))

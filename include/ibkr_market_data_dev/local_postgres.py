@@ -36,12 +36,13 @@ def _with_database(url: str, database: str) -> str:
 
 
 def _libpq_url(url: str) -> str:
-    """An Airflow connection URI (``postgres://`` or ``postgresql+psycopg://``) as libpq accepts it."""
+    """Rewrite an Airflow connection URI (``postgres://``, ``postgresql+psycopg://``) as libpq accepts it."""
     scheme, rest = url.split("://", 1)
     return "postgresql://" + rest if scheme.startswith("postgres") else url
 
 
 def configured_url() -> str | None:
+    """Return ``AIRFLOW_CONN_MARKET_DATA_DB`` as a libpq URL, or None when it is not set."""
     url = os.environ.get("AIRFLOW_CONN_MARKET_DATA_DB")
     return _libpq_url(url) if url else None
 
@@ -62,7 +63,7 @@ def embedded_server_url() -> str:
 
 
 def server_url() -> str:
-    """A URL to a server we may create databases on, found as the module docstring says."""
+    """Return a URL to a server we may create databases on, found as the module docstring says."""
     configured = configured_url()
     if configured:
         return configured
@@ -80,7 +81,7 @@ def create_database(server: str, prefix: str = "ibkr_market_data_test") -> str:
 
 
 def ensure_database(server: str, name: str) -> str:
-    """The URL of database ``name`` on ``server``, created if missing (never dropped or emptied)."""
+    """Return the URL of database ``name`` on ``server``, created if missing (never dropped or emptied)."""
     with psycopg.connect(_with_database(server, "postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:

@@ -31,35 +31,40 @@ SYNTHETIC_PRIORITY = 9
 
 
 def shipped_universe_files() -> list[Path]:
-    """The collector's universe CSV files, which the simulator reads as its market."""
+    """Return the collector's universe CSV files, which the simulator reads as its market."""
     package = resources.files("ibkr_market_data.universe")
     return [Path(str(package.joinpath(name))) for name in UNIVERSE_FILES]
 
 
 @cache
 def shipped_listings() -> tuple[Listing, ...]:
+    """Return the listings of the shipped universe files."""
     return read_listings(shipped_universe_files())
 
 
 def synthetic_count(environ: Mapping[str, str] = os.environ) -> int:
-    """How many synthetic symbols ``IBKR_SYNTHETIC_SYMBOLS`` asks for (0 when unset); ValueError naming it."""
+    """Return how many synthetic symbols ``IBKR_SYNTHETIC_SYMBOLS`` asks for (0 when unset).
+
+    :raises ValueError: naming the variable when it is not a count in range.
+    """
     text = environ.get(SYNTHETIC_SYMBOLS_VARIABLE, "").strip()
     if not text:
         return 0
     if not text.isdigit() or int(text) > MAX_SYNTHETIC_LISTINGS:
         raise ValueError(
-            f"{SYNTHETIC_SYMBOLS_VARIABLE} is {text!r}; give a count of symbols from 0 to {MAX_SYNTHETIC_LISTINGS}"
+            f"{SYNTHETIC_SYMBOLS_VARIABLE} is {text!r}; "
+            f"give a count of symbols from 0 to {MAX_SYNTHETIC_LISTINGS}"
         )
     return int(text)
 
 
 def local_listings(environ: Mapping[str, str] = os.environ) -> tuple[Listing, ...]:
-    """What the local simulator serves: the shipped universe and the synthetic symbols asked for."""
+    """Return what the local simulator serves: the shipped universe and the synthetic symbols asked for."""
     return shipped_listings() + synthetic_listings(synthetic_count(environ))
 
 
 def local_universe(environ: Mapping[str, str] = os.environ) -> list[UniverseSymbol]:
-    """What the local commands load: the shipped universe and the synthetic symbols asked for."""
+    """Return what the local commands load: the shipped universe and the synthetic symbols asked for."""
     return load_universe() + [
         UniverseSymbol(
             symbol=listing.symbol,
@@ -78,13 +83,13 @@ def local_universe(environ: Mapping[str, str] = os.environ) -> list[UniverseSymb
 
 
 def simulator_config(**overrides: Any) -> SimulatorConfig:
-    """A ``SimulatorConfig`` serving :func:`local_listings`, with ``overrides`` applied."""
+    """Return a ``SimulatorConfig`` serving :func:`local_listings`, with ``overrides`` applied."""
     settings: dict[str, Any] = {"universe": local_listings(), **overrides}
     return SimulatorConfig(**settings)
 
 
 def stored_bar(bar: SimBar) -> Bar:
-    """The ``Bar`` the collector stores for a simulated bar (tests and benchmarks compare or seed with it).
+    """Return the ``Bar`` the collector stores for a simulated bar (tests and benchmarks use it).
 
     A daily bar is dated at midnight of its session, an intraday bar by its start in UTC (naive).
     """

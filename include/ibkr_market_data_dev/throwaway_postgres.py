@@ -56,6 +56,7 @@ class ThrowawayPostgres:
 
     @property
     def url(self) -> str:
+        """The URL of the server's ``postgres`` database, as the ``postgres`` superuser."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:

@@ -14,7 +14,7 @@ SMALL_UNIVERSE = ("BHP", "CBA", "GGP", "AAPL", "MSFT", "SQQQ", "BRK A", "SPY")
 
 @pytest.fixture
 def small_universe(market_db, ibkr_connection):
-    """SMALL_UNIVERSE loaded into the test database and resolved through the simulator."""
+    """Load SMALL_UNIVERSE into the test database and resolve it through the simulator."""
     universe = [entry for entry in load_universe() if entry.symbol in SMALL_UNIVERSE]
     assert len(universe) == len(SMALL_UNIVERSE)
     with psycopg.connect(market_db) as conn, IbkrHook() as hook:
@@ -25,7 +25,7 @@ def small_universe(market_db, ibkr_connection):
 
 @pytest.fixture
 def daily_dag(airflow_db):
-    """The daily DAG parsed from its file, for ``dag.test()``."""
+    """Parse the daily DAG from its file, for ``dag.test()``."""
     from airflow.dag_processing.dagbag import DagBag
 
     from ibkr_market_data_dev.local_env import REPO_ROOT
@@ -37,7 +37,7 @@ def daily_dag(airflow_db):
 
 @pytest.fixture
 def backfill_dag(airflow_db):
-    """The backfill DAG parsed from its file, for ``dag.test()``."""
+    """Parse the backfill DAG from its file, for ``dag.test()``."""
     from airflow.dag_processing.dagbag import DagBag
 
     from ibkr_market_data_dev.local_env import REPO_ROOT

@@ -18,7 +18,7 @@ TRADING_DATES = (dt.date(2025, 1, 17), dt.date(2025, 1, 20), dt.date(2025, 1, 21
 
 
 def backfill_create(stack, dag_id: str, *args: str) -> str:
-    """``airflow backfill create --dag-id DAG_ID ARGS`` against the stack (PostgreSQL metadata)."""
+    """Run ``airflow backfill create --dag-id DAG_ID ARGS`` against the stack (PostgreSQL metadata)."""
     return stack.cli("backfill", "create", "--dag-id", dag_id, *args)
 
 
@@ -68,7 +68,8 @@ def test_backfill_create_runs_each_trading_date_and_fetches_only_what_it_misses(
     with psycopg.connect(stack_market_db) as conn:
         stored = conn.execute(
             """
-            SELECT s.symbol, md.timestamp::date, md.close FROM market_data md JOIN symbols s ON s.id = md.symbol_id
+            SELECT s.symbol, md.timestamp::date, md.close
+            FROM market_data md JOIN symbols s ON s.id = md.symbol_id
             WHERE md.timeframe = '1day' AND md.timestamp::date = ANY(%s)
             """,
             (list(TRADING_DATES),),

@@ -1,5 +1,7 @@
-"""Data-quality checks in real runs: defects the simulator injects are found, recorded, and resolved
-when IB answers right again; clean data raises nothing.
+"""Data-quality checks in real runs.
+
+Defects the simulator injects are found, recorded, and resolved when IB answers right again; clean
+data raises nothing.
 """
 
 import datetime as dt

@@ -1,5 +1,6 @@
-"""Hostile names (quotes, SQL, NUL, very long, any unicode) against the real market-data database:
-every value is bound, so a query with them finds nothing, changes nothing and raises nothing but the
+"""Hostile names (quotes, SQL, NUL, very long, any unicode) against the real market-data database.
+
+Every value is bound, so a query with them finds nothing, changes nothing and raises nothing but the
 named param error.
 """
 

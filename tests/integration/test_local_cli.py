@@ -1,4 +1,7 @@
-"""``make collect`` / ``make backfill`` on embedded defaults: the simulator never feeds a configured database."""
+"""``make collect`` / ``make backfill`` on embedded defaults.
+
+The simulator never feeds a configured database.
+"""
 
 from __future__ import annotations
 
@@ -148,7 +151,8 @@ def test_synthetic_symbols_are_served_loaded_and_fetched_locally(
         assert bar == stored_bar(simulator.model.daily_bar(synthetic[0].symbol, dt.date(2025, 1, 15)))
     with psycopg.connect(market_db) as conn:
         rows = conn.execute(
-            "SELECT symbol, con_id, active, source_list FROM symbols WHERE source_list = 'synthetic' ORDER BY con_id"
+            "SELECT symbol, con_id, active, source_list FROM symbols "
+            "WHERE source_list = 'synthetic' ORDER BY con_id"
         ).fetchall()
     assert [(symbol, con_id, active) for symbol, con_id, active, _ in rows] == [
         (listing.symbol, listing.con_id, True) for listing in synthetic

@@ -1,5 +1,7 @@
-"""A daily run whose connections carry passwords: no log line (task logs, the dag.test output, the
-CLI's report) shows a password or a URI with credentials.
+"""A daily run whose connections carry passwords.
+
+No log line (task logs, the dag.test output, the CLI's report) shows a password or a URI with
+credentials.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ URI_WITH_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re
 
 @pytest.fixture
 def db_role_with_password(market_db):
-    """A login role with a password, granted the test database; returns (role, password)."""
+    """Create a login role with a password, granted the test database; yield (role, password)."""
     role = f"ibkr_secret_{secrets.token_hex(4)}"
     password = f"Db-{secrets.token_hex(8)}-pw"
     database = urlsplit(market_db).path.lstrip("/")

@@ -1,4 +1,4 @@
-"""``market_data`` partitioned (migration 0007): the online migration, monthly partitions on demand, pruning."""
+"""``market_data`` partitioned (migration 0007): online migration, monthly partitions on demand, pruning."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def minute_bars(start: dt.datetime, count: int, close: str = "100.5") -> list[Ba
 
 
 def alembic_config(url: str) -> Config:
-    """The configuration ``schema.upgrade`` builds, for the commands it does not offer (downgrade)."""
+    """Return the configuration ``schema.upgrade`` builds, for the commands it does not offer (downgrade)."""
     config = Config()
     config.set_main_option("script_location", str(schema.MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", schema.sqlalchemy_url(url).replace("%", "%%"))
@@ -71,7 +71,7 @@ def keys_and_indexes(conn: psycopg.Connection) -> tuple[list[tuple[str, str]], l
 
 @pytest.fixture
 def database_at_0006(market_db_server: str) -> Iterator[str]:
-    """A throwaway database at revision 0006, with symbols and nothing else."""
+    """Yield a throwaway database at revision 0006, with symbols and nothing else."""
     url = local_postgres.create_database(market_db_server)
     try:
         schema.upgrade(url, "0006")
@@ -104,9 +104,11 @@ def store_old_system_rows(url: str) -> None:
             INSERT INTO market_data (symbol_id, timestamp, timeframe, open, high, low, close, volume)
             SELECT s, t, tf, 10, 11, 9, 10, 5
             FROM generate_series(1, 3) s,
-                 (VALUES ('1min', TIMESTAMP '2024-10-31 19:55', TIMESTAMP '2024-11-01 14:35', INTERVAL '1 minute'),
+                 (VALUES ('1min', TIMESTAMP '2024-10-31 19:55', TIMESTAMP '2024-11-01 14:35',
+                          INTERVAL '1 minute'),
                          ('weekly', TIMESTAMP '2024-01-05', TIMESTAMP '2024-03-29', INTERVAL '7 days'),
-                         ('1 secs', TIMESTAMP '2024-02-01 15:00', TIMESTAMP '2024-02-01 15:00:59', INTERVAL '1 second')
+                         ('1 secs', TIMESTAMP '2024-02-01 15:00', TIMESTAMP '2024-02-01 15:00:59',
+                          INTERVAL '1 second')
                  ) r(tf, first, last, step),
                  generate_series(r.first, r.last, r.step) t
             """
@@ -123,7 +125,8 @@ def test_the_migration_keeps_every_row_and_attaches_the_old_table_without_copyin
     before = all_rows(database_at_0006)
     with psycopg.connect(database_at_0006) as conn:
         old_files = conn.execute(
-            "SELECT pg_relation_filenode('market_data'), pg_relation_filenode('market_data_timeframe_timestamp')"
+            "SELECT pg_relation_filenode('market_data'), "
+            "pg_relation_filenode('market_data_timeframe_timestamp')"
         ).fetchone()
 
     schema.upgrade(database_at_0006)
@@ -144,7 +147,8 @@ def test_the_migration_keeps_every_row_and_attaches_the_old_table_without_copyin
         )
         where = dict(
             conn.execute(
-                "SELECT timeframe, string_agg(DISTINCT tableoid::regclass::text, ',' ORDER BY tableoid::regclass::text)"
+                "SELECT timeframe, "
+                "string_agg(DISTINCT tableoid::regclass::text, ',' ORDER BY tableoid::regclass::text)"
                 " FROM market_data GROUP BY timeframe"
             ).fetchall()
         )
@@ -266,7 +270,7 @@ def test_reads_and_writes_go_on_while_the_migration_runs(database_at_0006, caplo
 
 
 def test_a_long_reader_makes_the_migration_retry_its_lock_not_fail(database_at_0006, caplog):
-    """A transaction holds ``market_data`` past the lock timeout: the migration gives up the wait, retries, succeeds."""
+    """Hold ``market_data`` past the lock timeout: the migration stops waiting, retries and succeeds."""
     store_old_system_rows(database_at_0006)
     reading = threading.Event()
 
@@ -300,7 +304,7 @@ def test_a_long_reader_makes_the_migration_retry_its_lock_not_fail(database_at_0
 
 @pytest.fixture
 def partitioned_db(db_conn: psycopg.Connection) -> psycopg.Connection:
-    """The session's test database with no monthly partition left by another test, and a symbol."""
+    """Return the session's test database with no monthly partition left by another test, and a symbol."""
     for (name,) in db_conn.execute(
         "SELECT relid::regclass::text FROM pg_partition_tree('market_data') WHERE level = 2"
     ).fetchall():
@@ -434,7 +438,10 @@ def test_a_one_symbol_day_read_touches_one_partition(partitioned_db):
         return relations(plan[0]["Plan"])
 
     day = SESSION_OPEN.replace(hour=0, minute=0)
-    one_day = "SELECT * FROM market_data WHERE symbol_id = %s AND timeframe = %s AND timestamp >= %s AND timestamp < %s"
+    one_day = (
+        "SELECT * FROM market_data "
+        "WHERE symbol_id = %s AND timeframe = %s AND timestamp >= %s AND timestamp < %s"
+    )
     assert scanned(one_day, (1, "1min", day, day + dt.timedelta(days=1))) == {"market_data_1min_2025_11"}
     assert scanned(one_day, (1, "1day", day, day + dt.timedelta(days=1))) == {"market_data_1day"}
     year = scanned(one_day, (1, "1min", dt.datetime(2025, 1, 1), dt.datetime(2026, 1, 1)))
@@ -451,7 +458,8 @@ def test_the_fixtures_truncate_empties_every_partition_and_restarts_the_ids(part
     assert conn.execute("SELECT COUNT(*) FROM market_data").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM market_data_1min_2025_11").fetchone()[0] == 0
     conn.execute(
-        "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency) VALUES (1, 'A', 'SMART', 'NASDAQ', 'USD')"
+        "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency) "
+        "VALUES (1, 'A', 'SMART', 'NASDAQ', 'USD')"
     )
     repository.upsert_bars(conn, 1, "1min", minute_bars(SESSION_OPEN, 1))
     assert conn.execute("SELECT id FROM market_data").fetchone()[0] == 1

@@ -151,7 +151,8 @@ def test_extreme_values_are_stored_exactly(db_conn, symbol_ids):
     stored = {
         row[0]: row[1:]
         for row in db_conn.execute(
-            "SELECT s.symbol, md.low, md.close, md.volume FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
+            "SELECT s.symbol, md.low, md.close, md.volume "
+            "FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
         ).fetchall()
     }
     assert stored["BRK A"] == (Decimal("700000.01000000"), Decimal("719999.99000000"), 1_500)

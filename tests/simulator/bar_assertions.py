@@ -10,7 +10,7 @@ from tws_simulator.market import SimBar
 
 
 def assert_bars_equal(received: Sequence[Any], expected: Sequence[SimBar]) -> None:
-    """Every ``BarData`` equals the model's bar: date, OHLC, volume, WAP and trade count."""
+    """Assert every ``BarData`` equals the model's bar: date, OHLC, volume, WAP and trade count."""
     assert len(received) == len(expected), f"{len(received)} bars received, {len(expected)} expected"
     for got, want in zip(received, expected, strict=True):
         if isinstance(want.date, dt.datetime):

@@ -153,7 +153,7 @@ def test_open_requests_refused_answers_322_without_a_violation(tws_simulator, ib
 
 
 def _notices(ib) -> list[tuple[int, int]]:
-    """(reqId, code) of every message the client gets, in order, from now on."""
+    """Return (reqId, code) of every message the client gets, in order, from now on."""
     seen: list[tuple[int, int]] = []
     ib.errorEvent += lambda req_id, code, message, contract: seen.append((req_id, code))
     return seen

@@ -46,7 +46,7 @@ def end_of(day: dt.date, exchange: str) -> str:
 
 
 def aggregate(bars: Sequence[Any]) -> tuple[Any, Any, Any, Any, Any]:
-    """(open, high, low, close, volume) of consecutive bars, as one bar of their span."""
+    """Return (open, high, low, close, volume) of consecutive bars, as one bar of their span."""
     return (
         bars[0].open,
         max(bar.high for bar in bars),

@@ -18,7 +18,6 @@ from ibkr_market_data.backfill_plan import (
 )
 from ibkr_market_data.errors import InvalidRunParamError
 from ibkr_market_data.repository import SymbolRow
-from ibkr_market_data.tasks.backfill import check_params
 
 NOW = dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
 AAPL = SymbolRow(1, "AAPL", "SMART", "NASDAQ", "USD", "STK", 265598, 1, True)
@@ -198,30 +197,6 @@ def test_runs_further_apart_than_one_window_get_a_request_each():
 def test_a_bad_range_is_refused_naming_the_param(start, end, message):
     with pytest.raises(InvalidRunParamError, match=message):
         check_backfill_range(d(start), d(end), today=d("2025-07-01"))
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"end_date": "2025-01-31"}, "'start_date' is required"),
-        ({"start_date": "2025-01-01", "end_date": "31/01/2025"}, "'end_date' must be a date as YYYY-MM-DD"),
-        ({"start_date": "2025-01-01", "end_date": "2025-01-31", "exchanges": ["LSE"]}, "unknown exchanges"),
-    ],
-)
-def test_bad_params_are_refused_before_anything_else(params, message):
-    with pytest.raises(InvalidRunParamError, match=message):
-        check_params(params, now=NOW)
-
-
-def test_params_become_a_range_with_every_exchange_by_default():
-    request = check_params(
-        {"start_date": "2025-01-01", "end_date": "2025-01-31", "symbols": "aapl, bhp"}, now=NOW
-    )
-
-    assert request == BackfillRange(
-        d("2025-01-01"), d("2025-01-31"), ("ASX", "NASDAQ", "NYSE", "ARCA"), ("AAPL", "BHP"), False
-    )
-    assert BackfillRange.from_dict(request.to_dict()) == request
 
 
 def test_the_gap_report_names_each_symbols_runs_and_requests():

@@ -1,6 +1,7 @@
-"""The production docker-compose.yaml and Dockerfile, read as data (no Docker engine or compose tool
-here): every service, the shared Airflow settings, health checks, the gateway's API port kept on the
-compose network, no secret written in the file, and a production auth manager.
+"""The production docker-compose.yaml and Dockerfile, read as data (no Docker engine or compose tool).
+
+Every service, the shared Airflow settings, health checks, the gateway's API port kept on the compose
+network, no secret written in the file, and a production auth manager.
 """
 
 from __future__ import annotations

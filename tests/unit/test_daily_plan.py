@@ -1,4 +1,4 @@
-"""The daily plan: which symbols to request for one trading date, over which sessions, and why the others are skipped."""
+"""The daily plan: which symbols to request for a trading date, over which sessions, and why not the rest."""
 
 import datetime as dt
 
@@ -7,11 +7,14 @@ import pytest
 from ibkr_market_data.daily_plan import (
     ALREADY_COLLECTED,
     StoredState,
+    complete_sessions,
     lookback_sessions,
     lookback_start,
     plan_daily,
+    scheduled_bars,
 )
 from ibkr_market_data.repository import SymbolRow
+from ibkr_market_data.timeframes import DAILY, FIVE_MINUTES, HOURLY, ONE_MINUTE
 
 AAPL = SymbolRow(1, "AAPL", "SMART", "NASDAQ", "USD", "STK", 265598, 1, True)
 BHP = SymbolRow(2, "BHP", "ASX", "ASX", "AUD", "STK", 4036812, 1, True)
@@ -21,6 +24,8 @@ ON_CHIXAU = SymbolRow(4, "XRO", "ASX", "CHIXAU", "AUD", "STK", 700000002, 2, Tru
 
 DAY = dt.date(2025, 1, 15)
 NOW = dt.datetime(2025, 1, 16, 12, tzinfo=dt.UTC)
+#: Long after every intraday session the tests plan, so all of them have closed.
+INTRADAY_NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 #: NASDAQ's five sessions up to 2025-01-15: it closed on 2025-01-09, a national day of mourning.
 US_WEEK = [dt.date(2025, 1, d) for d in (8, 10, 13, 14, 15)]
 
@@ -28,6 +33,10 @@ US_WEEK = [dt.date(2025, 1, d) for d in (8, 10, 13, 14, 15)]
 def stored(**bars: list[dt.date]) -> StoredState:
     ids = {"AAPL": AAPL.id, "BHP": BHP.id, "CBA": CBA.id}
     return StoredState(bars={ids[name]: days for name, days in bars.items()})
+
+
+def scheduled(exchange, day, tf):
+    return scheduled_bars(exchange, day, tf)
 
 
 def test_a_symbol_on_an_exchange_without_a_calendar_is_skipped_and_the_others_are_planned():
@@ -129,3 +138,47 @@ def test_sessions_known_empty_and_before_the_first_available_date_are_never_miss
 def test_a_lookback_below_one_session_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         plan_daily(DAY, [AAPL], stored(), NOW, lookback=0)
+
+
+def test_bars_per_session_follow_the_schedule_early_closes_included():
+    full_day, black_friday = dt.date(2025, 11, 26), dt.date(2025, 11, 28)  # 13:00 close in New York
+    assert [scheduled("NASDAQ", full_day, tf) for tf in (ONE_MINUTE, FIVE_MINUTES, HOURLY, DAILY)] == [
+        390,
+        78,
+        7,
+        1,
+    ]
+    assert [scheduled("NASDAQ", black_friday, tf) for tf in (ONE_MINUTE, FIVE_MINUTES, HOURLY)] == [
+        210,
+        42,
+        4,
+    ]
+    # ASX: 10:00-16:00 Sydney, on the hour.
+    assert [scheduled("ASX", full_day, tf) for tf in (ONE_MINUTE, FIVE_MINUTES, HOURLY)] == [360, 72, 6]
+
+
+def test_intraday_plan_asks_only_for_sessions_not_complete_one_request_per_span():
+    day = dt.date(2025, 1, 17)
+    window = lookback_sessions("NASDAQ", day, 5, INTRADAY_NOW)  # 13..17 January
+    complete = {AAPL.id: {window[0], window[2], window[4]}}
+    one_minute = plan_daily(day, [AAPL], StoredState(bars=complete), INTRADAY_NOW, 5, ONE_MINUTE)
+    assert [(t.first_session_date, t.session_date, t.duration) for t in one_minute.targets] == [
+        (window[1], window[1], "1 D"),
+        (window[3], window[3], "1 D"),
+    ]
+    assert {t.bar_size for t in one_minute.targets} == {"1 min"}
+    # Five-minute bars: one request from the first incomplete session to the last, the complete one
+    # between included.
+    [five] = plan_daily(day, [AAPL], StoredState(bars=complete), INTRADAY_NOW, 5, FIVE_MINUTES).targets
+    assert (five.first_session_date, five.session_date, five.duration) == (window[1], window[3], "3 D")
+    assert list(five.sessions) == [d.isoformat() for d in window[1:4]]
+    assert list(five.expected_bars) == [78, 78, 78]
+    # Every session complete: nothing is sent.
+    done = plan_daily(day, [AAPL], StoredState(bars={AAPL.id: set(window)}), INTRADAY_NOW, 5, ONE_MINUTE)
+    assert done.targets == [] and [s.reason for s in done.skips] == [ALREADY_COLLECTED]
+
+
+def test_a_session_is_complete_with_all_the_bars_of_its_schedule():
+    day = dt.date(2025, 11, 28)
+    counts = {AAPL.id: {day: 210, dt.date(2025, 11, 26): 389}}
+    assert complete_sessions([AAPL], ONE_MINUTE, counts) == {AAPL.id: {day}}

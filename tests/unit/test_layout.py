@@ -35,7 +35,7 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def modules_loaded_by(packages: list[str], files: list[Path] = ()) -> set[str]:
-    """Every module in ``sys.modules`` of a fresh interpreter after importing ``packages`` and ``files``."""
+    """Return every module a fresh interpreter has loaded after importing ``packages`` and ``files``."""
     code = _LOADED_AFTER.format(packages=packages, files=[str(path) for path in files])
     environment = {**os.environ, "PYTHONPATH": str(INCLUDE)}
     result = subprocess.run(
@@ -63,7 +63,7 @@ def test_the_simulator_imports_nothing_from_the_collector() -> None:
 
 
 def _imports_within(package: str) -> dict[str, set[str]]:
-    """Module -> the modules of ``package`` it imports anywhere in its source (type-checking imports too)."""
+    """Map each module to the modules of ``package`` it imports anywhere (type-checking imports too)."""
     graph: dict[str, set[str]] = {}
     for path in sorted((INCLUDE / package).glob("*.py")):
         name = f"{package}.{path.stem}"

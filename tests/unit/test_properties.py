@@ -1,8 +1,8 @@
-"""Property-based tests of every input a user gives: DAG params, CLI arguments and the ``ibkr``
-connection's extras. Each input is accepted, or refused before any request with one clear message
-naming the field; hostile text (quotes, SQL, NUL, very long, any unicode) never ends in a traceback.
-Universe CSV rows: tests/unit/test_universe_rows.py; hostile names against the database:
-tests/integration/test_hostile_input.py.
+"""Property-based tests of every input a user gives: DAG params, CLI arguments, ``ibkr`` extras.
+
+Each input is accepted, or refused before any request with one clear message naming the field;
+hostile text (quotes, SQL, NUL, very long, any unicode) never ends in a traceback. Universe CSV rows:
+tests/unit/test_universe.py; hostile names against the database: tests/integration/test_hostile_input.py.
 """
 
 from __future__ import annotations

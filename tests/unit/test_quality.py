@@ -25,7 +25,7 @@ START = dt.date(2025, 1, 1)
 
 
 def walk(sessions: int = 60, seed: int = 7, daily_sigma: float = 0.02) -> list[StoredBar]:
-    """A seeded random walk of closes with noisy volumes: clean data."""
+    """Return a seeded random walk of closes with noisy volumes: clean data."""
     rng = random.Random(seed)
     price, bars = 100.0, []
     for offset in range(sessions):
@@ -67,8 +67,10 @@ def test_a_drop_to_a_third_is_a_spike_too():
 
 
 def test_a_move_the_revised_history_shares_is_a_corporate_action_not_a_spike():
-    """A 2:1 split: IB adjusts its history, the run's lookback re-fetches the last five sessions
-    (four revised by 0.5, the newest new), the older stored bars keep the old basis.
+    """Report no spike on a 2:1 split that IB applied to its history.
+
+    The run's lookback re-fetches the last five sessions (four revised by 0.5, the newest new); the
+    older stored bars keep the old basis.
     """
     bars = walk()
     for position in range(-5, 0):
@@ -153,7 +155,7 @@ def test_a_bad_severity_setting_names_the_entry(text):
 
 
 def minute_sessions(bars, volume_share=0.9, high_factor="1", bar_count=390):
-    """Each bar's session as its whole 1-minute bars would sum up, IB-like: a little less volume than the day."""
+    """Sum each bar's session up as its 1-minute bars would, IB-like: a little less volume than the day."""
     return {
         bar.session: IntradaySession(
             high=bar.high * Decimal(high_factor),

@@ -1,5 +1,6 @@
-"""Universe CSV rows: a short or malformed row is refused with file:line and the column, never a
-raw AttributeError; any row of the right shape loads.
+"""Universe CSV rows: any row of the right shape loads.
+
+A short or malformed row is refused with file:line and the column, never a raw AttributeError.
 """
 
 from __future__ import annotations

@@ -106,14 +106,14 @@ def insert_attempt(
 
 
 def clear_operations_tables(conn: Any) -> None:
-    """The tables of migration 0004 that the shared fixture does not empty."""
+    """Empty the tables of migration 0004 that the shared fixture does not empty."""
     conn.execute("TRUNCATE run_metrics, freshness_alerts")
     conn.commit()
 
 
 @pytest.fixture
 def week(db_conn: psycopg.Connection) -> dict[str, int]:
-    """The scenario the expectations below are written for (see each line)."""
+    """Store the scenario the expectations below are written for (see each line)."""
     clear_operations_tables(db_conn)
     ids = insert_symbols(db_conn)
     for symbol in ("AAPL", "MSFT", "SPY", "BHP", "OLD"):  # 13th: all stored (OLD is inactive)
@@ -144,7 +144,7 @@ class HttpSink:
         self.url = ""
 
     def wait_for_text(self, needle: str, timeout: float) -> list[str]:
-        """The texts of the posts containing ``needle``, once there is one (empty after ``timeout``)."""
+        """Return the texts of the posts containing ``needle`` once there is one (none after ``timeout``)."""
 
         def matching() -> list[str]:
             return [payload["text"] for _, payload in self.posts if needle in payload.get("text", "")]
@@ -184,7 +184,7 @@ def running_http_sink() -> Iterator[HttpSink]:
 
 @pytest.fixture
 def http_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSink]:
-    """A sink configured as the ``market_data_alerts_webhook`` connection."""
+    """Yield a sink configured as the ``market_data_alerts_webhook`` connection."""
     with running_http_sink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", sink.url)
         yield sink

@@ -57,7 +57,7 @@ def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
 
 
 def failed_run_context(run_id: str) -> dict:
-    """What Airflow hands a DAG's on_failure_callback, as far as the notifier reads it."""
+    """Return what Airflow hands a DAG's on_failure_callback, as far as the notifier reads it."""
     return {"dag_run": types.SimpleNamespace(dag_id=DAILY, run_id=run_id), "reason": "task_failure"}
 
 

@@ -1,4 +1,4 @@
-"""A daily run through dag.test() against the simulator records each request's latency and the run's metrics."""
+"""A daily run through dag.test() against the simulator records each request's latency and run metrics."""
 
 from __future__ import annotations
 

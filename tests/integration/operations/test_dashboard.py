@@ -1,4 +1,4 @@
-"""The dashboard's views and JSON against a real PostgreSQL: coverage by the calendars, runs, failures, bad input."""
+"""The dashboard's views and JSON on a real PostgreSQL: coverage by calendar, runs, failures, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dashboard inside Airflow's own API app: mounted by the plugin, behind the auth manager, linked in the nav."""
+"""The dashboard in Airflow's API app: mounted by the plugin, behind the auth manager, linked in the nav."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ JWT_SECRET = secrets.token_hex(32)
 
 @pytest.fixture
 def airflow_api(airflow_db, market_db, monkeypatch):
-    """Airflow's API server app in-process, with the simple auth manager and no all-admins shortcut."""
+    """Build Airflow's API server app in-process, with the simple auth manager and no all-admins shortcut."""
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)
     from airflow.api_fastapi.app import create_app

@@ -1,4 +1,4 @@
-"""Headless Chromium reads the dashboard of a running Airflow and what it shows is checked against the database.
+"""Headless Chromium reads the dashboard of a running Airflow; what it shows is checked against the database.
 
 Needs Debian's ``chromium`` (``make test`` installs it when /usr/bin/chromium is missing). The
 screenshot is kept in ``.local/test-artifacts/dashboard.png`` (``docs/dashboard.png`` is one of them).
@@ -43,7 +43,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def alert_sink(airflow_stack) -> Iterator[HttpSink]:
-    """A webhook sink, configured in the stack's metadata as ``market_data_alerts_webhook``."""
+    """Yield a webhook sink, configured in the stack's metadata as ``market_data_alerts_webhook``."""
     with running_http_sink() as sink:
         airflow_stack._request(
             "POST",
@@ -58,7 +58,7 @@ def alert_sink(airflow_stack) -> Iterator[HttpSink]:
 
 @pytest.fixture(scope="module")
 def collected(airflow_stack, stack_market_db, stack_simulator, alert_sink) -> str:
-    """Bars of the weeks before RUN_DATE written directly, then RUN_DATE through the scheduler with MSFT failing."""
+    """Write the weeks before RUN_DATE directly, then collect RUN_DATE by the scheduler with MSFT failing."""
     with psycopg.connect(stack_market_db) as conn:
         symbols = conn.execute("SELECT id, symbol, primary_exchange FROM symbols WHERE active").fetchall()
         for symbol_id, symbol, exchange in symbols:

@@ -1,4 +1,4 @@
-"""``make report``'s summary: coverage per exchange, failures by IB code, run metrics; one error line on bad input."""
+"""``make report``'s summary: coverage per exchange, failures by IB code, run metrics; bad input refused."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ T0 = dt.datetime(2025, 1, 14, 22, 0)
 
 @pytest.fixture
 def run_attempts(db_conn):
-    """AAPL 0.1 s; MSFT fails after 0.5 s, its retry takes 0.3 s; BHP 0.2 s; SPY skipped (no request)."""
+    """Record AAPL 0.1 s; MSFT failing after 0.5 s, its retry 0.3 s; BHP 0.2 s; SPY skipped (no request)."""
     clear_operations_tables(db_conn)
     ids = insert_symbols(db_conn)
 
