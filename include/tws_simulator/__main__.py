@@ -1,18 +1,7 @@
-"""Command line: ``python -m tws_simulator`` serves until Ctrl-C or SIGTERM.
+"""Serve a simulated TWS on a TCP port until Ctrl-C or SIGTERM: ``python -m tws_simulator``.
 
-Settings come from options or, for ``make sim`` and the local stack, from the environment:
-
-``--universe`` / ``IBKR_SIM_UNIVERSE``  the CSV files of the instruments to serve (required; the
-                                    variable separates paths with ``:``), see ``tws_simulator.universe``
-``--host`` / ``IBKR_SIM_HOST``      listen address, default ``127.0.0.1`` (loopback only)
-``--port`` / ``IBKR_SIM_PORT``      port, default ``4002`` (IB Gateway's paper port)
-``--seed`` / ``IBKR_SIM_SEED``      market seed, default ``42``
-``--faults`` / ``IBKR_SIM_FAULTS``  JSON, e.g. ``{"*": {"latency_ms": 200}, "AAPL": {"no_permission": true}}``
-``--now`` / ``IBKR_SIM_NOW``        fixed market "now" (ISO 8601, UTC if no offset); default: real time
-``--log-level``                     default ``INFO``
-
-On exit it prints how many requests it served and every IB rule a client broke. A bad setting
-ends it at once with one ``error:`` line naming the setting, and exit status 2.
+Settings come from options or the environment (``make sim``, the local stack). On exit it prints
+the requests served and every IB rule a client broke. See docs/simulator.md#start-it.
 """
 
 from __future__ import annotations
@@ -46,7 +35,7 @@ def _fixed_clock(text: str) -> dt.datetime:
 
 
 def parse_faults(text: str) -> dict[str, dict[str, object]]:
-    """Faults from JSON: an object mapping a symbol (or ``"*"``) to an object of fault settings."""
+    """Parse faults from JSON: an object mapping a symbol (or ``"*"``) to an object of fault settings."""
     if not text.strip():
         return {}
     try:
@@ -63,7 +52,7 @@ def parse_faults(text: str) -> dict[str, dict[str, object]]:
 def build_config(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
 ) -> SimulatorConfig:
-    """The simulator configuration from command-line options, falling back to the environment."""
+    """Build the simulator configuration from command-line options, falling back to the environment."""
     parser = argparse.ArgumentParser(prog="python -m tws_simulator", description=__doc__.split("\n")[0])
     # String defaults from the environment go through `type` too, so a bad variable is an argparse error.
     parser.add_argument("--host", default=environ.get("IBKR_SIM_HOST", "127.0.0.1"))
@@ -101,7 +90,7 @@ def build_config(
 
 
 async def serve(config: SimulatorConfig) -> TwsSimulator:
-    """Serve until SIGINT or SIGTERM; returns the stopped simulator for its report."""
+    """Serve until SIGINT or SIGTERM; return the stopped simulator for its report."""
     simulator = TwsSimulator(config)
     await simulator.start()
     stop = asyncio.Event()
@@ -114,6 +103,7 @@ async def serve(config: SimulatorConfig) -> TwsSimulator:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until stopped, then print the requests served and the IB rules clients broke."""
     config = build_config(argv)
     simulator = asyncio.run(serve(config))
     violations = simulator.violations()
@@ -122,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Clients broke IB rules {len(violations)} time(s):")
         for violation in violations:
             print(
-                f"  {violation.at:%H:%M:%S} client {violation.client_id} req {violation.req_id}: {violation.rule} ({violation.detail})"
+                f"  {violation.at:%H:%M:%S} client {violation.client_id} req {violation.req_id}: "
+                f"{violation.rule} ({violation.detail})"
             )
     else:
         print("No IB rule was broken.")

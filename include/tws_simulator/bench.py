@@ -1,11 +1,7 @@
-"""Throughput of the simulator: historical requests answered per second.
+"""Measure the simulator's throughput: historical requests answered per second.
 
-ib_insync throttles itself to 45 messages per second per connection, so it cannot load the
-server; this benchmark speaks the wire protocol itself over several raw sockets, each keeping a
-window of requests in flight (pipelined), and counts answers (bars or errors). Run it as
-``python -m tws_simulator.bench`` or call :func:`measure_throughput` (``make bench``).
-By default it starts an in-process simulator on its own thread, sharing the interpreter (and its
-GIL) with the client, so the figure is a lower bound.
+It speaks the wire protocol itself over raw sockets, since ib_insync throttles itself below what
+the server can take. See docs/simulator.md#throughput.
 """
 
 from __future__ import annotations
@@ -150,6 +146,7 @@ def measure_throughput(
 
 
 def main() -> None:
+    """Measure the throughput of the options' simulator and universe; print the figures as JSON."""
     parser = argparse.ArgumentParser(description="Measure the TWS simulator's historical-request throughput")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--requests", type=int, default=2_500, help="per connection")

@@ -1,4 +1,7 @@
-"""How a simulator listens, what it serves and which IB limits it enforces."""
+"""How a simulator listens, what it serves and which IB limits it enforces.
+
+The limits and their defaults: docs/simulator.md#ibs-rules.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from tws_simulator.universe import Listing
 
 
 def utc_now() -> dt.datetime:
+    """Return the real time, aware, in UTC: the market clock unless a test fixes it."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -55,6 +59,7 @@ class SimulatorConfig:
             )
 
     def pacing_limits(self) -> PacingLimits:
+        """Return the IB limits this configuration sets, for :class:`~tws_simulator.rules.IbRules`."""
         return PacingLimits(
             max_open_requests=self.max_open_requests,
             small_bar_max_seconds=self.small_bar_max_seconds,

@@ -1,17 +1,7 @@
-"""One client connection: the handshake, message dispatch and the answers to each request.
+"""One client connection: the handshake, message dispatch and the answer to each request.
 
-Connect-time replies (what ``IB.connect()`` waits for, readonly or not, any client id):
-reqPositions -> positionEnd ``62``; reqOpenOrders -> openOrderEnd ``53``; reqCompletedOrders ->
-``102``; reqAccountUpdates -> accountDownloadEnd ``54``; reqAccountUpdatesMulti -> ``74``;
-reqExecutions -> execDetailsEnd ``55``. reqIds -> nextValidId, reqManagedAccts ->
-managedAccounts, reqCurrentTime -> the clock's now. reqMarketDataType, reqAutoOpenOrders and
-unknown messages get no answer; unknown ones are logged and ignored.
-
-Requests are answered in this order: validation (321), the open-request cap (322) and the
-small-bar pacing rules (162), then, after the fault latency, the faults (drop, never answer,
-unknown or ambiguous contract, no permission, injected pacing, no data) and finally the model's
-answer. cancelHistoricalData of an open request answers 162 "API historical data query
-cancelled: N", of an unknown one 366.
+The connect-time replies, and the order in which a request meets validation, IB's rules, the
+faults and the model: docs/simulator.md#connections.
 """
 
 from __future__ import annotations
@@ -65,11 +55,14 @@ class SharedState(Protocol):
     connections: set[ClientConnection]
     outage: ConnectivityOutage
 
-    def now(self) -> dt.datetime: ...
+    def now(self) -> dt.datetime:
+        """Return the market's now (aware, UTC)."""
 
-    def register_client(self, client_id: int, connection: ClientConnection) -> bool: ...
+    def register_client(self, client_id: int, connection: ClientConnection) -> bool:
+        """Take ``client_id`` for ``connection``; return whether it was free."""
 
-    def unregister(self, connection: ClientConnection) -> None: ...
+    def unregister(self, connection: ClientConnection) -> None:
+        """Forget ``connection`` and free its client id."""
 
 
 log = logging.getLogger(__name__)
@@ -87,6 +80,8 @@ class _OpenRequest:
 
 
 class ContractNotResolved(Exception):
+    """Raised when a request's contract matches none, or several, of the listings; carries IB's error."""
+
     def __init__(self, error: IbError) -> None:
         super().__init__(error.message)
         self.error = error
@@ -134,10 +129,12 @@ class ClientConnection(asyncio.Protocol):
     # -- socket ----------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the socket and count the connection among the simulator's."""
         self._transport = transport  # type: ignore[assignment]
         self.simulator.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Abandon the client's open requests and free its client id."""
         self._closed = True
         for req_id, pending in list(self._open.items()):
             self._forget(req_id, pending)
@@ -146,6 +143,7 @@ class ClientConnection(asyncio.Protocol):
         log.info("Client %s disconnected", self.client_id)
 
     def data_received(self, data: bytes) -> None:
+        """Cut ``data`` into frames and handle each; close the socket on a protocol error."""
         try:
             frames = self._reader.feed(data)
         except ProtocolError as exc:
@@ -165,6 +163,7 @@ class ClientConnection(asyncio.Protocol):
                 log.exception("Ignoring a message the simulator failed to handle: %s", fields[:3])
 
     def close(self) -> None:
+        """Close the client's socket, once."""
         if self._transport is not None and not self._closed:
             self._closed = True
             self._transport.close()
@@ -174,6 +173,7 @@ class ClientConnection(asyncio.Protocol):
             self._transport.write(encode_frame([str(field) for field in fields]))
 
     def send_error(self, req_id: int, error: IbError) -> None:
+        """Send IB's error message ``4`` for ``req_id`` (``-1``: a notice of no request)."""
         self._send(OutgoingMessage.ERROR, 2, req_id, error.code, error.message, "")
 
     # -- dispatch and connect-time messages --------------------------------------------------------
@@ -318,7 +318,7 @@ class ClientConnection(asyncio.Protocol):
     def _held_by_outage(
         self, record: RequestRecord, pending: _OpenRequest, answer: Callable[[], None]
     ) -> bool:
-        """Whether IB's link is down (or goes down now) for this answer: it waits, or is lost (1101)."""
+        """Return whether IB's link is down (or goes down now) for this answer: it waits, or is lost."""
         outage, faults, symbol = self.simulator.outage, self.simulator.faults, record.symbol
         if not outage.active:
             if faults.fires(symbol, "connectivity_lost"):
@@ -338,7 +338,7 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def _resolve(self, query: ContractQuery, symbol: str) -> list[SimContract]:
-        """Contracts matching ``query``: by conId if given, else symbol, secType, currency, exchanges."""
+        """Return the contracts matching ``query``: by conId if given, else by symbol, type and exchanges."""
         faults = self.simulator.faults
         if faults.fires(symbol, "unknown_contract"):
             raise ContractNotResolved(ib_errors.no_security_definition())
@@ -575,7 +575,7 @@ class ClientConnection(asyncio.Protocol):
 
 
 def contract_details_fields(req_id: int, contract: SimContract, exchange: str) -> list[object]:
-    """Message ``10`` at server version >= 164 (no version field, ends with the size increments)."""
+    """Return message ``10`` at server version >= 164 (no version field, ends with the size increments)."""
     routing = "SMART" if contract.primary_exchange != "ASX" else "ASX"
     return [
         OutgoingMessage.CONTRACT_DETAILS,

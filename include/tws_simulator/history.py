@@ -1,40 +1,7 @@
 """What a historical-data request means, and the bars that answer it.
 
-``endDateTime``
-    ``''`` is the clock's now. Accepted forms: ``yyyyMMdd HH:mm:ss Zone/Name`` (any IANA name,
-    including IB's ``US/Eastern`` and ``Australia/NSW``, or ``UTC``), ``yyyyMMdd-HH:mm:ss`` (UTC),
-    ``yyyyMMdd HH:mm:ss`` without a zone (the configured login time zone, UTC by default) and
-    ``yyyyMMdd`` (23:59:59 in the login time zone). Anything else is error 321.
-
-``durationStr``
-    ``N S|D|W|M|Y``: a calendar span ending at ``endDateTime`` (seconds, days, 7-day weeks,
-    calendar months, calendar years). As at IB, ``N D`` above 365 and ``N S`` above 86400 are
-    rejected with 321 (use years / days).
-
-Daily bars (``1 day``)
-    One bar per session of the symbol's primary exchange whose close lies in
-    ``(end - duration, end]`` and has passed by the clock's now (today's unfinished session is no
-    bar; sessions after now never exist), none before the symbol's listing. So ``1 D`` ending
-    23:59:59 local on session day D returns exactly D's bar. Dated ``yyyyMMdd``, whatever
-    ``formatDate`` says.
-
-Intraday bars (``1 secs`` ... ``1 hour``)
-    Bars starting at or after ``end - duration`` and ending by ``min(end, now)``; ``useRTH=1``
-    keeps regular hours, ``useRTH=0`` adds US pre- and post-market. Times are
-    ``yyyyMMdd HH:mm:ss <timeZoneId>`` in the exchange's zone (``formatDate=1``) or epoch seconds
-    (``formatDate=2``). A duration longer than IB's "Step Sizes" table allows for the bar size
-    (:data:`STEP_SIZES`: ``1 D`` of 1-minute bars, ``1 W`` of 3 to 20 minutes, ``1 M`` of 30
-    minutes and 1 hour, ``1800 S`` of 1 second, ...; compared as spans, a month at its longest,
-    31 days) gets 162 "Time length exceed max.", as does a request spanning more than
-    ``max_bars`` bars. Daily bars have no such limit (IB serves years of them in one request).
-
-``whatToShow``
-    ``TRADES`` and ``ADJUSTED_LAST`` (which, as at IB, rejects a non-empty ``endDateTime``) carry
-    volume, WAP and bar count; ``MIDPOINT``, ``BID``, ``ASK`` and ``BID_ASK`` carry the same prices
-    with ``-1`` for those three, as TWS sends them.
-
-No bar in the window is 162 "HMDS query returned no data: SYMBOL@EXCHANGE Trades".
-``keepUpToDate=1`` is answered like a plain request: no live updates (message 90) follow.
+How ``endDateTime``, ``durationStr``, the bar size and ``whatToShow`` are read, and IB's step
+sizes: docs/simulator.md#historical-requests.
 """
 
 from __future__ import annotations
@@ -145,6 +112,7 @@ class HistoryQuery:
 
     @property
     def is_daily(self) -> bool:
+        """Return whether the query asks for daily bars."""
         return self.bar_seconds is None
 
 
@@ -158,7 +126,7 @@ class HistoryAnswer:
 
 
 def _duration_seconds(duration: str) -> int:
-    """The longest span of a well-formed ``durationStr`` (``1 M`` is 31 days)."""
+    """Return the longest span, in seconds, of a well-formed ``durationStr`` (``1 M`` is 31 days)."""
     count, unit = duration.split()
     return int(count) * _DURATION_UNIT_SECONDS[unit]
 
@@ -184,8 +152,11 @@ LONGEST_INTRADAY_DURATIONS: dict[int, str] = _longest_intraday_durations()
 
 
 def check_duration(query: HistoryQuery) -> None:
-    """Raise :class:`InvalidRequest` (162 "Time length exceed max.") if ``query`` spans longer than
-    IB allows for its bar size; daily bars may span any duration.
+    """Refuse ``query`` if it spans longer than IB allows for its bar size.
+
+    Daily bars may span any duration.
+
+    :raises InvalidRequest: 162 "Time length exceed max.".
     """
     if query.bar_seconds is None:
         return
@@ -195,7 +166,10 @@ def check_duration(query: HistoryQuery) -> None:
 
 
 def bar_size_seconds(bar_size: str) -> int | None:
-    """Seconds of an intraday bar size, None for ``1 day``; raises :class:`InvalidRequest` otherwise."""
+    """Return the seconds of an intraday bar size, None for ``1 day``.
+
+    :raises InvalidRequest: for a bar size IB does not know.
+    """
     if bar_size == DAILY_BAR_SIZE:
         return None
     seconds = INTRADAY_BAR_SECONDS.get(bar_size, _BAR_SIZE_ALIASES.get(bar_size))
@@ -214,7 +188,10 @@ def _zone(name: str) -> dt.tzinfo:
 
 
 def parse_end_date_time(text: str, now: dt.datetime, login_time_zone: str = "UTC") -> dt.datetime:
-    """The aware UTC instant a request's ``endDateTime`` names (``''`` is ``now``)."""
+    """Return the aware UTC instant a request's ``endDateTime`` names (``''`` is ``now``).
+
+    :raises InvalidRequest: 321 for a form IB does not accept.
+    """
     if not text:
         return now.astimezone(dt.UTC)
     try:
@@ -248,7 +225,10 @@ def _months_before(moment: dt.datetime, months: int) -> dt.datetime:
 
 
 def window_start(end: dt.datetime, duration: str) -> dt.datetime:
-    """The start of a ``durationStr`` window ending at ``end``; raises :class:`InvalidRequest`."""
+    """Return the start of a ``durationStr`` window ending at ``end``.
+
+    :raises InvalidRequest: 321 for a malformed duration, or one IB wants in larger units.
+    """
     match = _DURATION.match(duration)
     if not match:
         raise InvalidRequest(
@@ -291,7 +271,10 @@ def build_query(
     now: dt.datetime,
     login_time_zone: str = "UTC",
 ) -> HistoryQuery:
-    """Validate a request's parameters as IB does; raises :class:`InvalidRequest` with the error."""
+    """Validate a request's parameters as IB does, and return them as a query.
+
+    :raises InvalidRequest: carrying the error IB would send.
+    """
     if what_to_show not in TRADE_TYPES | QUOTE_TYPES:
         raise InvalidRequest(ib_errors.validation_failed(f"Invalid what to show: {what_to_show}"))
     if what_to_show == "ADJUSTED_LAST" and end_date_time:
@@ -328,7 +311,10 @@ def _bar_fields(bar: SimBar, date_text: str, trades: bool) -> tuple[str, ...]:
 def select_bars(
     model: MarketModel, contract: SimContract, query: HistoryQuery, now: dt.datetime, max_bars: int
 ) -> list[SimBar]:
-    """The model's bars that answer ``query`` as of ``now``, oldest first (possibly none)."""
+    """Return the model's bars that answer ``query`` as of ``now``, oldest first (possibly none).
+
+    :raises InvalidRequest: 162 when the window is longer than IB allows for the bar size.
+    """
     index = model.session_index(contract)
     until = min(query.end, now).timestamp()
     start = query.start.timestamp()
@@ -366,9 +352,11 @@ def format_answer(
     corrupt_first: bool = False,
     defects: Collection[str] = (),
 ) -> HistoryAnswer:
-    """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault),
-    of every bar, or of the first one only with ``corrupt_first``. ``defects`` (``DATA_DEFECTS``)
-    are valid bars with wrong data, as the quality checks look for.
+    """Return the wire fields of ``bars``.
+
+    ``corrupt`` swaps high and low and negates volume (a fault), of every bar, or of the first one
+    only with ``corrupt_first``. ``defects`` (``DATA_DEFECTS``) are valid bars with wrong data, as
+    the quality checks look for.
     """
     bars = with_defects(bars, defects)
     trades = query.what_to_show in TRADE_TYPES
@@ -398,7 +386,7 @@ VOLUME_UNITS_FACTOR = 100
 
 
 def with_defects(bars: list[SimBar], defects: Collection[str]) -> list[SimBar]:
-    """``bars`` with the data defects applied, each still a valid bar.
+    """Return ``bars`` with the data defects applied, each still a valid bar.
 
     ``spike``: the newest bar closes at ``SPIKE_FACTOR`` times its close (its high raised to match).
     ``volume_units``: the newest bar's volume is ``VOLUME_UNITS_FACTOR`` times too large (shares
@@ -442,7 +430,7 @@ INTRADAY_MISMATCH_MIN_BAR_SECONDS = 60
 
 
 def with_intraday_mismatch(model: MarketModel, contract: SimContract, bars: list[SimBar]) -> list[SimBar]:
-    """Intraday ``bars`` made to disagree with their daily bars, each still a valid bar.
+    """Return intraday ``bars`` made to disagree with their daily bars, each still a valid bar.
 
     Every bar starting in regular hours carries half its volume, and in each session the
     regular-hours bar with the highest high reaches 5% above that session's daily high (rounded
@@ -470,7 +458,7 @@ def with_intraday_mismatch(model: MarketModel, contract: SimContract, bars: list
 
 
 def corrupted(bar: SimBar, contract: SimContract) -> SimBar:
-    """``bar`` broken the way bad data is: high below low and a negative volume."""
+    """Return ``bar`` broken the way bad data is: high below low and a negative volume."""
     high, low = bar.low, bar.high
     if high == low:
         high = low - contract.min_tick
@@ -487,7 +475,7 @@ def corrupted(bar: SimBar, contract: SimContract) -> SimBar:
 
 
 def head_timestamp_text(model: MarketModel, contract: SimContract, format_date: int) -> str:
-    """The first bar's time as IB reports it: ``yyyyMMdd-HH:mm:ss`` (UTC) or epoch seconds."""
+    """Return the first bar's time as IB reports it: ``yyyyMMdd-HH:mm:ss`` (UTC) or epoch seconds."""
     index = model.session_index(contract)
     position = index.position(contract.listing_date)
     assert position is not None  # listing dates are sessions by construction

@@ -1,56 +1,7 @@
 """The simulated market: contracts from the universe it is given, and deterministic bars.
 
-Determinism
-    Every bar is a pure function of ``(seed, symbol, session)`` (intraday bars also of the bar
-    size and ``useRTH``): no state is carried from one session to the next, so the same bar comes
-    back whether a request asked for one session or a year of them, in any order. Prices follow a
-    smooth per-symbol trend (two sine waves, seeded) plus per-session noise drawn from a BLAKE2b
-    hash, so they look like a market without a random walk's path dependence. A session's
-    1-minute path draws from a Mersenne Twister seeded with such a hash (``random.Random`` with an
-    int seed gives the same ``random()`` sequence on every Python version).
-
-Prices
-    ``Decimal`` with a fixed number of places per symbol: 4 for symbols priced under one unit of
-    currency (the simulator's ``min_tick`` is then 0.0001), 2 otherwise (``min_tick`` 0.01). The
-    wire carries exactly ``format(price, "f")``, so a collector's stored value can be compared with
-    :meth:`MarketModel.daily_bar` exactly. OHLC is always valid: ``low <= open, close <= high`` and
-    ``low > 0``. ``wap`` lies within ``[low, high]`` with the same places; ``volume`` and
-    ``bar_count`` are ints.
-
-Values that break naive schemas (see :data:`SPECIAL_SYMBOLS`)
-    ``BRK A`` (NYSE) trades above 500,000 USD; ``GGP`` (ASX) is a sub-cent AUD stock (4 places,
-    always below 0.01); ``SQQQ`` (NASDAQ) trades more than 2**31 shares every session. ASX symbols
-    are priced in AUD, US symbols in USD (the universe's currency column).
-
-Listing dates (see :data:`LISTING_DATES`)
-    ``GYG`` (ASX) lists on 2025-06-16 and ``ARM`` (NASDAQ) on 2023-09-14; there are no bars
-    before those sessions. Every other symbol has bars from the first session of its exchange's
-    calendar (:data:`tws_simulator.session_index.CALENDAR_START`).
-
-Sessions
-    Each symbol trades on the sessions of its primary exchange's real calendar, so ASX holidays
-    (Australia Day 2025-01-27) and US holidays (MLK day 2025-01-20) differ.
-
-Intraday bars
-    Bars of one session start at the session open (or, outside regular hours for US exchanges,
-    04:00 New York time, and run to four hours after the close) and are aligned to multiples of
-    the bar size from local midnight; the first and last bar of a session can be shorter (an
-    hourly bar of NASDAQ starts 09:30, then 10:00, ...; the early close of 2025-11-28 ends the
-    last one at 13:00). Every intraday bar is cut from one 1-minute path per ``(seed, symbol,
-    session)`` that agrees with the daily bar exactly: over the regular session the first minute
-    opens at the daily open, the last closes at the daily close, the highest high is the daily
-    high, the lowest low the daily low, and the volumes (shared out by largest remainder, with
-    more at the open and the close) add up to the daily volume. The path is drawn top down: the
-    daily bar split into its hours (cut at the hour), each hour into its minutes, so hourly bars
-    need no minutes drawn and every shorter bar size nests in both. Bars of 1 minute and longer are
-    aggregations of that path (open of the first minute, close of the last, highest high, lowest
-    low, summed volume), so 5-minute bars are exactly the aggregation of 1-minute bars; bars under
-    a minute split each minute the same way, so they aggregate to it too. An intraday bar's WAP is
-    ``(high + low + 2 * close) / 4`` and its trade count follows from its volume, whichever slots
-    it was cut from. Pre- and post-market minutes
-    (``useRTH=0`` on US exchanges) are extra: they drift from the daily open (before) and close
-    (after), stay within the daily high and low, and trade a small volume that is no part of the
-    daily bar. A bar that straddles the open (``useRTH=0`` hourly bar from 09:00) holds both.
+How bars stay deterministic, valid and consistent across bar sizes, and the symbols with extreme
+values: docs/simulator.md#market-model.
 """
 
 from __future__ import annotations
@@ -141,6 +92,7 @@ class SimContract:
 
     @property
     def min_tick(self) -> Decimal:
+        """Return the price increment: 0.01, or 0.0001 for a symbol priced under one unit."""
         return Decimal(1).scaleb(-self.decimals)
 
 
@@ -159,6 +111,7 @@ class SimBar:
 
     @property
     def is_valid(self) -> bool:
+        """Return whether the bar's open and close lie within its low and high."""
         return self.low <= min(self.open, self.close) and max(self.open, self.close) <= self.high
 
 
@@ -176,13 +129,13 @@ class _Profile:
 
 
 def _uniforms(key: str, count: int) -> tuple[float, ...]:
-    """``count`` (<= 8) numbers in [0, 1) drawn from a hash of ``key``."""
+    """Return ``count`` (<= 8) numbers in [0, 1) drawn from a hash of ``key``."""
     digest = hashlib.blake2b(key.encode(), digest_size=64).digest()
     return tuple(value / _UNIT for value in struct.unpack_from(f">{count}Q", digest))
 
 
 def _random_stream(key: str) -> random.Random:
-    """A generator seeded with a hash of ``key``, for paths that need hundreds of draws."""
+    """Return a generator seeded with a hash of ``key``, for paths that need hundreds of draws."""
     return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=32).digest()))
 
 
@@ -195,7 +148,7 @@ _Row = tuple[float, int, int, int, int, int, int, int]
 
 
 def _slot_starts(start: float, end: float, midnight: float, step: int) -> list[float]:
-    """Starts of the slots of ``[start, end)`` cut at multiples of ``step`` seconds from ``midnight``."""
+    """Return the starts of the slots of ``[start, end)`` cut at multiples of ``step`` s from ``midnight``."""
     starts = [start]
     boundary = midnight + (math.floor((start - midnight) / step) + 1) * step
     while boundary < end:
@@ -205,7 +158,7 @@ def _slot_starts(start: float, end: float, midnight: float, step: int) -> list[f
 
 
 def _shares(total: int, weights: Sequence[int]) -> list[int]:
-    """``total`` shared in proportion to ``weights`` (positive ints) by largest remainder.
+    """Share ``total`` in proportion to ``weights`` (positive ints) by largest remainder.
 
     Integer arithmetic throughout, so the shares add up to ``total`` exactly; ties go to the
     earlier slot.
@@ -223,7 +176,7 @@ def _shares(total: int, weights: Sequence[int]) -> list[int]:
 
 
 def _wap(high: int, low: int, close: int) -> int:
-    """``(high + low + 2 * close) / 4`` rounded half up: never outside ``[low, high]``."""
+    """Return ``(high + low + 2 * close) / 4`` rounded half up: never outside ``[low, high]``."""
     return (high + low + 2 * close + 2) // 4
 
 
@@ -234,7 +187,7 @@ def _trade_count(volume: int, trade_size: float) -> int:
 def _split_bar(
     open_: int, high: int, low: int, close: int, volume: int, weights: Sequence[int], draws: random.Random
 ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-    """``len(weights)`` consecutive bars (opens, highs, lows, closes, volumes) that add up to one bar.
+    """Split one bar into ``len(weights)`` consecutive bars (opens, highs, lows, closes, volumes).
 
     The first opens at ``open_``, the last closes at ``close``, each opens where the one before
     closed, the highest high is ``high``, the lowest low is ``low`` and the volumes, shared in
@@ -278,8 +231,9 @@ def _split_bar(
 
 
 def _drift(start_price: int, count: int, low: int, high: int, step: float, draws: random.Random) -> list[int]:
-    """``count + 1`` points of a random walk from ``start_price``, up to ``step / 2`` ticks a move,
-    within ``[low, high]``.
+    """Return ``count + 1`` points of a random walk from ``start_price``, within ``[low, high]``.
+
+    Each move is up to ``step / 2`` ticks.
     """
     points = [start_price]
     price = float(start_price)
@@ -325,7 +279,7 @@ class _SessionPath:
         closes: Sequence[int],
         volumes: Sequence[int],
     ) -> _SessionPath:
-        """Slots of one part of a session: the regular hours, or the pre- or post-market."""
+        """Build the slots of one part of a session: the regular hours, or the pre- or post-market."""
         return cls(
             midnight=midnight,
             end=end,
@@ -341,7 +295,7 @@ class _SessionPath:
 
     @classmethod
     def joined(cls, pre: _SessionPath, regular: _SessionPath, post: _SessionPath) -> _SessionPath:
-        """The regular session's slots with the pre- and post-market minutes around them."""
+        """Return the regular session's slots with the pre- and post-market minutes around them."""
         return cls(
             midnight=regular.midnight,
             end=post.end,
@@ -374,9 +328,9 @@ class _SessionPath:
         weight: Callable[[float, float, random.Random], int],
         draws: random.Random,
     ) -> tuple[list[float], tuple[list[int], list[int], list[int], list[int], list[int]]]:
-        """Slot ``index`` cut at multiples of ``bar_seconds`` from midnight into bars that add up to it.
+        """Cut slot ``index`` at multiples of ``bar_seconds`` from midnight into bars that add up to it.
 
-        Returns their starts and their columns (``_split_bar``); ``weight(start, end, draws)`` is
+        Return their starts and their columns (``_split_bar``); ``weight(start, end, draws)`` is
         each bar's share of the slot's volume.
         """
         start = self.starts[index]
@@ -396,8 +350,10 @@ class _SessionPath:
         return starts, parts
 
     def aggregated(self, bar_seconds: int) -> list[_Row]:
-        """Bars of ``bar_seconds`` (a multiple of the slots' length), each the aggregate of the
-        slots it spans: open of the first, close of the last, highest high, lowest low, summed volume.
+        """Return bars of ``bar_seconds`` (a multiple of the slots' length), aggregating the slots.
+
+        Each bar takes the open of its first slot, the close of its last, the highest high, the
+        lowest low and the summed volume.
         """
         starts, midnight = self.starts, self.midnight
         total = len(starts)
@@ -422,8 +378,7 @@ class _SessionPath:
         return rows
 
     def subdivided(self, bar_seconds: int, key: str) -> list[_Row]:
-        """Bars of ``bar_seconds`` (a divisor of 60) from minute slots, each minute split into bars
-        that add up to it.
+        """Return bars of ``bar_seconds`` (a divisor of 60), each minute slot split into bars adding up to it.
 
         Each part of the session (pre-market, regular, post-market) draws from its own stream
         (``key`` plus the part), so regular-hours bars do not depend on ``useRTH``.
@@ -496,18 +451,18 @@ class MarketModel:
         )
 
     def _seeded_base_price(self, symbol: str, primary_exchange: str) -> float:
-        """Log-uniform: 0.30-120 AUD on the ASX (some penny stocks), 5-600 USD in the US."""
+        """Draw a log-uniform base price: 0.30-120 AUD on the ASX (some penny stocks), 5-600 USD in the US."""
         low, high = (0.3, 120.0) if primary_exchange == "ASX" else (5.0, 600.0)
         (draw,) = _uniforms(f"{self.seed}|price|{symbol}", 1)
         return math.exp(math.log(low) + draw * (math.log(high) - math.log(low)))
 
     @property
     def contracts(self) -> list[SimContract]:
-        """Every contract, in universe order."""
+        """Return every contract, in universe order."""
         return [self._by_con_id[entry.con_id] for entry in self._symbols]
 
     def contract(self, symbol: str, primary_exchange: str | None = None) -> SimContract:
-        """The contract of ``symbol`` (on ``primary_exchange`` if the symbol is listed twice)."""
+        """Return the contract of ``symbol`` (on ``primary_exchange`` if the symbol is listed twice)."""
         candidates = [
             contract
             for contract in self._by_symbol.get(symbol, [])
@@ -518,26 +473,28 @@ class MarketModel:
         return candidates[0]
 
     def contract_by_con_id(self, con_id: int) -> SimContract | None:
+        """Return the contract with ``con_id``, or None."""
         return self._by_con_id.get(con_id)
 
     def contracts_named(self, symbol: str) -> list[SimContract]:
-        """Every contract whose symbol is ``symbol`` (several if listed on several exchanges)."""
+        """Return every contract whose symbol is ``symbol`` (several if listed on several exchanges)."""
         return list(self._by_symbol.get(symbol, []))
 
     def session_index(self, contract: SimContract) -> SessionIndex:
+        """Return the sessions of ``contract``'s primary exchange."""
         return session_index(contract.primary_exchange)
 
     # -- sessions --------------------------------------------------------------------------------
 
     def sessions(self, symbol: str, start: dt.date, end: dt.date) -> list[dt.date]:
-        """Sessions of ``symbol`` from ``start`` to ``end`` (inclusive), none before its listing."""
+        """Return the sessions of ``symbol`` from ``start`` to ``end`` (inclusive), none before listing."""
         contract = self.contract(symbol)
         index = self.session_index(contract)
         lo, hi = index.between(max(start, contract.listing_date), end)
         return list(index.dates[lo:hi])
 
     def listing_date(self, symbol: str) -> dt.date:
-        """The first session with a bar: the head timestamp IB reports for ``symbol``."""
+        """Return the first session with a bar: the head timestamp IB reports for ``symbol``."""
         return self.contract(symbol).listing_date
 
     # -- bars ------------------------------------------------------------------------------------
@@ -564,7 +521,7 @@ class MarketModel:
 
     @staticmethod
     def _trend(profile: _Profile, ordinal: float) -> float:
-        """Log-price offset from the base price; its magnitude stays below 0.33."""
+        """Return the log-price offset from the base price; its magnitude stays below 0.33."""
         return profile.slow_amplitude * math.sin(
             2 * math.pi * ordinal / profile.slow_period + profile.slow_phase
         ) + profile.fast_amplitude * math.sin(
@@ -572,13 +529,16 @@ class MarketModel:
         )
 
     def daily_bar(self, symbol: str, session: dt.date) -> SimBar:
-        """The daily bar of ``symbol`` for ``session``; raises :class:`NoSuchSession` on a non-session."""
+        """Return the daily bar of ``symbol`` for ``session``.
+
+        :raises NoSuchSession: if ``session`` is not one of the symbol's sessions.
+        """
         return self._daily_bar_cached(symbol, session)
 
     def intraday_bars(
         self, symbol: str, session: dt.date, bar_seconds: int, use_rth: bool
     ) -> tuple[SimBar, ...]:
-        """Every intraday bar of ``session``, oldest first; ``date`` is the bar's start (aware UTC)."""
+        """Return every intraday bar of ``session``, oldest first; ``date`` is the bar's start (aware UTC)."""
         return self._intraday_bars_cached(symbol, session, bar_seconds, use_rth)
 
     def _daily_bar(self, symbol: str, session: dt.date) -> SimBar:
@@ -626,11 +586,14 @@ class MarketModel:
         )
 
     def daily_bars(self, symbol: str, start: dt.date, end: dt.date) -> list[SimBar]:
-        """Daily bars of every session of ``symbol`` from ``start`` to ``end``, both inclusive."""
+        """Return the daily bars of every session of ``symbol`` from ``start`` to ``end``, both inclusive."""
         return [self.daily_bar(symbol, session) for session in self.sessions(symbol, start, end)]
 
     def trading_hours(self, contract: SimContract, session: dt.date, use_rth: bool) -> tuple[float, float]:
-        """(start, end) epoch seconds of the bars of ``session``: regular hours, or extended if not RTH."""
+        """Return (start, end) epoch seconds of the bars of ``session``.
+
+        Regular hours with ``use_rth``, else the extended hours.
+        """
         index = self.session_index(contract)
         position = index.position(session)
         if position is None:
@@ -674,8 +637,9 @@ class MarketModel:
         )
 
     def _path(self, symbol: str, session: dt.date, slot_seconds: int, extended: bool) -> _SessionPath:
-        """The regular session of ``session`` in hours or minutes (``slot_seconds``), which add up
-        to the daily bar; with ``extended``, the pre- and post-market minutes around them.
+        """Return the regular session in hours or minutes (``slot_seconds``), which add up to the daily bar.
+
+        With ``extended``, the pre- and post-market minutes are around them.
         """
         if not extended:
             return self._hours(symbol, session) if slot_seconds == _HOUR else self._minutes(symbol, session)
@@ -689,8 +653,9 @@ class MarketModel:
         return _SessionPath.joined(pre, regular, post)
 
     def _hours(self, symbol: str, session: dt.date) -> _SessionPath:
-        """The daily bar split into the hours of its regular session (cut at the hour from local
-        midnight: NASDAQ's first runs 09:30-10:00), more volume near the open and the close.
+        """Split the daily bar into the hours of its regular session, more volume near open and close.
+
+        Hours are cut at the hour from local midnight: NASDAQ's first runs 09:30-10:00.
         """
         contract = self.contract(symbol)
         daily = self.daily_bar(symbol, session)
@@ -729,7 +694,7 @@ class MarketModel:
         )
 
     def _minutes(self, symbol: str, session: dt.date) -> _SessionPath:
-        """Each hour of the regular session split into its minutes (one stream per hour)."""
+        """Split each hour of the regular session into its minutes (one stream per hour)."""
         hours = self._path_cached(symbol, session, _HOUR, False)
         rth_open, rth_close = hours.starts[0], hours.end
         columns: tuple[list[int], list[int], list[int], list[int], list[int]] = ([], [], [], [], [])
@@ -759,13 +724,14 @@ class MarketModel:
 
 
 def _noisy_weight(start: float, end: float, draws: random.Random) -> int:
-    """A bar's share of its slot's volume: its length, give or take half."""
+    """Return a bar's share of its slot's volume: its length, give or take half."""
     return int((end - start) * (0.5 + draws.random()) * 1024) + 1
 
 
 def _volume_weight(start: float, end: float, rth_open: float, rth_close: float, noise: float) -> int:
-    """How much of the session's volume ``[start, end)`` trades, relative to its other slots:
-    trading is busiest just after the open and just before the close.
+    """Return how much of the session's volume ``[start, end)`` trades, relative to its other slots.
+
+    Trading is busiest just after the open and just before the close.
     """
     at = ((start + end) / 2 - rth_open) / (rth_close - rth_open)
     intensity = 0.7 + 1.8 * math.exp(-12 * at) + 1.2 * math.exp(-15 * (1 - at))
@@ -775,9 +741,11 @@ def _volume_weight(start: float, end: float, rth_open: float, rth_close: float, 
 def _drifting_minutes(
     regular: _SessionPath, start: float, end: float, draws: random.Random, backwards: bool
 ) -> _SessionPath:
-    """Extended-hours minutes of ``[start, end)`` beside the ``regular`` ones: drifting back from
-    the daily open (``backwards``, pre-market) or on from the daily close, within the daily high
-    and low, each trading a small share (``_EXTENDED_VOLUME_SHARE``) of a regular minute's volume.
+    """Return the extended-hours minutes of ``[start, end)`` beside the ``regular`` ones.
+
+    They drift back from the daily open (``backwards``, pre-market) or on from the daily close,
+    within the daily high and low, each trading a small share (``_EXTENDED_VOLUME_SHARE``) of a
+    regular minute's volume.
     """
     low, high = min(regular.lows), max(regular.highs)
     step = max(1.0, (high - low) * 0.02)
@@ -811,6 +779,6 @@ def _drifting_minutes(
 
 
 def bisect_first_on_or_after(index: SessionIndex, day: dt.date) -> dt.date:
-    """The first session of ``index`` on or after ``day`` (the last session if none is)."""
+    """Return the first session of ``index`` on or after ``day`` (the last session if none is)."""
     lo, _ = index.between(day, day)
     return index.dates[min(lo, len(index.dates) - 1)]

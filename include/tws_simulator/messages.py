@@ -1,19 +1,7 @@
-"""Decoding of the client requests the simulator answers, as sent at server version 176.
+"""Decode the client requests the simulator answers, as sent at server version 176.
 
-Each ``decode_*`` function takes the fields of one frame (message id first) and returns a frozen
-dataclass; a malformed message raises :class:`MalformedRequest`. Layouts (ib_insync 0.9.86
-``client.py``):
-
-- contract, 12 fields: conId, symbol, secType, lastTradeDateOrContractMonth, strike, right,
-  multiplier, exchange, primaryExchange, currency, localSymbol, tradingClass
-- ``20`` reqHistoricalData (no version): reqId, contract, includeExpired, endDateTime,
-  barSizeSetting, durationStr, useRTH, whatToShow, formatDate, [BAG legs], keepUpToDate,
-  chartOptions. Note barSizeSetting comes before durationStr.
-- ``9`` reqContractDetails: version 8, reqId, contract, includeExpired, secIdType, secId, issuerId
-- ``87`` reqHeadTimeStamp (no version): reqId, contract, includeExpired, useRTH, whatToShow,
-  formatDate
-- ``25`` cancelHistoricalData: version 1, reqId; ``90`` cancelHeadTimeStamp: reqId
-- ``71`` startApi: version 2, clientId, optionalCapabilities
+Each ``decode_*`` function takes one frame's fields (message id first) and returns a frozen
+dataclass, or raises :class:`MalformedRequest`. The layouts: docs/simulator.md#requests-decoded.
 """
 
 from __future__ import annotations
@@ -42,6 +30,8 @@ class ContractQuery:
 
 @dataclass(frozen=True)
 class HistoricalDataRequest:
+    """A reqHistoricalData message (``20``)."""
+
     req_id: int
     contract: ContractQuery
     end_date_time: str
@@ -55,12 +45,16 @@ class HistoricalDataRequest:
 
 @dataclass(frozen=True)
 class ContractDetailsRequest:
+    """A reqContractDetails message (``9``)."""
+
     req_id: int
     contract: ContractQuery
 
 
 @dataclass(frozen=True)
 class HeadTimestampRequest:
+    """A reqHeadTimeStamp message (``87``)."""
+
     req_id: int
     contract: ContractQuery
     use_rth: bool
@@ -108,7 +102,7 @@ def _contract(fields: list[str], start: int) -> ContractQuery:
 
 
 def request_id(fields: list[str]) -> int | None:
-    """The reqId of a request whose layout is otherwise broken, so an error can still be addressed."""
+    """Return the reqId of a request whose layout is otherwise broken, so an error can still be addressed."""
     message_id = fields[0] if fields else ""
     position = {"20": 1, "87": 1, "9": 2, "25": 2, "90": 1}.get(message_id)
     if position is None or len(fields) <= position:
@@ -120,6 +114,7 @@ def request_id(fields: list[str]) -> int | None:
 
 
 def decode_historical_data(fields: list[str]) -> HistoricalDataRequest:
+    """Decode reqHistoricalData (``20``)."""
     contract = _contract(fields, 2)
     rest = fields[2 + _CONTRACT_FIELDS :]
     if len(rest) < 8:
@@ -143,12 +138,14 @@ def decode_historical_data(fields: list[str]) -> HistoricalDataRequest:
 
 
 def decode_contract_details(fields: list[str]) -> ContractDetailsRequest:
+    """Decode reqContractDetails (``9``)."""
     if len(fields) < 3 + _CONTRACT_FIELDS:
         raise MalformedRequest(f"reqContractDetails has {len(fields)} fields, expected 19")
     return ContractDetailsRequest(req_id=_int(fields[2], "reqId"), contract=_contract(fields, 3))
 
 
 def decode_head_timestamp(fields: list[str]) -> HeadTimestampRequest:
+    """Decode reqHeadTimeStamp (``87``)."""
     contract = _contract(fields, 2)
     rest = fields[2 + _CONTRACT_FIELDS :]
     if len(rest) < 4:
@@ -164,20 +161,21 @@ def decode_head_timestamp(fields: list[str]) -> HeadTimestampRequest:
 
 
 def decode_cancel_historical_data(fields: list[str]) -> int:
-    """The reqId to cancel."""
+    """Return the reqId a cancelHistoricalData message (``25``) cancels."""
     if len(fields) < 3:
         raise MalformedRequest("cancelHistoricalData needs version and reqId")
     return _int(fields[2], "reqId")
 
 
 def decode_cancel_head_timestamp(fields: list[str]) -> int:
+    """Return the reqId a cancelHeadTimeStamp message (``90``) cancels."""
     if len(fields) < 2:
         raise MalformedRequest("cancelHeadTimeStamp needs a reqId")
     return _int(fields[1], "reqId")
 
 
 def decode_start_api(fields: list[str]) -> int:
-    """The client id of a startApi message."""
+    """Return the client id of a startApi message (``71``)."""
     if len(fields) < 3:
         raise MalformedRequest("startApi needs version and clientId")
     return _int(fields[2], "clientId")

@@ -1,10 +1,7 @@
 """IB's link to TWS going down and coming back, for every client of the simulator at once.
 
-Real TWS / IB Gateway reports it with notices that belong to no request (reqId -1): 1100 when the
-link is lost, then 1102 when it is back with the open requests kept, or 1101 when it is back and
-they were lost (the client must send them again). :class:`ConnectivityOutage` is that state: the
-connection that starts an outage notifies every client, answers falling due meanwhile wait for the
-end (data kept) or are dropped (data lost), and the end is notified to every client again.
+How TWS reports it (1100, then 1101 or 1102) and what happens to the answers meanwhile:
+docs/simulator.md#connectivity-outages.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """The TWS socket protocol's framing: the handshake, length-prefixed frames and NUL-terminated fields.
 
-After the client's raw ``API\\0`` magic, every message in either direction is a 4-byte big-endian
-length followed by that many bytes of UTF-8 text, each field terminated by ``\\0``. The one
-exception is the client's version range (``v157..176``), which is a frame without a trailing NUL.
-TCP may split a frame across reads or deliver several in one read, so :class:`FrameReader`
-buffers bytes and cuts frames by length, as the client libraries do.
-
-Client->server and server->client message ids are separate namespaces (client ``9`` is
-reqContractDetails, server ``9`` is nextValidId); both are listed here as enums.
+The message ids of both directions are listed here as enums. See docs/simulator.md#wire-protocol.
 """
 
 from __future__ import annotations
@@ -78,19 +71,19 @@ class OutgoingMessage(enum.IntEnum):
 
 
 def encode_frame(fields: list[str] | tuple[str, ...]) -> bytes:
-    """One server->client message: every field NUL-terminated, behind a 4-byte length."""
+    """Encode one server->client message: every field NUL-terminated, behind a 4-byte length."""
     payload = "".join(f"{field}\0" for field in fields).encode()
     return _LENGTH.pack(len(payload)) + payload
 
 
 def encode_raw_frame(text: str) -> bytes:
-    """A frame holding ``text`` as is, without field terminators (the client's version range)."""
+    """Encode a frame holding ``text`` as is, without field terminators (the client's version range)."""
     payload = text.encode()
     return _LENGTH.pack(len(payload)) + payload
 
 
 def decode_fields(payload: bytes) -> list[str]:
-    """The fields of one frame's payload; the empty element after the last NUL is dropped."""
+    """Return the fields of one frame's payload; the empty element after the last NUL is dropped."""
     fields = payload.decode(errors="backslashreplace").split("\0")
     if fields and fields[-1] == "":
         fields.pop()
@@ -98,7 +91,7 @@ def decode_fields(payload: bytes) -> list[str]:
 
 
 def parse_version_range(text: str) -> tuple[int, int]:
-    """``v157..176 +PACEAPI`` -> (157, 176). A single ``v176`` is a range of one."""
+    """Parse a client's version range: ``v157..176 +PACEAPI`` -> (157, 176); ``v176`` is a range of one."""
     token = text.split(" ", 1)[0]
     if not token.startswith("v"):
         raise ProtocolError(f"Expected a version range like 'v157..176', got {text!r}")
@@ -110,7 +103,7 @@ def parse_version_range(text: str) -> tuple[int, int]:
 
 
 def negotiate_version(client_range: tuple[int, int]) -> int:
-    """The server version to claim: the client's highest, clamped to :data:`MAX_SERVER_VERSION`."""
+    """Return the server version to claim: the client's highest, clamped to :data:`MAX_SERVER_VERSION`."""
     low, high = client_range
     version = min(high, MAX_SERVER_VERSION)
     if version < max(low, MIN_SERVER_VERSION):
@@ -119,10 +112,11 @@ def negotiate_version(client_range: tuple[int, int]) -> int:
 
 
 class FrameReader:
-    """Buffers bytes from a client socket and cuts them into messages.
+    """Buffer bytes from a client socket and cut them into messages.
 
-    The first message is the handshake: ``API\\0`` plus one frame with the version range, returned
-    as a one-field list ``["v157..176"]``. Every later frame is returned as its list of fields.
+    The first message is the handshake: the magic (``API`` and a NUL byte) plus one frame with the
+    version range, returned as a one-field list ``["v157..176"]``. Every later frame is returned as
+    its list of fields.
     """
 
     def __init__(self) -> None:

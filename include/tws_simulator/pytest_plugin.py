@@ -1,18 +1,7 @@
 """Pytest fixtures that run the TWS simulator on a free loopback port for one test.
 
-Load it with ``pytest_plugins = ["tws_simulator.pytest_plugin"]`` (an installed ``tws-simulator``
-registers it by itself) and override ``tws_simulator_universe`` to say what the market lists:
-
-``tws_simulator_universe`` the listings every simulator of these fixtures serves; must be
-                           overridden (e.g. ``read_listings([...csv files])``)
-``tws_simulator``          a started :class:`~tws_simulator.testing.SimulatorThread` with the
-                           default configuration and the market clock fixed at :data:`SIM_NOW`;
-                           stopped after the test.
-``tws_simulator_factory``  call with ``SimulatorConfig`` field overrides (``seed=7``,
-                           ``faults={...}``, ``clock=...``, compressed pacing windows, ...); every
-                           simulator it started is stopped after the test.
-``ib_client_factory``      connects real ``ib_insync.IB`` clients to a simulator and disconnects
-                           them after the test.
+An installed ``tws-simulator`` registers the plugin; override ``tws_simulator_universe`` to say what
+the market lists. See docs/simulator.md#pytest-plugin.
 """
 
 from __future__ import annotations
@@ -40,6 +29,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 
 @pytest.fixture(scope="session")
 def tws_simulator_universe() -> Sequence[Listing]:
+    """Return the listings every simulator of these fixtures serves; override it (``read_listings``)."""
     raise pytest.UsageError(
         "Override the tws_simulator_universe fixture with the listings to serve, "
         "e.g. tws_simulator.universe.read_listings([...csv files])"
@@ -50,6 +40,7 @@ def tws_simulator_universe() -> Sequence[Listing]:
 def tws_simulator_factory(
     tws_simulator_universe: Sequence[Listing],
 ) -> Iterator[Callable[..., SimulatorThread]]:
+    """Yield a function starting simulators with ``SimulatorConfig`` overrides; stop them after the test."""
     started: list[SimulatorThread] = []
 
     def start(**overrides: Any) -> SimulatorThread:
@@ -71,11 +62,13 @@ def tws_simulator_factory(
 
 @pytest.fixture
 def tws_simulator(tws_simulator_factory: Callable[..., SimulatorThread]) -> SimulatorThread:
+    """Return a started simulator, its market clock fixed at :data:`SIM_NOW`; stopped after the test."""
     return tws_simulator_factory()
 
 
 @pytest.fixture
 def ib_client_factory() -> Iterator[Callable[..., IB]]:
+    """Yield a function connecting real ``ib_insync.IB`` clients to a simulator; disconnect them after."""
     from ib_insync import IB
 
     clients: list[IB] = []

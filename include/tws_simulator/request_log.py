@@ -1,10 +1,6 @@
 """Every request the simulator received, with its outcome, queryable from tests.
 
-A :class:`RequestRecord` is appended when a request arrives (outcome ``pending``) and updated when
-it is answered: ``bars:N``, ``details:N``, ``timestamp``, ``error:CODE``, ``cancelled``,
-``dropped`` (the fault closed the socket), or ``abandoned`` (its client disconnected while it was
-open). Methods are thread-safe; :meth:`RequestLog.wait_until` lets a test wait for an outcome
-without sleeping.
+The outcomes a record can end with, and how a test waits for one: docs/simulator.md#request-log.
 """
 
 from __future__ import annotations
@@ -24,6 +20,8 @@ PENDING = "pending"
 
 @dataclass
 class RequestRecord:
+    """One request: who sent it, what it asked for, and its outcome (``pending`` until answered)."""
+
     client_id: int
     req_id: int
     kind: str
@@ -44,7 +42,7 @@ class RequestRecord:
 
     @property
     def bar_count(self) -> int | None:
-        """Bars sent, or None if the request was not answered with bars."""
+        """Return the number of bars sent, or None if the request was not answered with bars."""
         if self.outcome.startswith("bars:"):
             return int(self.outcome.removeprefix("bars:"))
         return None
@@ -58,6 +56,7 @@ class RequestLog:
         self._changed = threading.Condition()
 
     def add(self, record: RequestRecord) -> RequestRecord:
+        """Append ``record`` and return it."""
         with self._changed:
             self._records.append(record)
             self._changed.notify_all()
@@ -77,7 +76,7 @@ class RequestLog:
             self._changed.notify_all()
 
     def records(self, kind: str | None = None, **filters: Any) -> list[RequestRecord]:
-        """Copies of the records of ``kind`` whose attributes equal ``filters``, oldest first."""
+        """Return copies of the records of ``kind`` whose attributes equal ``filters``, oldest first."""
         with self._changed:
             return [
                 replace(record)
@@ -87,15 +86,19 @@ class RequestLog:
             ]
 
     def historical(self, **filters: Any) -> list[RequestRecord]:
+        """Return copies of the historical-data records matching ``filters``, oldest first."""
         return self.records(KIND_HISTORICAL, **filters)
 
     def contract_details(self, **filters: Any) -> list[RequestRecord]:
+        """Return copies of the contract-details records matching ``filters``, oldest first."""
         return self.records(KIND_CONTRACT_DETAILS, **filters)
 
     def head_timestamps(self, **filters: Any) -> list[RequestRecord]:
+        """Return copies of the head-timestamp records matching ``filters``, oldest first."""
         return self.records(KIND_HEAD_TIMESTAMP, **filters)
 
     def outcomes(self, kind: str | None = None, **filters: Any) -> list[str]:
+        """Return the outcomes of the records of ``kind`` matching ``filters``, oldest first."""
         return [record.outcome for record in self.records(kind, **filters)]
 
     def __len__(self) -> int:
@@ -103,11 +106,15 @@ class RequestLog:
             return len(self._records)
 
     def clear(self) -> None:
+        """Forget every record."""
         with self._changed:
             self._records.clear()
 
     def wait_until(self, predicate: Callable[[RequestLog], bool], timeout: float = 5.0) -> bool:
-        """Block until ``predicate(self)`` holds (re-checked on every change) or ``timeout`` passes."""
+        """Block until ``predicate(self)`` holds (re-checked on every change) or ``timeout`` passes.
+
+        Return whether it held.
+        """
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=timeout)
         while True:
             if predicate(self):

@@ -1,18 +1,7 @@
 """IB's limits on historical requests and connections, enforced as IB enforces them.
 
-- At most ``max_open_requests`` (50) historical requests open at once across all clients (IB
-  counts them per TWS session); the next one gets 322. Head-timestamp requests count as historical.
-- Requests for bars of ``small_bar_max_seconds`` (30 s) or less, and every reqHeadTimeStamp:
-  no identical request within ``identical_request_seconds`` (15 s); fewer than ``per_contract_limit``
-  (6) requests for one contract, exchange and whatToShow within ``per_contract_window_seconds``
-  (2 s); at most ``small_bar_window_limit`` (60) within ``small_bar_window_seconds`` (600 s),
-  ``BID_ASK`` counting twice. A breach gets 162 "Historical data request pacing violation".
-- Only requests that were admitted count toward the windows: a refused request does not extend
-  the penalty, so a client that waits for the window to slide is served again.
-
-Every breach is recorded as a :class:`Violation` of the client; :meth:`IbRules.violations` lists
-them (empty when the clients behaved). Windows use the injectable monotonic clock, so tests can
-compress ten minutes into seconds through the configuration.
+Every breach is recorded as a :class:`Violation` of the client. The limits, their defaults and
+what a breach gets: docs/simulator.md#ibs-rules.
 """
 
 from __future__ import annotations
@@ -48,6 +37,8 @@ class Violation:
 
 @dataclass(frozen=True)
 class PacingLimits:
+    """The limits :class:`IbRules` enforces; the defaults are IB's."""
+
     max_open_requests: int = 50
     small_bar_max_seconds: int = 30
     small_bar_window_seconds: float = 600.0
@@ -59,8 +50,10 @@ class PacingLimits:
 
 @dataclass(frozen=True)
 class PacedRequest:
-    """What the small-bar rules compare: ``identity`` for the identical-request rule,
-    ``contract_key`` (contract, exchange, whatToShow) for the per-contract rule.
+    """What the small-bar rules compare about one request.
+
+    ``identity`` for the identical-request rule, ``contract_key`` (contract, exchange, whatToShow)
+    for the per-contract rule.
     """
 
     identity: Hashable
@@ -86,10 +79,11 @@ class IbRules:
 
     @property
     def open_requests(self) -> int:
+        """Return how many historical requests are open across all clients."""
         return len(self._open)
 
     def is_small(self, bar_seconds: int | None) -> bool:
-        """Whether a bar size falls under the small-bar pacing rules."""
+        """Return whether a bar size falls under the small-bar pacing rules."""
         return bar_seconds is not None and bar_seconds <= self.limits.small_bar_max_seconds
 
     def admit(self, client_id: int, req_id: int, paced: PacedRequest | None) -> IbError | None:
@@ -119,7 +113,8 @@ class IbRules:
                 RULE_IDENTICAL_REQUEST,
                 client_id,
                 req_id,
-                f"identical request {now - last:.1f}s after the last (< {limits.identical_request_seconds:g}s)",
+                f"identical request {now - last:.1f}s after the last "
+                f"(< {limits.identical_request_seconds:g}s)",
             )
             return ib_errors.pacing_violation()
         if len(contract_times) + 1 >= limits.per_contract_limit:
@@ -150,10 +145,11 @@ class IbRules:
         self._open.discard((client_id, req_id))
 
     def record(self, rule: str, client_id: int | None, req_id: int | None, detail: str) -> None:
+        """Record that a client broke ``rule``; thread-safe."""
         with self._lock:
             self._violations.append(Violation(rule, client_id, req_id, detail, dt.datetime.now(dt.UTC)))
 
     def violations(self) -> list[Violation]:
-        """Every rule broken so far, oldest first; empty if every client behaved."""
+        """Return every rule broken so far, oldest first; empty if every client behaved."""
         with self._lock:
             return list(self._violations)

@@ -1,15 +1,7 @@
 """The TWS / IB Gateway simulator: an asyncio TCP server the unmodified ib_insync client talks to.
 
-:class:`TwsSimulator` listens (on loopback unless told otherwise), keeps the client-id registry
-(326 for an id in use, at most ``max_clients`` connections) and owns the state every connection
-shares: the :class:`~tws_simulator.market.MarketModel`, the
-:class:`~tws_simulator.faults.FaultPlan`, the
-:class:`~tws_simulator.request_log.RequestLog` and the
-:class:`~tws_simulator.rules.IbRules`. Each connection's messages are handled by
-:class:`~tws_simulator.connection.ClientConnection`.
-
-It runs on one event loop; tests that use the synchronous ib_insync client run it on its own thread
-with :class:`tws_simulator.testing.SimulatorThread`.
+:class:`TwsSimulator` listens, keeps the client-id registry and owns the state its connections
+share; it runs on one event loop. See docs/simulator.md#connections.
 """
 
 from __future__ import annotations
@@ -37,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=4)
 def shared_model(universe: Sequence[Listing], seed: int) -> MarketModel:
-    """The model of ``universe`` (a tuple) for ``seed``, built once per process (its caches too)."""
+    """Return the model of ``universe`` (a tuple) for ``seed``, built once per process (its caches too)."""
     return MarketModel(universe, seed)
 
 
@@ -57,15 +49,18 @@ class TwsSimulator:
 
     @property
     def port(self) -> int:
+        """Return the port the simulator listens on (the free one picked when configured with 0)."""
         if self._server is None:
             raise RuntimeError("The simulator is not listening; await start() first")
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def host(self) -> str:
+        """Return the address the simulator listens on."""
         return self.config.host
 
     async def start(self) -> None:
+        """Start listening on the configured host and port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ClientConnection(self), self.config.host, self.config.port, reuse_address=True
@@ -80,6 +75,7 @@ class TwsSimulator:
         )
 
     async def stop(self) -> None:
+        """Stop listening, close every client's socket and log the IB rules clients broke."""
         if self._server is None:
             return
         self._server.close()
@@ -96,10 +92,11 @@ class TwsSimulator:
             log.info("TWS simulator stopped: %s requests served, no IB rule broken", len(self.request_log))
 
     def violations(self) -> list[Violation]:
-        """Every IB rule a client broke (pacing, open-request cap, client ids); empty if none."""
+        """Return every IB rule a client broke (pacing, open-request cap, client ids); empty if none."""
         return self.rules.violations()
 
     def now(self) -> dt.datetime:
+        """Return the market's now, from the configured clock."""
         return self.config.clock()
 
     def notify_all(self, notice: IbError) -> None:
@@ -116,6 +113,7 @@ class TwsSimulator:
         return True
 
     def unregister(self, connection: ClientConnection) -> None:
+        """Forget ``connection`` and free its client id."""
         self.connections.discard(connection)
         if connection.client_id is not None and self.clients.get(connection.client_id) is connection:
             del self.clients[connection.client_id]

@@ -1,11 +1,7 @@
 """Each exchange's sessions, read once from ``exchange_calendars`` into plain lists.
 
-The simulator keeps its own reading of the exchanges' calendars (it imports nothing from a
-collector): :data:`CALENDAR_CODES` maps an IB primary exchange to its ``exchange_calendars`` code.
-``exchange_calendars`` answers through pandas, which costs tens of microseconds per call; the
-simulator asks for sessions on every request. :class:`SessionIndex` copies each exchange's
-sessions with their open and close instants (epoch seconds, UTC) into plain lists once, so a
-request is answered by bisection.
+``exchange_calendars`` answers through pandas, too slow to ask on every request, so a request is
+answered by bisection of these lists. See docs/simulator.md#sessions.
 """
 
 from __future__ import annotations
@@ -44,35 +40,35 @@ class SessionIndex:
     closes: tuple[float, ...]
 
     def position(self, day: dt.date) -> int | None:
-        """Index of session ``day``, or None if ``day`` is not a session."""
+        """Return the index of session ``day``, or None if ``day`` is not a session."""
         at = bisect.bisect_left(self.dates, day)
         if at < len(self.dates) and self.dates[at] == day:
             return at
         return None
 
     def between(self, start: dt.date, end: dt.date) -> tuple[int, int]:
-        """Index range [lo, hi) of the sessions dated ``start`` to ``end``, both inclusive."""
+        """Return the index range [lo, hi) of the sessions dated ``start`` to ``end``, both inclusive."""
         return bisect.bisect_left(self.dates, start), bisect.bisect_right(self.dates, end)
 
     def closing_within(self, after: float, until: float) -> tuple[int, int]:
-        """Index range [lo, hi) of the sessions whose close is in the interval (after, until]."""
+        """Return the index range [lo, hi) of the sessions whose close is in (after, until]."""
         return bisect.bisect_right(self.closes, after), bisect.bisect_right(self.closes, until)
 
     def containing(self, instant: float) -> int | None:
-        """Index of the session whose regular hours ``[open, close)`` hold ``instant``, or None."""
+        """Return the index of the session whose regular hours ``[open, close)`` hold ``instant``, or None."""
         at = bisect.bisect_right(self.opens, instant) - 1
         if at >= 0 and instant < self.closes[at]:
             return at
         return None
 
     def overlapping(self, start: float, end: float) -> tuple[int, int]:
-        """Index range [lo, hi) of the sessions that close after ``start`` and open before ``end``."""
+        """Return the index range [lo, hi) of the sessions closing after ``start``, opening before ``end``."""
         return bisect.bisect_right(self.closes, start), bisect.bisect_left(self.opens, end)
 
 
 @cache
 def session_index(exchange: str) -> SessionIndex:
-    """The :class:`SessionIndex` of an IB primary exchange, built on first use (about 1 s).
+    """Return the :class:`SessionIndex` of an IB primary exchange, built on first use (about 1 s).
 
     Sessions run from :data:`CALENDAR_START` to two years after today, so a simulator that serves
     for a year never walks off the end.

@@ -1,13 +1,7 @@
 """Run the simulator on a thread of its own, for tests, benchmarks and local tasks.
 
-The synchronous ib_insync client runs its own event loop; the simulator must not share it, so
-:class:`SimulatorThread` starts a fresh loop on a daemon thread and serves from there::
-
-    with SimulatorThread(SimulatorConfig(seed=7, universe=read_listings(["universe.csv"]))) as sim:
-        ib.connect(sim.host, sim.port, clientId=1)
-        sim.faults.set("AAPL", no_permission=True)
-        ...
-        assert sim.violations() == []
+The synchronous ib_insync client runs its own event loop, which the simulator must not share.
+See docs/simulator.md#start-it.
 """
 
 from __future__ import annotations
@@ -33,7 +27,7 @@ START_TIMEOUT_SECONDS = 60.0
 
 
 def fixed_clock(moment: dt.datetime) -> Callable[[], dt.datetime]:
-    """A ``SimulatorConfig.clock`` that always answers ``moment`` (aware; converted to UTC)."""
+    """Return a ``SimulatorConfig.clock`` that always answers ``moment`` (aware; converted to UTC)."""
     if moment.tzinfo is None:
         raise ValueError("fixed_clock needs an aware datetime, e.g. datetime(2025, 6, 30, 12, tzinfo=UTC)")
     frozen = moment.astimezone(dt.UTC)
@@ -48,16 +42,27 @@ class ManualMonotonic:
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
+        """Return the current reading."""
         with self._lock:
             return self._now
 
     def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward."""
         with self._lock:
             self._now += seconds
 
 
 class SimulatorThread:
-    """A :class:`TwsSimulator` serving on its own thread and event loop; a context manager."""
+    """A :class:`TwsSimulator` serving on its own thread and event loop; a context manager.
+
+    Example::
+
+        with SimulatorThread(SimulatorConfig(seed=7, universe=read_listings(["universe.csv"]))) as sim:
+            ib.connect(sim.host, sim.port, clientId=1)
+            sim.faults.set("AAPL", no_permission=True)
+            ...
+            assert sim.violations() == []
+    """
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -71,35 +76,45 @@ class SimulatorThread:
 
     @property
     def host(self) -> str:
+        """Return the address the simulator listens on."""
         return self.config.host
 
     @property
     def port(self) -> int:
+        """Return the port the simulator listens on."""
         return self.simulator.port
 
     @property
     def faults(self) -> FaultPlan:
+        """Return the simulator's faults, to set while it serves."""
         return self.simulator.faults
 
     @property
     def request_log(self) -> RequestLog:
+        """Return every request the simulator received, with its outcome."""
         return self.simulator.request_log
 
     @property
     def model(self) -> MarketModel:
+        """Return the market model, to compare what a client stored with the bars served."""
         return self.simulator.model
 
     def violations(self) -> list[Violation]:
-        """Every IB rule a client broke; empty if every client behaved."""
+        """Return every IB rule a client broke; empty if every client behaved."""
         return self.simulator.violations()
 
     def connected_client_ids(self) -> set[int]:
-        """Client ids of the live connections (read across threads: a snapshot)."""
+        """Return the client ids of the live connections (read across threads: a snapshot)."""
         return set(self.simulator.clients)
 
     # -- lifetime --------------------------------------------------------------------------------
 
     def start(self) -> SimulatorThread:
+        """Start serving on a new daemon thread; return once the simulator listens.
+
+        :raises TimeoutError: if it does not listen within :data:`START_TIMEOUT_SECONDS`.
+        :raises RuntimeError: if it was started already, or failed to start.
+        """
         if self._thread is not None:
             raise RuntimeError("SimulatorThread already started")
         self._thread = threading.Thread(target=self._serve, name="tws-simulator", daemon=True)
@@ -132,6 +147,7 @@ class SimulatorThread:
             loop.close()
 
     def stop(self) -> None:
+        """Stop the simulator and its thread; nothing happens if it is not running."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return

@@ -1,17 +1,6 @@
 """The instruments a simulator serves, read from CSV files or given as a list.
 
-The simulator ships no symbol list of its own: a caller hands it one (``SimulatorConfig.universe``,
-``python -m tws_simulator --universe FILE``). A file has a header row and at least these columns;
-others are ignored:
-
-``symbol``            IB symbol (``BHP``, ``AAPL``, ``BRK A``)
-``sec_type``          IB security type, ``STK`` for shares and ETFs
-``exchange``          routing exchange (``ASX``, ``SMART``)
-``primary_exchange``  listing exchange; picks the trading calendar (see ``session_index``)
-``currency``          ``AUD``, ``USD``
-``con_id``            the contract id the simulator serves for it
-``asset_class``       ``equity`` or ``etf`` (optional)
-``name``              long name reported in contract details (optional)
+The simulator ships no symbol list of its own. The columns a file needs: docs/simulator.md#universe.
 """
 
 from __future__ import annotations
@@ -43,7 +32,10 @@ class Listing:
 
 
 def read_listings(paths: Iterable[Path | str]) -> tuple[Listing, ...]:
-    """Every row of ``paths``, in file order; a (symbol, primary exchange) listed twice keeps its first row."""
+    """Return every row of ``paths``, in file order; a (symbol, primary exchange) twice keeps its first.
+
+    :raises UniverseFileError: naming the file (and line) that is missing or cannot be read.
+    """
     seen: dict[tuple[str, str], Listing] = {}
     for path in map(Path, paths):
         try:
@@ -92,7 +84,7 @@ MAX_SYNTHETIC_LISTINGS = 3 * 26**3
 
 
 def synthetic_listings(count: int) -> tuple[Listing, ...]:
-    """``count`` made-up listings for scale tests, the same ones every time.
+    """Return ``count`` made-up listings for scale tests, the same ones every time.
 
     Two of every three are US listings (NASDAQ, NYSE), one is on the ASX. Symbols are five letters
     starting ``ZZ`` (NASDAQ), ``ZY`` (NYSE) or ``ZX`` (ASX), which no real listing of the shipped
