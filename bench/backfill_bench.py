@@ -1,25 +1,7 @@
 """Backfill benchmark: bulk writes, a year of the whole universe, and one run per date beside it.
 
-``run(results)`` measures, in this process, against a throwaway market-data database and a TWS
-simulator (real clock, every answer delayed by ``LATENCY_MS``):
-
-* **bulk writes**: a year of daily bars of the whole universe (taken from the simulator's model)
-  written one symbol per transaction, as the backfill writes them, median of ``REPEATS`` runs into
-  an emptied ``market_data``: ``repository.upsert_bars`` (COPY into a staging table, then one
-  INSERT ... ON CONFLICT that compares), ``repository.store_backfilled_bars`` (what the backfill
-  uses: straight COPY when the span holds no bar yet) and, as the baseline, one INSERT statement
-  per bar (on the first ``ROW_BY_ROW_SYMBOLS`` symbols only, to keep it short).
-* **backfill year**: ``YEAR_START..YEAR_END`` for every symbol into an empty database through the
-  backfill's own code: ``tasks.backfill.find_gaps`` once, then ``tasks.backfill.collect_gap`` per
-  symbol on ``WORKERS`` threads (as the mapped tasks would run in the ``ibkr`` pool, each with its
-  own IB connection and client-id lease). Requests sent are counted by the simulator and set
-  beside the gap report's runs (symbols x contiguous gaps, the goal) and its planned requests.
-* **one run per date**: the daily path (``tasks.daily.plan`` then ``tasks.daily.collect`` per
-  symbol, ``WORKERS`` threads) for the five sessions of ``DAILY_WEEK``, into an empty database,
-  then **scaled** to the year by the ratio of requests (one per symbol and session). The figures
-  leave out Airflow's own per-task cost, which dominates at this size; the section reports the
-  reference estimate from ``reference/airflow-3.3-facts.md`` (~4 mapped tasks/s) separately,
-  labelled as an estimate.
+``run(results)`` measures in this process, against a throwaway market-data database and the TWS
+simulator. What each figure means: docs/benchmarks.md#backfill.
 """
 
 from __future__ import annotations
@@ -52,8 +34,8 @@ REPEATS = 3
 ROW_BY_ROW_SYMBOLS = 40
 YEAR_START, YEAR_END = dt.date(2025, 1, 1), dt.date(2025, 12, 31)
 DAILY_WEEK = (dt.date(2025, 1, 13), dt.date(2025, 1, 17))  # a week every exchange trades in full
-#: Airflow's cost per mapped task under the scheduler on this machine (reference/airflow-3.3-facts.md:
-#: 300 trivial mapped tasks in 64-92 s), used only for the labelled estimate.
+#: Airflow's cost per mapped task under the real scheduler on the benchmark machine (300 trivial
+#: mapped tasks took 64-92 s there), used only for the labelled estimate.
 AIRFLOW_TASKS_PER_SECOND_ESTIMATE = 4.0
 BENCH_TABLES = ("ib_pacing_ledger", "collection_logs", "bar_revisions", "no_data_sessions", "market_data")
 

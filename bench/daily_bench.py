@@ -1,25 +1,7 @@
 """The daily run of the whole universe under the real scheduler, beside Airflow's own floor.
 
-One ``airflow standalone`` (LocalExecutor, SQLite metadata) in a throwaway home loads two DAGs:
-a copy of ``dags/daily_market_data.py`` and ``bench/trivial_dags/trivial_mapped.py`` (the same
-shape: one upstream task, N mapped tasks in the ``ibkr`` pool, one downstream task, doing
-nothing). Each repeat triggers both through the REST API, the trivial one with N = the number of
-symbols the daily run plans, and measures each run from trigger to success: wall time, CPU seconds
-of the whole Airflow process tree and its peak memory (``bench.process_tree``). The order alternates
-between repeats; each repeat collects its own trading date, so no run finds its bars stored.
-
-The TWS simulator runs in this process on the real clock, answering every request after
-``latency_ms``; the universe is loaded (and resolved through it) before the latency is switched
-on, so loading costs seconds, not a minute. Set on the Airflow side:
-
-* ``AIRFLOW__CORE__PARALLELISM=16``: the ``ibkr`` pool's slots; more executor slots than pool
-  slots buy nothing but idle worker processes.
-* ``AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False``: unpausing the daily DAG would otherwise make
-  its timetable schedule the latest trading date at once, a second full run racing the measured
-  one. Triggered runs are unaffected.
-
-Everything started here (Airflow's process group, the simulator, the market-data database, the
-temporary directory) is stopped or removed on the way out, failures and Ctrl-C included.
+One ``airflow standalone`` runs the daily DAG and a DAG of as many trivial mapped tasks, against the
+simulator in this process; everything started is stopped on the way out. See docs/benchmarks.md#daily.
 """
 
 from __future__ import annotations
@@ -64,7 +46,7 @@ RUN_TIMEOUT_SECONDS = 900
 IDLE_SECONDS = 15.0
 POLL_SECONDS = 0.5
 
-# The original cron script's documented schedule (original-system README, "Our Implementation").
+# The original cron script's schedule, as the original cron system's README documents it.
 ORIGINAL_BATCH_SIZE = 50
 ORIGINAL_BATCH_PAUSE_SECONDS = 600
 ORIGINAL_REQUEST_DELAY_SECONDS = 6
@@ -78,8 +60,8 @@ def ib_bound_seconds(symbols: int, in_flight: int, latency_s: float) -> float:
 def original_schedule_seconds(symbols: int, latency_s: float) -> float:
     """Return the cron script's time: ceil(N / 50) batches x 10 min + N x (6 s delay + the latency).
 
-    That is the README's own arithmetic (309 symbols: 7 x 10 min + ~31 min = ~100 min); strictly a
-    pause only falls *between* batches, which would take 10 minutes off.
+    That is the arithmetic of the original cron system's README (309 symbols: 7 x 10 min + ~31 min =
+    ~100 min); strictly a pause only falls *between* batches, which would take 10 minutes off.
     """
     batches = math.ceil(symbols / ORIGINAL_BATCH_SIZE)
     return batches * ORIGINAL_BATCH_PAUSE_SECONDS + symbols * (ORIGINAL_REQUEST_DELAY_SECONDS + latency_s)

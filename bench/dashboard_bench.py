@@ -1,14 +1,7 @@
 """Dashboard benchmark: its pages and JSON on a year of data for 5,000 symbols.
 
-``run(results)`` fills a throwaway market-data database (all migrations applied) with
-``SYMBOLS`` active symbols over ASX, NASDAQ, NYSE and ARCA, one daily bar per symbol and session
-of ``YEAR`` (~1.26 million bars), one attempt row per bar as the daily runs write them (0.5 %
-failed first, then completed on a retry; 0.2 % no data instead of a bar), and the run metrics of
-each run. Then it times the dashboard app's endpoints in-process (FastAPI's test client: the
-app, its SQL and rendering, without Airflow's auth and network), median of ``REPEATS`` requests
-after one warm-up, and the coverage SQL alone with ``EXPLAIN ANALYZE``'s execution time.
-
-    PYTHONPATH=include .venv/bin/python -m bench.dashboard_bench [--symbols 5000]
+``run(results)`` fills a throwaway market-data database and times the dashboard app's endpoints
+in-process. How, and how to run it alone: docs/benchmarks.md#dashboard.
 """
 
 from __future__ import annotations

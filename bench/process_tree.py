@@ -1,21 +1,7 @@
 """CPU seconds and peak memory of a process tree (here: ``airflow standalone`` and everything it starts).
 
-The tree is the root's descendants plus every process of the root's session: Airflow's task
-supervisor moves each task process into a process group of its own (``setpgid``), so the group
-alone misses them, but it never leaves the session.
-
-CPU is ``user + system`` of every live member plus the ``children_user + children_system`` they
-have collected from children that exited and were reaped, so a task process that came and went
-between two readings still counts; the CPU of a window is the difference of two readings. A child
-that is never waited for does not reach its parent's count, so the sampler also sums each
-process's own CPU per sample (split by component: scheduler, api-server, tasks ...); the window's
-CPU is the larger of the two. Memory is the sum of RSS and of PSS (``/proc/PID/smaps_rollup``:
-shared pages split between the processes that map them, so the sum does not count them twice),
-sampled every ``interval`` seconds on a thread; the peak is the largest sum seen.
-
-The machine's busy CPU over the same window, minus the tree's and this process's (the simulator
-runs here), is what everything else on the machine took: a benchmark sharing its CPUs with other
-work measures that work too, so the figure goes into the results beside the others.
+Which processes count, how the CPU of exited children is kept and how memory is summed:
+docs/benchmarks.md#measuring-a-process-tree.
 """
 
 from __future__ import annotations

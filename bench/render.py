@@ -1,7 +1,7 @@
 """Rendering ``bench/results.json`` as ``bench/results.md``: formatting only, no measuring.
 
 ``markdown(results)`` is a pure function of the results, so the committed Markdown can be
-re-rendered from the committed JSON (a test checks they agree).
+re-rendered from the committed JSON (a test checks they agree). See docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,7 @@
 """``make bench``: run the benchmark sections, write ``bench/results.md`` and ``bench/results.json``.
 
-Sections (``--only`` picks some, comma-separated):
-
-* ``sim``: the TWS simulator's throughput (``tws_simulator.bench``), historical
-  requests answered per second; goal >= 1,000.
-* ``daily``: the daily run of the whole universe under the real scheduler against the simulator,
-  beside a DAG of as many trivial mapped tasks (Airflow's floor, measured in the same run), IB's
-  bound and the original cron script's schedule (``bench.daily_bench``).
-* ``backfill``: ``bench.backfill_bench.run(results)``, when that module exists.
-* ``dashboard``: the dashboard's pages and JSON on a generated year of 5,000 symbols
-  (``bench.dashboard_bench``).
-* ``scale``: the daily run of 320, 1,000, 2,000 and 5,000 symbols (synthetic beyond the shipped
-  universe) through the real scheduler, and 5,000 on Celery with two workers; a PNG plot beside
-  the results (``bench.scale_bench``).
-* ``storage``: a year of 1-minute bars in ``market_data`` partitioned by timeframe and month
-  (migration 0007) beside one table (0006): write throughput through the product's write paths,
-  reading a symbol-day and a symbol-year, table and index size (``bench.storage_bench``).
-
-Every figure is reported beside a baseline measured in the same run, as a ratio; with repeats,
-medians. A section not run keeps its previous figures (with their own date) in the results files,
-so ``--only sim`` does not erase the daily figures the README quotes. Speed is measured here,
-never asserted in tests.
-
-    PYTHONPATH=include .venv/bin/python -m bench.run [--only daily,sim,backfill] [--repeats N]
+``--only`` picks sections (comma-separated); a section not run keeps its previous figures. The
+sections and the rules every figure follows: docs/benchmarks.md#sections.
 """
 
 from __future__ import annotations

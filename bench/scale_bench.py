@@ -1,21 +1,7 @@
 """How the daily run grows with the universe, on the LocalExecutor and on Celery.
 
-One market-data database holds the shipped universe plus synthetic symbols up to the largest size
-(``tws_simulator.universe.synthetic_listings``, as ``IBKR_SYNTHETIC_SYMBOLS`` adds them locally),
-loaded and resolved through the simulator before any latency is switched on. For each size N the
-first N symbols (shipped ones first) are the active ones, and the daily DAG collects a trading
-date of its own, so no run finds its bars stored. Each run goes through the real scheduler and
-is measured from trigger to success (``bench.daily_bench.measure_run``): wall time, CPU of every
-Airflow process, peak memory, task instances.
-
-* LocalExecutor: ``airflow standalone`` with its metadata on PostgreSQL.
-* CeleryExecutor: the same components one by one, ``workers`` Celery workers on this machine,
-  broker on Redis database 6 of the local Redis (``AIRFLOW__CELERY__BROKER_URL`` wins), results in
-  the metadata database.
-
-IB's own bound for the same work is printed beside each figure: every symbol is one request, at
-most the ``ibkr`` pool's slots times the in-flight limit per connection open at once (below IB's 50
-open historical requests), each taking the simulator's latency.
+Each size runs the daily DAG through the real scheduler on a trading date of its own, beside IB's
+own bound for the same work. See docs/benchmarks.md#scale.
 """
 
 from __future__ import annotations

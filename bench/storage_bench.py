@@ -1,33 +1,7 @@
 """Storage benchmark: a year of 1-minute bars in ``market_data``, partitioned (0007) beside one table (0006).
 
-``run()`` builds two throwaway databases in turn, one at revision 0006 (``market_data`` a single
-table: the baseline) and one at head (partitioned by timeframe, the intraday timeframes by month),
-fills each with the same year of 1-minute bars (``symbols`` x the NASDAQ sessions of ``YEAR`` x
-390 bars), and measures on each:
-
-* **writes**: one session of 1-minute bars for every symbol, one call and one commit per symbol,
-  through the product's write paths: ``repository.store_backfilled_bars`` (the backfill's: COPY
-  when the span is empty) and ``repository.upsert_bars`` (COPY into a staging table, then INSERT
-  ... ON CONFLICT that compares), each into a session not stored yet and then again with the same
-  bars (a re-write that changes nothing). Bars per second, median of ``WRITE_REPEATS``, each
-  repeat on sessions of its own. The month's partition is created before the timing (by
-  ``ensure_partitions``, itself timed: the first write of each month pays it once).
-* **reads**: the bars of one symbol-day and of one symbol-year, ``SELECT`` of the rows into
-  Python (what a caller waits for) and the server's execution time alone (``EXPLAIN ANALYZE``),
-  warm cache (one untimed run first), median over ``DAY_SAMPLES`` symbol-days x ``READ_REPEATS``
-  and ``YEAR_SAMPLES`` symbols x ``READ_REPEATS``.
-* **size**: table (heap and TOAST) and indexes, all partitions summed.
-
-Every figure is given for both layouts with the ratio partitioned / unpartitioned.
-
-Loading: the bars are generated server-side (``generate_series`` joined to a small price template,
-valid under the bar CHECK), heap first, session by session on ``LOAD_WORKERS`` connections, then
-the keys and index are rebuilt from the definitions the migrations made (read from the catalog and
-compared after): ~3x faster than inserting under the indexes. So the indexes start compact, as
-after a REINDEX; those grown by a year of daily writes would be somewhat larger in both layouts.
-Then ``VACUUM ANALYZE``, what autovacuum does after a bulk load.
-
-    PYTHONPATH=include .venv/bin/python -m bench.storage_bench [--symbols N]
+``run()`` measures writes, reads and size on both layouts; how each is measured and how the year
+is loaded: docs/benchmarks.md#storage.
 """
 
 from __future__ import annotations
