@@ -1,25 +1,8 @@
 """``make faults``: each fault scenario against a real daily run, and what it cost.
 
-One Airflow stack (its components started one by one so the scheduler can be killed alone;
-LocalExecutor, or CeleryExecutor with two workers; PostgreSQL metadata on the machine's server),
-one TWS simulator (on the real clock, every answer delayed so tasks are in flight when a fault
-strikes) and one throwaway PostgreSQL server of its own for the market data (so that it can be
-restarted or refuse connections; its sessions carry a statement timeout) serve every scenario.
-For each: the market data is emptied, the daily DAG is triggered for a fixed trading date, the
-scenario injects its fault (before the run, or once collect tasks are running), the run is
-awaited; if it did not store everything, a second run of the same date is triggered, as the next
-scheduled run or an operator would, and the time until every bar is stored is the time to
-recover. Then the invariants are checked:
-
-* **bars lost**: sessions whose bar is missing, or differs from the simulator's bar (the
-  simulator is deterministic: the same seed gives the same bars a clean run stores);
-* **duplicates**: rows beyond one per (symbol, timeframe, timestamp);
-* **unfinished**: planned symbols whose latest attempt in a run is still ``pending``;
-* **IB rules broken**: what the simulator recorded (pacing, open requests, client ids).
-
-Results go to ``campaign/results.md`` (and ``results.json``); the README quotes them.
-
-    PYTHONPATH=include .venv/bin/python -m campaign.run [--only NAME,...] [--symbols N] [--executor celery]
+One Airflow stack, one TWS simulator and one throwaway market-data server serve every scenario;
+results go to ``campaign/results.md``. The setup, one scenario's steps and the invariants checked:
+docs/fault-campaign.md#the-setup.
 """
 
 from __future__ import annotations

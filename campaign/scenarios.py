@@ -1,9 +1,7 @@
 """The fault scenarios of ``make faults``: what each injects into a real daily run, and when.
 
-A scenario may act before the run is triggered (``before``), once collect tasks are running
-(``during``), and after the run ended (``after``, to take the fault away). Each returns a short
-text of what it did, for the results table. They act on a :class:`~campaign.run.Campaign`: its
-Airflow stack, its simulator (restartable on the same port) and its market-data database.
+A scenario acts ``before``, ``during`` or ``after`` the run on a :class:`~campaign.run.Campaign`,
+and returns a short text of what it did. See docs/fault-campaign.md#adding-a-scenario.
 """
 
 from __future__ import annotations

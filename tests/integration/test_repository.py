@@ -17,7 +17,7 @@ from ibkr_market_data.universe import load_universe
 
 RUN = RunContext(dag_id="daily_market_data", run_id="manual__test", try_number=1)
 
-# The original system's monitoring queries, verbatim (reference/original-system-README.md).
+# The original system's monitoring queries, verbatim from the original cron system's README.
 RECENT_COLLECTIONS = """
 SELECT 
     s.symbol,
