@@ -11,7 +11,8 @@ Its own package: it imports nothing from the collector, and is given the instrum
 - :mod:`~tws_simulator.session_index`: each exchange's sessions (``exchange_calendars``)
 - :mod:`~tws_simulator.history`: what a historical request means (durations, ends)
 - :mod:`~tws_simulator.rules`: IB's pacing and connection limits
-- :mod:`~tws_simulator.faults`: faults on demand
+- :mod:`~tws_simulator.faults`: faults on demand; :mod:`~tws_simulator.properties`: market properties
+- :mod:`~tws_simulator.served`: what IB serves as of a moment (``docs/ib-behaviours.md``)
 - :mod:`~tws_simulator.request_log`: every request and its outcome
 - :mod:`~tws_simulator.protocol`, :mod:`~tws_simulator.messages`,
   :mod:`~tws_simulator.connection`: the wire

@@ -328,7 +328,7 @@ def _bar_fields(bar: SimBar, date_text: str, trades: bool) -> tuple[str, ...]:
 def select_bars(
     served: ServedMarket, contract: SimContract, query: HistoryQuery, now: dt.datetime, max_bars: int
 ) -> list[SimBar]:
-    """The bars IB serves as of ``now`` that answer ``query``, oldest first (possibly none)."""
+    """Return the bars IB serves as of ``now`` that answer ``query``, oldest first (possibly none)."""
     model = served.model
     view = served.view(contract, now)
     index = model.session_index(contract)
@@ -369,7 +369,7 @@ def format_answer(
     defects: Collection[str] = (),
     naive_time_zone: str | None = None,
 ) -> HistoryAnswer:
-    """The wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault),
+    """Return the wire fields of ``bars``; ``corrupt`` swaps high and low and negates volume (a fault),
     of every bar, or of the first one only with ``corrupt_first``. ``defects`` (``DATA_DEFECTS``)
     are valid bars with wrong data, as the quality checks look for. ``naive_time_zone`` dates intraday
     bars as older TWS did: ``yyyyMMdd  HH:mm:ss`` in that zone, without its name."""

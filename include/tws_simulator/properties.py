@@ -48,7 +48,7 @@ class Split:
 
 @dataclass(frozen=True)
 class Delisting:
-    """The contract is gone from ``effective`` on; its history requests by conId answer ``history_error``."""
+    """The contract is gone from ``effective`` on; history requests by conId answer ``history_error``."""
 
     effective: dt.date
     history_error: int = 162
@@ -76,7 +76,7 @@ class MarketProperties:
 
     @property
     def changes_bars(self) -> bool:
-        """Whether any property changes which bars are served or their values."""
+        """Return whether any property changes which bars are served, or their values."""
         return bool(
             self.illiquid_sessions
             or self.illiquid_minutes

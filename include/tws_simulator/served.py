@@ -64,7 +64,7 @@ class SymbolView:
     # -- sessions --------------------------------------------------------------------------------
 
     def traded(self, session: dt.date) -> bool:
-        """Whether ``session`` had a trade (an illiquid symbol's may not; its listing session always does)."""
+        """Return whether ``session`` had a trade (an illiquid symbol's may not; its listing session does)."""
         illiquid = self.properties.illiquid_sessions
         if illiquid is None or session == self.contract.listing_date:
             return True
@@ -76,7 +76,7 @@ class SymbolView:
         return draw >= illiquid.share
 
     def delisted(self) -> bool:
-        """Whether the contract is gone as of this view's moment."""
+        """Return whether the contract is gone as of this view's moment."""
         delisting = self.properties.delisting
         return delisting is not None and self.as_of_day >= delisting.effective
 
@@ -89,7 +89,7 @@ class SymbolView:
         return factor
 
     def is_final(self, session: dt.date) -> bool:
-        """Whether ``session``'s daily bar is served final (late corrections are over)."""
+        """Return whether ``session``'s daily bar is served final (its late corrections are over)."""
         days = self.properties.late_correction_days
         if not days:
             return True
@@ -269,5 +269,5 @@ class ServedMarket:
         return self.view(self.model.contract(symbol), as_of).intraday_bars(session, bar_seconds, use_rth)
 
     def traded(self, symbol: str, session: dt.date) -> bool:
-        """Whether ``symbol`` traded in ``session`` (False: IB has no bar for it, ever)."""
+        """Return whether ``symbol`` traded in ``session`` (False: IB never has a bar for it)."""
         return self.view(self.model.contract(symbol), dt.datetime.now(dt.UTC)).traded(session)
