@@ -88,6 +88,8 @@ class _OpenRequest:
     record: RequestRecord
     counts_as_historical: bool
     timer: asyncio.TimerHandle | None = None
+    #: It waited out an HMDS outage: it does not break the farm again when it is answered.
+    waited_for_hmds: bool = False
 
 
 class ContractNotResolved(Exception):
@@ -370,7 +372,7 @@ class ClientConnection(asyncio.Protocol):
     ) -> bool:
         """Whether the HMDS farm is down (or breaks now) for this answer: it waits for 2106, or fails."""
         outage, faults, symbol = self.simulator.hmds_outage, self.simulator.faults, record.symbol
-        if not outage.active:
+        if not outage.active and not pending.waited_for_hmds:
             if faults.fires(symbol, "hmds_farm_stall"):
                 outage.begin(faults.outage_seconds(symbol), failing=False)
             elif faults.fires(symbol, "hmds_farm_fail"):
@@ -381,6 +383,7 @@ class ClientConnection(asyncio.Protocol):
             self._forget(record.req_id, pending)
             self._fail(record, ib_errors.hmds_farm_broken())
         else:
+            pending.waited_for_hmds = True
             outage.defer(answer)
         return True
 

@@ -57,6 +57,19 @@ def test_a_broken_hmds_farm_stalls_every_historical_answer_until_2106(
     assert tws_simulator.violations() == []
 
 
+def test_a_farm_that_breaks_on_every_request_still_answers_each_after_its_outage(
+    tws_simulator, ib_client_factory
+) -> None:
+    tws_simulator.faults.set("AAPL", hmds_farm_stall=True, outage_ms=200)
+    ib = ib_client_factory(tws_simulator)
+    seen = notices(ib)
+    for outages in (1, 2):
+        assert (
+            len(ib.reqHistoricalData(stock(tws_simulator, "AAPL"), END, "1 W", "1 day", "TRADES", True)) == 5
+        )
+        assert seen == outages * [(-1, 2105), (-1, 2106)]
+
+
 def test_a_broken_hmds_farm_can_fail_historical_requests_with_162(tws_simulator, ib_client_factory) -> None:
     tws_simulator.faults.set("AAPL", hmds_farm_fail=1, outage_ms=400)
     ib = ib_client_factory(tws_simulator)
