@@ -107,6 +107,8 @@ class FaultPlan:
     def __init__(self, initial: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0) -> None:
         self._lock = threading.Lock()
         self._faults: dict[str, dict[str, Any]] = {}
+        #: Market properties as given (JSON values), for snapshots that read like the settings.
+        self._given: dict[str, dict[str, Any]] = {}
         self._random = random.Random(seed)
         for symbol, settings in (initial or {}).items():
             self.set(symbol, **settings)
@@ -118,27 +120,35 @@ class FaultPlan:
     def set(self, symbol: str | None = None, **settings: Any) -> None:
         """Add or change faults for ``symbol`` (None or ``"*"``: every symbol)."""
         checked = validate_settings(settings, symbol)
+        given = {name: value for name, value in settings.items() if name in PROPERTIES}
         with self._lock:
             self._faults.setdefault(self._key(symbol), {}).update(checked)
+            self._given.setdefault(self._key(symbol), {}).update(given)
 
     def clear(self, symbol: str | None = None, *names: str) -> None:
         """Remove the named faults of ``symbol``, or all of its faults if no name is given."""
         with self._lock:
-            current = self._faults.get(self._key(symbol), {})
-            if names:
-                for name in names:
-                    current.pop(name, None)
-            else:
-                current.clear()
+            for table in (self._faults, self._given):
+                current = table.get(self._key(symbol), {})
+                if names:
+                    for name in names:
+                        current.pop(name, None)
+                else:
+                    current.clear()
 
     def clear_all(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._given.clear()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        """Return a copy of every fault in force, for logs and reports."""
+        """Return a copy of every fault in force (market properties as given), for logs and reports."""
         with self._lock:
-            return {symbol: dict(settings) for symbol, settings in self._faults.items() if settings}
+            return {
+                symbol: {**settings, **self._given.get(symbol, {})}
+                for symbol, settings in self._faults.items()
+                if settings
+            }
 
     def _lookup(self, symbol: str, name: str) -> tuple[str | None, Any]:
         for key in (symbol, ALL_SYMBOLS):
