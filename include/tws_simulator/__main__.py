@@ -1,7 +1,9 @@
 """Serve a simulated TWS on a TCP port until Ctrl-C or SIGTERM: ``python -m tws_simulator``.
 
-Settings come from options or the environment (``make sim``, the local stack). On exit it prints
-the requests served and every IB rule a client broke. See docs/simulator.md#start-it.
+Settings come from options or the environment (``make sim``, the local stack); every fault and
+market property is in docs/ib-behaviours.md. On exit it prints the requests served and every IB
+rule a client broke; a bad setting ends it with one ``error:`` line naming it (exit 2).
+See docs/simulator.md#start-it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from tws_simulator.config import SimulatorConfig
-from tws_simulator.faults import UnknownFault, validate_settings
+from tws_simulator.faults import ALL_SYMBOLS, UnknownFault, validate_settings
 from tws_simulator.server import TwsSimulator
-from tws_simulator.universe import read_listings
+from tws_simulator.universe import Listing, read_listings
 
 log = logging.getLogger("tws_simulator")
 
@@ -44,9 +46,31 @@ def parse_faults(text: str) -> dict[str, dict[str, object]]:
         raise ValueError(f"IBKR_SIM_FAULTS is not valid JSON: {exc}") from exc
     if not isinstance(faults, dict) or not all(isinstance(value, dict) for value in faults.values()):
         raise ValueError('IBKR_SIM_FAULTS must map symbols to objects, e.g. {"*": {"latency_ms": 200}}')
-    for settings in faults.values():
-        validate_settings(settings)
+    for symbol, settings in faults.items():
+        try:
+            validate_settings(settings, symbol)
+        except UnknownFault as exc:
+            raise UnknownFault(f"IBKR_SIM_FAULTS for {symbol!r}: {exc}") from None
     return faults
+
+
+def check_faults_against(faults: Mapping[str, Mapping[str, object]], universe: Sequence[Listing]) -> None:
+    """Refuse faults for symbols the universe does not list, and a conId change to a listed conId.
+
+    :raises ValueError: naming the symbols or the conId.
+    """
+    symbols = {listing.symbol for listing in universe}
+    unknown = sorted(set(faults) - symbols - {ALL_SYMBOLS})
+    if unknown:
+        raise ValueError(f"IBKR_SIM_FAULTS names symbols the universe does not list: {', '.join(unknown)}")
+    con_ids = {listing.con_id: listing.symbol for listing in universe}
+    for symbol, settings in faults.items():
+        change = settings.get("con_id_change")
+        if isinstance(change, dict) and change.get("con_id") in con_ids:
+            raise ValueError(
+                f"IBKR_SIM_FAULTS for {symbol!r}: con_id_change to {change['con_id']}, "
+                f"the conId of {con_ids[change['con_id']]}; choose an unused one"
+            )
 
 
 def build_config(
@@ -78,6 +102,7 @@ def build_config(
     try:
         faults = parse_faults(options.faults)
         universe = read_listings(options.universe)
+        check_faults_against(faults, universe)
         fixed = _fixed_clock(options.now) if options.now else None
     except (ValueError, UnknownFault) as exc:
         parser.error(str(exc))

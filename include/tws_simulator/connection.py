@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from tws_simulator import history, ib_errors, messages
+from tws_simulator.faults import ALL_SYMBOLS
 from tws_simulator.ib_errors import IbError
 from tws_simulator.market import SimContract
 from tws_simulator.messages import ContractQuery
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
     from tws_simulator.config import SimulatorConfig
     from tws_simulator.faults import FaultPlan
     from tws_simulator.market import MarketModel
-    from tws_simulator.outage import ConnectivityOutage
+    from tws_simulator.outage import ConnectivityOutage, HmdsOutage
     from tws_simulator.request_log import RequestLog
+    from tws_simulator.served import ServedMarket
 
 
 class SharedState(Protocol):
@@ -48,12 +50,14 @@ class SharedState(Protocol):
 
     config: SimulatorConfig
     model: MarketModel
+    served: ServedMarket
     faults: FaultPlan
     request_log: RequestLog
     rules: IbRules
     clients: dict[int, ClientConnection]
     connections: set[ClientConnection]
     outage: ConnectivityOutage
+    hmds_outage: HmdsOutage
 
     def now(self) -> dt.datetime:
         """Return the market's now (aware, UTC)."""
@@ -77,6 +81,8 @@ class _OpenRequest:
     record: RequestRecord
     counts_as_historical: bool
     timer: asyncio.TimerHandle | None = None
+    #: It waited out an HMDS outage: it does not break the farm again when it is answered.
+    waited_for_hmds: bool = False
 
 
 class ContractNotResolved(Exception):
@@ -98,11 +104,15 @@ class ClientConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._open: dict[int, _OpenRequest] = {}
         self._closed = False
+        #: Loop time at which the connect-time account sync is done (``account_sync_ms``).
+        self._synced_at = 0.0
         self._handlers: dict[int, Callable[[list[str]], None]] = {
             IncomingMessage.START_API: self._on_start_api,
-            IncomingMessage.REQ_POSITIONS: lambda _: self._send(OutgoingMessage.POSITION_END, 1),
-            IncomingMessage.REQ_OPEN_ORDERS: lambda _: self._send(OutgoingMessage.OPEN_ORDER_END, 1),
-            IncomingMessage.REQ_COMPLETED_ORDERS: lambda _: self._send(OutgoingMessage.COMPLETED_ORDERS_END),
+            IncomingMessage.REQ_POSITIONS: lambda _: self._send_synced(OutgoingMessage.POSITION_END, 1),
+            IncomingMessage.REQ_OPEN_ORDERS: lambda _: self._send_synced(OutgoingMessage.OPEN_ORDER_END, 1),
+            IncomingMessage.REQ_COMPLETED_ORDERS: lambda _: self._send_synced(
+                OutgoingMessage.COMPLETED_ORDERS_END
+            ),
             IncomingMessage.REQ_ACCOUNT_UPDATES: self._on_account_updates,
             IncomingMessage.REQ_ACCOUNT_UPDATES_MULTI: self._on_account_updates_multi,
             IncomingMessage.REQ_EXECUTIONS: self._on_executions,
@@ -172,6 +182,14 @@ class ClientConnection(asyncio.Protocol):
         if not self._closed and self._transport is not None:
             self._transport.write(encode_frame([str(field) for field in fields]))
 
+    def _send_synced(self, *fields: object) -> None:
+        """Send a connect-time sync reply once the account sync is done (at once unless it takes time)."""
+        loop = asyncio.get_running_loop()
+        if self._synced_at > loop.time():
+            loop.call_at(self._synced_at, self._send, *fields)
+        else:
+            self._send(*fields)
+
     def send_error(self, req_id: int, error: IbError) -> None:
         """Send IB's error message ``4`` for ``req_id`` (``-1``: a notice of no request)."""
         self._send(OutgoingMessage.ERROR, 2, req_id, error.code, error.message, "")
@@ -233,27 +251,33 @@ class ClientConnection(asyncio.Protocol):
         log.info("Client %s connected (server version %s)", client_id, self.server_version)
         self._send(OutgoingMessage.NEXT_VALID_ID, 1, simulator.config.next_valid_id)
         self._send(OutgoingMessage.MANAGED_ACCOUNTS, 1, simulator.config.account)
+        faults = simulator.faults
+        if faults.fires(ALL_SYMBOLS, "connect_notices"):
+            for notice in ib_errors.CONNECT_NOTICES:
+                self.send_error(ib_errors.NO_REQUEST, notice)
+        sync_ms = faults.number(ALL_SYMBOLS, "account_sync_ms")
+        if sync_ms:
+            self._synced_at = asyncio.get_running_loop().time() + sync_ms / 1000.0
 
     def _on_account_updates(self, fields: list[str]) -> None:
         account = fields[3] if len(fields) > 3 and fields[3] else self.simulator.config.account
         if len(fields) > 2 and fields[2] == "1":
-            self._send(OutgoingMessage.ACCOUNT_DOWNLOAD_END, 1, account)
+            self._send_synced(OutgoingMessage.ACCOUNT_DOWNLOAD_END, 1, account)
 
     def _on_account_updates_multi(self, fields: list[str]) -> None:
         if len(fields) > 2:
-            self._send(OutgoingMessage.ACCOUNT_UPDATE_MULTI_END, 1, fields[2])
+            self._send_synced(OutgoingMessage.ACCOUNT_UPDATE_MULTI_END, 1, fields[2])
 
     def _on_executions(self, fields: list[str]) -> None:
         if len(fields) > 2:
-            self._send(OutgoingMessage.EXECUTION_DETAILS_END, 1, fields[2])
+            self._send_synced(OutgoingMessage.EXECUTION_DETAILS_END, 1, fields[2])
 
     # -- shared request machinery ----------------------------------------------------------------
 
     def _new_record(self, kind: str, req_id: int, query: ContractQuery, **extra: object) -> RequestRecord:
         symbol = query.symbol
         if not symbol and query.con_id:
-            known = self.simulator.model.contract_by_con_id(query.con_id)
-            symbol = known.symbol if known else ""
+            symbol = self.simulator.served.symbol_of_con_id(query.con_id)
         record = RequestRecord(
             client_id=self.client_id if self.client_id is not None else -1,
             req_id=req_id,
@@ -292,6 +316,8 @@ class ClientConnection(asyncio.Protocol):
             faults = self.simulator.faults
             if self._held_by_outage(record, pending, run):
                 return
+            if counts_as_historical and self._held_by_hmds_outage(record, pending, run):
+                return
             if faults.fires(record.symbol, "farm_notices"):
                 for notice in ib_errors.FARM_NOTICES:
                     self.send_error(ib_errors.NO_REQUEST, notice)
@@ -310,6 +336,10 @@ class ClientConnection(asyncio.Protocol):
             answer()
 
         delay = self.simulator.faults.latency_seconds(record.symbol)
+        if counts_as_historical:
+            # IB's HMDS queue: the more historical requests open on the gateway, the slower each answer.
+            per_open = self.simulator.faults.number(record.symbol, "latency_per_open_request_ms")
+            delay += per_open / 1000.0 * self.simulator.rules.open_requests
         if delay > 0:
             pending.timer = asyncio.get_running_loop().call_later(delay, run)
         else:
@@ -337,24 +367,56 @@ class ClientConnection(asyncio.Protocol):
             outage.defer(answer)
         return True
 
-    def _resolve(self, query: ContractQuery, symbol: str) -> list[SimContract]:
-        """Return the contracts matching ``query``: by conId if given, else by symbol, type and exchanges."""
+    def _held_by_hmds_outage(
+        self, record: RequestRecord, pending: _OpenRequest, answer: Callable[[], None]
+    ) -> bool:
+        """Whether the HMDS farm is down (or breaks now) for this answer: it waits for 2106, or fails."""
+        outage, faults, symbol = self.simulator.hmds_outage, self.simulator.faults, record.symbol
+        if not outage.active and not pending.waited_for_hmds:
+            if faults.fires(symbol, "hmds_farm_stall"):
+                outage.begin(faults.outage_seconds(symbol), failing=False)
+            elif faults.fires(symbol, "hmds_farm_fail"):
+                outage.begin(faults.outage_seconds(symbol), failing=True)
+        if not outage.active:
+            return False
+        if outage.failing:
+            self._forget(record.req_id, pending)
+            self._fail(record, ib_errors.hmds_farm_broken())
+        else:
+            pending.waited_for_hmds = True
+            outage.defer(answer)
+        return True
+
+    def _resolve(self, query: ContractQuery, symbol: str, what_to_show: str = "") -> list[SimContract]:
+        """Contracts matching ``query`` now: by conId if given, else symbol, secType, currency, exchanges.
+
+        ``what_to_show`` is given for history requests: a delisted contract asked for by conId then
+        answers its ``delisting`` error (162 no data or 200); otherwise it is no contract (200).
+        """
         faults = self.simulator.faults
         if faults.fires(symbol, "unknown_contract"):
             raise ContractNotResolved(ib_errors.no_security_definition())
         if not query.con_id and not query.primary_exchange and faults.fires(symbol, "ambiguous"):
             raise ContractNotResolved(ib_errors.ambiguous_contract(symbol))
-        model = self.simulator.model
+        model, served, now = self.simulator.model, self.simulator.served, self.simulator.now()
         if query.con_id:
-            contract = model.contract_by_con_id(query.con_id)
+            contract = served.contract_by_con_id(query.con_id, now)
             if contract is None or (query.symbol and query.symbol != contract.symbol):
+                raise ContractNotResolved(ib_errors.no_security_definition())
+            delisting = served.properties(contract.symbol).delisting
+            if delisting is not None and served.view(contract, now).delisted():
+                if what_to_show and delisting.history_error == 162:
+                    exchange = query.exchange or _SMART
+                    raise ContractNotResolved(ib_errors.no_data(contract.symbol, exchange, what_to_show))
                 raise ContractNotResolved(ib_errors.no_security_definition())
             return [contract]
         exchange = query.exchange.upper()
+        listed = [served.contract_as_of(contract, now) for contract in model.contracts_named(query.symbol)]
         matches = [
             contract
-            for contract in model.contracts_named(query.symbol)
-            if query.sec_type in ("", contract.sec_type)
+            for contract in listed
+            if contract is not None
+            and query.sec_type in ("", contract.sec_type)
             and query.currency in ("", contract.currency)
             and exchange in ("", _SMART, contract.exchange, contract.primary_exchange)
             and query.primary_exchange.upper() in ("", contract.primary_exchange)
@@ -363,8 +425,8 @@ class ClientConnection(asyncio.Protocol):
             raise ContractNotResolved(ib_errors.no_security_definition())
         return matches
 
-    def _resolve_one(self, query: ContractQuery, symbol: str) -> SimContract:
-        matches = self._resolve(query, symbol)
+    def _resolve_one(self, query: ContractQuery, symbol: str, what_to_show: str) -> SimContract:
+        matches = self._resolve(query, symbol, what_to_show)
         if len(matches) > 1:
             raise ContractNotResolved(ib_errors.ambiguous_contract(symbol))
         return matches[0]
@@ -448,7 +510,7 @@ class ClientConnection(asyncio.Protocol):
         simulator = self.simulator
         symbol = record.symbol or request.contract.symbol
         try:
-            contract = self._resolve_one(request.contract, symbol)
+            contract = self._resolve_one(request.contract, symbol, request.what_to_show)
         except ContractNotResolved as exc:
             self._fail(record, exc.error)
             return
@@ -468,7 +530,7 @@ class ClientConnection(asyncio.Protocol):
             return
         try:
             bars = history.select_bars(
-                simulator.model, contract, query, simulator.now(), simulator.config.max_bars_per_request
+                simulator.served, contract, query, simulator.now(), simulator.config.max_bars_per_request
             )
         except history.InvalidRequest as exc:
             self._fail(record, exc.error)
@@ -489,19 +551,36 @@ class ClientConnection(asyncio.Protocol):
             corrupt=faults.fires(symbol, "corrupt_bars"),
             corrupt_first=faults.fires(symbol, "corrupt_first_bar"),
             defects=[defect for defect in history.DATA_DEFECTS if faults.fires(symbol, defect)],
+            naive_time_zone=(
+                simulator.config.login_time_zone
+                if query.bar_seconds is not None and faults.fires(symbol, "naive_bar_times")
+                else None
+            ),
         )
+        rows = answer.bars
+        key = f"{simulator.config.seed}|wire|{symbol}|{query.start:%Y%m%d%H%M%S}|{len(rows)}"
+        if faults.fires(symbol, "bars_out_of_order"):
+            rows = history.out_of_order(rows, key)
+        if faults.fires(symbol, "duplicate_bar"):
+            rows = history.with_duplicate(rows, key)
+        # Message 17 ends the request in the client: a bar sent after it arrives as an update (90).
+        late = rows[-1:] if rows and faults.fires(symbol, "split_answer") else []
+        rows = rows[: len(rows) - len(late)]
         fields: list[str] = [
             str(int(OutgoingMessage.HISTORICAL_DATA)),
             str(record.req_id),
             answer.start_text,
             answer.end_text,
-            str(len(answer.bars)),
+            str(len(rows)),
         ]
-        for bar in answer.bars:
+        for bar in rows:
             fields.extend(bar)
-        simulator.request_log.finish(record, f"bars:{len(answer.bars)}")
+        simulator.request_log.finish(record, f"bars:{len(rows) + len(late)}")
         if not self._closed and self._transport is not None:
             self._transport.write(encode_frame(fields))
+            for bar in late:
+                update = [str(int(OutgoingMessage.HISTORICAL_DATA_UPDATE)), str(record.req_id)]
+                self._transport.write(encode_frame(update + history.update_fields(bar)))
 
     def _on_cancel_historical_data(self, fields: list[str]) -> None:
         req_id = messages.decode_cancel_historical_data(fields)
@@ -545,7 +624,7 @@ class ClientConnection(asyncio.Protocol):
     def _answer_head_timestamp(self, record: RequestRecord, request: messages.HeadTimestampRequest) -> None:
         symbol = record.symbol or request.contract.symbol
         try:
-            contract = self._resolve_one(request.contract, symbol)
+            contract = self._resolve_one(request.contract, symbol, request.what_to_show)
         except ContractNotResolved as exc:
             self._fail(record, exc.error)
             return

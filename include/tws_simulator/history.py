@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tws_simulator import ib_errors
 from tws_simulator.ib_errors import IbError
-from tws_simulator.market import MarketModel, SimBar, SimContract
+from tws_simulator.market import MarketModel, SimBar, SimContract, random_stream
+from tws_simulator.served import ServedMarket
 
 DAILY_BAR_SIZE = "1 day"
 
@@ -309,22 +310,21 @@ def _bar_fields(bar: SimBar, date_text: str, trades: bool) -> tuple[str, ...]:
 
 
 def select_bars(
-    model: MarketModel, contract: SimContract, query: HistoryQuery, now: dt.datetime, max_bars: int
+    served: ServedMarket, contract: SimContract, query: HistoryQuery, now: dt.datetime, max_bars: int
 ) -> list[SimBar]:
-    """Return the model's bars that answer ``query`` as of ``now``, oldest first (possibly none).
+    """Return the bars IB serves as of ``now`` that answer ``query``, oldest first (possibly none).
 
     :raises InvalidRequest: 162 when the window is longer than IB allows for the bar size.
     """
+    model = served.model
+    view = served.view(contract, now)
     index = model.session_index(contract)
     until = min(query.end, now).timestamp()
     start = query.start.timestamp()
     if query.bar_seconds is None:
         lo, hi = index.closing_within(start, until)
-        return [
-            model.daily_bar(contract.symbol, day)
-            for day in index.dates[lo:hi]
-            if day >= contract.listing_date
-        ]
+        daily = [view.daily_bar(day) for day in index.dates[lo:hi] if day >= contract.listing_date]
+        return [bar for bar in daily if bar is not None]
     check_duration(query)
     if (until - start) / query.bar_seconds > max_bars:
         raise InvalidRequest(ib_errors.time_length_exceeded())
@@ -334,11 +334,14 @@ def select_bars(
     for day in index.dates[lo:hi]:
         if day < contract.listing_date:
             continue
-        bars = model.intraday_bars(contract.symbol, day, query.bar_seconds, query.use_rth)
+        bars = view.intraday_bars(day, query.bar_seconds, query.use_rth)
         _, hours_end = model.trading_hours(contract, day, query.use_rth)
         for position, bar in enumerate(bars):
             bar_start = bar.date.timestamp()  # type: ignore[union-attr]
-            bar_end = bars[position + 1].date.timestamp() if position + 1 < len(bars) else hours_end  # type: ignore[union-attr]
+            following = bars[position + 1] if position + 1 < len(bars) else None
+            bar_next = following.date.timestamp() if following else hours_end  # type: ignore[union-attr]
+            # A bar before a gap (a halt, a quiet minute) ends with its period, not at the next bar.
+            bar_end = min(bar_next, bar_start + query.bar_seconds)
             if bar_start >= start and bar_end <= until:
                 selected.append(bar)
     return selected
@@ -351,22 +354,27 @@ def format_answer(
     corrupt: bool = False,
     corrupt_first: bool = False,
     defects: Collection[str] = (),
+    naive_time_zone: str | None = None,
 ) -> HistoryAnswer:
     """Return the wire fields of ``bars``.
 
     ``corrupt`` swaps high and low and negates volume (a fault), of every bar, or of the first one
     only with ``corrupt_first``. ``defects`` (``DATA_DEFECTS``) are valid bars with wrong data, as
-    the quality checks look for.
+    the quality checks look for. ``naive_time_zone`` dates intraday bars as older TWS did
+    (``yyyyMMdd  HH:mm:ss`` in that zone, without its name).
     """
     bars = with_defects(bars, defects)
     trades = query.what_to_show in TRADE_TYPES
     zone = ZoneInfo(contract.time_zone_id) if query.bar_seconds is not None else None
+    naive_zone = _zone(naive_time_zone) if naive_time_zone else None
     rows: list[tuple[str, ...]] = []
     for bar in bars:
         if zone is None:
             date_text = bar.date.strftime("%Y%m%d")
         elif query.format_date == 2:
             date_text = str(int(bar.date.timestamp()))  # type: ignore[union-attr]
+        elif naive_zone is not None:
+            date_text = f"{bar.date.astimezone(naive_zone):%Y%m%d  %H:%M:%S}"  # type: ignore[union-attr]
         else:
             date_text = f"{bar.date.astimezone(zone):%Y%m%d %H:%M:%S} {contract.time_zone_id}"  # type: ignore[union-attr]
         if corrupt or (corrupt_first and not rows):
@@ -483,3 +491,34 @@ def head_timestamp_text(model: MarketModel, contract: SimContract, format_date: 
     if format_date == 2:
         return str(int(opened.timestamp()))
     return opened.strftime("%Y%m%d-%H:%M:%S")
+
+
+# -- wire-level mess: valid bars, delivered the way IB sometimes delivers them -----------------------
+
+
+def out_of_order(rows: list[tuple[str, ...]], key: str) -> list[tuple[str, ...]]:
+    """Return ``rows`` shuffled by a stream seeded with ``key``, never in their own order (2 rows or more)."""
+    if len(rows) < 2:
+        return rows
+    shuffled = list(rows)
+    random_stream(key).shuffle(shuffled)
+    if shuffled == rows:
+        shuffled[0], shuffled[1] = shuffled[1], shuffled[0]
+    return shuffled
+
+
+def with_duplicate(rows: list[tuple[str, ...]], key: str) -> list[tuple[str, ...]]:
+    """Return ``rows`` with one of them (chosen by a stream seeded with ``key``) sent twice in a row."""
+    if not rows:
+        return rows
+    at = random_stream(key).randrange(len(rows))
+    return [*rows[: at + 1], rows[at], *rows[at + 1 :]]
+
+
+def update_fields(row: tuple[str, ...]) -> list[str]:
+    """Return one bar's fields as a historicalDataUpdate (message 90) carries them, after the reqId.
+
+    Its order differs from message 17's: barCount, date, open, close, high, low, WAP, volume.
+    """
+    date_text, open_, high, low, close, volume, wap, bar_count = row
+    return [bar_count, date_text, open_, close, high, low, wap, volume]

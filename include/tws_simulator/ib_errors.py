@@ -30,6 +30,13 @@ def no_data(symbol: str, exchange: str, what_to_show: str) -> IbError:
     )
 
 
+def hmds_farm_broken() -> IbError:
+    """Return the error of a historical request that falls due while the HMDS farm is down."""
+    return IbError(
+        162, "Historical Market Data Service error message:HMDS data farm connection is broken:ushmds"
+    )
+
+
 def pacing_violation() -> IbError:
     """Return 162: a historical request broke IB's pacing rules."""
     return IbError(
@@ -107,6 +114,16 @@ def connectivity_restored(data_lost: bool) -> IbError:
         return IbError(1101, "Connectivity between IB and TWS has been restored- data lost.")
     return IbError(1102, "Connectivity between IB and TWS has been restored- data maintained.")
 
+
+HMDS_FARM_BROKEN = IbError(2105, "HMDS data farm connection is broken:ushmds")
+HMDS_FARM_OK = IbError(2106, "HMDS data farm connection is OK:ushmds")
+
+#: What IB Gateway tells every client right after it connects: each data farm it uses is up.
+CONNECT_NOTICES = (
+    IbError(2104, "Market data farm connection is OK:usfarm"),
+    HMDS_FARM_OK,
+    IbError(2158, "Sec-def data farm connection is OK:secdefnj"),
+)
 
 #: A data-farm flap as IB Gateway reports it: each farm broken, then OK again or idle.
 FARM_NOTICES = (

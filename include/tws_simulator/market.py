@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from tws_simulator.session_index import SessionIndex, session_index
@@ -128,13 +129,13 @@ class _Profile:
     fast_phase: float
 
 
-def _uniforms(key: str, count: int) -> tuple[float, ...]:
+def seeded_uniforms(key: str, count: int) -> tuple[float, ...]:
     """Return ``count`` (<= 8) numbers in [0, 1) drawn from a hash of ``key``."""
     digest = hashlib.blake2b(key.encode(), digest_size=64).digest()
     return tuple(value / _UNIT for value in struct.unpack_from(f">{count}Q", digest))
 
 
-def _random_stream(key: str) -> random.Random:
+def random_stream(key: str) -> random.Random:
     """Return a generator seeded with a hash of ``key``, for paths that need hundreds of draws."""
     return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=32).digest()))
 
@@ -264,6 +265,8 @@ class _SessionPath:
     lows: array[int]
     closes: array[int]
     volumes: array[int]
+    #: Where the first bar starts when slots were removed (:meth:`without`); None: at the first slot.
+    origin: float | None = None
 
     @classmethod
     def of(
@@ -360,13 +363,16 @@ class _SessionPath:
         rows: list[_Row] = []
         first = 0
         while first < total:
-            boundary = midnight + (math.floor((starts[first] - midnight) / bar_seconds) + 1) * bar_seconds
+            slot = math.floor((starts[first] - midnight) / bar_seconds)
+            boundary = midnight + (slot + 1) * bar_seconds
             last = first + 1
             while last < total and starts[last] < boundary:
                 last += 1
+            # A bar is dated by its period, not by its first traded slot (which a gap can move).
+            start = starts[first] if self.origin is None else max(self.origin, midnight + slot * bar_seconds)
             rows.append(
                 self._row(
-                    starts[first],
+                    start,
                     self.opens[first],
                     max(self.highs[first:last]),
                     min(self.lows[first:last]),
@@ -376,6 +382,47 @@ class _SessionPath:
             )
             first = last
         return rows
+
+    def without(self, quiet: frozenset[float]) -> _SessionPath:
+        """Return this path with the regular-hours slots starting at ``quiet`` instants traded elsewhere.
+
+        A run of quiet slots folds into the next traded slot (the last one of the session when none
+        follows): that slot becomes their aggregate, so every bar spanning both, and the session as a
+        whole, is unchanged, and the quiet slots' bars are absent. The last slot always trades.
+        """
+        first, last = self.regular
+        kept = [at for at in range(first, last) if self.starts[at] not in quiet] or [last - 1]
+        spans = []  # (slot kept, first slot folded into it, end of its span)
+        run_start = first
+        for at in kept:
+            spans.append([at, run_start, at + 1])
+            run_start = at + 1
+        spans[-1][2] = last
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        for at, span_start, span_end in spans:
+            columns[0].append(self.starts[at])
+            columns[1].append(self.opens[span_start])
+            columns[2].append(max(self.highs[span_start:span_end]))
+            columns[3].append(min(self.lows[span_start:span_end]))
+            columns[4].append(self.closes[span_end - 1])
+            columns[5].append(sum(self.volumes[span_start:span_end]))
+
+        def spliced(column: array[Any], new: list[Any]) -> array[Any]:
+            return column[:first] + array(column.typecode, new) + column[last:]
+
+        return _SessionPath(
+            midnight=self.midnight,
+            end=self.end,
+            regular=(first, first + len(kept)),
+            trade_size=self.trade_size,
+            starts=spliced(self.starts, columns[0]),
+            opens=spliced(self.opens, columns[1]),
+            highs=spliced(self.highs, columns[2]),
+            lows=spliced(self.lows, columns[3]),
+            closes=spliced(self.closes, columns[4]),
+            volumes=spliced(self.volumes, columns[5]),
+            origin=self.starts[0] if self.origin is None else self.origin,
+        )
 
     def subdivided(self, bar_seconds: int, key: str) -> list[_Row]:
         """Return bars of ``bar_seconds`` (a divisor of 60), each minute slot split into bars adding up to it.
@@ -393,7 +440,7 @@ class _SessionPath:
         for part, first, last in parts:
             if first == last:
                 continue
-            draws = _random_stream(f"{key}|{part}")
+            draws = random_stream(f"{key}|{part}")
             for minute in range(first, last):
                 starts, parts_of_minute = self.split_slot(minute, bar_seconds, _noisy_weight, draws)
                 rows.extend(map(self._row, starts, *parts_of_minute))
@@ -453,7 +500,7 @@ class MarketModel:
     def _seeded_base_price(self, symbol: str, primary_exchange: str) -> float:
         """Draw a log-uniform base price: 0.30-120 AUD on the ASX (some penny stocks), 5-600 USD in the US."""
         low, high = (0.3, 120.0) if primary_exchange == "ASX" else (5.0, 600.0)
-        (draw,) = _uniforms(f"{self.seed}|price|{symbol}", 1)
+        (draw,) = seeded_uniforms(f"{self.seed}|price|{symbol}", 1)
         return math.exp(math.log(low) + draw * (math.log(high) - math.log(low)))
 
     @property
@@ -502,7 +549,7 @@ class MarketModel:
     def _profile(self, contract: SimContract) -> _Profile:
         profile = self._profiles.get(contract.symbol)
         if profile is None:
-            draws = _uniforms(f"{self.seed}|profile|{contract.symbol}", 8)
+            draws = seeded_uniforms(f"{self.seed}|profile|{contract.symbol}", 8)
             price_override, volume_override = _PROFILE_OVERRIDES.get(contract.symbol, (None, None))
             profile = _Profile(
                 base_price=price_override
@@ -536,10 +583,20 @@ class MarketModel:
         return self._daily_bar_cached(symbol, session)
 
     def intraday_bars(
-        self, symbol: str, session: dt.date, bar_seconds: int, use_rth: bool
+        self,
+        symbol: str,
+        session: dt.date,
+        bar_seconds: int,
+        use_rth: bool,
+        quiet_minutes: frozenset[float] = frozenset(),
     ) -> tuple[SimBar, ...]:
-        """Return every intraday bar of ``session``, oldest first; ``date`` is the bar's start (aware UTC)."""
-        return self._intraday_bars_cached(symbol, session, bar_seconds, use_rth)
+        """Return every intraday bar of ``session``, oldest first; ``date`` is the bar's start (aware UTC).
+
+        :param quiet_minutes: starts (epoch seconds) of regular-hours minutes without a trade: their
+            bars are absent, their prices and volume traded in the next minute that trades
+            (:meth:`_SessionPath.without`), so the session still adds up to its daily bar.
+        """
+        return self._intraday_bars_cached(symbol, session, bar_seconds, use_rth, quiet_minutes)
 
     def _daily_bar(self, symbol: str, session: dt.date) -> SimBar:
         contract = self.contract(symbol)
@@ -548,7 +605,7 @@ class MarketModel:
             raise NoSuchSession(f"{session.isoformat()} is not a trading session of {symbol}")
         profile = self._profile(contract)
         scale = 10**contract.decimals
-        close_noise, open_noise, up, down, volume_noise, trades_noise = _uniforms(
+        close_noise, open_noise, up, down, volume_noise, trades_noise = seeded_uniforms(
             f"{self.seed}|daily|{symbol}|{session.isoformat()}", 6
         )
         ordinal = session.toordinal()
@@ -606,13 +663,20 @@ class MarketModel:
         return start, end
 
     def _intraday_bars(
-        self, symbol: str, session: dt.date, bar_seconds: int, use_rth: bool
+        self,
+        symbol: str,
+        session: dt.date,
+        bar_seconds: int,
+        use_rth: bool,
+        quiet_minutes: frozenset[float] = frozenset(),
     ) -> tuple[SimBar, ...]:
         contract = self.contract(symbol)
         extended = not use_rth and contract.primary_exchange in _EXTENDED_HOURS_EXCHANGES
-        # Hourly bars need the hours only; every shorter bar size nests in the minutes.
-        slot_seconds = _HOUR if bar_seconds % _HOUR == 0 else _MINUTE
+        # Hourly bars need the hours only; every shorter bar size nests in the minutes, as do gaps.
+        slot_seconds = _HOUR if bar_seconds % _HOUR == 0 and not quiet_minutes else _MINUTE
         path = self._path_cached(symbol, session, slot_seconds, extended)
+        if quiet_minutes:
+            path = path.without(quiet_minutes)
         if bar_seconds % _MINUTE == 0:
             rows = path.aggregated(bar_seconds)
         elif _MINUTE % bar_seconds == 0:
@@ -647,9 +711,9 @@ class MarketModel:
         start, end = self.trading_hours(self.contract(symbol), session, use_rth=False)
         key = f"{self.seed}|{{}}|{symbol}|{session.isoformat()}"
         pre = _drifting_minutes(
-            regular, start, regular.starts[0], _random_stream(key.format("premarket")), True
+            regular, start, regular.starts[0], random_stream(key.format("premarket")), True
         )
-        post = _drifting_minutes(regular, regular.end, end, _random_stream(key.format("postmarket")), False)
+        post = _drifting_minutes(regular, regular.end, end, random_stream(key.format("postmarket")), False)
         return _SessionPath.joined(pre, regular, post)
 
     def _hours(self, symbol: str, session: dt.date) -> _SessionPath:
@@ -666,7 +730,7 @@ class MarketModel:
         midnight = dt.datetime.combine(session, dt.time(0), ZoneInfo(index.time_zone)).timestamp()
         starts = _slot_starts(rth_open, rth_close, midnight, _HOUR)
         ends = [*starts[1:], rth_close]
-        draws = _random_stream(f"{self.seed}|hours|{symbol}|{session.isoformat()}")
+        draws = random_stream(f"{self.seed}|hours|{symbol}|{session.isoformat()}")
         weights = [
             _volume_weight(start, end, rth_open, rth_close, 0.8 + 0.4 * draws.random())
             for start, end in zip(starts, ends, strict=True)
@@ -704,7 +768,7 @@ class MarketModel:
             return _volume_weight(start, end, rth_open, rth_close, 0.6 + 0.8 * draws.random())
 
         for hour in range(len(hours.starts)):
-            draws = _random_stream(f"{self.seed}|minutes|{symbol}|{session.isoformat()}|{hour}")
+            draws = random_stream(f"{self.seed}|minutes|{symbol}|{session.isoformat()}|{hour}")
             minute_starts, parts = hours.split_slot(hour, _MINUTE, weight, draws)
             starts.extend(minute_starts)
             for column, part in zip(columns, parts, strict=True):

@@ -17,9 +17,10 @@ from tws_simulator.connection import ClientConnection
 from tws_simulator.faults import FaultPlan
 from tws_simulator.ib_errors import NO_REQUEST, IbError
 from tws_simulator.market import MarketModel
-from tws_simulator.outage import ConnectivityOutage
+from tws_simulator.outage import ConnectivityOutage, HmdsOutage
 from tws_simulator.request_log import RequestLog
 from tws_simulator.rules import IbRules, Violation
+from tws_simulator.served import ServedMarket
 from tws_simulator.universe import Listing
 
 __all__ = ["SimulatorConfig", "TwsSimulator", "shared_model"]
@@ -40,11 +41,14 @@ class TwsSimulator:
         self.config = config
         self.model = shared_model(tuple(config.universe), config.seed)
         self.faults = FaultPlan(self.config.faults, seed=self.config.seed)
+        #: What IB serves: the model after the market properties (the model tests compare with).
+        self.served = ServedMarket(self.model, self.faults)
         self.request_log = RequestLog()
         self.rules = IbRules(self.config.pacing_limits(), self.config.monotonic)
         self.clients: dict[int, ClientConnection] = {}
         self.connections: set[ClientConnection] = set()
         self.outage = ConnectivityOutage(self.notify_all)
+        self.hmds_outage = HmdsOutage(self.notify_all)
         self._server: asyncio.Server | None = None
 
     @property

@@ -18,6 +18,7 @@ from tws_simulator.faults import FaultPlan
 from tws_simulator.market import MarketModel
 from tws_simulator.request_log import RequestLog
 from tws_simulator.rules import Violation
+from tws_simulator.served import ServedMarket
 from tws_simulator.server import TwsSimulator
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,35 @@ def fixed_clock(moment: dt.datetime) -> Callable[[], dt.datetime]:
         raise ValueError("fixed_clock needs an aware datetime, e.g. datetime(2025, 6, 30, 12, tzinfo=UTC)")
     frozen = moment.astimezone(dt.UTC)
     return lambda: frozen
+
+
+class SettableClock:
+    """A ``SimulatorConfig.clock`` a test moves between requests: the day IB answers "as of"."""
+
+    def __init__(self, moment: dt.datetime) -> None:
+        self._lock = threading.Lock()
+        self._now = self._checked(moment)
+
+    @staticmethod
+    def _checked(moment: dt.datetime) -> dt.datetime:
+        if moment.tzinfo is None:
+            raise ValueError("SettableClock needs an aware datetime, e.g. datetime(2025, 6, 30, tzinfo=UTC)")
+        return moment.astimezone(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        """Return the market's now."""
+        with self._lock:
+            return self._now
+
+    def set(self, moment: dt.datetime) -> None:
+        """Make ``moment`` (aware) the market's now."""
+        with self._lock:
+            self._now = self._checked(moment)
+
+    def advance(self, delta: dt.timedelta) -> None:
+        """Move the market's now on by ``delta``."""
+        with self._lock:
+            self._now += delta
 
 
 class ManualMonotonic:
@@ -98,6 +128,11 @@ class SimulatorThread:
     def model(self) -> MarketModel:
         """Return the market model, to compare what a client stored with the bars served."""
         return self.simulator.model
+
+    @property
+    def served(self) -> ServedMarket:
+        """What IB serves as of a moment: the model after the market properties in force."""
+        return self.simulator.served
 
     def violations(self) -> list[Violation]:
         """Return every IB rule a client broke; empty if every client behaved."""

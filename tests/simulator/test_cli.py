@@ -126,3 +126,61 @@ def test_the_command_serves_a_real_client_and_reports_at_exit() -> None:
         stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert "Served 2 requests." in stdout and "No IB rule was broken." in stdout
+
+
+@pytest.mark.parametrize(
+    ("faults", "named"),
+    [
+        ('{"AAPL": {"no_permision": true}}', "'no_permision'"),
+        ('{"AAPL": {"latency_ms": -5}}', "latency_ms"),
+        ('{"AAPL": {"split": {"date": "2025-06-16", "ratio": 0}}}', "ratio"),
+        ('{"AAPL": {"split": {"date": "16/06/2025", "ratio": 4}}}', "16/06/2025"),
+        ('{"AAPL": {"halts": {"date": "2025-06-25", "from": "13:30", "to": "11:00"}}}', "halts"),
+        ('{"AAPL": {"illiquid_sessions": 1.5}}', "illiquid_sessions"),
+        ('{"AAPL": {"illiquid_minutes": 1}}', "illiquid_minutes"),
+        ('{"AAPL": {"late_correction_days": "two"}}', "late_correction_days"),
+        ('{"MSFT": {"delisting": {"date": "2025-06-20", "error": 404}}}', "error takes 162 or 200"),
+        ('{"*": {"delisting": "2025-06-20"}}', "delisting"),
+        ('{"AAPL": {"connect_notices": true}}', "connect_notices"),
+        ('{"APPL": {"no_data": true}}', "APPL"),
+        ('{"AAPL": {"con_id_change": {"date": "2025-06-16", "con_id": 200002}}}', "200002"),
+    ],
+)
+def test_bad_fault_names_and_values_end_in_one_error_line_naming_them(
+    faults: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_config([], environ={"IBKR_SIM_FAULTS": faults, "IBKR_SIM_UNIVERSE": UNIVERSE})
+    assert exit_info.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and named in error_lines[0] and "IBKR_SIM_FAULTS" in error_lines[0]
+
+
+def test_every_new_setting_is_accepted_from_the_environment() -> None:
+    faults = (
+        '{"*": {"connect_notices": true, "account_sync_ms": 500, "latency_per_open_request_ms": 20},'
+        ' "AAPL": {"illiquid_sessions": ["2025-06-24"], "illiquid_minutes": 0.2, "late_correction_days": 2,'
+        ' "halts": [{"date": "2025-06-25", "from": "11:00", "to": "13:30"}],'
+        ' "split": {"date": "2025-06-16", "ratio": 4}, "con_id_change": {"date": "2025-06-16", "con_id": 9}},'
+        ' "MSFT": {"delisting": {"date": "2025-06-20", "error": 200}, "hmds_farm_stall": 1,'
+        ' "bars_out_of_order": true, "duplicate_bar": 2, "split_answer": true, "naive_bar_times": true}}'
+    )
+    config = build_config([], environ={"IBKR_SIM_FAULTS": faults, "IBKR_SIM_UNIVERSE": UNIVERSE})
+    assert config.faults["AAPL"]["split"] == {"date": "2025-06-16", "ratio": 4}
+
+
+def test_the_command_refuses_a_bad_fault_with_one_error_line_and_status_2() -> None:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "include"),
+        "IBKR_SIM_UNIVERSE": UNIVERSE,
+        "IBKR_SIM_FAULTS": '{"AAPL": {"split": {"date": "2025-06-16", "ratio": -4}}}',
+    }
+    finished = subprocess.run(
+        [sys.executable, "-m", "tws_simulator"], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 2
+    assert "Traceback" not in finished.stderr
+    last = finished.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m tws_simulator: error: IBKR_SIM_FAULTS for 'AAPL': Fault split")
+    assert [line for line in finished.stderr.splitlines() if "error:" in line] == [last]

@@ -198,3 +198,12 @@ def test_faults_from_the_configuration_and_unknown_fault_names(
     assert error_code(ib, simulator, "BHP") == 354
     with pytest.raises(UnknownFault, match="known:"):
         simulator.faults.set("BHP", no_permision=True)
+
+
+def test_a_snapshot_shows_market_properties_as_they_were_given(tws_simulator) -> None:
+    halt = {"date": "2025-06-25", "from": "11:00", "to": "13:30"}
+    tws_simulator.faults.set("AAPL", halts=halt, duplicate_bar=2)
+    assert tws_simulator.faults.snapshot() == {"AAPL": {"halts": halt, "duplicate_bar": 2}}
+    tws_simulator.faults.clear("AAPL", "halts")
+    assert tws_simulator.faults.snapshot() == {"AAPL": {"duplicate_bar": 2}}
+    assert tws_simulator.faults.properties("AAPL").halts == ()
