@@ -190,7 +190,8 @@ def test_sessions_empty_on_two_different_days_are_settled_until_a_recheck(
     with psycopg.connect(market_db) as conn:
         # That answer came yesterday.
         conn.execute(
-            "UPDATE no_data_sessions SET first_seen = first_seen - INTERVAL '1 day', last_seen = last_seen - INTERVAL '1 day'"
+            "UPDATE no_data_sessions"
+            " SET first_seen = first_seen - INTERVAL '1 day', last_seen = last_seen - INTERVAL '1 day'"
         )
     requests_before = len(ibkr_connection.request_log.historical())
     assert run(backfill_dag, "2025-02-03", "2025-02-07", symbols=["MSFT"]).state == "success"
@@ -219,8 +220,9 @@ def test_a_failed_head_timestamp_records_nothing_so_the_next_backfill_asks_again
     from ibkr_market_data.tasks.backfill import fill_symbol_gaps
 
     class HeadTimestampRefused:
-        """The real hook, except that IB refuses its head timestamp request (the simulator's faults
-        cannot tell a head timestamp from the historical request before it).
+        """The real hook, except that IB refuses its head timestamp request.
+
+        The simulator's faults cannot tell a head timestamp from the historical request before it.
         """
 
         def __init__(self, hook):

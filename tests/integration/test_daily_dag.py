@@ -63,7 +63,8 @@ def test_daily_run_stores_the_simulators_bars(daily_dag, small_universe, market_
     with psycopg.connect(market_db) as conn:
         per_symbol = dict(
             conn.execute(
-                "SELECT s.symbol, COUNT(*) FROM market_data md JOIN symbols s ON s.id = md.symbol_id GROUP BY 1"
+                "SELECT s.symbol, COUNT(*) FROM market_data md"
+                " JOIN symbols s ON s.id = md.symbol_id GROUP BY 1"
             ).fetchall()
         )
     assert per_symbol == dict.fromkeys(SMALL_UNIVERSE, 5)

@@ -1,5 +1,6 @@
-"""Each IB fault against a collect task whose symbols already have good bars: those bars stay exactly
-as they were, and the fault's session arrives by the task's own retries.
+"""Each IB fault against a collect task whose symbols already have good bars.
+
+Those bars stay exactly as they were, and the fault's session arrives by the task's own retries.
 """
 
 import datetime as dt
@@ -26,7 +27,7 @@ ALL_ROWS = """
 
 
 def group(db_conn, first: dt.date, last: dt.date, run_id: str) -> dict:
-    """The collect task's input for AAPL and MSFT as one group (several requests in flight)."""
+    """Return the collect task's input for AAPL and MSFT as one group (several requests in flight)."""
     rows = select_symbols(db_conn, symbols=SYMBOLS)
     targets = [daily_target(row, first, last).to_dict() for row in rows]
     return planned(db_conn, run_id, "AAPL…MSFT (2)", targets)
@@ -46,7 +47,7 @@ def collect_with_retries(task_input: dict, run_id: str, tries: int = 4) -> int:
 
 @pytest.fixture
 def impatient(ibkr_connection, monkeypatch):
-    """Requests give up after 1 s (a never-answered request is cancelled and retried)."""
+    """Make requests give up after 1 s (a never-answered request is cancelled and retried)."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_IBKR_DEFAULT",
         f"ibkr://{ibkr_connection.host}:{ibkr_connection.port}?client_id=10&request_timeout=1",

@@ -30,7 +30,7 @@ def daily_dag(airflow_db, monkeypatch):
 
 
 def most_open_at_once(records):
-    """The most requests one client had open at the same moment."""
+    """Return the most requests each client had open at the same moment."""
     events = sorted(
         [(record.received_at, 1, record.client_id) for record in records]
         + [(record.answered_at, -1, record.client_id) for record in records]
@@ -47,7 +47,8 @@ def attempts(url, run_id):
     with psycopg.connect(url) as conn:
         return conn.execute(
             """
-            SELECT s.symbol, cl.status, cl.try_number FROM collection_logs cl JOIN symbols s ON s.id = cl.symbol_id
+            SELECT s.symbol, cl.status, cl.try_number
+            FROM collection_logs cl JOIN symbols s ON s.id = cl.symbol_id
             WHERE cl.run_id = %s ORDER BY s.symbol, cl.try_number
             """,
             (run_id,),

@@ -219,7 +219,7 @@ def test_connection_is_read_on_first_use():
 
 @pytest.fixture
 def silent_listener():
-    """A loopback socket that accepts TCP connections and never answers: any attempt stays queued."""
+    """Yield a loopback socket that accepts TCP connections and never answers: any attempt stays queued."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
         yield listener
@@ -332,7 +332,7 @@ def test_unanswered_contract_details_time_out(impatient_connection):
 
 
 def _notices(hook) -> list[int]:
-    """The codes of IB's notices (reqId -1) the hook's connection hears from now on."""
+    """Return the codes of IB's notices (reqId -1) the hook's connection hears from now on."""
     codes: list[int] = []
     hook.get_conn().errorEvent += lambda req_id, code, message, contract: req_id == -1 and codes.append(code)
     return codes

@@ -18,7 +18,7 @@ BLACK_FRIDAY = dt.date(2024, 11, 29)  # New York closes at 13:00 (the simulator'
 
 @pytest.fixture
 def intraday_by_default(monkeypatch):
-    """The shipped timeframe policy: intraday bars for the priority-1 symbols."""
+    """Use the shipped timeframe policy: intraday bars for the priority-1 symbols."""
     monkeypatch.delenv("IBKR_INTRADAY_MAX_PRIORITY", raising=False)
     monkeypatch.delenv("IBKR_INTRADAY_TIMEFRAMES", raising=False)
 

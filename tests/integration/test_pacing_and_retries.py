@@ -32,7 +32,8 @@ RULES = PacingRules(
 #: Advisory locks (leased client ids) held in the test's database by any session.
 ADVISORY_LOCKS_HERE = """
     SELECT COUNT(*) FROM pg_locks
-    WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    WHERE locktype = 'advisory'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
@@ -84,7 +85,7 @@ def aapl_target(small_universe, db_conn):
 
 
 def alone(db_conn, target, run_id):
-    """The collect task's input for a target that has a task instance of its own."""
+    """Return the collect task's input for a target that has a task instance of its own."""
     return planned(db_conn, run_id, target["symbol"], [target])
 
 
@@ -140,7 +141,7 @@ def test_a_bar_sent_twice_is_stored_once_the_last_copy_winning(aapl_target, db_c
 
 @pytest.fixture
 def market_data_refusing_bars(db_conn):
-    """A constraint that every new bar breaks: a database error inside the write, as a full disk would be."""
+    """Add a constraint every new bar breaks: a database error inside the write, as a full disk would be."""
     db_conn.execute("ALTER TABLE market_data ADD CONSTRAINT refuse_every_bar CHECK (volume < 0) NOT VALID")
     db_conn.commit()
     yield
