@@ -141,20 +141,32 @@ def gap_report(
 ) -> tuple[GapReport, dict[int, SymbolRow]]:
     """Return every selected active symbol's gaps, read from the bars, no-data sessions and symbols."""
     rows = repository.select_symbols(conn, symbols=request.symbols, exchanges=request.exchanges)
-    ids = [row.id for row in rows]
-    report = report_gaps(
+    no_data = (
+        {}
+        if request.recheck_no_data
+        else repository.no_data_session_dates(
+            conn, [row.id for row in rows], request.timeframe, request.start, request.end
+        )
+    )
+    return _gaps(conn, request, rows, now, no_data), {row.id: row for row in rows}
+
+
+def _gaps(
+    conn: psycopg.Connection,
+    request: BackfillRange,
+    rows: Sequence[SymbolRow],
+    now: dt.datetime,
+    no_data: Mapping[int, set[dt.date]],
+) -> GapReport:
+    """Return the gaps of ``rows`` in the range: sessions neither stored nor a date of ``no_data``."""
+    return report_gaps(
         request,
         rows,
         now,
         stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
-        no_data=(
-            {}
-            if request.recheck_no_data
-            else repository.no_data_session_dates(conn, ids, request.timeframe, request.start, request.end)
-        ),
-        first_available=repository.first_available_dates(conn, ids),
+        no_data=no_data,
+        first_available=repository.first_available_dates(conn, [row.id for row in rows]),
     )
-    return report, {row.id: row for row in rows}
 
 
 def find_gaps(
@@ -456,18 +468,10 @@ def still_missing(
     """
     wanted = set(symbol_ids)
     rows = [row for row in repository.select_symbols(conn, active_only=False) if row.id in wanted]
-    ids = [row.id for row in rows]
-    report = report_gaps(
-        request,
-        rows,
-        now,
-        stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
-        no_data=repository.no_data_session_dates(
-            conn, ids, request.timeframe, request.start, request.end, settled_only=False
-        ),
-        first_available=repository.first_available_dates(conn, ids),
+    no_data = repository.no_data_session_dates(
+        conn, [row.id for row in rows], request.timeframe, request.start, request.end, settled_only=False
     )
-    return {gaps.symbol_id for gaps in report.with_gaps}
+    return {gaps.symbol_id for gaps in _gaps(conn, request, rows, now, no_data).with_gaps}
 
 
 def summarize(
