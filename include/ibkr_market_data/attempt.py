@@ -1,8 +1,7 @@
-"""Collecting one target: request its bars from IB and store them with their log row, atomically.
+"""One attempt at one target: request its bars from IB, then store them and the attempt's outcome.
 
-Airflow-agnostic: the DAG's task turns ``CollectionError`` into a retry or a final failure.
-Each attempt is one ``collection_logs`` row: ``pending`` is committed first, so a worker that dies
-mid-request leaves a visible trace; the bars and the final status commit in one transaction.
+Airflow-agnostic: the task turns ``CollectionError`` into a retry or a final failure. Each attempt
+is a ``collection_logs`` row, committed ``pending`` before the request. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import psycopg
 from psycopg import Connection
@@ -33,11 +32,15 @@ from ibkr_market_data.repository import AttemptStatus, RunContext
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class SymbolOutcome:
+    """What one attempt (or a skip) did for one symbol; ``status`` is an ``AttemptStatus``."""
+
     symbol: str
-    status: AttemptStatus  # completed, no_data, skipped or failed
+    status: AttemptStatus
     records_collected: int = 0
     bars_inserted: int = 0
     bars_revised: int = 0
@@ -46,13 +49,17 @@ class SymbolOutcome:
 
 
 class BarSource(Protocol):
-    """What collecting needs of the IBKR hook."""
+    """What an attempt needs of the IBKR hook."""
 
     requests_sent: int
 
-    def fetch_bars(
+    async def fetch_bars_async(
         self, spec: ContractSpec, end: dt.datetime | str, duration: str, bar_size: str
-    ) -> list[Bar]: ...
+    ) -> list[Bar]:
+        """Return the bars of ``bar_size`` covering ``duration`` up to ``end``."""
+
+    def run_async(self, work: Callable[[], Awaitable[T]], concurrent: bool = True) -> T:
+        """Run ``work()`` in the client's event loop."""
 
 
 #: Writes one symbol's bars: ``store(conn, symbol_id, timeframe, bars)``.
@@ -67,64 +74,38 @@ def collect_target(
     store: BarStore | None = None,
     record_absent: bool = False,
 ) -> SymbolOutcome:
-    """Fetch and store ``target``'s bars; returns the outcome or raises CollectionError.
+    """Collect ``target`` alone, blocking: run ``collect_target_async`` in the hook's event loop.
 
-    ``store`` writes the bars in the attempt's transaction; default ``repository.upsert_bars``,
-    which records changed bars in ``bar_revisions``. ``record_absent``: sessions of the window IB
-    sent no bar for are recorded in ``no_data_sessions`` (the daily run's; a backfill records its own
-    after asking IB's head timestamp). A database error fails the attempt, recorded with its text,
-    and is retryable.
+    :param conn: the task's market-data connection; the attempt commits on it.
+    :param hook: connects when needed and waits for the pacer, as for a blocking request.
+    :param target: the symbol, timeframe and sessions to request.
+    :param run: the run and try the attempt belongs to.
+    :param store: writes the bars in the attempt's transaction; default ``repository.upsert_bars``,
+        which records changed bars in ``bar_revisions``.
+    :param record_absent: record in ``no_data_sessions`` the window's sessions IB sent no bar for
+        (the daily run's; a backfill records its own after asking IB's head timestamp).
+    :raises CollectionError: the attempt failed, recorded; ``retryable`` says whether a retry may help.
     """
-    attempt = _begin_attempt(conn, target, run)
-    if isinstance(attempt, SymbolOutcome):
-        return attempt
-    requests_before = hook.requests_sent
-    started = time.monotonic()
-    fetched: list[Bar] | Exception
-    try:
-        fetched = hook.fetch_bars(target.contract(), target.end_date_time, target.duration, target.bar_size)
-    except (IbkrError, InvalidBarError) as exc:
-        fetched = exc
-    return _finish_attempt(
-        conn,
-        target,
-        run,
-        attempt,
-        fetched,
-        requests_sent=hook.requests_sent - requests_before,
-        request_seconds=time.monotonic() - started,
-        store=store,
-        record_absent=record_absent,
+    return hook.run_async(
+        lambda: collect_target_async(conn, hook, target, run, record_absent, store=store), concurrent=False
     )
-
-
-class AsyncBarSource(Protocol):
-    """What collecting a group concurrently needs of the IBKR hook."""
-
-    async def fetch_bars_async(
-        self, spec: ContractSpec, end: dt.datetime | str, duration: str, bar_size: str
-    ) -> list[Bar]: ...
-
-    def run_async(
-        self, work: Callable[[], Awaitable[list[SymbolOutcome | BaseException]]]
-    ) -> list[SymbolOutcome | BaseException]: ...
 
 
 def collect_group(
     conn: Connection,
-    hook: AsyncBarSource,
+    hook: BarSource,
     targets: Sequence[CollectionTarget],
     run: RunContext,
     in_flight: int,
     label: str,
     record_absent: bool = True,
 ) -> list[SymbolOutcome]:
-    """Collect ``targets`` concurrently over the hook's one connection, at most ``in_flight`` requests open.
+    """Collect ``targets`` concurrently over the hook's one connection, ``in_flight`` requests at most.
 
-    Each symbol is its own attempt (``collect_target_async``), judged against what the group's
-    symbols had stored when this try began (one query for the group). Every symbol has its try before
-    anything is raised: then CollectionError for the group, retryable when any failure is, naming
-    each failed symbol. A retry plans again from the database: stored symbols send nothing.
+    Each symbol is its own attempt, judged against what the group had stored when this try began (one
+    query). Every symbol has its try before anything is raised; a retry plans again from the database.
+
+    :raises CollectionError: naming each failed symbol; retryable when any failure is.
     """
     stored = _stored_sessions(conn, targets)
     no_bars: dict[dt.date, int] = {}
@@ -169,21 +150,25 @@ def collect_group(
 
 async def collect_target_async(
     conn: Connection,
-    hook: AsyncBarSource,
+    hook: BarSource,
     target: CollectionTarget,
     run: RunContext,
     record_absent: bool = False,
     stored: Mapping[dt.date, int] | None = None,
+    store: BarStore | None = None,
 ) -> SymbolOutcome:
-    """``collect_target`` with the request awaited, so several symbols share one connection.
+    """Collect ``target``: commit its ``pending`` row, await its request, then store the outcome.
 
-    ``stored``: the target's bars already stored per session, when the caller read them (else this reads them).
     The database work before and after the request runs without a pause and ends in a commit or
     rollback, so attempts interleaved on one psycopg connection never share a transaction.
+
+    :param stored: the target's bars already stored per session, when the caller read them.
+    :raises CollectionError: as ``collect_target``.
     """
     attempt = _begin_attempt(conn, target, run, stored)
     if isinstance(attempt, SymbolOutcome):
         return attempt
+    sent_before = hook.requests_sent
     started = time.monotonic()
     fetched: list[Bar] | Exception
     try:
@@ -192,23 +177,27 @@ async def collect_target_async(
         )
     except (IbkrError, InvalidBarError) as exc:
         fetched = exc
-    return _finish_attempt(
+    request_seconds = time.monotonic() - started
+    # Other attempts of a group count theirs meanwhile; this one sent its request or none.
+    requests_sent = min(hook.requests_sent - sent_before, 1)
+    decision, result = _write_outcome(
         conn,
         target,
         run,
         attempt,
-        fetched,
-        requests_sent=1,
-        request_seconds=time.monotonic() - started,
-        store=None,
+        _decide(target, fetched),
+        requests_sent=requests_sent,
+        request_seconds=request_seconds,
+        store=store,
         record_absent=record_absent,
     )
+    return _conclude(target, decision, result)
 
 
 def _begin_attempt(
     conn: Connection, target: CollectionTarget, run: RunContext, stored: Mapping[dt.date, int] | None = None
 ) -> int | SymbolOutcome:
-    """Commit the attempt's ``pending`` row; its id, or the ``skipped`` outcome when nothing is missing any more."""
+    """Commit the attempt's ``pending`` row; return its id, or ``skipped`` when nothing is missing now."""
     timeframe = target.timeframe.name
     window = (session_timestamp(target.first_session_date), session_timestamp(target.session_date))
     log_id = repository.start_attempt(conn, run, target.symbol_id, timeframe, *window)
@@ -224,141 +213,168 @@ def _begin_attempt(
     return SymbolOutcome(target.label, AttemptStatus.SKIPPED, reason=ALREADY_COLLECTED)
 
 
-def _finish_attempt(
+@dataclass(frozen=True)
+class _Decision:
+    """An attempt's outcome, decided before anything is written: the bars to store and the failure."""
+
+    bars: Sequence[Bar] = ()
+    error: Exception | None = None
+
+    @property
+    def status(self) -> AttemptStatus:
+        if self.error is None:
+            return AttemptStatus.COMPLETED
+        if isinstance(self.error, IbkrNoDataError):
+            return AttemptStatus.NO_DATA
+        return AttemptStatus.FAILED
+
+    @property
+    def error_code(self) -> int | None:
+        return self.error.code if isinstance(self.error, IbkrError) else None
+
+    @property
+    def message(self) -> str | None:
+        """Return the attempt's ``error_message``: why IB had no data, or why it failed."""
+        error = self.error
+        if error is None:
+            return None
+        if isinstance(error, IbkrNoDataError):
+            return error.reason
+        if self.bars:
+            return f"{len(self.bars)} good bars stored; {error}"
+        return str(error)
+
+    @property
+    def retryable(self) -> bool:
+        # A database error may be passing (a lost connection, a deadlock): the next try decides.
+        error = self.error
+        return isinstance(error, psycopg.Error) or (isinstance(error, IbkrError) and error.retryable)
+
+
+_NOTHING_STORED = repository.UpsertResult(inserted=0, revised=0)
+
+
+def _decide(target: CollectionTarget, fetched: list[Bar] | Exception) -> _Decision:
+    """Decide what the request's answer makes of the attempt: the bars to store, and its failure if any."""
+    broken: BrokenBarsError | None = None
+    if isinstance(fetched, BrokenBarsError) and fetched.valid:
+        # Keep the good bars of a bad response; the attempt still fails, naming the broken ones.
+        broken, fetched = fetched, fetched.valid
+    if isinstance(fetched, Exception):
+        return _Decision(error=fetched)
+    first, last = target.first_session_date, target.session_date
+    in_window = [bar for bar in fetched if first <= target.session_of(bar) <= last]
+    if not in_window:
+        return _Decision(error=IbkrNoDataError(f"IB sent {len(fetched)} bars, none for {first}..{last}"))
+    wanted = latest_per_timestamp(in_window)
+    if len(wanted) < len(in_window):
+        log.warning(
+            "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
+            target.label,
+            last,
+            len(in_window) - len(wanted),
+        )
+    return _Decision(wanted, broken)
+
+
+def _write_outcome(
     conn: Connection,
     target: CollectionTarget,
     run: RunContext,
     log_id: int,
-    fetched: list[Bar] | Exception,
+    decision: _Decision,
     *,
     requests_sent: int,
     request_seconds: float,
     store: BarStore | None,
     record_absent: bool,
-) -> SymbolOutcome:
-    """Store what the request brought and the attempt's outcome in one transaction; raise CollectionError on failure."""
+) -> tuple[_Decision, repository.UpsertResult]:
+    """Write the decision's bars and the attempt's outcome in one transaction; return what was written.
+
+    A database error fails the attempt, and that failure is written instead. When even a failure is
+    refused (the connection is gone), the attempt stays ``pending``.
+    """
     timeframe = target.timeframe.name
-    first, last = target.first_session_date, target.session_date
-    broken: BrokenBarsError | None = None
-    if isinstance(fetched, BrokenBarsError) and fetched.valid:
-        # Keep the good bars of a bad response; the attempt still fails, naming the broken ones.
-        broken, fetched = fetched, fetched.valid
     try:
-        if isinstance(fetched, Exception):
-            raise fetched
-        in_window = [bar for bar in fetched if first <= target.session_of(bar) <= last]
-        if not in_window:
-            raise IbkrNoDataError(f"IB sent {len(fetched)} bars, none for {first}..{last}")
-        wanted = latest_per_timestamp(in_window)
-        if len(wanted) < len(in_window):
-            log.warning(
-                "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
-                target.label,
-                last,
-                len(in_window) - len(wanted),
-            )
-        if store is None:
-            result = repository.upsert_bars(conn, target.symbol_id, timeframe, wanted, run)
-        else:
-            result = store(conn, target.symbol_id, timeframe, wanted)
-        if broken is not None:
-            raise _PartlyStored(len(wanted), result, broken)
-        if record_absent:
-            _record_absent(conn, target, timeframe, {target.session_of(bar) for bar in wanted}, run)
+        conn.rollback()  # nothing of the attempt is in the transaction; a failed statement aborted it
+        result = _NOTHING_STORED
+        if decision.bars and store is not None:
+            result = store(conn, target.symbol_id, timeframe, decision.bars)
+        elif decision.bars:
+            result = repository.upsert_bars(conn, target.symbol_id, timeframe, decision.bars, run)
+        if record_absent and decision.status != AttemptStatus.FAILED:
+            _record_absent(conn, target, timeframe, {target.session_of(bar) for bar in decision.bars}, run)
         repository.finish_attempt(
             conn,
             log_id,
-            AttemptStatus.COMPLETED,
-            records_collected=len(wanted),
+            decision.status,
+            records_collected=len(decision.bars),
             requests_sent=requests_sent,
+            error_message=decision.message,
+            error_code=decision.error_code,
         )
         repository.record_request_seconds(conn, log_id, request_seconds)
         conn.commit()
-    except _PartlyStored as partly:
-        repository.finish_attempt(
+    except psycopg.Error as exc:
+        if decision.status == AttemptStatus.FAILED and not decision.bars:
+            log.error("Attempt %s stays pending: the database refused to record its failure: %s", log_id, exc)
+            return decision, _NOTHING_STORED
+        return _write_outcome(
             conn,
+            target,
+            run,
             log_id,
-            AttemptStatus.FAILED,
-            records_collected=partly.stored,
+            _Decision(error=exc),
             requests_sent=requests_sent,
-            error_message=f"{partly.stored} good bars stored; {partly.broken}",
+            request_seconds=request_seconds,
+            store=store,
+            record_absent=record_absent,
         )
-        repository.record_request_seconds(conn, log_id, request_seconds)
-        conn.commit()
-        log.warning(
-            "%s %s: stored %d good bars, failed: %s", target.label, last, partly.stored, partly.broken
-        )
-        raise CollectionError(
-            SymbolOutcome(
-                target.label,
-                AttemptStatus.FAILED,
-                records_collected=partly.stored,
-                bars_inserted=partly.result.inserted,
-                bars_revised=partly.result.revised,
-                reason=str(partly.broken),
-            ),
-            retryable=False,
-        ) from partly.broken
-    except IbkrNoDataError as exc:
-        conn.rollback()
-        outcome = SymbolOutcome(target.label, AttemptStatus.NO_DATA, reason=str(exc), error_code=exc.code)
-        repository.finish_attempt(
-            conn,
-            log_id,
-            AttemptStatus.NO_DATA,
-            requests_sent=requests_sent,
-            error_message=exc.reason,
-            error_code=exc.code,
-        )
-        repository.record_request_seconds(conn, log_id, request_seconds)
-        if record_absent:
-            _record_absent(conn, target, timeframe, set(), run)
-        conn.commit()
-        log.info("%s %s: no data from IB (%s)", target.label, last, exc.reason)
-        return outcome
-    except (IbkrError, InvalidBarError, psycopg.Error) as exc:
-        code = exc.code if isinstance(exc, IbkrError) else None
-        # A database error may be passing (a lost connection, a deadlock): the next try decides.
-        retryable = isinstance(exc, psycopg.Error) or (isinstance(exc, IbkrError) and exc.retryable)
-        _record_failure(conn, log_id, exc, code, requests_sent, request_seconds)
-        log.warning("%s %s: failed (%s): %s", target.label, last, "will retry" if retryable else "final", exc)
-        raise CollectionError(
-            SymbolOutcome(target.label, AttemptStatus.FAILED, reason=str(exc), error_code=code), retryable
-        ) from exc
-    log.info(
-        "%s %s: collected %d bars (%d new, %d revised)",
+    return decision, result
+
+
+def _conclude(
+    target: CollectionTarget, decision: _Decision, result: repository.UpsertResult
+) -> SymbolOutcome:
+    """Log the written outcome and return it; raise CollectionError when the attempt failed."""
+    last, error = target.session_date, decision.error
+    outcome = SymbolOutcome(
         target.label,
-        last,
-        len(wanted),
-        result.inserted,
-        result.revised,
-    )
-    return SymbolOutcome(
-        target.label,
-        AttemptStatus.COMPLETED,
-        records_collected=len(wanted),
+        decision.status,
+        records_collected=len(decision.bars),
         bars_inserted=result.inserted,
         bars_revised=result.revised,
+        reason=None if error is None else str(error),
+        error_code=decision.error_code,
     )
-
-
-class _PartlyStored(Exception):
-    """The good bars of a response with broken ones are written; the attempt fails naming the broken."""
-
-    def __init__(self, stored: int, result: repository.UpsertResult, broken: BrokenBarsError) -> None:
-        super().__init__(str(broken))
-        self.stored, self.result, self.broken = stored, result, broken
+    if error is None:
+        log.info(
+            "%s %s: collected %d bars (%d new, %d revised)",
+            target.label,
+            last,
+            len(decision.bars),
+            result.inserted,
+            result.revised,
+        )
+        return outcome
+    if isinstance(error, IbkrNoDataError):
+        log.info("%s %s: no data from IB (%s)", target.label, last, error.reason)
+        return outcome
+    if decision.bars:
+        log.warning("%s %s: stored %d good bars, failed: %s", target.label, last, len(decision.bars), error)
+    else:
+        retry = "will retry" if decision.retryable else "final"
+        log.warning("%s %s: failed (%s): %s", target.label, last, retry, error)
+    raise CollectionError(outcome, decision.retryable) from error
 
 
 def _missing_sessions(
     conn: Connection, target: CollectionTarget, timeframe: str, stored: Mapping[dt.date, int] | None = None
 ) -> list[dt.date]:
-    """The sessions of ``target`` whose bars are not all stored yet (``stored``: bars per session, if known).
+    """Return the sessions of ``target`` whose bars are not all stored yet.
 
-    Daily: a session is stored with its bar; intraday: with as many bars as its schedule holds.
-
-    A target that does not name its sessions (a backfill window: planned afresh from the database
-    by its task just before) counts as missing whole: it is always sent.
+    Daily: a session is stored with its bar; intraday: with as many bars as its schedule holds. A
+    target that does not name its sessions (a backfill window, planned afresh) is missing whole.
     """
     first, last = target.first_session_date, target.session_date
     sessions = target.session_dates
@@ -373,7 +389,10 @@ def _missing_sessions(
 def _stored_sessions(
     conn: Connection, targets: Sequence[CollectionTarget]
 ) -> dict[tuple[int, str], dict[dt.date, int]]:
-    """Per (symbol id, timeframe) of ``targets``, the bars stored per session of their windows: one query per timeframe."""
+    """Return the bars stored per session of each target's window, keyed by (symbol id, timeframe).
+
+    One query per timeframe.
+    """
     stored: dict[tuple[int, str], dict[dt.date, int]] = {}
     for timeframe, group in _by_timeframe(targets).items():
         first = min(target.first_session_date for target in group)
@@ -410,36 +429,3 @@ def _record_absent(
     if absent:
         repository.record_no_data_sessions(conn, target.symbol_id, timeframe, absent, NO_DATA_FROM_IB, run)
         log.info("%s: IB sent no bar for %s", target.label, ", ".join(map(str, absent)))
-
-
-def _record_failure(
-    conn: Connection,
-    log_id: int,
-    exc: Exception,
-    code: int | None,
-    requests_sent: int,
-    request_seconds: float,
-) -> None:
-    """Mark the attempt ``failed`` in a fresh transaction, the failed one rolled back.
-
-    Where the database cannot take even that (the connection is gone), the attempt stays
-    ``pending`` and the caller still raises the error that failed it, not this one.
-    """
-    try:
-        conn.rollback()
-        repository.finish_attempt(
-            conn,
-            log_id,
-            AttemptStatus.FAILED,
-            requests_sent=requests_sent,
-            error_message=str(exc),
-            error_code=code,
-        )
-        repository.record_request_seconds(conn, log_id, request_seconds)
-        conn.commit()
-    except psycopg.Error as recording_error:
-        log.error(
-            "Attempt %s stays pending: the database refused to record its failure: %s",
-            log_id,
-            recording_error,
-        )

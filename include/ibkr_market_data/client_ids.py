@@ -1,14 +1,7 @@
-"""Leasing TWS API client ids so that concurrent connections never share one.
+"""Lease TWS API client ids so that concurrent connections never share one (IB refuses it: 326).
 
-TWS / IB Gateway allows 32 API clients, each with its own id; a second connection with a live id
-is refused (error 326). Two leases:
-
-* ``PostgresClientIdLease`` — a session-level advisory lock per id in the market-data database,
-  shared by every worker that uses that database. A crashed worker's locks vanish with its session.
-* ``LocalClientIdLease`` — process-local, for a single process (CLI, tests, notebooks).
-
-Both hand out ids from ``[first, first + count)``; an id that IB still refuses (someone outside
-Airflow holds it) stays leased until release, so the next ``acquire`` moves past it.
+Ids come from ``[first, first + count)``; an id IB still refuses stays leased until release, so
+the next ``acquire`` moves past it. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -25,8 +18,10 @@ from ibkr_market_data.errors import ClientIdsExhaustedError
 
 
 class ClientIdLease(Protocol):
+    """Hands out client ids, each to one live connection at a time."""
+
     def acquire(self) -> int:
-        """Lease a free id; raises ClientIdsExhaustedError when none is left."""
+        """Lease a free id and return it; raise ClientIdsExhaustedError when none is left."""
 
     def release_all(self) -> None:
         """Give back every id this lease holds."""
@@ -39,6 +34,8 @@ def _candidates(first: int, count: int) -> list[int]:
 
 
 class LocalClientIdLease:
+    """Process-local lease, for a single process (CLI, tests, notebooks)."""
+
     _in_use: set[int] = set()
     _lock = threading.Lock()
 
@@ -47,6 +44,7 @@ class LocalClientIdLease:
         self.held: list[int] = []
 
     def acquire(self) -> int:
+        """Lease an id no other lease of this process holds; raise ClientIdsExhaustedError if none."""
         with self._lock:
             for client_id in _candidates(self.first, self.count):
                 if client_id not in self._in_use:
@@ -58,17 +56,17 @@ class LocalClientIdLease:
         )
 
     def release_all(self) -> None:
+        """Give back every id this lease holds."""
         with self._lock:
             self._in_use.difference_update(self.held)
         self.held.clear()
 
 
 class PostgresClientIdLease:
-    """Advisory-lock lease on ``connection``, kept open while leased.
+    """Lease shared by every worker: a session-level advisory lock per id on ``connection``.
 
-    The connection may be the task's own write connection: releasing rolls back a transaction that
-    a failed statement aborted (session-level locks outlive a rollback), so the release never hides
-    the statement's error behind ``InFailedSqlTransaction``.
+    A crashed worker's locks vanish with its session. The connection may be the task's own: release
+    rolls back an aborted transaction first (the locks outlive it), so it never hides the error.
     """
 
     def __init__(self, connection: Connection, first: int, count: int) -> None:
@@ -77,6 +75,7 @@ class PostgresClientIdLease:
         self.held: list[int] = []
 
     def acquire(self) -> int:
+        """Lease an id no worker holds; raise ClientIdsExhaustedError when every one is leased."""
         for client_id in _candidates(self.first, self.count):
             if client_id not in self.held and repository.try_lease_client_id(self.connection, client_id):
                 self.held.append(client_id)

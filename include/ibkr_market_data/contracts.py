@@ -1,4 +1,7 @@
-"""What we need to name one IB contract unambiguously, independent of the client library."""
+"""Name one IB contract unambiguously, independent of the client library.
+
+See docs/architecture.md.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ class ContractSpec:
     con_id: int = 0
 
     def to_ib(self) -> Contract:
-        """The ``Contract`` of the IB client library."""
+        """Return the IB client library's ``Contract`` for this spec."""
         from ibkr_market_data.ib_client import Contract
 
         return Contract(

@@ -1,17 +1,7 @@
-"""Symbols per mapped task: a run never expands past a configured number of task instances.
+"""Group a run's symbols into at most a configured number of mapped task instances.
 
-Airflow refuses to expand a mapped task past ``max_map_length`` (1,024), and each task instance
-costs about half a CPU-second of Airflow's own work (scheduler, executor, API server, task
-process) whatever it does. So the plan's items are grouped:
-
-* up to ``max_instances`` items, each instance is one item, exactly as without grouping (its map
-  index is the symbol);
-* beyond, the items are cut in stable order into ``max_instances`` contiguous groups of near-equal
-  size, and the map index names the group: ``AAPL…AMZN (12)``.
-
-A group collects its symbols concurrently over its one IB connection, at most
-:func:`in_flight_per_connection` requests open at once, so that across every slot of the ``ibkr``
-pool the open requests stay under IB's 50 open historical requests.
+Up to the limit each instance is one symbol; beyond it, contiguous groups of near-equal size whose
+map index is ``FIRST…LAST (N)``, each collecting concurrently on one connection. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -36,27 +26,27 @@ OPEN_REQUESTS_RESERVE = 2
 
 
 def max_mapped_tasks(environ: Mapping[str, str] = os.environ) -> int:
-    """The configured most task instances per run, checked against Airflow's ``max_map_length``."""
+    """Return the most task instances a run may expand to, checked against Airflow's ``max_map_length``."""
     text = environ.get(MAX_MAPPED_TASKS_VARIABLE, "").strip()
     if not text:
         return DEFAULT_MAX_MAPPED_TASKS
     if not text.isdigit() or not 1 <= int(text) <= AIRFLOW_MAX_MAP_LENGTH:
         raise GroupingConfigError(
-            f"{MAX_MAPPED_TASKS_VARIABLE} is {text!r}; give a whole number from 1 to {AIRFLOW_MAX_MAP_LENGTH} "
-            "(Airflow's max_map_length)"
+            f"{MAX_MAPPED_TASKS_VARIABLE} is {text!r}; give a whole number from 1 to "
+            f"{AIRFLOW_MAX_MAP_LENGTH} (Airflow's max_map_length)"
         )
     return int(text)
 
 
 def in_flight_per_connection(pool_slots: int) -> int:
-    """Requests one group may have open on its connection: the pool's slots times this stay under IB's 50."""
+    """Return the requests one group may have open: times the pool's slots, they stay under IB's 50."""
     if pool_slots < 1:
         raise ValueError(f"the ibkr pool needs at least one slot, not {pool_slots}")
     return max(1, (IB_OPEN_HISTORICAL_REQUESTS - OPEN_REQUESTS_RESERVE) // pool_slots)
 
 
 def group_label(names: Sequence[str]) -> str:
-    """The map index of a group: its one symbol, or ``FIRST…LAST (N)``."""
+    """Return the map index of a group: its one symbol, or ``FIRST…LAST (N)``."""
     if len(names) == 1:
         return names[0]
     return f"{names[0]}…{names[-1]} ({len(names)})"
@@ -65,7 +55,7 @@ def group_label(names: Sequence[str]) -> str:
 def group_items(
     items: Sequence[T], max_instances: int, name: Callable[[T], str]
 ) -> list[tuple[str, list[T]]]:
-    """``items`` cut into at most ``max_instances`` contiguous groups of near-equal size, each with its label."""
+    """Cut ``items`` into at most ``max_instances`` contiguous groups of near-equal size, each labelled."""
     if max_instances < 1:
         raise ValueError(f"max_instances must be at least 1, not {max_instances}")
     count = min(len(items), max_instances)

@@ -1,8 +1,7 @@
-"""The one module that imports the IB client library.
+"""The one module that imports the IB client library: ``ib_async`` (same API) can replace it here.
 
-Everything else imports these names from here, so the maintained fork ``ib_async`` (same API) can
-replace ``ib_insync`` by changing the import below. Importing this module costs ~0.3-0.9 s, so
-import it inside functions on the task path, never at DAG-parse time.
+Importing it costs ~0.3-0.9 s: import it inside functions on the task path, never at DAG-parse time.
+See docs/architecture.md.
 """
 
 import logging
@@ -11,8 +10,7 @@ from ib_insync import IB, BarData, Contract, ContractDetails, RequestError, util
 
 __all__ = ["IB", "BarData", "Contract", "ContractDetails", "RequestError", "util"]
 
-# The client logs each step of every connect at INFO (eight lines per task); the hook logs the
-# decisions that matter. Keep the client's warnings and errors unless logging was configured for it.
+# The client logs every connect step at INFO; keep its warnings and errors unless logging says otherwise.
 _client_log = logging.getLogger("ib_insync")
 if _client_log.level == logging.NOTSET:
     _client_log.setLevel(logging.WARNING)

@@ -1,15 +1,7 @@
-"""IB's hard historical pacing limits, shared by every worker through PostgreSQL.
+"""Keep every worker within IB's hard pacing limits (bars of 30 s or less, head timestamps).
 
-IB applies them only to bars of 30 seconds or less and to head-timestamp requests (see
-reference/ib-pacing-and-errors.md); daily bars are not slowed by any of this. The rules:
-
-* at most ``window_limit`` (60) requests in any ``window`` (10 minutes);
-* no identical request within ``identical_gap`` (15 s);
-* fewer than ``per_contract_limit`` (6) requests for one contract within ``per_contract_window`` (2 s).
-
-Every paced request is a row in ``ib_pacing_ledger``. ``PostgresPacer.wait_turn`` takes a
-transaction-level advisory lock, so workers decide one at a time, computes how long until all rules
-allow the request, and either records it or sleeps that long and asks again.
+Each paced request is a row in ``ib_pacing_ledger``; a worker decides under an advisory lock, so
+workers take turns. Daily bars are not paced. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -30,6 +22,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PacingRules:
+    """IB's pacing rules; the defaults are IB's.
+
+    At most ``window_limit`` requests in any ``window`` seconds; no identical request within
+    ``identical_gap``; fewer than ``per_contract_limit`` for one contract within ``per_contract_window``.
+    """
+
     window: float = 600.0
     window_limit: int = 60
     identical_gap: float = 15.0
@@ -40,13 +38,14 @@ class PacingRules:
 
     @property
     def horizon(self) -> float:
+        """Return how far back the rules look, in seconds."""
         return max(self.window, self.identical_gap, self.per_contract_window)
 
 
 def seconds_until_allowed(
     rules: PacingRules, history: Sequence[SentRequest], contract_key: str, request_key: str, now: float
 ) -> float:
-    """How long to wait before sending; 0 when every rule allows it now. ``history`` is oldest first."""
+    """Return the seconds to wait before sending; 0 when every rule allows it now. Oldest history first."""
     waits = [0.0]
     recent = [r for r in history if now - r.sent_at < rules.window]
     if len(recent) >= rules.window_limit:
@@ -64,7 +63,7 @@ def seconds_until_allowed(
 
 
 def minimum_duration(requests: int, small_bars: bool, in_flight: int, latency: float) -> float:
-    """A lower bound on the wall time of ``requests`` under IB's rules (used by dry runs)."""
+    """Return a lower bound on the wall time of ``requests`` under IB's rules (for dry runs)."""
     if requests <= 0:
         return 0.0
     bound = math.ceil(requests / max(in_flight, 1)) * latency
@@ -91,10 +90,11 @@ class PostgresPacer:
         self.sleep = sleep
 
     def __call__(self, contract_key: str, request_key: str) -> None:
+        """Block until the request may be sent, and record it."""
         self.wait_turn(contract_key, request_key)
 
     def wait_turn(self, contract_key: str, request_key: str) -> float:
-        """Record the request once it may be sent; returns the seconds waited."""
+        """Record the request once it may be sent; return the seconds waited."""
         waited = 0.0
         conn = self.connect()
         try:

@@ -1,8 +1,7 @@
-"""What travels between tasks through XCom: JSON-shaped dicts, one TypedDict per kind.
+"""What travels between tasks through XCom: JSON-shaped dicts (dates as ISO text), one TypedDict per kind.
 
-Dates are ISO strings. Each dataclass that crosses a task boundary converts to and from its
-payload (``CollectionTarget.to_dict``, ``BackfillRange.to_dict``, ...). This module imports
-nothing, so a DAG file may name these types without loading the task code.
+It imports nothing, so a DAG file may name these types without loading the task code.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import TypedDict
 
 
 class TargetPayload(TypedDict):
-    """A ``planning.CollectionTarget``: one request for one symbol, the daily DAG's mapped item."""
+    """A ``daily_plan.CollectionTarget``: one request for one symbol."""
 
     symbol_id: int
     symbol: str
@@ -62,7 +61,7 @@ class GroupOutcomePayload(TypedDict):
 
 
 class BackfillRequestPayload(TypedDict):
-    """A checked ``backfill.BackfillRange``: the backfill DAG's validated params."""
+    """A checked ``backfill_plan.BackfillRange``: the backfill DAG's validated params."""
 
     start: str
     end: str

@@ -1,8 +1,7 @@
-"""Loading the shipped universe into ``symbols`` and resolving each contract through IB.
+"""Load the shipped universe into ``symbols`` and resolve each contract through IB.
 
-Loading is idempotent. A symbol becomes active only once IB has given its conId and primary
-exchange, so every later request names the contract unambiguously. Symbols IB cannot resolve stay
-inactive with the reason, and are reported, never silently dropped.
+A symbol becomes active once IB has given its conId and primary exchange; one IB cannot resolve
+stays inactive with the reason, and is reported. See docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -31,11 +30,14 @@ log = logging.getLogger(__name__)
 class ContractResolver(Protocol):
     """What loading needs of the IBKR hook."""
 
-    def resolve_contract(self, spec: ContractSpec) -> ResolvedContract: ...
+    def resolve_contract(self, spec: ContractSpec) -> ResolvedContract:
+        """Return IB's one contract for ``spec``."""
 
 
 @dataclass
 class ResolutionReport:
+    """What one load did: symbols upserted, resolved now, and those left unresolved with the reason."""
+
     loaded: int = 0
     resolved: list[str] = field(default_factory=list)
     unresolved: dict[str, str] = field(default_factory=dict)
@@ -44,7 +46,12 @@ class ResolutionReport:
 def load_symbols(
     conn: Connection, hook: ContractResolver, universe: list[UniverseSymbol] | None = None
 ) -> ResolutionReport:
-    """Upsert the universe, then resolve every symbol that has no conId yet; commits as it goes."""
+    """Upsert the universe, then resolve every symbol that has no conId yet, committing as it goes.
+
+    :param conn: the market-data connection.
+    :param hook: resolves contracts (the IBKR hook).
+    :param universe: the symbols to load; default the shipped universe.
+    """
     report = ResolutionReport()
     report.loaded = repository.upsert_universe(conn, load_universe() if universe is None else universe)
     conn.commit()
@@ -74,14 +81,13 @@ def load_symbols(
     return report
 
 
-#: Tries per symbol when the gateway drops the connection or does not answer, and the pause
-#: before each next try: the hook reconnects on the next request.
+#: Tries per symbol after a dropped connection or a timeout, and the pause before each next try.
 RESOLVE_ATTEMPTS = 4
 RESOLVE_BACKOFF_SECONDS = (1.0, 3.0, 10.0)
 
 
 def _resolve(hook: ContractResolver, spec: ContractSpec) -> ResolvedContract:
-    """``hook.resolve_contract(spec)``, tried again after a dropped connection or a timeout."""
+    """Return ``hook.resolve_contract(spec)``, tried again after a dropped connection or a timeout."""
     for attempt in range(1, RESOLVE_ATTEMPTS + 1):
         try:
             return hook.resolve_contract(spec)
@@ -97,11 +103,11 @@ def _resolve(hook: ContractResolver, spec: ContractSpec) -> ResolvedContract:
 def _record_resolution(
     conn: Connection, row: repository.SymbolRow, resolved: ResolvedContract, report: ResolutionReport
 ) -> None:
-    """Store IB's conId and primary exchange; one row per conId, and only exchanges we have a calendar for."""
+    """Store IB's conId and primary exchange: one row per conId, only on exchanges with a calendar."""
     known = repository.symbol_id_by_con_id(conn, resolved.con_id)
     if known is not None and known != row.id:
-        # IB names another primary exchange than the CSV (BHP on CHIXAU, say): the row stored for
-        # that conId on an earlier load is this symbol. Keep it; drop the new row (it has nothing).
+        # IB names another primary exchange than the CSV (BHP on CHIXAU): the conId's earlier row is
+        # this symbol; keep it and drop the new, empty one.
         repository.delete_unresolved_symbol(conn, row.id)
         report.resolved.append(row.symbol)
         log.info(

@@ -122,8 +122,8 @@ def test_permanent_error_fails_without_retry(aapl_target, db_conn, ibkr_connecti
 class RepeatingHook(IbkrHook):
     """IB answering with every bar twice, the second copy closing at its low."""
 
-    def fetch_bars(self, *args, **kwargs):
-        bars = super().fetch_bars(*args, **kwargs)
+    async def fetch_bars_async(self, *args, **kwargs):
+        bars = await super().fetch_bars_async(*args, **kwargs)
         return bars + [dataclasses.replace(bar, close=bar.low) for bar in bars]
 
 

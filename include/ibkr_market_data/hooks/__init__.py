@@ -1,0 +1,1 @@
+"""The Airflow hook for TWS / IB Gateway, its connection config and IB link state."""

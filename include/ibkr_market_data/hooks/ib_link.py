@@ -1,15 +1,7 @@
-"""IB's own connectivity as one connection hears it: pause on 1100, resubmit after 1101.
+"""Follow IB's own connectivity notices (reqId -1) on one connection while the socket stays open.
 
-TWS / IB Gateway keeps the API socket open when its link to IB's servers drops, and says so with
-notices that belong to no request (reqId -1; IB's "Message Codes" table):
-
-* **1100** connectivity lost: requests sent now go nowhere. Pause: hold new requests until the
-  link is back (bounded by the request timeout), as IB advises.
-* **1102** restored, data maintained: open requests go on; continue.
-* **1101** restored, data lost: requests open across the outage will never be answered; resubmit.
-
-:class:`IbLink` follows those notices for one ``IB`` client; :meth:`IbLink.send` sends a request
-through it.
+1100 (lost) holds new requests until the link is back, 1102 (restored) lets open ones go on, and
+1101 (restored, data lost) sends them again. See docs/ib-behaviours.md.
 """
 
 from __future__ import annotations
@@ -46,6 +38,7 @@ class IbLink:
 
     @property
     def up(self) -> bool:
+        """Return whether IB's link is up, as last notified."""
         return self._up.is_set()
 
     def _on_notice(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
@@ -64,7 +57,7 @@ class IbLink:
             self._up.set()
 
     async def send(self, request: Callable[[], Awaitable[T]], what: str) -> T:
-        """The answer of ``request()``, sent once the link is up and sent again if IB loses it (1101)."""
+        """Return the answer of ``request()``, sent once the link is up and again if IB loses it (1101)."""
         for _ in range(MAX_RESUBMITS + 1):
             await self._wait_until_up(what)
             lost = self._data_lost
@@ -74,8 +67,7 @@ class IbLink:
             try:
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
-                # As asyncio.wait_for does: the client cancels every task when its socket drops
-                # (util.run), after failing each request; the request's own failure wins then.
+                # As asyncio.wait_for does: a request that already failed reports its own failure.
                 if answer.done():
                     return answer.result()
                 answer.cancel()
@@ -105,9 +97,8 @@ class IbLink:
 def mark_retrieved(future: asyncio.Future[Any]) -> None:
     """Read ``future``'s exception, so that one nobody awaits any more is not logged at exit.
 
-    When the socket drops, the client fails each request and cancels every task at once: a request
-    that failed while its waiter was being cancelled would otherwise end in asyncio's "Task
-    exception was never retrieved" at garbage collection; its failure is recorded by the waiter.
+    A request can fail after its waiter gave up on it (cancelled, or resubmitted after 1101); asyncio
+    would log "Task exception was never retrieved" for it at garbage collection.
     """
     if not future.cancelled():
         future.exception()

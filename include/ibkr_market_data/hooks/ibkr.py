@@ -1,4 +1,8 @@
-"""Airflow hook for Interactive Brokers' TWS / IB Gateway API."""
+"""Airflow hook for Interactive Brokers' TWS / IB Gateway socket API.
+
+Every request has one implementation, a coroutine; a blocking method runs it in the client's event
+loop. See docs/configuration.md for the connection and docs/architecture.md for the request path.
+"""
 
 from __future__ import annotations
 
@@ -40,15 +44,14 @@ Pacer = Callable[[str, str], None]
 #: Makes the client-id lease once the connection is read: ``lease(first_client_id, client_id_range)``.
 ClientIdLeaseFactory = Callable[[int, int], ClientIdLease]
 
-#: ``formatDate`` of historical and head-timestamp requests: dates and times as strings in the
-#: exchange's zone (daily bars are then plain session dates) ...
+#: ``formatDate`` asking for dates and times in the exchange's zone (daily bars are then session dates).
 FORMAT_DATE_EXCHANGE_LOCAL: Final = 1
-#: ... or intraday times as epoch seconds, which the client turns into aware UTC datetimes.
+#: ``formatDate`` asking for epoch seconds, which the client turns into aware UTC datetimes.
 FORMAT_DATE_EPOCH_UTC: Final = 2
 
 
 def _ib_end(end: dt.datetime | str) -> str:
-    """IB's end string: an aware datetime in UTC (``20250115-21:00:00``), or an IB string as given."""
+    """Return IB's end string: an aware datetime in UTC (``20250115-21:00:00``), or an IB string as given."""
     if isinstance(end, dt.datetime):
         if end.tzinfo is None:
             raise ValueError("fetch_bars needs an aware end datetime")
@@ -57,7 +60,7 @@ def _ib_end(end: dt.datetime | str) -> str:
 
 
 def _ensure_event_loop() -> None:
-    """The IB client (even its import) needs an event loop on the calling thread; a worker thread has none."""
+    """Give the calling thread an event loop: the IB client (even its import) needs one."""
     try:
         asyncio.get_event_loop_policy().get_event_loop()
     except RuntimeError:
@@ -120,10 +123,14 @@ class IbkrHook(BaseHook):
         self._lease: ClientIdLease | None = None
         self._ib: IB | None = None
         self._link: IbLink | None = None
+        self._concurrent = False  # True while run_async runs several requests on the connection
 
     @cached_property
     def config(self) -> IbkrConnectionConfig:
-        """The connection, read and checked on first use; raises IbkrConfigError naming a bad extra."""
+        """Return the connection, read and checked on first use.
+
+        :raises IbkrConfigError: an extra does not parse or is out of range.
+        """
         conn = self.get_connection(self.ibkr_conn_id)
         extras = conn.extra_dejson
         config = IbkrConnectionConfig.from_connection(conn)
@@ -142,17 +149,56 @@ class IbkrHook(BaseHook):
             self._lease = self._make_lease(self.config.client_id, self.config.client_id_range)
         return self._lease
 
+    # -- running coroutines ---------------------------------------------------------------------
+
+    def _run(self, work: Awaitable[T]) -> T:
+        """Run ``work`` to its end in the client's event loop (ib_async's ``_run``).
+
+        Not ``util.run``, which cancels all of ``work`` when the socket drops: each request fails
+        with its own error instead.
+        """
+        _ensure_event_loop()
+        from ibkr_market_data.ib_client import util
+
+        return util.getLoop().run_until_complete(work)
+
+    def run_async(self, work: Callable[[], Awaitable[T]], concurrent: bool = True) -> T:
+        """Run ``work()`` in the client's event loop and return its result.
+
+        :param work: makes the coroutine that awaits the hook's ``..._async`` requests.
+        :param concurrent: several requests in flight on one connection: it is opened first, and
+            no request reopens it (under the others' feet) or waits for the pacer (blocking them
+            all). ``False``: requests go one at a time, connecting and pacing as the blocking
+            methods do.
+        """
+        if not concurrent:
+            return self._run(work())
+        self.get_conn()
+        self._concurrent = True
+        try:
+            return self._run(work())
+        finally:
+            self._concurrent = False
+
     # -- connection lifetime ------------------------------------------------------------------
 
     def get_conn(self) -> IB:
-        """A connected ``IB`` client, leasing a client id; reconnects if the socket dropped."""
+        """Return a connected ``IB`` client, leasing a client id; reconnect if the socket dropped.
+
+        :raises IbkrConnectionError: TWS / IB Gateway cannot be reached.
+        :raises IbkrClientIdInUseError: every client id of the range is in use.
+        :raises IbkrConfigError: an extra of the connection is bad.
+        """
+        return self._run(self._open())
+
+    async def _open(self) -> IB:
+        """Return the connected client, connecting first when there is none or its socket dropped."""
         if self._ib is not None and self._ib.isConnected():
             return self._ib
         self.close()
         config = self.config  # a bad extra fails here, before anything connects
         lease = self._client_id_lease()
-        _ensure_event_loop()
-        from ibkr_market_data.ib_client import IB, util
+        from ibkr_market_data.ib_client import IB
 
         while True:
             try:
@@ -162,7 +208,7 @@ class IbkrHook(BaseHook):
             ib = IB()
             ib.RaiseRequestErrors = True
             try:
-                util.run(self._connect(ib, client_id))
+                await self._connect(ib, client_id)
             except IbkrClientIdInUseError:
                 self.log.warning("Client id %s is in use by another API client; leasing another", client_id)
                 continue  # the clashing id stays leased, so acquire() moves on
@@ -177,7 +223,7 @@ class IbkrHook(BaseHook):
             return ib
 
     async def _connect(self, ib: IB, client_id: int) -> None:
-        """Connect, failing fast on a client id in use instead of waiting out the timeout as the client does."""
+        """Connect ``ib``, failing fast on a client id in use where the client would wait out its timeout."""
         config = self.config
         clash: asyncio.Future[str] = asyncio.get_event_loop().create_future()
 
@@ -229,12 +275,12 @@ class IbkrHook(BaseHook):
         self.close()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Connect and ask for IB's clock, as the UI's Test button does."""
+        """Connect and ask for IB's clock, as the UI's Test button does; return success and a message."""
+        what = "the server time"
         try:
             with self:
-                server_time = self._request(
-                    "the server time",
-                    lambda ib: self._answer_within(ib.reqCurrentTimeAsync(), "the server time"),
+                server_time = self._run(
+                    self._send(what, lambda ib: self._answer_within(ib.reqCurrentTimeAsync(), what))
                 )
         except Exception as exc:
             return False, str(exc)
@@ -245,25 +291,42 @@ class IbkrHook(BaseHook):
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _request(self, what: str, request: Callable[[IB], Awaitable[T]]) -> T:
-        """Send one request and wait for its answer, turning every failure into its IbkrError class."""
-        from ibkr_market_data.ib_client import RequestError, util
+    async def _send(
+        self,
+        what: str,
+        request: Callable[[IB], Awaitable[T]],
+        turn: tuple[str, str] | None = None,
+    ) -> T:
+        """Send one request and return its answer, each failure raised as its IbkrError class.
 
-        ib = self.get_conn()
-        link = self._link
-        assert link is not None  # get_conn() made it with the connection
+        :param what: names the request in errors and logs.
+        :param request: sends the request on the client it is given and returns its answer.
+        :param turn: ``(contract_key, request_key)`` of a request IB paces: it waits for the pacer.
+        """
+        from ibkr_market_data.ib_client import RequestError
+
+        if self._concurrent:
+            if self._ib is None or not self._ib.isConnected():
+                self.close()
+                raise IbkrConnectionError(f"Not connected to IB for {what}")
+        else:
+            if turn is not None and self.pacer is not None:
+                await self._open()  # the pacer's clock must start when the request leaves
+                self.pacer(*turn)  # blocks the loop, which runs this request alone
+            await self._open()
+        ib, link = self._ib, self._link
+        assert ib is not None and link is not None  # _open() made both
         self.requests_sent += 1
         try:
-            answer: T = util.run(link.send(lambda: request(ib), what))
+            return await link.send(lambda: request(ib), what)
         except RequestError as exc:
             raise classify_error(exc.code, exc.message) from exc
         except ConnectionError as exc:
             self.close()
             raise IbkrConnectionError(f"Connection lost during {what}: {exc}") from exc
-        return answer
 
     async def _answer_within(self, answer: Awaitable[T], what: str) -> T:
-        """``answer`` within the connection's request_timeout; the client waits forever on its own."""
+        """Return ``answer`` within the connection's request_timeout; the client would wait forever."""
         timeout = self.config.request_timeout
         request = asyncio.ensure_future(answer)
         request.add_done_callback(mark_retrieved)
@@ -273,12 +336,17 @@ class IbkrHook(BaseHook):
             raise IbkrTimeoutError(f"No answer within {timeout:g} s for {what}") from exc
 
     def resolve_contract(self, spec: ContractSpec) -> ResolvedContract:
-        """IB's one contract for ``spec``; raises IbkrUnknownContractError / IbkrAmbiguousContractError."""
-        _ensure_event_loop()
+        """Return IB's one contract for ``spec``.
+
+        :param spec: the contract as the symbols table describes it.
+        :raises IbkrUnknownContractError: IB knows no contract for ``spec``.
+        :raises IbkrAmbiguousContractError: several contracts match; give the primary exchange or conId.
+        :raises IbkrError: one subclass per failure class, see ``ibkr_market_data.errors``.
+        """
         what = f"contract details for {spec}"
         # IB has no cancel for a contract-details request: on a timeout the answer is just ignored.
-        details = self._request(
-            what, lambda ib: self._answer_within(ib.reqContractDetailsAsync(spec.to_ib()), what)
+        details = self._run(
+            self._send(what, lambda ib: self._answer_within(ib.reqContractDetailsAsync(spec.to_ib()), what))
         )
         if not details:
             raise IbkrUnknownContractError(
@@ -309,26 +377,21 @@ class IbkrHook(BaseHook):
         what_to_show: str = "TRADES",
         use_rth: bool = True,
     ) -> list[Bar]:
-        """
-        Bars of ``bar_size`` covering ``duration`` up to ``end``, validated.
+        """Return the validated bars of ``bar_size`` covering ``duration`` up to ``end``.
 
+        Blocking: runs ``fetch_bars_async``, connecting first and waiting for the pacer as needed.
+
+        :param spec: the contract.
         :param end: an aware datetime, or an IB end string such as ``"20250115 23:59:59 Australia/Sydney"``.
+        :param duration: IB's duration string, such as ``"5 D"``.
+        :param bar_size: IB's bar size, such as ``"1 day"``.
+        :param what_to_show: IB's ``whatToShow``.
+        :param use_rth: regular trading hours only.
         :raises IbkrNoDataError: IB has no bars there (holiday, before listing).
         :raises InvalidBarError: a bar breaks OHLC rules; nothing of the response should be stored.
         :raises IbkrError: one subclass per failure class, see ``ibkr_market_data.errors``.
         """
-        end = _ib_end(end)
-        if bar_size in SMALL_BAR_SIZES and self.pacer is not None:
-            self.get_conn()  # connect first: the pacer's clock must start when the request leaves
-            request_key = f"{spec}|{end}|{duration}|{bar_size}|{what_to_show}|{int(use_rth)}"
-            self.pacer(f"{spec}|{what_to_show}", request_key)
-        _ensure_event_loop()
-        started = time.monotonic()
-        ib_bars = self._request(
-            f"historical data for {spec}",
-            lambda ib: self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth),
-        )
-        return self._bars_or_error(ib_bars, started, spec, end, duration, bar_size)
+        return self._run(self.fetch_bars_async(spec, end, duration, bar_size, what_to_show, use_rth))
 
     async def fetch_bars_async(
         self,
@@ -339,45 +402,36 @@ class IbkrHook(BaseHook):
         what_to_show: str = "TRADES",
         use_rth: bool = True,
     ) -> list[Bar]:
-        """``fetch_bars`` for a caller in the client's event loop: several requests in flight on one connection.
+        """Return the validated bars of ``bar_size`` covering ``duration`` up to ``end``; see ``fetch_bars``.
 
-        The connection must be open (``get_conn()`` first): a dropped one raises IbkrConnectionError
-        here instead of reconnecting under the other requests' feet. Bars under IB's hard pacing
-        limits go through ``fetch_bars``, whose pacer waits.
+        Await it inside ``run_async``. With several requests in flight the connection must be open,
+        and paced bar sizes are refused: their pacer would block the other requests.
+
+        :raises ValueError: a paced bar size among requests in flight.
+        :raises IbkrError: as ``fetch_bars``.
         """
-        if bar_size in SMALL_BAR_SIZES and self.pacer is not None:
+        if self._concurrent and bar_size in SMALL_BAR_SIZES and self.pacer is not None:
             raise ValueError(f"{bar_size} bars are paced: request them with fetch_bars")
-        ib, link = self._ib, self._link
-        if ib is None or link is None or not ib.isConnected():
-            self.close()
-            raise IbkrConnectionError(f"Not connected to IB for historical data for {spec}")
         end = _ib_end(end)
-        from ibkr_market_data.ib_client import RequestError
+        timeout = self.config.request_timeout
 
-        self.requests_sent += 1
-        started = time.monotonic()
-        try:
-            ib_bars = await link.send(
-                lambda: self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth),
-                f"historical data for {spec}",
-            )
-        except RequestError as exc:
-            raise classify_error(exc.code, exc.message) from exc
-        except ConnectionError as exc:
-            self.close()
-            raise IbkrConnectionError(f"Connection lost during historical data for {spec}: {exc}") from exc
-        return self._bars_or_error(ib_bars, started, spec, end, duration, bar_size)
+        async def historical_data(ib: IB) -> list[Bar]:
+            started = time.monotonic()
+            ib_bars = await self._historical_request(ib, spec, end, duration, bar_size, what_to_show, use_rth)
+            if ib_bars:
+                return bars_from_ib(ib_bars)
+            # The client's own timeout cancels the request at IB and answers with an empty list.
+            if time.monotonic() - started >= timeout * 0.99:
+                raise IbkrTimeoutError(
+                    f"No answer within {timeout:g} s for {duration} of {bar_size} bars of {spec}"
+                )
+            raise IbkrNoDataError(f"IB returned no bars for {duration} of {bar_size} to {end} for {spec}")
 
-    def run_async(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Connect, then run ``work()`` in the client's event loop (several requests in flight).
-
-        Not ``util.run``: on a dropped socket it cancels the whole of ``work()``, so a group's
-        requests would end cancelled instead of each failing with its connection error, recorded.
-        """
-        from ibkr_market_data.ib_client import util
-
-        self.get_conn()
-        return util.getLoop().run_until_complete(work())
+        turn = None
+        if bar_size in SMALL_BAR_SIZES:
+            request_key = f"{spec}|{end}|{duration}|{bar_size}|{what_to_show}|{int(use_rth)}"
+            turn = (f"{spec}|{what_to_show}", request_key)
+        return await self._send(f"historical data for {spec}", historical_data, turn)
 
     def _historical_request(
         self,
@@ -389,7 +443,6 @@ class IbkrHook(BaseHook):
         what_to_show: str,
         use_rth: bool,
     ) -> Awaitable[list[BarData]]:
-        # The client's own timeout cancels the request at IB and answers with an empty list.
         return ib.reqHistoricalDataAsync(
             spec.to_ib(),
             endDateTime=end,
@@ -401,34 +454,22 @@ class IbkrHook(BaseHook):
             timeout=self.config.request_timeout,
         )
 
-    def _bars_or_error(
-        self,
-        ib_bars: list[BarData],
-        started: float,
-        spec: ContractSpec,
-        end: str,
-        duration: str,
-        bar_size: str,
-    ) -> list[Bar]:
-        """The validated bars of an answer; an empty one is a timeout or IB's "no data"."""
-        if not ib_bars:
-            timeout = self.config.request_timeout
-            if time.monotonic() - started >= timeout * 0.99:
-                raise IbkrTimeoutError(
-                    f"No answer within {timeout:g} s for {duration} of {bar_size} bars of {spec}"
-                )
-            raise IbkrNoDataError(f"IB returned no bars for {duration} of {bar_size} to {end} for {spec}")
-        return bars_from_ib(ib_bars)
-
     def head_timestamp(self, spec: ContractSpec, what_to_show: str = "TRADES") -> dt.date:
-        """The first date IB has data for; paced like small bars, as IB requires."""
-        if self.pacer is not None:
-            self.get_conn()
-            self.pacer(f"{spec}|{what_to_show}", f"{spec}|head|{what_to_show}")
-        _ensure_event_loop()
-        contract = spec.to_ib()
+        """Return the first session IB has data for; paced like small bars, as IB requires.
+
+        :param spec: the contract.
+        :param what_to_show: IB's ``whatToShow``.
+        :raises IbkrNoDataError: IB has no head timestamp for the contract.
+        :raises IbkrError: one subclass per failure class, see ``ibkr_market_data.errors``.
+        """
         what = f"head timestamp for {spec}"
-        first = self._request(what, lambda ib: self._head_timestamp(ib, contract, what_to_show, what))
+        first = self._run(
+            self._send(
+                what,
+                lambda ib: self._head_timestamp(ib, spec.to_ib(), what_to_show, what),
+                (f"{spec}|{what_to_show}", f"{spec}|head|{what_to_show}"),
+            )
+        )
         if not first:
             raise IbkrNoDataError(f"IB has no head timestamp for {spec}")
         if not isinstance(first, dt.datetime):
@@ -445,7 +486,7 @@ class IbkrHook(BaseHook):
         return first.date()
 
     async def _head_timestamp(self, ib: IB, contract: Contract, what_to_show: str, what: str) -> dt.datetime:
-        """``reqHeadTimeStampAsync`` with a timeout; written out because it hides the id a cancel needs."""
+        """Ask ``reqHeadTimeStamp`` with a timeout, written out: the client hides the id a cancel needs."""
         req_id = ib.client.getReqId()
         answer: asyncio.Future[dt.datetime] = ib.wrapper.startReq(req_id, contract)
         ib.client.reqHeadTimeStamp(req_id, contract, what_to_show, True, FORMAT_DATE_EXCHANGE_LOCAL)

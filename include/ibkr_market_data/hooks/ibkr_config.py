@@ -1,11 +1,8 @@
-"""The ``ibkr`` connection read once into a typed, frozen config: the one place its defaults live.
+"""Read the ``ibkr`` connection into a typed, frozen config: the one place its defaults live.
 
-The hook and the provider's connection form take their defaults from
-:class:`IbkrConnectionConfig`; tests hold the hook's docstring and ``connections.json`` to them.
-Extras arrive as JSON from the UI form (where an emptied field is ``null``) or as strings from a
-connection URI; both are parsed here, and a missing key, ``null`` or ``""`` means the default. A
-value that does not parse, or is out of range, is refused with an :class:`IbkrConfigError` naming
-the extra, before anything connects.
+Extras come as JSON (the UI form; an emptied field is ``null``) or URI strings; a missing key,
+``null`` or ``""`` means the default, a bad value is an IbkrConfigError naming the extra.
+See docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -84,12 +81,15 @@ class IbkrConnectionConfig:
 
     @classmethod
     def extra_names(cls) -> tuple[str, ...]:
-        """The extras the connection reads, in the form's order."""
+        """Return the extras the connection reads, in the form's order."""
         return tuple(field.name for field in fields(cls) if field.name not in ("host", "port"))
 
     @classmethod
     def from_connection(cls, conn: Connection) -> IbkrConnectionConfig:
-        """The config of Airflow connection ``conn``; raises IbkrConfigError naming a bad extra."""
+        """Return the config of Airflow connection ``conn``.
+
+        :raises IbkrConfigError: naming an extra that does not parse or is out of range.
+        """
         extras = conn.extra_dejson
         default = cls()
         return cls(
@@ -106,12 +106,12 @@ class IbkrConnectionConfig:
 
     @classmethod
     def unknown_extras(cls, extras: Mapping[str, object]) -> list[str]:
-        """Extras the connection has but the hook does not read (a misspelt name, most likely)."""
+        """Return the extras the connection has but the hook does not read (most likely misspelt)."""
         return sorted(set(extras) - set(cls.extra_names()))
 
 
 def _extra(extras: Mapping[str, object], name: str, parse: Callable[[str, object], T], default: T) -> T:
-    """Extra ``name`` parsed; missing, ``null`` and ``""`` (an emptied form field) mean ``default``."""
+    """Return extra ``name`` parsed; missing, ``null`` and ``""`` (an emptied form field) mean ``default``."""
     value = extras.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         return default

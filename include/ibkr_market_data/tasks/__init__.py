@@ -1,0 +1,1 @@
+"""Task bodies: plain functions of params and run identity that the DAG files wire together."""

@@ -1,8 +1,7 @@
 """The backfill DAG's task bodies: check the params, find the gaps, fill one symbol's gaps, summarise.
 
-The DAG file only wires these together. ``collect_gap`` plans its symbol's requests again from the
-database when it starts, so a retry (or a second backfill running meanwhile) never asks IB for what
-is already stored or known to have no data.
+``collect_gap`` plans its requests again from the database, so a retry never asks IB for what is
+stored or known to have no data. See docs/backfill.md.
 """
 
 from __future__ import annotations
@@ -64,10 +63,14 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 
 
 def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> BackfillRange:
-    """The backfill range the params ask for; InvalidRunParamError naming the param on a bad one.
+    """Return the backfill range the params ask for, checked without the database.
 
-    Checks everything that needs no database: dates present, in order, not in the future, within
-    what IB serves; exchanges known. ``validate`` adds the symbol check.
+    Dates present, in order, not in the future, within what IB serves; exchanges known.
+    ``validate`` adds the symbol check.
+
+    :param params: the run's params.
+    :param now: the current time; default the clock.
+    :raises InvalidRunParamError: naming the bad param.
     """
     start = parse_date_param(params.get("start_date"), "start_date")
     end = parse_date_param(params.get("end_date"), "end_date")
@@ -89,7 +92,10 @@ def check_params(params: Mapping[str, Any], now: dt.datetime | None = None) -> B
 
 
 def backfill_timeframe(params: Mapping[str, Any]) -> Timeframe:
-    """The ``timeframe`` param of a backfill: one timeframe (default daily); InvalidRunParamError on another value."""
+    """Return the ``timeframe`` param of a backfill: one timeframe, default daily.
+
+    :raises InvalidRunParamError: an unknown timeframe.
+    """
     from ibkr_market_data import timeframes
 
     value = str(params.get("timeframe") or timeframes.DAILY.name)
@@ -100,13 +106,21 @@ def backfill_timeframe(params: Mapping[str, Any]) -> Timeframe:
 
 
 def check_known_symbols(conn: psycopg.Connection, request: BackfillRange) -> None:
-    """Refuse symbols the ``symbols`` table does not know; warn about those filtered out."""
+    """Refuse symbols the ``symbols`` table does not know; warn about those filtered out.
+
+    :raises InvalidRunParamError: naming the unknown symbols.
+    """
     if request.symbols:
         select_wanted_symbols(conn, request.symbols, request.exchanges)
 
 
 def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> BackfillRequestPayload:
-    """Check every param before any request; returns the range for the next tasks."""
+    """Check every param before any request; return the range for the next tasks.
+
+    :param params: the run's params.
+    :param now: the current time; default the clock.
+    :raises InvalidRunParamError: naming the bad param.
+    """
     request = check_params(params, now)
     with market_connection() as conn:
         check_known_symbols(conn, request)
@@ -125,22 +139,34 @@ def validate(params: Mapping[str, Any], now: dt.datetime | None = None) -> Backf
 def gap_report(
     conn: psycopg.Connection, request: BackfillRange, now: dt.datetime
 ) -> tuple[GapReport, dict[int, SymbolRow]]:
-    """Every selected active symbol's gaps, read from ``market_data``, ``no_data_sessions`` and ``symbols``."""
+    """Return every selected active symbol's gaps, read from the bars, no-data sessions and symbols."""
     rows = repository.select_symbols(conn, symbols=request.symbols, exchanges=request.exchanges)
-    ids = [row.id for row in rows]
-    report = report_gaps(
+    no_data = (
+        {}
+        if request.recheck_no_data
+        else repository.no_data_session_dates(
+            conn, [row.id for row in rows], request.timeframe, request.start, request.end
+        )
+    )
+    return _gaps(conn, request, rows, now, no_data), {row.id: row for row in rows}
+
+
+def _gaps(
+    conn: psycopg.Connection,
+    request: BackfillRange,
+    rows: Sequence[SymbolRow],
+    now: dt.datetime,
+    no_data: Mapping[int, set[dt.date]],
+) -> GapReport:
+    """Return the gaps of ``rows`` in the range: sessions neither stored nor a date of ``no_data``."""
+    return report_gaps(
         request,
         rows,
         now,
         stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
-        no_data=(
-            {}
-            if request.recheck_no_data
-            else repository.no_data_session_dates(conn, ids, request.timeframe, request.start, request.end)
-        ),
-        first_available=repository.first_available_dates(conn, ids),
+        no_data=no_data,
+        first_available=repository.first_available_dates(conn, [row.id for row in rows]),
     )
-    return report, {row.id: row for row in rows}
 
 
 def find_gaps(
@@ -148,9 +174,13 @@ def find_gaps(
 ) -> list[PlannedGroupPayload]:
     """Log the gap report; plan the symbols with gaps in at most ``IBKR_MAX_MAPPED_TASKS`` groups.
 
-    The groups go to ``planned_groups``; returns the mapped task's references to them (none in a
-    dry run). Symbols without gaps, and those no gap can be found for (an exchange without a
-    calendar), get their ``skipped`` row in ``collection_logs`` here.
+    Symbols without gaps, and those no gap can be found for (an exchange without a calendar), get
+    their ``skipped`` row in ``collection_logs`` here.
+
+    :param request_data: the range ``validate`` returned.
+    :param run: the run's identity.
+    :param now: the current time; default the clock.
+    :return: the mapped task's references to the groups in ``planned_groups``; none in a dry run.
     """
     request = BackfillRange.from_dict(request_data)
     with market_connection() as conn:
@@ -200,9 +230,14 @@ def collect_gap(
 ) -> list[GapOutcomePayload]:
     """Fill the gaps of a group's symbols, one after another on one connection.
 
-    Every symbol has its try; then PermanentError, or CollectionError when a retry may help,
-    naming each symbol that failed. A retry plans each symbol's gaps afresh: what is stored is
-    not asked again.
+    Every symbol has its try before anything is raised; a retry plans each symbol's gaps afresh.
+
+    :param group: the mapped item: where the group's symbols are in ``planned_groups``.
+    :param run: the run's identity and try.
+    :param now: the current time; default the clock.
+    :return: what filling each symbol's gaps did.
+    :raises CollectionError: naming each symbol that failed, when a retry may help.
+    :raises PermanentError: naming each symbol that failed, when no retry can.
     """
     from ibkr_market_data.attempt import SymbolOutcome
     from ibkr_market_data.errors import CollectionError
@@ -258,6 +293,7 @@ class GapOutcome:
     no_data_sessions: int = 0
 
     def to_dict(self) -> GapOutcomePayload:
+        """Return the outcome as its XCom payload."""
         return cast(GapOutcomePayload, asdict(self))
 
 
@@ -274,13 +310,20 @@ def fill_symbol_gaps(
 ) -> GapOutcome:
     """Plan ``row``'s gaps of ``tf`` afresh, send each request, record the sessions IB had no bar for.
 
-    Sessions recorded once as having no data are asked again until IB answered empty for them on
-    two different days (``repository.no_data_session_dates``); ``recheck_no_data`` asks again even
-    for settled ones. When IB's head timestamp could not be asked (an error, not "no data"), the
-    sessions left without bars are recorded nowhere: the next backfill asks for them again.
+    A session is asked again until IB answered empty for it on two different days. When IB's head
+    timestamp could not be asked, sessions left without bars are not recorded: the next backfill
+    asks again.
 
-    Airflow-agnostic: takes an open connection and hook. Raises CollectionError from
-    ``collect_target`` on a failed request; what earlier requests stored stays stored.
+    :param conn: the task's market-data connection.
+    :param hook: the IBKR hook.
+    :param row: the symbol.
+    :param start: the first day of the range.
+    :param end: the last day of the range.
+    :param run: the run's identity and try.
+    :param now: the current time.
+    :param recheck_no_data: ask again even for sessions settled as without data.
+    :param tf: the timeframe.
+    :raises CollectionError: a request failed; what earlier requests stored stays stored.
     """
     from ibkr_market_data.attempt import collect_target
 
@@ -316,13 +359,14 @@ def fill_symbol_gaps(
         if not absent:
             continue
         if absent[0] == gaps.missing[0] and not asked_head_timestamp:
-            # Nothing at the start of the gaps: perhaps listed later. IB's head timestamp says from
-            # when it has data; it is paced like small bars, so it is asked at most once, and only here.
+            # Nothing at the start of the gaps: perhaps listed later. The head timestamp says when;
+            # it is paced like small bars, so it is asked at most once.
             asked_head_timestamp = True
             first_available, head_timestamp_failed = _ask_first_available(conn, hook, row, target.contract())
         if head_timestamp_failed:
             log.warning(
-                "%s: %d sessions without bars (%s..%s) are not recorded as no data: the head timestamp failed",
+                "%s: %d sessions without bars (%s..%s) are not recorded as no data: "
+                "the head timestamp failed",
                 row.symbol,
                 len(absent),
                 absent[0],
@@ -333,7 +377,8 @@ def fill_symbol_gaps(
     if not outcome.bars_collected:
         outcome.status = AttemptStatus.NO_DATA
     log.info(
-        "%s: %d missing sessions in %s..%s: %d requests, %d bars (%d new, %d revised), %d sessions without data at IB",
+        "%s: %d missing sessions in %s..%s: %d requests, %d bars (%d new, %d revised), "
+        "%d sessions without data at IB",
         row.symbol,
         len(gaps.missing),
         start,
@@ -369,7 +414,7 @@ def _fresh_gaps(
 def _ask_first_available(
     conn: psycopg.Connection, hook: IbkrHook, row: SymbolRow, contract: ContractSpec
 ) -> tuple[dt.date | None, bool]:
-    """IB's first available date for ``row`` (None: IB has none), and whether asking failed."""
+    """Return IB's first available date for ``row`` (None: IB has none), and whether asking failed."""
     try:
         first_available = hook.head_timestamp(contract)
     except IbkrNoDataError:
@@ -416,25 +461,17 @@ def _record_no_data(
 def still_missing(
     conn: psycopg.Connection, request: BackfillRange, symbol_ids: Sequence[int], now: dt.datetime
 ) -> set[int]:
-    """Symbols that still lack a session of the range: no bar, and no empty answer from IB recorded for it.
+    """Return the symbols that still lack a session of the range: no bar, and no empty answer recorded.
 
-    A backfill judges each symbol by its windows, not by one of them: a window that was never sent
-    (its task died between two requests) leaves exactly such a session.
+    A backfill judges each symbol by all its windows: one never sent (its task died between two
+    requests) leaves exactly such a session.
     """
     wanted = set(symbol_ids)
     rows = [row for row in repository.select_symbols(conn, active_only=False) if row.id in wanted]
-    ids = [row.id for row in rows]
-    report = report_gaps(
-        request,
-        rows,
-        now,
-        stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
-        no_data=repository.no_data_session_dates(
-            conn, ids, request.timeframe, request.start, request.end, settled_only=False
-        ),
-        first_available=repository.first_available_dates(conn, ids),
+    no_data = repository.no_data_session_dates(
+        conn, [row.id for row in rows], request.timeframe, request.start, request.end, settled_only=False
     )
-    return {gaps.symbol_id for gaps in report.with_gaps}
+    return {gaps.symbol_id for gaps in _gaps(conn, request, rows, now, no_data).with_gaps}
 
 
 def summarize(
@@ -442,10 +479,13 @@ def summarize(
     groups: Sequence[PlannedGroupPayload] | None,
     run: RunContext,
 ) -> dict[str, int]:
-    """Counts per status and what the run did; the data-quality checks over the range of each symbol with gaps.
+    """Return the run's counts per status and totals, after the data-quality checks over each symbol's range.
 
-    PermanentError naming failed or unfinished symbols and data-quality errors first found; also
-    when an upstream task failed: no checked request, or no gaps found.
+    :param request_data: the range ``validate`` returned; None when it failed.
+    :param groups: the plan's groups; None when ``find_gaps`` failed.
+    :param run: the run's identity.
+    :raises PermanentError: naming the failed or unfinished symbols and the new data-quality errors,
+        or the upstream task that failed.
     """
     if request_data is None:
         raise upstream_failed("Backfill", "validate")
@@ -493,7 +533,7 @@ def summarize(
 def range_sessions(
     exchange: str, request: BackfillRange, first_available: dt.date | None, now: dt.datetime
 ) -> list[dt.date]:
-    """The closed sessions of ``exchange`` in the backfill's range, none before ``first_available``."""
+    """Return the closed sessions of ``exchange`` in the backfill's range, none before ``first_available``."""
     return [
         day
         for day in calendars.sessions_between(exchange, request.start, request.end)

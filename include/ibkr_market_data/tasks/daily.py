@@ -1,7 +1,6 @@
 """The daily DAG's task bodies: resolve the date, plan, collect one symbol or group, summarise.
 
-The DAG file only wires these together; each takes plain values (params, run identity) so it can
-be tested without a DAG run.
+Each takes plain values (params, run identity), so it is tested without a DAG run. See docs/daily-dag.md.
 """
 
 from __future__ import annotations
@@ -59,7 +58,15 @@ def resolve_date(
     run_after: dt.datetime | None,
     now: dt.datetime | None = None,
 ) -> str:
-    """The run's trading date as ISO text, checked; InvalidRunParamError on a bad one."""
+    """Return the run's trading date as ISO text, checked with every other param.
+
+    :param params: the run's params.
+    :param run_type: the DagRun's run type (scheduled, manual, backfill).
+    :param logical_date: the run's logical date, if any.
+    :param run_after: when the run was due.
+    :param now: the current time; default the clock.
+    :raises InvalidRunParamError: a param, or the date it gives, is bad.
+    """
     exchanges = selected_exchanges(params)
     run_type = str(getattr(run_type, "value", run_type))  # DagRunType is an enum whose str() is its name
     trading_date = resolve_trading_date(
@@ -79,10 +86,12 @@ def resolve_date(
 
 
 def lookback_param(params: Mapping[str, Any], run_type: object = None) -> int:
-    """The ``lookback_sessions`` param, checked: sessions each symbol's request looks back over.
+    """Return the ``lookback_sessions`` param: the sessions each symbol's request looks back over.
 
     A run of ``airflow backfill create`` covers its own date alone: the backfill's range is its
     lookback, and its runs would otherwise fetch each other's sessions again.
+
+    :raises InvalidRunParamError: not a whole number of sessions in range.
     """
     value = params.get("lookback_sessions")
     if str(getattr(run_type, "value", run_type)) == "backfill":
@@ -104,10 +113,15 @@ def plan(
     now: dt.datetime | None = None,
     run_type: object = None,
 ) -> list[PlannedGroupPayload]:
-    """Plan the run: its groups of targets (``grouping``) go to ``planned_groups``; logs the skips.
+    """Plan the run: store its groups of targets in ``planned_groups`` and log the skips.
 
-    Returns the mapped collect task's references to the groups (none in a dry run, which writes
-    nothing).
+    :param trading_date: the run's trading date, ISO text.
+    :param params: the run's params.
+    :param run: the run's identity.
+    :param now: the current time; default the clock.
+    :param run_type: the DagRun's run type.
+    :return: the mapped collect task's references to the groups; none in a dry run, which writes nothing.
+    :raises InvalidRunParamError: ``symbols`` names one never loaded.
     """
     day = dt.date.fromisoformat(trading_date)
     lookback = lookback_param(params, run_type)
@@ -163,7 +177,10 @@ def stored_state(
     day: dt.date,
     first_available: Mapping[int, dt.date],
 ) -> StoredState:
-    """What the database holds of ``tf`` for ``rows`` from ``since`` to ``day``: the sessions stored (whole), and those without data."""
+    """Return what the database holds of ``tf`` for ``rows`` from ``since`` to ``day``.
+
+    That is the sessions stored whole, and those recorded without data.
+    """
     ids = [row.id for row in rows]
     bars = stored_sessions(conn, tf, rows, since, day)
     return StoredState(
@@ -174,7 +191,7 @@ def stored_state(
 
 
 def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[TargetPayload]]]:
-    """The targets in at most ``IBKR_MAX_MAPPED_TASKS`` groups; logs how the run was grouped."""
+    """Return the targets in at most ``IBKR_MAX_MAPPED_TASKS`` groups, logging how they were grouped."""
     groups = group_items(targets, max_mapped_tasks(), lambda target: target.label)
     if len(groups) < len(targets):
         log.info(
@@ -191,9 +208,13 @@ def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[T
 
 
 def collect(group: PlannedGroupPayload, run: RunContext) -> GroupOutcomePayload:
-    """Collect one planned group's targets (one alone, or concurrently over one connection).
+    """Collect one planned group's targets: one alone, or several concurrently over one connection.
 
-    Raises PermanentError or CollectionError (retryable) once every symbol had its try.
+    :param group: the mapped item: where the group's targets are in ``planned_groups``.
+    :param run: the run's identity and try.
+    :return: the group's counts per status.
+    :raises CollectionError: once every symbol had its try; retryable when a retry may help.
+    :raises PermanentError: a failure no retry can mend.
     """
     from ibkr_market_data.attempt import collect_group, collect_target
 
@@ -223,11 +244,15 @@ def summarize(
     params: Mapping[str, Any],
     run: RunContext,
 ) -> dict[str, int]:
-    """Counts per status for the run; the data-quality checks over the sessions each symbol was asked for.
+    """Return the run's counts per status, after the data-quality checks over the sessions asked for.
 
-    Raises PermanentError naming the symbols that failed, the data-quality errors first found, or that were planned but have no
-    outcome (their task never ran to the end: a lost worker, a missing pool); and when an upstream
-    task failed, so there is no date (``trading_date`` None) or no plan (``targets`` None).
+    :param trading_date: the run's trading date; None when its task failed.
+    :param groups: the plan's groups; None when planning failed.
+    :param params: the run's params.
+    :param run: the run's identity.
+    :raises PermanentError: naming the symbols that failed, the data-quality errors first found, the
+        symbols planned but without an outcome (a lost worker, a missing pool), or the upstream task
+        that left no date or plan.
     """
     if trading_date is None:
         raise upstream_failed("No trading date", "resolve_date")

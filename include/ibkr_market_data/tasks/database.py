@@ -1,4 +1,7 @@
-"""Open the market-data database for a task, and read which sessions are stored whole."""
+"""Open the market-data database for a task, and read which sessions are stored whole.
+
+See docs/architecture.md.
+"""
 
 from __future__ import annotations
 
@@ -22,20 +25,21 @@ log = logging.getLogger(__name__)
 
 
 def market_db() -> PostgresHook:
+    """Return the Airflow hook of the market-data connection."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     return PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID)
 
 
 def open_market_connection() -> psycopg.Connection:
-    """A new connection to the market-data database; the caller closes it."""
+    """Open a new connection to the market-data database; the caller closes it."""
     # The provider types get_conn() as a psycopg2 / psycopg 3 union; this deployment runs psycopg 3.
     return cast("psycopg.Connection", market_db().get_conn())
 
 
 @contextmanager
 def market_connection() -> Iterator[psycopg.Connection]:
-    """A connection to the market-data database (psycopg 3), closed on exit; the caller commits."""
+    """Yield a connection to the market-data database (psycopg 3), closed on exit; the caller commits."""
     conn = open_market_connection()
     try:
         yield conn
@@ -46,7 +50,7 @@ def market_connection() -> Iterator[psycopg.Connection]:
 def stored_sessions(
     conn: psycopg.Connection, tf: Timeframe, rows: Sequence[SymbolRow], start: dt.date, end: dt.date
 ) -> dict[int, set[dt.date]]:
-    """Per symbol, the sessions from ``start`` to ``end`` whose ``tf`` bars are stored whole.
+    """Return per symbol the sessions from ``start`` to ``end`` whose ``tf`` bars are stored whole.
 
     Daily: the session's bar. Intraday: as many bars as the exchange's schedule holds that day,
     early closes included; a symbol whose exchange has no calendar has none.

@@ -1,4 +1,7 @@
-"""Give a task its run identity and an IB session whose client id is leased in the database."""
+"""Give a task its run identity and an IB session whose client id is leased in the database.
+
+See docs/architecture.md.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ibkr_market_data.errors import (
-    PermanentError,
-)
+from ibkr_market_data.errors import PermanentError
 from ibkr_market_data.settings import IBKR_CONN_ID
 from ibkr_market_data.tasks.database import open_market_connection
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def run_context() -> RunContext:
-    """The ``RunContext`` (dag, run, try) of the task instance running now."""
+    """Return the ``RunContext`` (dag, run, try) of the task instance running now."""
     from airflow.sdk import get_current_context
 
     from ibkr_market_data.repository import RunContext
@@ -36,12 +37,13 @@ def run_context() -> RunContext:
 
 @contextmanager
 def ib_session(paced: bool = False) -> Iterator[tuple[psycopg.Connection, IbkrHook]]:
-    """A market-data connection and an IbkrHook whose client id is leased on that connection.
+    """Yield a market-data connection and an IbkrHook whose client id is leased on that connection.
 
-    The lease is a session-level advisory lock, so it holds across the connection's commits and
-    rollbacks and dies with it. ``paced``: small-bar and head-timestamp requests wait their turn
-    in the shared pacing ledger. A CollectionError that no retry can mend, and a bad extra of the
-    ibkr connection, become PermanentError.
+    The lease is a session-level advisory lock: it outlives the connection's commits and rollbacks
+    and dies with it.
+
+    :param paced: small-bar and head-timestamp requests wait their turn in the shared pacing ledger.
+    :raises PermanentError: a CollectionError no retry can mend, or a bad extra of the ibkr connection.
     """
     import functools
 

@@ -1,4 +1,7 @@
-"""Check and read the run params the daily and backfill DAGs share: exchanges, timeframe, symbols."""
+"""Check and read the run params the daily and backfill DAGs share: exchanges, timeframe, symbols.
+
+See docs/configuration.md.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def as_name_list(value: object) -> list[str]:
-    """A param given as a list, or as one comma-separated string, as clean upper-case names."""
+    """Return a param given as a list, or as one comma-separated string, as clean upper-case names."""
     if value is None or value == "":
         return []
     items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
@@ -32,7 +35,10 @@ def as_name_list(value: object) -> list[str]:
 
 
 def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
-    """The ``exchanges`` param, all of ``DAILY_EXCHANGES`` when empty; InvalidRunParamError on an unknown one."""
+    """Return the ``exchanges`` param, all of ``DAILY_EXCHANGES`` when empty.
+
+    :raises InvalidRunParamError: an exchange is unknown.
+    """
     exchanges = as_name_list(params.get("exchanges")) or list(DAILY_EXCHANGES)
     unknown = sorted(set(exchanges) - set(DAILY_EXCHANGES))
     if unknown:
@@ -43,10 +49,10 @@ def selected_exchanges(params: Mapping[str, Any]) -> list[str]:
 
 
 def selected_timeframe(params: Mapping[str, Any]) -> Timeframe | None:
-    """The ``timeframe`` param: one timeframe for every symbol, or None for each one's configured timeframes.
+    """Return the ``timeframe`` param: one timeframe for every symbol, or None for each one's configured ones.
 
-    Raises InvalidRunParamError on an unknown timeframe, or on a bad timeframe setting when the
-    run collects the configured ones.
+    :raises InvalidRunParamError: an unknown timeframe, or a bad timeframe setting when the run
+        collects the configured ones.
     """
     from ibkr_market_data import timeframes
 
@@ -64,7 +70,7 @@ def selected_timeframe(params: Mapping[str, Any]) -> Timeframe | None:
 
 
 def timeframes_of(rows: Sequence[SymbolRow], selected: Timeframe | None) -> dict[Timeframe, list[SymbolRow]]:
-    """The symbols to collect per timeframe: all of them in ``selected``, or each in its configured ones."""
+    """Return the symbols to collect per timeframe: all in ``selected``, or each in its configured ones."""
     from ibkr_market_data import timeframes
 
     if selected is not None:
@@ -80,9 +86,11 @@ def timeframes_of(rows: Sequence[SymbolRow], selected: Timeframe | None) -> dict
 def select_wanted_symbols(
     conn: psycopg.Connection, symbols: Sequence[str], exchanges: Sequence[str], priority: str = "all"
 ) -> list[SymbolRow]:
-    """The active symbols the params select; InvalidRunParamError if ``symbols`` names one never loaded.
+    """Return the active symbols the params select.
 
     A named symbol that is inactive or filtered out by ``exchanges`` / ``priority`` is logged, not refused.
+
+    :raises InvalidRunParamError: ``symbols`` names one never loaded.
     """
     if symbols:
         unknown = sorted(set(symbols) - repository.known_symbol_names(conn))
@@ -99,7 +107,10 @@ def select_wanted_symbols(
 
 
 def check_quality_settings() -> None:
-    """Refuse a bad ``IBKR_QUALITY_SEVERITIES`` before any request (InvalidRunParamError naming the entry)."""
+    """Refuse a bad ``IBKR_QUALITY_SEVERITIES`` before any request.
+
+    :raises InvalidRunParamError: naming the bad entry.
+    """
     from ibkr_market_data import quality
 
     try:

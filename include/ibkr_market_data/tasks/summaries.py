@@ -1,4 +1,7 @@
-"""Summarise a run: the dry-run log, the run summary with its data-quality checks, and their failures."""
+"""Summarise a run: the dry-run log, the run summary with its data-quality checks, and their failures.
+
+See docs/operations.md and docs/data-quality.md.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,8 @@ def log_dry_run(targets: Sequence[CollectionTarget], symbols: int) -> None:
     estimate = minimum_duration(len(targets), small_bars=False, in_flight=1, latency=DRY_RUN_LATENCY_SECONDS)
     log.info(
         "Dry run: %d requests for %d symbols. IB's rules set no hard limit on daily bars; at %.1f s a "
-        "request and one at a time that is %.0f s, divided by the ibkr pool's slots. Nothing sent or written.",
+        "request and one at a time that is %.0f s, divided by the ibkr pool's slots. "
+        "Nothing sent or written.",
         len(targets),
         symbols,
         DRY_RUN_LATENCY_SECONDS,
@@ -55,7 +59,7 @@ def log_dry_run(targets: Sequence[CollectionTarget], symbols: int) -> None:
 
 
 def upstream_failed(what: str, task_id: str) -> PermanentError:
-    """The summary's failure when an upstream task left it nothing to report on."""
+    """Return the summary's failure when an upstream task left it nothing to report on."""
     return PermanentError(
         f"{what}: nothing was planned or collected because task {task_id!r} failed; see its log"
     )
@@ -70,12 +74,17 @@ def summarize_run(
     expected_sessions: Mapping[int, Collection[dt.date]] | None = None,
     minute_sessions: MinuteSessions | None = None,
 ) -> RunSummary:
-    """Read the run's report, log it; PermanentError naming failed and unfinished symbols.
+    """Read the run's summary, record its metrics and log it; return it.
 
-    With ``expected_sessions`` (per planned symbol, the sessions the run set out to have) the
-    data-quality checks run over them too, their findings are recorded and logged, and errors first
-    found by this run fail it as well. ``minute_sessions``: the 1-minute sessions the run collected,
-    held against their daily bars.
+    :param what: names the run in the log and errors.
+    :param run: the run's identity.
+    :param planned: the planned symbols by id.
+    :param unfinished_label: what the summary calls planned symbols without an outcome.
+    :param still_missing: planned symbol ids that still lack sessions the run set out to fill.
+    :param expected_sessions: per planned symbol, the sessions the run set out to have: the
+        data-quality checks run over them, and errors this run is first to find fail it too.
+    :param minute_sessions: the 1-minute sessions the run collected, held against their daily bars.
+    :raises PermanentError: naming the failed and unfinished symbols and the new data-quality errors.
     """
     from ibkr_market_data import run_metrics
     from ibkr_market_data.run_summary import read_run_summary
@@ -99,7 +108,7 @@ def summarize_run(
 
 @dataclass(frozen=True)
 class MinuteSessions:
-    """The 1-minute sessions a run collected: per symbol id the bars each holds by its schedule, and the symbol's zone."""
+    """The 1-minute sessions a run collected: per symbol id, the bars each one's schedule holds; its zone."""
 
     scheduled: Mapping[int, Mapping[dt.date, int]]
     zones: Mapping[int, str]
@@ -109,7 +118,7 @@ class MinuteSessions:
 
     @classmethod
     def of_targets(cls, targets: Sequence[TargetPayload]) -> MinuteSessions:
-        """From a run's planned targets: those of 1-minute bars."""
+        """Return the 1-minute sessions of a run's planned targets."""
         scheduled: dict[int, dict[dt.date, int]] = {}
         zones: dict[int, str] = {}
         for target in targets:
@@ -131,10 +140,12 @@ def check_quality(
     rules: QualityRules | None = None,
     minute_sessions: MinuteSessions | None = None,
 ) -> list[str]:
-    """Check the daily bars of ``expected_sessions``, record and log the findings (``quality``).
+    """Check the daily bars of ``expected_sessions``, record and log the findings; return the run's problems.
 
-    Returns the run's problem, if any: the findings of severity error this run is the first to see.
-    A finding already open from an earlier run is logged again, and does not fail this one.
+    A problem is a finding of severity error that this run is the first to see; one already open
+    from an earlier run is logged again and does not fail this one.
+
+    :raises PermanentError: ``IBKR_QUALITY_SEVERITIES`` is bad.
     """
     from ibkr_market_data import quality
     from ibkr_market_data.bars import DAILY_TIMEFRAME
