@@ -2,7 +2,7 @@
 
 Channels are Airflow connections (email through ``smtp_default``, a webhook through
 ``market_data_alerts_webhook``); each channel's delivery is recorded, so the freshness watchdog retries
-only a channel that failed. See docs/operations.md#alerts.
+only a channel that failed, and pings a heartbeat URL when healthy. See docs/operations.md#alerts.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEBHOOK_CONN_ID = "market_data_alerts_webhook"
+HEARTBEAT_CONN_ID = "market_data_heartbeat"
 EMAIL_TO_ENV = "IBKR_ALERT_EMAIL_TO"
 WEBHOOK_TIMEOUT_SECONDS = 10
 #: Connect and statement timeout of a failure alert's database read: the alert goes out without it.
@@ -241,6 +242,23 @@ def retry_owed_alerts(conn: psycopg.Connection) -> int:
             owed += 1
             log.warning("Alert %r still not delivered: %s", alert.subject, outcome.detail)
     return owed
+
+
+def ping_heartbeat() -> bool:
+    """GET the ``market_data_heartbeat`` URL, following no redirect; return whether it answered 2xx.
+
+    A failed ping is logged, not raised: the monitoring service notices the silence.
+    """
+    conn = _connection(HEARTBEAT_CONN_ID)
+    if conn is None:
+        return False
+    try:
+        _http(urllib.request.Request(webhook_url(conn), method="GET"), f"Heartbeat {HEARTBEAT_CONN_ID}")
+    except AlertDeliveryError as exc:
+        log.warning("%s", exc)
+        return False
+    log.info("Heartbeat %s pinged", HEARTBEAT_CONN_ID)
+    return True
 
 
 # -- a failed run -----------------------------------------------------------------------------
@@ -475,7 +493,7 @@ def run_watchdog(
 
 
 def watchdog_task(params: Mapping[str, Any], as_of: dt.datetime) -> dict[str, Any]:
-    """Run the watchdog DAG's pass as of the run's logical date, on the market-data connection."""
+    """Run the watchdog DAG's pass as of the run's logical date; ping the heartbeat if nothing is owed."""
     from ibkr_market_data.tasks.database import market_connection
 
     delay = (
@@ -485,9 +503,12 @@ def watchdog_task(params: Mapping[str, Any], as_of: dt.datetime) -> dict[str, An
     )
     with market_connection() as conn:
         check = run_watchdog(conn, as_of, delay, int(params.get("lookback_days") or 7))
+    if check.undelivered:
+        log.warning("Heartbeat not pinged: %d alert deliveries are still owed", check.undelivered)
     return {
         "new_gaps": len(check.new_gaps),
         "recovered": len(check.recovered),
         "still_open": check.still_open,
         "undelivered": check.undelivered,
+        "heartbeat": not check.undelivered and ping_heartbeat(),
     }

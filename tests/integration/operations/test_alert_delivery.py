@@ -1,4 +1,4 @@
-"""Alerts that arrive: the market-data database down, one channel failing, a redirect.
+"""Alerts that arrive: the market-data database down, one channel failing, a redirect, the heartbeat.
 
 Real SMTP (aiosmtpd), real HTTP servers on loopback, real PostgreSQL. See docs/operations.md#alerts.
 """
@@ -11,11 +11,12 @@ import types
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from ibkr_market_data import alerts
 from tests.fixtures.airflow_stack import free_port
-from tests.integration.operations.conftest import DAILY
+from tests.integration.operations.conftest import DAILY, running_http_sink
 
 THREE_HOURS = dt.timedelta(hours=3)
 #: A delay no date of the scenario is overdue by: the watchdog finds no new gap.
@@ -124,3 +125,28 @@ def test_a_redirecting_webhook_is_not_delivered(http_sink, status):
     assert http_sink.gets == []  # the redirect was not followed
     assert [(outcome.channel, outcome.delivered) for outcome in outcomes] == [("webhook", False)]
     assert f"answered {status}" in outcomes[0].detail
+
+
+def test_the_heartbeat_is_pinged_by_healthy_watchdog_passes_only(week, http_sink, monkeypatch, db_conn):
+    params = {"delay_minutes": 180, "lookback_days": 7}
+    with running_http_sink() as heartbeat:
+        monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_HEARTBEAT", heartbeat.url)
+        ping = urlsplit(heartbeat.url).path
+
+        assert alerts.watchdog_task(params, AS_OF)["new_gaps"] == 8
+        assert heartbeat.gets == [ping]  # announced and delivered: healthy
+
+        http_sink.status = 500  # a failed run's alert the webhook refuses: owed, not delivered
+        alerts.MarketDataFailureNotifier()(run_context())
+        alerts.watchdog_task(params, AS_OF + FIFTEEN_MINUTES)
+        assert heartbeat.gets == [ping]
+
+        http_sink.status = 200  # the next pass delivers it
+        alerts.watchdog_task(params, AS_OF + 2 * FIFTEEN_MINUTES)
+        assert heartbeat.gets == [ping, ping]
+
+        monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_DB", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+        with pytest.raises(psycopg.OperationalError):
+            alerts.watchdog_task(params, AS_OF + 3 * FIFTEEN_MINUTES)
+        assert heartbeat.gets == [ping, ping]
+        assert heartbeat.posts == []
