@@ -1,8 +1,8 @@
 """Alert once when a trading date is still incomplete after its close plus a delay, and once on recovery.
 
-Runs every 15 minutes over the last week (delay: `IBKR_FRESHNESS_DELAY_MINUTES`, default 180), so a
-paused DAG or a dead scheduler that no failed run reports is caught. Announced gaps are kept in
-`freshness_alerts`. See docs/operations.md.
+Runs every 15 minutes over the last week (delay: `IBKR_FRESHNESS_DELAY_MINUTES`, default 180); each pass
+first re-sends what an alert channel did not take. A healthy pass pings the `market_data_heartbeat` URL,
+so a dead scheduler is caught by the silence; a failed one alerts. See docs/operations.md#alerts.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from ibkr_market_data.alerts import MarketDataFailureNotifier
 from ibkr_market_data.dag_defaults import DEFAULT_ARGS, START_DATE
 
 WATCHDOG_INTERVAL = dt.timedelta(minutes=15)
@@ -23,6 +24,7 @@ WATCHDOG_INTERVAL = dt.timedelta(minutes=15)
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    on_failure_callback=MarketDataFailureNotifier(list_symbols=False),
     tags=["market-data", "alerts"],
     default_args=DEFAULT_ARGS,
     params={

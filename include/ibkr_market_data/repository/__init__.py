@@ -5,6 +5,7 @@ bars and its log row commit together. Callers use the package, not its modules. 
 """
 
 from ibkr_market_data.errors import PlanNotFoundError
+from ibkr_market_data.repository.alert_deliveries import OwedAlert, owed_alerts, record_alert_delivery
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
     UpsertResult,
@@ -118,6 +119,9 @@ __all__ = [
     "mark_gap_recovered",
     "open_freshness_alerts",
     "record_freshness_alert",
+    "OwedAlert",
+    "owed_alerts",
+    "record_alert_delivery",
     "record_request_seconds",
     "record_run_metrics",
     "run_failure_details",

@@ -8,15 +8,20 @@ inactive NASDAQ symbol that must never count.
 from __future__ import annotations
 
 import datetime as dt
+import email
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
+
+from tests.fixtures.airflow_stack import free_port
 
 D13, D14, D15, D16, D17, D20 = (dt.date(2025, 1, day) for day in (13, 14, 15, 16, 17, 20))
 DAILY = "daily_market_data"
@@ -136,10 +141,17 @@ def week(db_conn: psycopg.Connection) -> dict[str, int]:
 
 
 class HttpSink:
-    """A real HTTP server on loopback keeping the JSON of every POST; ``received`` is set on each."""
+    """A real HTTP server on loopback keeping the JSON of every POST; ``received`` is set on each.
+
+    Every POST is kept, whatever ``status`` it is answered with (``location`` goes with a redirect);
+    ``gets`` keeps the path of every GET (a heartbeat ping, a followed redirect).
+    """
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict]] = []
+        self.gets: list[str] = []
+        self.status = 200
+        self.location = ""
         self.received = threading.Condition()
         self.url = ""
 
@@ -163,6 +175,16 @@ def running_http_sink() -> Iterator[HttpSink]:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with sink.received:
                 sink.posts.append((self.path, json.loads(body)))
+                sink.received.notify_all()
+            self.send_response(sink.status)
+            if sink.location:
+                self.send_header("Location", sink.location)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def do_GET(self) -> None:  # noqa: N802
+            with sink.received:
+                sink.gets.append(self.path)
                 sink.received.notify_all()
             self.send_response(200)
             self.end_headers()
@@ -188,3 +210,39 @@ def http_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpSink]:
     with running_http_sink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", sink.url)
         yield sink
+
+
+class SmtpSink:
+    """Keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.recipients: list[list[str]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802  (aiosmtpd's hook name)
+        self.messages.append(email.message_from_bytes(envelope.content))
+        self.recipients.append(list(envelope.rcpt_tos))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": controller.port,
+                "extra": {"from_email": "alerts@example.com", "disable_tls": True, "disable_ssl": True},
+            }
+        ),
+    )
+    monkeypatch.setenv("IBKR_ALERT_EMAIL_TO", "ops@example.com, desk@example.com")
+    try:
+        yield sink
+    finally:
+        controller.stop()

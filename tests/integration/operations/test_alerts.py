@@ -3,57 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
 import types
-from collections.abc import Iterator
-from email.message import Message
-
-import pytest
-from aiosmtpd.controller import Controller
 
 from ibkr_market_data import alerts, repository
-from ibkr_market_data.errors import AlertDeliveryError
 from tests.fixtures.airflow_stack import free_port
 from tests.integration.operations.conftest import D14, DAILY, HttpSink, insert_attempt, insert_bar
 
 THREE_HOURS = dt.timedelta(hours=3)
-
-
-class SmtpSink:
-    """Keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802  (aiosmtpd's hook name)
-        self.messages.append(email.message_from_bytes(envelope.content))
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": controller.port,
-                "extra": {"from_email": "alerts@example.com", "disable_tls": True, "disable_ssl": True},
-            }
-        ),
-    )
-    monkeypatch.setenv("IBKR_ALERT_EMAIL_TO", "ops@example.com, desk@example.com")
-    try:
-        yield sink
-    finally:
-        controller.stop()
 
 
 def failed_run_context(run_id: str) -> dict:
@@ -105,10 +62,11 @@ def test_without_a_channel_the_alert_is_logged(monkeypatch, caplog):
     assert "not sent: no connection smtp_default or market_data_alerts_webhook" in caplog.text
 
 
-def test_a_refusing_webhook_is_one_clear_error(monkeypatch):
+def test_a_refusing_webhook_is_one_clear_outcome(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_ALERTS_WEBHOOK", f"http://127.0.0.1:{free_port()}/hook")
-    with pytest.raises(AlertDeliveryError, match="Webhook market_data_alerts_webhook refused the alert"):
-        alerts.send_alert("subject", "text")
+    [outcome] = alerts.send_alert("subject", "text")
+    assert (outcome.channel, outcome.delivered) == ("webhook", False)
+    assert outcome.detail.startswith("Webhook market_data_alerts_webhook refused the alert: ")
 
 
 def test_a_dead_smtp_server_does_not_keep_the_alert_from_the_webhook(http_sink, monkeypatch):
@@ -128,8 +86,10 @@ def test_a_dead_smtp_server_does_not_keep_the_alert_from_the_webhook(http_sink, 
             }
         ),
     )
-    with pytest.raises(AlertDeliveryError, match="not delivered: email through smtp_default"):
-        alerts.send_alert("subject", "text")
+    webhook, email = alerts.send_alert("subject", "text")
+    assert (webhook.channel, webhook.delivered) == ("webhook", True)
+    assert (email.channel, email.delivered) == ("email", False)
+    assert email.detail.startswith("email through smtp_default: ")
     assert [payload["text"] for _, payload in http_sink.posts] == ["*subject*\ntext"]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlsplit
 
 import pytest
 
 from ibkr_market_data import repository
-from tests.integration.operations.conftest import D14
+from tests.fixtures.airflow_stack import free_port
+from tests.integration.operations.conftest import D14, running_http_sink
 
 
 @pytest.fixture
@@ -37,3 +39,31 @@ def test_watchdog_run_alerts_once_per_gap(watchdog_dag, week, http_sink, db_conn
     assert [(gap.exchange, gap.trading_date) for gap in repository.open_freshness_alerts(db_conn)] == [
         ("NASDAQ", D14)
     ]
+
+
+def test_a_healthy_watchdog_run_pings_the_heartbeat(watchdog_dag, week, http_sink, monkeypatch):
+    with running_http_sink() as heartbeat:
+        monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_HEARTBEAT", heartbeat.url)
+        run = watchdog_dag.test(logical_date=dt.datetime(2025, 1, 15, 4, 0, tzinfo=dt.UTC))
+        assert run.state == "success"
+        assert heartbeat.gets == [urlsplit(heartbeat.url).path]
+
+
+def test_the_watchdog_alerts_its_own_failure_without_its_database(
+    watchdog_dag, market_db, http_sink, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_CONN_MARKET_DATA_DB", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    # The DAG processor's context when the run has no last task instance: no dag_run.
+    context = {
+        "dag": watchdog_dag,
+        "run_id": "scheduled__2025-01-15T04:00:00+00:00",
+        "reason": "task_failure",
+    }
+    callbacks = watchdog_dag.on_failure_callback
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+        callback(context)
+    [(_, payload)] = http_sink.posts
+    assert payload["text"].startswith(
+        "*market_data_freshness run scheduled__2025-01-15T04:00:00+00:00 failed*\n"
+    )
+    assert "Airflow says: task_failure" in payload["text"]
