@@ -2,7 +2,7 @@
 
 See docs/schema.md.
 Revision ID: 0004
-Revises: 0002 (the lead re-chains this after 0003 at merge)
+Revises: 0003
 """
 
 from alembic import op

@@ -1,14 +1,14 @@
 """Alert deliveries: ``alert_deliveries``, one row per (alert, channel), so only a failed channel is retried.
 
 A new table and a partial index on it: online, nothing else is locked. See docs/operations.md#alerts.
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
