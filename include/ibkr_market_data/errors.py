@@ -203,3 +203,10 @@ def classify_error(code: int, message: str) -> IbkrError:
         return IbkrConnectionError(message, code)
     # 321 request validation, 166 expired contract and every code not named above.
     return IbkrRequestError(message, code)
+
+
+class ReadRequestError(ValueError):
+    """A read or an export asked for something unusable: an unknown symbol or timeframe, a bad range.
+
+    The message names the input and what is expected (``ibkr_market_data.reader``, docs/reading-data.md).
+    """

@@ -14,6 +14,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 * ``quality``: ``data_quality_issues`` and what the quality checks read
 * ``plans``: ``planned_groups``, each run's plan (what its mapped tasks read)
 * ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
+* ``reads``: what the read API reads (listings by name, bars, per-session outcomes)
 """
 
 from ibkr_market_data.repository.backfill import (
@@ -93,6 +94,13 @@ from ibkr_market_data.repository.quality import (
     record_quality_findings,
     revision_ratios,
     run_quality_findings,
+)
+from ibkr_market_data.repository.reads import (
+    BAR_COLUMNS,
+    Listing,
+    bar_batches,
+    listings,
+    session_outcomes,
 )
 from ibkr_market_data.repository.symbols import (
     SymbolRow,
@@ -181,4 +189,9 @@ __all__ = [
     "MONTHLY_TIMEFRAMES",
     "ensure_partitions",
     "forget_known_partitions",
+    "BAR_COLUMNS",
+    "Listing",
+    "bar_batches",
+    "listings",
+    "session_outcomes",
 ]
