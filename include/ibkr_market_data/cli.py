@@ -9,6 +9,9 @@ defaults through ``ibkr_market_data_dev.local_cli``.
 summary and exits 1 if the run failed. ``backfill --from A --to B [--symbols S,T] [--exchanges X,Y]
 [--dry-run]`` prints the gap report, then runs the backfill DAG once in-process the same way. Bad
 input ends either at once with one ``error:`` line naming it and exit status 2, before any request.
+
+``export --from A --to B [--timeframe T] [--symbols S,T] --out DIR`` writes the stored bars as
+Parquet files, only those that changed since the last export there (docs/exports.md).
 """
 
 from __future__ import annotations
@@ -217,6 +220,55 @@ def check_timeframe(timeframe: str) -> None:
         raise BadInput(str(exc).replace("Param 'timeframe'", "--timeframe")) from None
 
 
+def check_export(args: argparse.Namespace) -> None:
+    """Refuse a missing or bad ``--from``/``--to``, ``--timeframe`` or ``--out`` of ``export``, naming it."""
+    from ibkr_market_data import exports, reader
+    from ibkr_market_data.errors import ReadRequestError
+
+    try:
+        if not args.start or not args.end:
+            raise ReadRequestError(
+                "--from and --to are required: the first and last session dates, YYYY-MM-DD"
+            )
+        reader.check_range(args.start, args.end, ("--from", "--to"))
+        try:
+            reader.check_timeframe(args.timeframe)
+        except ReadRequestError as exc:
+            raise ReadRequestError(f"--timeframe: {exc}") from None
+        exports.check_output_dir(args.out, "--out")
+    except ReadRequestError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Write the changed Parquet files of the stored bars to ``--out`` and print what was written.
+
+    Returns 0, or 1 when the database or the output directory fails on the way; raises BadInput
+    (exit 2) for an unknown symbol.
+    """
+    import psycopg
+
+    from ibkr_market_data import exports
+    from ibkr_market_data.errors import ReadRequestError
+    from ibkr_market_data.tasks.common import as_name_list
+
+    try:
+        with market_connection() as conn:
+            summary = exports.export_bars(
+                args.out, as_name_list(args.symbols) or None, args.timeframe, args.start, args.end, conn=conn
+            )
+    except ReadRequestError as exc:
+        raise BadInput(str(exc)) from None
+    except psycopg.errors.UndefinedTable as exc:
+        print(f"error: {str(exc).splitlines()[0]}: run migrate first", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: writing the export to {args.out} failed: {exc}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ibkr_market_data.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -249,6 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     backfill_parser.add_argument(
         "--dry-run", action="store_true", help="print the gap report and requests only"
     )
+    export_parser = commands.add_parser(
+        "export", help="write the stored bars as Parquet files (only the files that changed)"
+    )
+    export_parser.add_argument("--from", dest="start", default="", help="first session date YYYY-MM-DD")
+    export_parser.add_argument("--to", dest="end", default="", help="last session date YYYY-MM-DD, inclusive")
+    export_parser.add_argument("--timeframe", default="1day", help="1day (default), 1hour, 5min or 1min")
+    export_parser.add_argument("--symbols", default="", help="comma-separated symbols (default: all)")
+    export_parser.add_argument("--out", default="", help="directory to write into (created if missing)")
     return parser
 
 
@@ -266,6 +326,8 @@ def check(args: argparse.Namespace) -> None:
             check_quality_settings()
         except InvalidRunParamError as exc:
             raise BadInput(str(exc)) from None
+    elif args.command == "export":
+        check_export(args)
     elif args.command == "backfill":
         try:
             tasks.check_params(
@@ -300,6 +362,8 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "load-symbols":
             load_symbols()
             return 0
+        if args.command == "export":
+            return export_command(args)
         if args.command == "backfill":
             return backfill(
                 args.start,

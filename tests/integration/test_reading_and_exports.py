@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
-from ibkr_market_data import reader, repository
+from ibkr_market_data import exports, reader, repository
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.errors import ReadRequestError
 from ibkr_market_data.repository import AttemptStatus, RunContext
 from ibkr_market_data.universe import load_universe
+from ibkr_market_data_dev import local_cli, local_env
 
 RUN = RunContext(dag_id="backfill_market_data", run_id="manual__reads", try_number=1)
 #: Three NASDAQ / NYSE sessions and the ASX ones of the same dates (the 20th: US holiday, ASX trades).
@@ -291,3 +295,193 @@ def test_coverage_counts_intraday_bars_against_the_sessions_schedule(db_conn, sy
     ]  # 14th: before IB's data
     assert list(coverage["bars"]) == [0, 78, 40, 0]
     assert list(coverage["expected_bars"]) == [78, 78, 78, 78]
+
+
+# -- exports ------------------------------------------------------------------------------------------
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``directory``: its modification time (ns) and content."""
+    return {
+        str(path.relative_to(directory)): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def parquet_rows(directory: Path) -> list[tuple]:
+    """The export read with pyarrow (symbol from the Hive path), as the reference query returns rows."""
+    rows = []
+    for row in pq.read_table(directory).to_pylist():
+        rows.append(
+            (
+                row["symbol"],
+                row["timestamp"].astimezone(dt.UTC).replace(tzinfo=None),
+                row["session"],
+                *(Decimal(repr(row[column])) for column in ("open", "high", "low", "close")),
+                row["volume"],
+                None if row["wap"] is None else Decimal(repr(row["wap"])),
+                row["bar_count"],
+            )
+        )
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
+def test_an_export_read_back_with_pyarrow_holds_the_same_rows(db_conn, stored, tmp_path) -> None:
+    summary = exports.export_bars(tmp_path, None, "5min", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+
+    # One file per symbol and month; each holds its whole month (the bars outside the range too).
+    files = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.parquet"))
+    assert files == [
+        "timeframe=5min/symbol=AAPL/year=2025/2025-01.parquet",
+        "timeframe=5min/symbol=BHP/year=2025/2025-01.parquet",
+    ]
+    assert (summary.files_written, summary.bars_written, summary.files_unchanged) == (2, 78 + 72 + 8, 0)
+    assert parquet_rows(tmp_path) == reference_rows(
+        db_conn, "5min", dt.date(2025, 1, 1), dt.date(2025, 1, 31)
+    )
+    table = pq.read_table(tmp_path)
+    assert set(table.column("timeframe").to_pylist()) == {"5min"} and set(
+        table.column("year").to_pylist()
+    ) == {2025}
+    for name in files:
+        assert pq.read_schema(tmp_path / name).equals(exports.parquet_schema())
+
+
+def test_a_daily_export_has_one_file_per_symbol_and_year_named_hive_style(db_conn, stored, tmp_path) -> None:
+    exports.export_bars(tmp_path, None, "1day", "2024-12-31", SESSIONS[-1], conn=db_conn)
+
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.parquet")) == [
+        "timeframe=1day/symbol=AAPL/year=2025/2025.parquet",
+        "timeframe=1day/symbol=BHP/year=2025/2025.parquet",
+        "timeframe=1day/symbol=BRK A/year=2025/2025.parquet",
+    ]  # 2024 has no bars: no file
+    assert parquet_rows(tmp_path) == reference_rows(
+        db_conn, "1day", dt.date(2024, 1, 1), dt.date(2025, 12, 31)
+    )
+    assert len(parquet_rows(tmp_path)) == 15
+
+
+def test_a_second_export_with_nothing_new_writes_nothing(db_conn, stored, tmp_path) -> None:
+    exports.export_bars(tmp_path, None, "5min", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+    before = snapshot(tmp_path)
+
+    again = exports.export_bars(tmp_path, None, "5min", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+
+    assert (again.files_written, again.files_unchanged) == (0, 2)
+    assert snapshot(tmp_path) == before
+
+
+def test_after_a_changed_bar_only_its_file_is_written_again(db_conn, stored, tmp_path) -> None:
+    exports.export_bars(tmp_path, None, "1day", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+    before = snapshot(tmp_path)
+    changed = "timeframe=1day/symbol=BHP/year=2025/2025.parquet"
+
+    # IB revised a bar: the upsert replaces it (a revision, not a new row).
+    result = repository.upsert_bars(db_conn, stored["BHP"], "1day", [daily_bar(SESSIONS[1], close="100.75")])
+    db_conn.commit()
+    assert (result.inserted, result.revised) == (0, 1)
+    again = exports.export_bars(tmp_path, None, "1day", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+
+    after = snapshot(tmp_path)
+    assert (again.files_written, again.files_unchanged) == (1, 2)
+    assert set(after) == set(before)
+    assert {path for path in after if after[path] != before[path]} == {changed}
+    bhp = {row[2]: row[6] for row in parquet_rows(tmp_path) if row[0] == "BHP"}
+    assert bhp[SESSIONS[1]] == Decimal("100.75")
+
+
+def test_a_change_that_leaves_updated_at_alone_is_seen_too(db_conn, stored, tmp_path) -> None:
+    exports.export_bars(tmp_path, "AAPL", "1day", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+    db_conn.execute(
+        "UPDATE market_data SET volume = volume + 1 WHERE symbol_id = %s AND timeframe = '1day'",
+        (stored["AAPL"],),
+    )
+    db_conn.commit()
+    again = exports.export_bars(tmp_path, "AAPL", "1day", SESSIONS[0], SESSIONS[-1], conn=db_conn)
+    assert again.files_written == 1
+
+
+def test_the_progress_bar_goes_to_stderr(db_conn, stored, tmp_path, capsys) -> None:
+    exports.export_bars(tmp_path, None, "5min", SESSIONS[0], SESSIONS[-1], conn=db_conn, progress=True)
+    captured = capsys.readouterr()
+    assert "158/158" in captured.err and captured.out == ""
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def export_argv(out: object, *extra: str, start: str = "2025-01-15", end: str = "2025-01-17") -> list[str]:
+    return ["export", "--from", start, "--to", end, "--out", str(out), *extra]
+
+
+def unwritable_directory(tmp_path: Path) -> Path:
+    """A directory that exists and that this process cannot write in: root writes through permissions,
+    but not in sysfs."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return locked
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (
+            lambda tmp: export_argv(tmp, start="2025-01-17", end="2025-01-15"),
+            "--from (2025-01-17) is after --to",
+        ),
+        (lambda tmp: export_argv(tmp, start="2025-02-30"), "--from must be a date as YYYY-MM-DD"),
+        (lambda tmp: export_argv(tmp, "--timeframe", "2min"), "--timeframe: unknown timeframe '2min'"),
+        (lambda tmp: export_argv(tmp / "a-file"), "is a file; give a directory"),
+        (lambda tmp: export_argv(tmp / "a-file" / "below"), "cannot write there"),
+        (lambda tmp: export_argv(unwritable_directory(tmp)), "cannot write there"),
+        (lambda tmp: export_argv(""), "--out is empty"),
+        (lambda tmp: ["export", "--to", "2025-01-17", "--out", str(tmp)], "--from and --to are required"),
+    ],
+    ids=[
+        "reversed range",
+        "bad date",
+        "bad timeframe",
+        "out is a file",
+        "out under a file",
+        "unwritable",
+        "no out",
+        "no from",
+    ],
+)
+def test_bad_export_input_is_one_error_line_and_exit_2_before_anything_starts(
+    argv, named, tmp_path, monkeypatch, capsys
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    monkeypatch.setattr(local_env, "configure_airflow", lambda *args: pytest.fail("started on bad input"))
+
+    assert local_cli.main(argv(tmp_path)) == 2
+
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith("error:") and named in captured.err
+    assert captured.out == ""
+
+
+def test_an_unknown_symbol_is_one_error_line_and_exit_2(market_db, stored, tmp_path, capsys) -> None:
+    assert local_cli.main(export_argv(tmp_path, "--symbols", "AAPL,NOPE")) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert [line for line in errors if line.startswith("error:")] == [
+        "error: unknown symbols: NOPE; the symbols table has no such name (add it to the universe and run load-symbols)"
+    ]
+    assert not any("Traceback" in line for line in errors)
+
+
+def test_make_export_writes_then_writes_nothing_the_second_time(market_db, stored, tmp_path, capsys) -> None:
+    argv = export_argv(tmp_path / "parquet", "--timeframe", "5min", "--symbols", "AAPL")
+
+    assert local_cli.main(argv) == 0
+    first = capsys.readouterr().out.splitlines()
+    before = snapshot(tmp_path)
+    assert local_cli.main(argv) == 0
+    second = capsys.readouterr().out.splitlines()
+
+    assert first[-1].endswith("1 files written (82 bars), 0 unchanged, of 1 with bars in the range")
+    assert second[-1].endswith("0 files written (0 bars), 1 unchanged, of 1 with bars in the range")
+    assert snapshot(tmp_path) == before

@@ -14,7 +14,7 @@ package, not its modules: ``from ibkr_market_data import repository; repository.
 * ``quality``: ``data_quality_issues`` and what the quality checks read
 * ``plans``: ``planned_groups``, each run's plan (what its mapped tasks read)
 * ``operations``: run metrics, freshness alerts, and what the dashboard, alerts and report read
-* ``reads``: what the read API reads (listings by name, bars, per-session outcomes)
+* ``reads``: what the read API and the exports read (listings by name, bars, per-session outcomes)
 """
 
 from ibkr_market_data.repository.backfill import (
@@ -98,8 +98,10 @@ from ibkr_market_data.repository.quality import (
 from ibkr_market_data.repository.reads import (
     BAR_COLUMNS,
     Listing,
+    PeriodFingerprint,
     bar_batches,
     listings,
+    period_fingerprints,
     session_outcomes,
 )
 from ibkr_market_data.repository.symbols import (
@@ -191,7 +193,9 @@ __all__ = [
     "forget_known_partitions",
     "BAR_COLUMNS",
     "Listing",
+    "PeriodFingerprint",
     "bar_batches",
     "listings",
+    "period_fingerprints",
     "session_outcomes",
 ]

@@ -1,6 +1,6 @@
-"""What the read API reads: listings by name, bars through a server-side cursor, per-session outcomes.
+"""What the read API and the exports read: listings by name, bars through a server-side cursor, outcomes.
 
-See docs/reading-data.md. Every value is a bound parameter.
+See docs/reading-data.md and docs/exports.md. Every value is a bound parameter.
 """
 
 from __future__ import annotations
@@ -121,3 +121,69 @@ def session_outcomes(
             {"timeframe": timeframe, "symbol_ids": list(symbol_ids), **_day_bounds(start, end)},
         )
         return {(symbol_id, day): kind for symbol_id, day, kind in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class PeriodFingerprint:
+    """What an export compares: the rows of one symbol's period and a hash of their values."""
+
+    rows: int
+    content_hash: str
+
+
+#: Named parameters: timeframe, symbol_ids, period ('month' or 'year'), zone (the sessions' time
+#: zone, 'UTC' for daily bars, whose timestamp is their session's date), first, stop. The hash is the
+#: sum of one 64-bit hash per row, so it does not depend on the order rows are read in, and any
+#: change of a value, a new row or a removed one changes it, even one that left ``updated_at`` alone.
+_PERIOD_FINGERPRINTS = """
+    SELECT symbol_id,
+           date_trunc(%(period)s, timestamp AT TIME ZONE 'UTC' AT TIME ZONE %(zone)s)::date AS period,
+           count(*),
+           sum(hashtextextended((timestamp, open, high, low, close, volume, wap, bar_count)::text, 0))::text
+    FROM market_data
+    WHERE timeframe = %(timeframe)s AND symbol_id = ANY(%(symbol_ids)s)
+      AND timestamp >= %(first)s AND timestamp < %(stop)s
+    GROUP BY 1, 2
+"""
+
+
+def period_fingerprints(
+    conn: Connection,
+    symbol_ids: Sequence[int],
+    timeframe: str,
+    period: str,
+    zone: str,
+    first: dt.datetime,
+    stop: dt.datetime,
+) -> dict[tuple[int, dt.date], PeriodFingerprint]:
+    """Return a ``PeriodFingerprint`` per (symbol id, first day of the period) with bars in ``[first, stop)``.
+
+    :param conn: an open connection to the market-data database.
+    :param symbol_ids: the symbols to look at.
+    :param timeframe: a ``market_data.timeframe`` name.
+    :param period: ``month`` or ``year``: what one export file holds.
+    :param zone: the time zone whose dates name the sessions of these symbols (``UTC`` for daily bars).
+    :param first: the first timestamp to read (naive UTC, as stored), included.
+    :param stop: the timestamp to stop at, excluded.
+    """
+    if period not in ("month", "year"):
+        raise ValueError(f"period must be 'month' or 'year', not {period!r}")
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL jit = off"
+        )  # costed high on a year of 1-minute bars; compiling only slows it
+        cursor.execute(
+            _PERIOD_FINGERPRINTS,
+            {
+                "timeframe": timeframe,
+                "symbol_ids": list(symbol_ids),
+                "period": period,
+                "zone": zone,
+                "first": first,
+                "stop": stop,
+            },
+        )
+        return {
+            (symbol_id, day): PeriodFingerprint(int(rows), str(content_hash))
+            for symbol_id, day, rows, content_hash in cursor.fetchall()
+        }
