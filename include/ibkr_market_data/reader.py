@@ -386,12 +386,27 @@ def read_bars(
     """
     import pandas as pd
 
-    chunks = list(iter_bars(symbols, timeframe, start, end, adjusted=adjusted, conn=conn))
-    if not chunks:
+    pieces: list[tuple[str, pd.DataFrame]] = []
+    for chunk in iter_bars(symbols, timeframe, start, end, adjusted=adjusted, conn=conn):
+        pieces.extend(symbol_pieces(chunk))
+    if not pieces:
         return bars_frame([], {}, "UTC", intraday=False)
-    bars = chunks[0] if len(chunks) == 1 else pd.concat(chunks)
-    del chunks  # the chunks are garbage once copied into one frame: leave one copy at most
-    return bars if bars.index.is_monotonic_increasing else bars.sort_index()
+    # Chunks come by symbol id: putting the pieces in name order (stable, so each symbol's stay in
+    # time order) sorts the frame in the one copy concat makes, where sort_index would make another.
+    pieces.sort(key=lambda piece: piece[0])
+    return pd.concat([piece for _, piece in pieces]) if len(pieces) > 1 else pieces[0][1]
+
+
+def symbol_pieces(chunk: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Split a chunk (symbols in runs, as ``iter_bars`` yields them) into one slice per symbol, named."""
+    import numpy as np
+
+    symbols = chunk.index.get_level_values("symbol").to_numpy()
+    if len(symbols) == 0:
+        return []
+    starts = [0, *(np.flatnonzero(symbols[1:] != symbols[:-1]) + 1).tolist()]
+    ends = [*starts[1:], len(symbols)]
+    return [(str(symbols[first]), chunk.iloc[first:stop]) for first, stop in zip(starts, ends, strict=True)]
 
 
 # -- coverage -------------------------------------------------------------------------------------
