@@ -16,6 +16,9 @@ Sections (``--only`` picks some, comma-separated):
 * ``storage``: a year of 1-minute bars in ``market_data`` partitioned by timeframe and month
   (migration 0007) beside one table (0006): write throughput through the product's write paths,
   reading a symbol-day and a symbol-year, table and index size (``bench.storage_bench``).
+* ``reads``: the read API (``ibkr_market_data.reader``) on a year of 1-minute bars: rows per second
+  and peak memory of ``iter_bars`` against the table's size, beside a bare server-side cursor, and
+  ``read_bars`` into one DataFrame (``bench.reads_bench``).
 
 Every figure is reported beside a baseline measured in the same run, as a ratio; with repeats,
 medians. A section not run keeps its previous figures (with their own date) in the results files,
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-repeats", type=int, default=3)
     parser.add_argument("--latency-ms", type=int, default=200, help="simulator latency on every request")
     parser.add_argument("--keep", action="store_true", help="keep the daily section's Airflow home and logs")
+    parser.add_argument(
+        "--reads-symbols", type=int, default=320, help="symbols of the reads section's year of 1-minute bars"
+    )
     options = parser.parse_args(argv)
     only = [name.strip() for name in options.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
@@ -207,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import storage_bench
 
                 figures = storage_bench.run()
+            elif name == "reads":
+                from bench import reads_bench
+
+                figures = reads_bench.run(options.reads_symbols)
             else:
                 figures = run_backfill(results)
                 if figures is None:
