@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -294,14 +294,15 @@ def iter_bars(
     adjusted: bool = False,
     conn: psycopg.Connection | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     """Return an iterator of bars DataFrames of at most ``chunk_rows`` rows, read by a server-side cursor.
 
     The request is checked at once, before anything is read; the iterator holds one chunk at a
     time, whatever the range. Each chunk is indexed by (symbol, timestamp) like ``read_bars``' result,
     symbol by symbol, each symbol's bars in time order; a symbol's bars may span two chunks. Symbols
     come grouped by the time zone of their exchange (for intraday bars), then in the order of their
-    ids. The iteration runs in a transaction of ``conn`` (a savepoint if one is open).
+    ids. The iteration runs in a transaction of ``conn`` (a savepoint if one is open): iterate to the
+    end or ``close()`` the generator to end it (and, without ``conn``, close the connection).
 
     Example::
 
@@ -338,7 +339,7 @@ def iter_bars(
 
 def _chunks(
     conn: psycopg.Connection, request: ReadRequest, windows: list[ReadWindow], chunk_rows: int, close: bool
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     try:
         with conn.transaction():
             for window in windows:
