@@ -187,6 +187,25 @@ def test_iter_bars_streams_chunks_through_a_server_side_cursor(db_conn, stored) 
     assert db_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
+def test_a_read_left_early_and_closed_ends_its_transaction_and_connection(
+    db_conn, stored, monkeypatch
+) -> None:
+    chunks = reader.iter_bars(None, "5min", SESSIONS[0], SESSIONS[-1], conn=db_conn, chunk_rows=10)
+    next(chunks)
+    assert db_conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    chunks.close()
+    assert db_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+    opened = []
+    open_connection = reader.open_connection
+    monkeypatch.setattr(reader, "open_connection", lambda: opened.append(open_connection()) or opened[-1])
+    chunks = reader.iter_bars(None, "5min", SESSIONS[0], SESSIONS[-1], chunk_rows=10)
+    next(chunks)
+    assert not opened[0].closed
+    chunks.close()
+    assert opened[0].closed
+
+
 def test_the_read_api_opens_the_market_data_db_connection_when_given_none(stored) -> None:
     bars = reader.read_bars(["BRK A"], "1day", SESSIONS[0], SESSIONS[-1])
     assert list(bars["high"]) == [654321.12345678] * 3
