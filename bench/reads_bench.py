@@ -81,6 +81,7 @@ def run(symbols: int = SYMBOLS, repeats: int = REPEATS) -> dict[str, Any]:
     )
     # The machine is shared: a high load average means slower figures, not a slower read API.
     figures["load_average_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+    figures["machine"] = _machine()
     return figures
 
 
@@ -214,6 +215,14 @@ def _figures(
         ),
         "seconds": round(seconds, 1),
     }
+
+
+def _machine() -> str:
+    """The machine measured on, kept with the figures: results.md's machine line is the latest run's."""
+    from bench.run import machine_facts
+
+    facts = machine_facts()
+    return f"{facts['nproc']} CPUs ({facts['cpu']}), {facts['memory_gib']} GiB"
 
 
 # -- one pass, in its own process -----------------------------------------------------------------
