@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 export PYTHONPATH := $(CURDIR)/include
 
-.PHONY: install run test test-fast collect backfill report sim bench faults lint format lock clean browser
+.PHONY: install run test test-fast collect backfill report export sim bench faults lint format lock clean browser
 
 # The virtualenv is rebuilt whenever a pinned file changes. Bytecode is compiled at install: where
 # PYTHONDONTWRITEBYTECODE is set (it is on this workplace's machines) every process would otherwise
@@ -47,11 +47,14 @@ backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-
 report: install  ## run metrics and coverage in the terminal: make report FROM=2025-01-01 TO=2025-01-31
 	$(PY) -m ibkr_market_data_dev.local_cli report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
+export: install  ## stored bars as Parquet, changed files only: make export FROM=2025-01-01 TO=2025-12-31 OUT=dir [TIMEFRAME=1min] [SYMBOLS=AAPL,BHP]
+	$(PY) -m ibkr_market_data_dev.local_cli export --from "$(FROM)" --to "$(TO)" --out "$(OUT)" $(if $(TIMEFRAME),--timeframe "$(TIMEFRAME)") $(if $(SYMBOLS),--symbols "$(SYMBOLS)")
+
 sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 	$(PY) -m tws_simulator --universe $(wildcard include/ibkr_market_data/universe/*.csv)
 
-bench: install  ## benchmarks; figures go to bench/results.md
-	$(PY) -m bench.run
+bench: install  ## benchmarks; figures go to bench/results.md [ONLY=sim,reads,...]
+	$(PY) -m bench.run $(if $(ONLY),--only "$(ONLY)")
 
 faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...] [EXECUTOR=celery]
 	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)") $(if $(EXECUTOR),--executor $(EXECUTOR))

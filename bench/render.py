@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-SECTIONS = ("sim", "daily", "backfill", "dashboard", "scale", "storage")
+SECTIONS = ("sim", "daily", "backfill", "dashboard", "scale", "storage", "reads")
 
 
 def _fmt(value: Any) -> str:
@@ -360,6 +360,7 @@ def markdown(results: dict[str, Any]) -> str:
         "dashboard": "Dashboard on a year of 5,000 symbols",
         "scale": "Scale: 320 to 5,000 symbols, LocalExecutor and Celery",
         "storage": "Storage: a year of 1-minute bars, partitioned market_data vs one table",
+        "reads": "Reads: the read API on a year of 1-minute bars",
     }
     renderers = {"sim": sim_markdown, "daily": daily_markdown, "scale": scale_markdown}
     for name in SECTIONS:

@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-repeats", type=int, default=3)
     parser.add_argument("--latency-ms", type=int, default=200, help="simulator latency on every request")
     parser.add_argument("--keep", action="store_true", help="keep the daily section's Airflow home and logs")
+    parser.add_argument(
+        "--reads-symbols", type=int, default=320, help="symbols of the reads section's year of 1-minute bars"
+    )
     options = parser.parse_args(argv)
     only = [name.strip() for name in options.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
@@ -191,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import storage_bench
 
                 figures = storage_bench.run()
+            elif name == "reads":
+                from bench import reads_bench
+
+                figures = reads_bench.run(options.reads_symbols)
             else:
                 figures = run_backfill(results)
                 if figures is None:

@@ -1,4 +1,4 @@
-"""Command line for operators: migrate, load-symbols, collect, backfill and report.
+"""Command line for operators: migrate, load-symbols, collect, backfill, report and export.
 
 Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``);
 ``collect`` and ``backfill`` run their DAG once in this process. Bad input ends in one ``error:``
@@ -238,6 +238,55 @@ def check_timeframe(timeframe: str) -> None:
         raise BadInputError(str(exc).replace("Param 'timeframe'", "--timeframe")) from None
 
 
+def check_export(args: argparse.Namespace) -> None:
+    """Refuse a missing or bad ``--from``/``--to``, ``--timeframe`` or ``--out`` of ``export``, naming it."""
+    from ibkr_market_data import exports, reader
+    from ibkr_market_data.errors import ReadRequestError
+
+    try:
+        if not args.start or not args.end:
+            raise ReadRequestError(
+                "--from and --to are required: the first and last session dates, YYYY-MM-DD"
+            )
+        reader.check_range(args.start, args.end, ("--from", "--to"))
+        try:
+            reader.check_timeframe(args.timeframe)
+        except ReadRequestError as exc:
+            raise ReadRequestError(f"--timeframe: {exc}") from None
+        exports.check_output_dir(args.out, "--out")
+    except ReadRequestError as exc:
+        raise BadInputError(str(exc)) from None
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Write the changed Parquet files of the stored bars to ``--out`` and print what was written.
+
+    Returns 0, or 1 when the database or the output directory fails on the way; raises BadInput
+    (exit 2) for an unknown symbol.
+    """
+    import psycopg
+
+    from ibkr_market_data import exports
+    from ibkr_market_data.errors import ReadRequestError
+    from ibkr_market_data.tasks.params import as_name_list
+
+    try:
+        with market_connection() as conn:
+            summary = exports.export_bars(
+                args.out, as_name_list(args.symbols) or None, args.timeframe, args.start, args.end, conn=conn
+            )
+    except ReadRequestError as exc:
+        raise BadInputError(str(exc)) from None
+    except psycopg.errors.UndefinedTable as exc:
+        print(f"error: {str(exc).splitlines()[0]}: run migrate first", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: writing the export to {args.out} failed: {exc}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the command line and its subcommands."""
     parser = argparse.ArgumentParser(prog="python -m ibkr_market_data.cli", description=__doc__)
@@ -276,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="start", help="first trading date YYYY-MM-DD (default: 30 back)"
     )
     report_parser.add_argument("--to", dest="end", help="last trading date YYYY-MM-DD (default: today)")
+    export_parser = commands.add_parser(
+        "export", help="write the stored bars as Parquet files (only the files that changed)"
+    )
+    export_parser.add_argument("--from", dest="start", default="", help="first session date YYYY-MM-DD")
+    export_parser.add_argument("--to", dest="end", default="", help="last session date YYYY-MM-DD, inclusive")
+    export_parser.add_argument("--timeframe", default="1day", help="1day (default), 1hour, 5min or 1min")
+    export_parser.add_argument("--symbols", default="", help="comma-separated symbols (default: all)")
+    export_parser.add_argument("--out", default="", help="directory to write into (created if missing)")
     return parser
 
 
@@ -297,6 +354,8 @@ def check(args: argparse.Namespace) -> None:
         from ibkr_market_data.range_report import parse_range
 
         parse_range(args.start, args.end, now.date())
+    elif args.command == "export":
+        check_export(args)
     elif args.command == "backfill":
         try:
             tasks.check_params(
@@ -332,6 +391,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "report":
             return report_command(args.start, args.end)
+        if args.command == "export":
+            return export_command(args)
         if args.command == "backfill":
             return backfill_command(
                 args.start,

@@ -290,3 +290,10 @@ class ClientIdsExhaustedError(RuntimeError):
 
 class AlertDeliveryError(RuntimeError):
     """A configured channel refused the alert; the message names the channel and the cause."""
+
+
+class ReadRequestError(ValueError):
+    """A read or an export asked for something unusable: an unknown symbol or timeframe, a bad range.
+
+    The message names the input and what is expected (``ibkr_market_data.reader``, docs/reading-data.md).
+    """

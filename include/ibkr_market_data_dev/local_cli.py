@@ -1,4 +1,4 @@
-"""``make collect`` / ``make backfill`` / ``make report``: the operator CLI on this machine's embedded defaults.
+"""``make collect``, ``backfill``, ``report``, ``export``: the operator CLI on this machine's defaults.
 
 ``python -m ibkr_market_data_dev.local_cli COMMAND ...`` takes the commands and options of
 ``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
@@ -10,6 +10,7 @@ is not configured, the TWS simulator on a loopback port, stopped when the comman
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from ibkr_market_data_dev.simulated_ib import local_universe, synthetic_count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one operator command on this machine's defaults; return its exit status."""
     # Parse first: a bad option ends here, before anything is started.
     from ibkr_market_data import cli
 
@@ -31,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     local_env.configure_airflow()
+    if args.command == "export":
+        return export(args)
     try:
         local_env.check_local_setup()
     except local_env.LocalSetupError as exc:
@@ -44,6 +48,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if synthetic_count():
             cli.load_symbols_command(universe=local_universe())
         return cli.run(args)
+
+
+def export(args: argparse.Namespace) -> int:
+    """Export the bars of ``market_data_db`` (local unless configured) as Parquet: ``make export``.
+
+    It only reads: no simulator, and a configured ``market_data_db`` is what it should read. The
+    local database is brought to the latest schema first, so a fresh clone exports nothing, not an error.
+    """
+    from ibkr_market_data import cli
+    from ibkr_market_data.settings import MARKET_DATA_CONN_ID
+
+    local = not local_env.is_configured(MARKET_DATA_CONN_ID)
+    local_env.ensure_market_db()
+    if local:
+        cli.migrate_command()
+    return cli.run(args)
 
 
 if __name__ == "__main__":

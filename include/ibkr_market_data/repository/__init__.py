@@ -83,6 +83,15 @@ from ibkr_market_data.repository.quality import (
     revision_ratios,
     run_quality_findings,
 )
+from ibkr_market_data.repository.reads import (
+    BAR_COLUMNS,
+    Listing,
+    PeriodFingerprint,
+    bar_batches,
+    listings,
+    period_fingerprints,
+    session_outcomes,
+)
 from ibkr_market_data.repository.symbols import (
     SymbolRow,
     delete_unresolved_symbol,
@@ -173,4 +182,11 @@ __all__ = [
     "MONTHLY_TIMEFRAMES",
     "ensure_partitions",
     "forget_known_partitions",
+    "BAR_COLUMNS",
+    "Listing",
+    "PeriodFingerprint",
+    "bar_batches",
+    "listings",
+    "period_fingerprints",
+    "session_outcomes",
 ]

@@ -60,6 +60,60 @@ def active_symbol_counts(conn: Connection) -> list[tuple[str, dt.date | None, in
         return [(exchange, first, int(count)) for exchange, first, count in cursor.fetchall()]
 
 
+#: ``missing``: the (day, symbol_id) pairs without a bar to expect, ``kind`` ``no_data`` (IB sent none:
+#: ``no_data_sessions``, or a one-session attempt that ended ``no_data``) or else ``failed`` (an
+#: attempt whose window covers the day failed). Stored bars are not looked at: a caller lets them
+#: win. Named parameters: ``timeframe`` and those of ``_day_bounds``. Also read by
+#: ``repository.reads.session_outcomes``, so the dashboard and the read API mean the same thing.
+MISSING_SESSIONS = """
+    no_data AS (
+        SELECT n.session AS day, n.symbol_id FROM no_data_sessions n
+        WHERE n.timeframe = %(timeframe)s AND n.session BETWEEN %(start_day)s AND %(end_day)s
+        UNION
+        SELECT cl.end_date::date, cl.symbol_id FROM collection_logs cl
+        WHERE cl.status = 'no_data' AND cl.timeframe = %(timeframe)s
+          AND cl.start_date = cl.end_date AND cl.end_date BETWEEN %(start)s AND %(end)s
+    ),
+    failed AS (
+        SELECT DISTINCT covered.day::date AS day, cl.symbol_id FROM collection_logs cl
+        CROSS JOIN LATERAL generate_series(
+            GREATEST(cl.start_date, %(start)s), LEAST(cl.end_date, %(end)s), interval '1 day'
+        ) AS covered(day)
+        WHERE cl.status = 'failed' AND cl.timeframe = %(timeframe)s
+          AND cl.end_date >= %(start)s AND cl.start_date <= %(end)s
+    ),
+    missing AS (
+        SELECT day, symbol_id, 'no_data' AS kind FROM no_data
+        UNION ALL
+        SELECT f.day, f.symbol_id, 'failed' FROM failed f
+        WHERE NOT EXISTS (SELECT 1 FROM no_data n WHERE n.day = f.day AND n.symbol_id = f.symbol_id)
+    )
+"""
+
+#: Parameters: those of ``MISSING_SESSIONS``.
+_COVERAGE_COUNTS = (  # constant fragments only: values are bound
+    "WITH"  # noqa: S608
+    + MISSING_SESSIONS
+    + """
+    SELECT md.timestamp::date, s.primary_exchange, 'stored', COUNT(*)
+    FROM market_data md JOIN symbols s ON s.id = md.symbol_id AND s.active
+    WHERE md.timeframe = %(timeframe)s AND md.timestamp BETWEEN %(start)s AND %(end)s
+    GROUP BY 1, 2
+    UNION ALL
+    SELECT m.day, s.primary_exchange, m.kind, COUNT(*)
+    FROM missing m JOIN symbols s ON s.id = m.symbol_id AND s.active
+    -- A lateral probe, one index lookup per missing pair: as NOT EXISTS the planner, which
+    -- cannot estimate generate_series, hashes the whole of market_data instead.
+    LEFT JOIN LATERAL (
+        SELECT 1 AS found FROM market_data md WHERE md.symbol_id = m.symbol_id
+        AND md.timeframe = %(timeframe)s AND md.timestamp = m.day::timestamp LIMIT 1
+    ) bar ON TRUE
+    WHERE bar.found IS NULL
+    GROUP BY 1, 2, 3
+"""
+)
+
+
 def coverage_counts(
     conn: Connection, start: dt.date, end: dt.date, timeframe: str = "1day"
 ) -> dict[tuple[dt.date, str], dict[str, int]]:
@@ -72,48 +126,7 @@ def coverage_counts(
     params = {"timeframe": timeframe, **_day_bounds(start, end)}
     with conn.cursor() as cursor:
         _without_jit(cursor)
-        cursor.execute(
-            """
-            WITH no_data AS (
-                SELECT n.session AS day, n.symbol_id FROM no_data_sessions n
-                WHERE n.timeframe = %(timeframe)s AND n.session BETWEEN %(start_day)s AND %(end_day)s
-                UNION
-                SELECT cl.end_date::date, cl.symbol_id FROM collection_logs cl
-                WHERE cl.status = 'no_data' AND cl.timeframe = %(timeframe)s
-                  AND cl.start_date = cl.end_date AND cl.end_date BETWEEN %(start)s AND %(end)s
-            ),
-            failed AS (
-                SELECT DISTINCT covered.day::date AS day, cl.symbol_id FROM collection_logs cl
-                CROSS JOIN LATERAL generate_series(
-                    GREATEST(cl.start_date, %(start)s), LEAST(cl.end_date, %(end)s), interval '1 day'
-                ) AS covered(day)
-                WHERE cl.status = 'failed' AND cl.timeframe = %(timeframe)s
-                  AND cl.end_date >= %(start)s AND cl.start_date <= %(end)s
-            ),
-            missing AS (
-                SELECT day, symbol_id, 'no_data' AS kind FROM no_data
-                UNION ALL
-                SELECT f.day, f.symbol_id, 'failed' FROM failed f
-                WHERE NOT EXISTS (SELECT 1 FROM no_data n WHERE n.day = f.day AND n.symbol_id = f.symbol_id)
-            )
-            SELECT md.timestamp::date, s.primary_exchange, 'stored', COUNT(*)
-            FROM market_data md JOIN symbols s ON s.id = md.symbol_id AND s.active
-            WHERE md.timeframe = %(timeframe)s AND md.timestamp BETWEEN %(start)s AND %(end)s
-            GROUP BY 1, 2
-            UNION ALL
-            SELECT m.day, s.primary_exchange, m.kind, COUNT(*)
-            FROM missing m JOIN symbols s ON s.id = m.symbol_id AND s.active
-            -- A lateral probe, one index lookup per missing pair: as NOT EXISTS the planner, which
-            -- cannot estimate generate_series, hashes the whole of market_data instead.
-            LEFT JOIN LATERAL (
-                SELECT 1 AS found FROM market_data md WHERE md.symbol_id = m.symbol_id
-                AND md.timeframe = %(timeframe)s AND md.timestamp = m.day::timestamp LIMIT 1
-            ) bar ON TRUE
-            WHERE bar.found IS NULL
-            GROUP BY 1, 2, 3
-            """,
-            params,
-        )
+        cursor.execute(_COVERAGE_COUNTS, params)
         counts: dict[tuple[dt.date, str], dict[str, int]] = {}
         for day, exchange, kind, count in cursor.fetchall():
             counts.setdefault((day, exchange), {})[kind] = int(count)
