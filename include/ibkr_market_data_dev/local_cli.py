@@ -5,7 +5,8 @@
 Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, when ``ibkr_default``
 is not configured, the TWS simulator on a loopback port, stopped when the command ends. It refuses
 (exit 2) to serve simulated bars to a ``market_data_db`` that is configured. With
-``IBKR_SYNTHETIC_SYMBOLS=N`` the simulator and the loaded universe gain N synthetic symbols.
+``IBKR_SYNTHETIC_SYMBOLS=N`` the simulator and the loaded universe gain N synthetic symbols. Log
+records go to ``.local/logs/COMMAND.log``; the terminal shows stages and the summary.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from ibkr_market_data.errors import BadInputError
-from ibkr_market_data_dev import local_env
+from ibkr_market_data_dev import local_env, terminal
 from ibkr_market_data_dev.simulated_ib import local_universe, synthetic_count
 
 
@@ -26,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ibkr_market_data import cli
 
     args = cli.build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Until the log file takes over, only warnings reach the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cli.check(args)
     except BadInputError as exc:
@@ -40,14 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    local_env.ensure_market_db()
-    if args.command == "report":  # reads the database only: no simulator
-        cli.migrate_command()
-        return cli.run(args)
-    with local_env.local_ibkr():
-        if synthetic_count():
-            cli.load_symbols_command(universe=local_universe())
-        return cli.run(args)
+    with terminal.logs_to_file(terminal.LOG_DIR / f"{args.command}.log") as log_file:
+        market_db_url = local_env.ensure_market_db()
+        if args.command == "report":  # reads the database only: no simulator, and the report is the output
+            cli.migrate_command()
+            return cli.run(args)
+        print(f"log: {terminal.shown(log_file)} (Airflow's task logs and the simulator's)")
+        print(terminal.database_line(market_db_url))
+        with local_env.local_ibkr() as simulator:
+            print(terminal.simulator_line(simulator))
+            if synthetic_count():
+                cli.load_symbols_command(universe=local_universe())
+            return cli.run(args)
 
 
 def export(args: argparse.Namespace) -> int:

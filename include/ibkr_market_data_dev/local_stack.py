@@ -12,7 +12,8 @@
    start one by one with the CeleryExecutor and N Celery workers; the broker is
    ``AIRFLOW__CELERY__BROKER_URL``, else Redis on 127.0.0.1:6379, else a clear error; task results
    go to the metadata database. The ``ibkr`` pool still bounds IB work across every worker.
-4. The daily DAG unpaused and triggered for the latest completed trading date; its summary printed.
+4. The daily DAG unpaused and triggered for the latest completed trading date; its summary
+   printed. Log records go to ``.local/logs/run.log``, not the terminal.
 
 Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
 """
@@ -25,7 +26,7 @@ import os
 import signal
 import sys
 
-from ibkr_market_data_dev import local_env
+from ibkr_market_data_dev import local_env, terminal
 from ibkr_market_data_dev.simulated_ib import local_universe
 
 log = logging.getLogger("ibkr_market_data_dev.local_stack")
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=("local", "celery"), default="local")
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (with --executor celery)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Until the log file takes over, only warnings reach the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # SIGTERM (from `timeout`, a supervisor) must unwind like Ctrl-C so the stack is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -61,50 +63,58 @@ def main(argv: list[str] | None = None) -> int:
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    local_env.ensure_market_db()
-    with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
-        cli.load_symbols_command(universe=local_universe())  # migrates first
-        fernet_key = local_env.home_fernet_key(home)
-        metadata_url = configured_metadata or local_env.airflow_metadata_url(fernet_key)
-        stack = AirflowStack(
-            home,
-            port=args.port,
-            env={
-                # Connections configured elsewhere (the metadata database) are not overridden.
-                **{
-                    name: os.environ[name]
-                    for name in ("AIRFLOW_CONN_MARKET_DATA_DB", "AIRFLOW_CONN_IBKR_DEFAULT")
-                    if name in os.environ
+    with terminal.logs_to_file(terminal.LOG_DIR / "run.log") as log_file:
+        print(f"log: {terminal.shown(log_file)} (this process and the simulator)")
+        market_db_url = local_env.ensure_market_db()
+        print(terminal.database_line(market_db_url))
+        with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))) as simulator:
+            print(terminal.simulator_line(simulator))
+            cli.load_symbols_command(universe=local_universe())  # migrates first
+            fernet_key = local_env.home_fernet_key(home)
+            metadata_url = configured_metadata or local_env.airflow_metadata_url(fernet_key)
+            stack = AirflowStack(
+                home,
+                port=args.port,
+                env={
+                    # Connections configured elsewhere (the metadata database) are not overridden.
+                    **{
+                        name: os.environ[name]
+                        for name in ("AIRFLOW_CONN_MARKET_DATA_DB", "AIRFLOW_CONN_IBKR_DEFAULT")
+                        if name in os.environ
+                    },
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
+                    "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+                    "AIRFLOW__CORE__FERNET_KEY": fernet_key,
                 },
-                "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-                "AIRFLOW__CORE__FERNET_KEY": fernet_key,
-            },
-            executor=args.executor,
-            workers=args.workers,
-            broker_url=broker_url,
-        )
-        workers = f" with {args.workers} Celery workers" if args.executor == "celery" else ""
-        print(f"Starting Airflow in {home}{workers} (log: {stack.log_file}); the UI answers in ~40 s")
-        with stack:
-            stack.import_pools(local_env.REPO_ROOT / "pools.json")
-            stack.import_connections(local_env.REPO_ROOT / "connections.json")
-            stack.wait_for_dag(DAG_ID)
-            stack.unpause(DAG_ID)
-            run_id = stack.trigger(DAG_ID)
-            print(f"Triggered {DAG_ID} run {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
-            run = stack.wait_for_run(DAG_ID, run_id)
-            cli.print_run_summary(DAG_ID, run_id)
-            print(f"state: {run['state']}")
-            if args.exit_after_run:
-                return 0 if run["state"] == "success" else 1
-            print(f"Airflow UI: {stack.base_url} (login not required locally). Ctrl-C stops everything.")
-            try:
-                while True:
-                    signal.pause()
-            except KeyboardInterrupt:
-                return 0
+                executor=args.executor,
+                workers=args.workers,
+                broker_url=broker_url,
+            )
+            workers = f" with {args.workers} Celery workers" if args.executor == "celery" else ""
+            print(
+                f"Airflow: starting in {terminal.shown(home)}{workers} "
+                f"(log: {terminal.shown(stack.log_file)}); its UI answers in ~40 s"
+            )
+            with stack:
+                print(f"Airflow up at {stack.base_url} (no login locally)")
+                stack.import_pools(local_env.REPO_ROOT / "pools.json")
+                stack.import_connections(local_env.REPO_ROOT / "connections.json")
+                stack.wait_for_dag(DAG_ID)
+                stack.unpause(DAG_ID)
+                run_id = stack.trigger(DAG_ID)
+                print(f"run triggered: {DAG_ID} {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
+                run = stack.wait_for_run(DAG_ID, run_id)
+                cli.print_run_summary(DAG_ID, run_id)
+                print(f"state: {run['state']}")
+                if args.exit_after_run:
+                    return 0 if run["state"] == "success" else 1
+                print(f"Airflow UI: {stack.base_url} (login not required locally). Ctrl-C stops everything.")
+                try:
+                    while True:
+                        signal.pause()
+                except KeyboardInterrupt:
+                    return 0
 
 
 if __name__ == "__main__":
