@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -383,10 +383,22 @@ class AirflowStack:
 
         return _wait_until(scheduled, timeout, f"a scheduled run of {dag_id}")
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 900,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Return run ``run_id`` of ``dag_id`` once finished, calling ``on_poll(run)`` at each look before."""
+
         def finished() -> Any:
             run = self.dag_run(dag_id, run_id)
-            return run if run["state"] in FINISHED else None
+            if run["state"] in FINISHED:
+                return run
+            if on_poll is not None:
+                on_poll(run)
+            return None
 
         return _wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish")
 

@@ -6,7 +6,7 @@ Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, wh
 is not configured, the TWS simulator on a loopback port, stopped when the command ends. It refuses
 (exit 2) to serve simulated bars to a ``market_data_db`` that is configured. With
 ``IBKR_SYNTHETIC_SYMBOLS=N`` the simulator and the loaded universe gain N synthetic symbols. Log
-records go to ``.local/logs/COMMAND.log``; the terminal shows stages and the summary.
+records go to ``.local/logs/COMMAND.log``; the terminal shows stages, progress and the summary.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli.run(args)
         print(f"log: {terminal.shown(log_file)} (Airflow's task logs and the simulator's)")
         print(terminal.database_line(market_db_url))
-        with local_env.local_ibkr() as simulator:
+        with local_env.local_ibkr() as simulator, terminal.in_process_progress(market_db_url):
             print(terminal.simulator_line(simulator))
             if synthetic_count():
                 cli.load_symbols_command(universe=local_universe())

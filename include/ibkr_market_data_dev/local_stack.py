@@ -12,8 +12,8 @@
    start one by one with the CeleryExecutor and N Celery workers; the broker is
    ``AIRFLOW__CELERY__BROKER_URL``, else Redis on 127.0.0.1:6379, else a clear error; task results
    go to the metadata database. The ``ibkr`` pool still bounds IB work across every worker.
-4. The daily DAG unpaused and triggered for the latest completed trading date; its summary
-   printed. Log records go to ``.local/logs/run.log``, not the terminal.
+4. The daily DAG unpaused and triggered for the latest completed trading date; its progress and
+   summary printed. Log records go to ``.local/logs/run.log``, not the terminal.
 
 Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
 """
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.unpause(DAG_ID)
                 run_id = stack.trigger(DAG_ID)
                 print(f"run triggered: {DAG_ID} {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
-                run = stack.wait_for_run(DAG_ID, run_id)
+                run = terminal.follow_stack_run(stack, DAG_ID, run_id, market_db_url)
                 cli.print_run_summary(DAG_ID, run_id)
                 print(f"state: {run['state']}")
                 if args.exit_after_run:
