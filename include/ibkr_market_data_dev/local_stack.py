@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_id = stack.trigger(DAG_ID)
                 print(f"run triggered: {DAG_ID} {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
                 run = terminal.follow_stack_run(stack, DAG_ID, run_id, market_db_url)
+                # Unpausing lets the scheduler start the same date's run first: say what that one stored.
+                for other in terminal.runs_ahead(stack, DAG_ID, run):
+                    print(terminal.run_line(market_db_url, DAG_ID, other, note="ran first"))
                 cli.print_run_summary(DAG_ID, run_id)
                 print(f"state: {run['state']}")
                 if args.exit_after_run:

@@ -7,6 +7,7 @@ instead of the terminal. See docs/development.md.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 import sys
 import time
@@ -189,6 +190,31 @@ def follow_stack_run(
         run = stack.wait_for_run(dag_id, run_id, on_poll=lambda run: progress.update(lambda: text(run)))
         progress.update(lambda: text(run), final=True)
     return run
+
+
+def runs_ahead(stack: Any, dag_id: str, run: dict[str, Any]) -> list[str]:
+    """Return the ids of the other runs of ``dag_id`` that ended after ``run`` was queued: they went first."""
+    queued_at = dt.datetime.fromisoformat(run["queued_at"])
+    return [
+        other["dag_run_id"]
+        for other in stack.dag_runs(dag_id)
+        if other["dag_run_id"] != run["dag_run_id"]
+        and other["end_date"]
+        and dt.datetime.fromisoformat(other["end_date"]) > queued_at
+    ]
+
+
+def run_line(market_db_url: str, dag_id: str, run_id: str, note: str = "") -> str:
+    """Return ``run RUN_ID (note): completed 7, failed 1; 7 bars stored`` from the market-data database."""
+    import psycopg
+
+    from ibkr_market_data import repository
+
+    with psycopg.connect(market_db_url) as conn:
+        counts = repository.run_summary(conn, dag_id, run_id)
+        bars = repository.run_records_collected(conn, dag_id, run_id)
+    statuses = ", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "nothing to do"
+    return f"run {run_id}{f' ({note})' if note else ''}: {statuses}; {bars} bars stored"
 
 
 class _RunListener:

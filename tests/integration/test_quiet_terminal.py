@@ -1,7 +1,8 @@
 """``make run`` and ``make collect`` print stages, progress and what was stored; log records go to a file.
 
 The commands run as a person runs them: in a process of their own, on the embedded defaults (the
-simulator in-process), their market-data database a throwaway one on the test server.
+simulator in-process), their market-data database a throwaway one on the test server; ``make run``
+loads a few symbols rather than the shipped universe, for a shorter run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 from ibkr_market_data_dev import local_postgres, terminal
 from ibkr_market_data_dev.local_env import REPO_ROOT
-from tests.fixtures.airflow_stack import free_port
+from tests.fixtures.airflow_stack import STACK_UNIVERSE, free_port
 
 CLIENT_LINE = re.compile(r"Client \d+ (connected|disconnected)")
 
@@ -32,6 +33,9 @@ local_env.MARKET_DATA_DATABASE = {database!r}
 local_postgres.server_url = lambda: {server!r}
 terminal.LOG_DIR = pathlib.Path({log_dir!r})
 from ibkr_market_data_dev import {module}
+if {symbols!r}:  # a smaller universe than the shipped one, for a shorter run
+    shipped = {module}.local_universe
+    {module}.local_universe = lambda: [s for s in shipped() if s.symbol in {symbols!r}]
 sys.exit({module}.main({argv!r}))
 """
 
@@ -53,6 +57,7 @@ def run_local(
     server: str,
     tmp_path: Path,
     env: dict[str, str] | None = None,
+    symbols: tuple[str, ...] = (),
     timeout: float,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``ibkr_market_data_dev.<module>`` as ``make`` does, on ``database`` and a fresh Airflow home."""
@@ -63,7 +68,12 @@ def run_local(
     }
     environment.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), **(env or {})})
     code = _LOCAL_COMMAND.format(
-        database=database, server=server, log_dir=str(tmp_path / "logs"), module=module, argv=argv
+        database=database,
+        server=server,
+        log_dir=str(tmp_path / "logs"),
+        module=module,
+        argv=argv,
+        symbols=symbols,
     )
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -135,3 +145,36 @@ def test_a_progress_line_that_cannot_be_worked_out_is_logged_and_the_run_goes_on
     assert dag_run.state == "success"
     assert out.getvalue() == ""
     assert any(record.getMessage().startswith("Could not show the progress") for record in caplog.records)
+
+
+@pytest.mark.scheduler
+def test_make_run_prints_at_most_40_lines_ending_with_what_was_stored(
+    local_database: str, market_db_server: str, tmp_path: Path
+) -> None:
+    metadata = local_postgres.create_database(market_db_server)
+    try:
+        from ibkr_market_data.schema import sqlalchemy_url
+
+        result = run_local(
+            "local_stack",
+            ["--exit-after-run", "--port", str(free_port())],
+            database=local_database,
+            server=market_db_server,
+            tmp_path=tmp_path,
+            env={"IBKR_SIM_PORT": "0", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_url(metadata)},
+            symbols=STACK_UNIVERSE,
+            timeout=900,
+        )
+    finally:
+        local_postgres.drop_database(metadata)
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(lines) <= 40, "\n".join(lines)
+    stages = ["log:", "database:", "simulator: TWS simulator listening on", "symbols:", "Airflow: starting"]
+    stages += ["Airflow up at http://127.0.0.1:", "run triggered: daily_market_data manual__"]
+    assert len(lines) > len(stages) and all(map(str.startswith, lines, stages)), "\n".join(lines)
+    assert any(line.startswith("progress: ") for line in lines)
+    assert not [line for line in lines if CLIENT_LINE.search(line)]
+    summary = lines[[i for i, line in enumerate(lines) if line.startswith("progress: ")][-1] + 1 :]
+    assert summary[-1] == "state: success"
+    assert any(re.search(r"; [1-9]\d* bars stored$", line) for line in summary), summary
