@@ -112,10 +112,15 @@ def _writing_to(factory: Any, stream: TextIO) -> Any:
 class ProgressLine:
     """Show a run's progress: rewritten in place on a terminal, else a line when it changed, now and then.
 
+    Off a terminal the interval doubles after every ``lines_per_interval`` lines, so a long run adds
+    a few lines per doubling of its length rather than one per interval.
+
     :param stream: where to print (default: stdout).
-    :param every: seconds between updates when ``stream`` is not a terminal (2 s when it is).
+    :param every: first seconds between updates when ``stream`` is not a terminal (2 s when it is).
     :param clock: monotonic seconds; tests pass their own.
     """
+
+    lines_per_interval = 4
 
     def __init__(
         self, stream: TextIO | None = None, every: float = 15.0, clock: Callable[[], float] = time.monotonic
@@ -126,6 +131,7 @@ class ProgressLine:
         self.clock = clock
         self.last_time = clock()  # the first line after one interval: a short run shows only its end
         self.last_text = ""
+        self.lines = 0
 
     def update(self, text: Callable[[], str], final: bool = False) -> None:
         """Show ``text()`` if an interval has passed or ``final``; ``text`` is only called then."""
@@ -137,6 +143,9 @@ class ProgressLine:
             self.stream.write(f"\r\x1b[K{line}" + ("\n" if final else ""))
         elif line != self.last_text:
             self.stream.write(line + "\n")
+            self.lines += 1
+            if self.lines % self.lines_per_interval == 0:
+                self.every *= 2
         self.last_text = line
         self.stream.flush()
 

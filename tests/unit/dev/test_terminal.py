@@ -53,15 +53,19 @@ def test_off_a_terminal_a_progress_line_is_printed_once_an_interval_has_passed_a
     assert asked == ["at 15 s", "at 15 s", "final", "final"], "the text is only worked out when it is due"
 
 
-def test_three_minutes_of_polling_every_second_print_at_most_thirteen_progress_lines() -> None:
+@pytest.mark.parametrize(("minutes", "lines"), [(3, 8), (10, 14), (60, 24)])
+def test_a_run_polled_every_second_prints_a_few_progress_lines_per_doubling_of_its_length(
+    minutes: int, lines: int
+) -> None:
     clock, out = Clock(), io.StringIO()
     progress = ProgressLine(out, clock=clock)
-    for second in range(180):
+    for second in range(minutes * 60):
         clock.now = second
         progress.update(lambda: f"progress: {clock.now:.0f} s")
     progress.update(lambda: "progress: done", final=True)
-    lines = out.getvalue().splitlines()
-    assert 10 <= len(lines) <= 13 and lines[-1] == "progress: done"
+    printed = out.getvalue().splitlines()
+    assert len(printed) == lines and printed[-1] == "progress: done"
+    assert printed[:7] == [f"progress: {second} s" for second in (15, 30, 45, 60, 90, 120, 150)]
 
 
 def test_on_a_terminal_the_progress_line_is_rewritten_in_place_and_ends_with_a_newline() -> None:
