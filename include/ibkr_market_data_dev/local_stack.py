@@ -6,8 +6,9 @@
    on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
 3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
    ``pools.json`` and the connections of ``connections.json``; its metadata in database
-   ``airflow_metadata_<hash of the home's fernet key>`` on the same PostgreSQL server (SQLite locks up under the scheduler, the
-   DAG processor and the API writing at once), unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
+   ``airflow_metadata_<hash of the home's fernet key>`` on the same PostgreSQL server (SQLite locks
+   up under the scheduler, the DAG processor and the API writing at once), unless
+   ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
    With ``--executor celery --workers N`` (``make run EXECUTOR=celery WORKERS=2``) the components
    start one by one with the CeleryExecutor and N Celery workers; the broker is
    ``AIRFLOW__CELERY__BROKER_URL``, else Redis on 127.0.0.1:6379, else a clear error; task results
@@ -39,6 +40,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the stack and one daily run as the module docstring says; return the exit status."""
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--exit-after-run", action="store_true", help="stop the stack after the first run")
