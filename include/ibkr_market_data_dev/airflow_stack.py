@@ -1,19 +1,7 @@
-"""Running a real Airflow and driving it through its REST API.
+"""Run a real Airflow and drive it through its REST API: ``make run``, scheduler tests, benchmarks.
 
-Used by ``make run``, the real-scheduler tests and the benchmark. Two shapes:
-
-* ``executor="local"``: ``airflow standalone`` (scheduler with the LocalExecutor, DAG processor,
-  triggerer, API server) as one process tree.
-* ``executor="celery"``: the same components started one by one (standalone forces the
-  LocalExecutor) with the CeleryExecutor, plus ``workers`` Celery workers; the broker is
-  ``broker_url`` (Redis), task results go to Airflow's metadata database.
-* ``executor="local", separate=True``: the LocalExecutor with its components started one by one,
-  so that one of them (the scheduler) can be killed and restarted alone; standalone stops every
-  component when one dies.
-
-Measured on this machine: the API answers its health check ~40 s after start; a process tree stops
-cleanly only when started in its own session and signalled as a process group; new DAG files are
-seen at the bundle rescan, so ``refresh_interval`` is lowered here.
+``airflow standalone`` (LocalExecutor) as one process tree, or its components one by one (Celery,
+or a scheduler that a fault may kill alone). See docs/development.md#running-airflow-from-code.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """``make collect``, ``backfill``, ``report``, ``export``: the operator CLI on this machine's defaults.
 
-``python -m ibkr_market_data_dev.local_cli COMMAND ...`` takes the commands and options of
-``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
-Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, when ``ibkr_default``
-is not configured, the TWS simulator on a loopback port, stopped when the command ends. It refuses
-(exit 2) to serve simulated bars to a ``market_data_db`` that is configured. With
-``IBKR_SYNTHETIC_SYMBOLS=N`` the simulator and the loaded universe gain N synthetic symbols. Log
-records go to ``.local/logs/COMMAND.log``; the terminal shows stages, progress and the summary.
+It fills in what is not configured (``local_env``), starts the simulator when ``ibkr_default`` is
+not configured, and sends log records to ``.local/logs/COMMAND.log``.
+See docs/development.md#the-local-commands.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""Embedded defaults for the local stack and ``make collect``: used only where nothing is configured.
+"""Give the local stack and ``make collect`` embedded defaults, used only where nothing is configured.
 
-* Airflow: home in ``.local/airflow`` (unless ``AIRFLOW_HOME`` is set), this repo's dags and
-  plugins folders, no examples, SQLite metadata.
-* ``market_data_db``: ``AIRFLOW_CONN_MARKET_DATA_DB`` if set, else database ``market_data`` on the
-  local server or an embedded one (see ``local_postgres``).
-* ``ibkr_default``: as configured (environment, secrets backend or Airflow's metadata), else the
-  TWS simulator on a loopback port.
-
-Simulated bars never go into a database someone configured: with ``market_data_db`` configured
-and ``ibkr_default`` not, the local commands refuse to start (:func:`check_local_setup`).
+Airflow's home, the ``market_data`` database, the simulator as ``ibkr_default``; simulated bars
+never go into a database someone configured. See docs/development.md#the-local-commands.
 """
 
 from __future__ import annotations

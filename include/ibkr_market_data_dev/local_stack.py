@@ -1,22 +1,8 @@
 """``make run``: the whole stack on this machine, on embedded defaults, and one daily run.
 
-1. The TWS simulator on 127.0.0.1:$IBKR_SIM_PORT (4002), unless ``ibkr_default`` is configured; it
-   refuses to start when ``market_data_db`` is configured and ``ibkr_default`` is not.
-2. PostgreSQL: the ``market_data_db`` connection's server if configured, else database ``market_data``
-   on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
-3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
-   ``pools.json`` and the connections of ``connections.json``; its metadata in database
-   ``airflow_metadata_<hash of the home's fernet key>`` on the same PostgreSQL server (SQLite locks
-   up under the scheduler, the DAG processor and the API writing at once), unless
-   ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
-   With ``--executor celery --workers N`` (``make run EXECUTOR=celery WORKERS=2``) the components
-   start one by one with the CeleryExecutor and N Celery workers; the broker is
-   ``AIRFLOW__CELERY__BROKER_URL``, else Redis on 127.0.0.1:6379, else a clear error; task results
-   go to the metadata database. The ``ibkr`` pool still bounds IB work across every worker.
-4. The daily DAG unpaused and triggered for the latest completed trading date; its progress and
-   summary printed. Log records go to ``.local/logs/run.log``, not the terminal.
-
-Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
+The simulator, PostgreSQL, Airflow on http://localhost:8080 (LocalExecutor, or Celery with
+``--executor celery``), then the daily DAG triggered, its progress and summary printed.
+See docs/development.md#the-local-stack.
 """
 
 from __future__ import annotations
