@@ -57,6 +57,19 @@ class UpsertResult:
     revised: int
 
 
+def lock_symbol_writes(conn: Connection, symbol_id: int, timeframe: str) -> None:
+    """Wait until no other transaction writes ``timeframe`` bars of ``symbol_id``; hold that until commit.
+
+    Compare-and-write reads the table as of its statement's start: a writer that does not wait would
+    miss bars another one commits meanwhile, losing their revisions and counting them as inserted.
+    A hash collision between two keys only makes their writers wait for each other.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"market_data:{symbol_id}:{timeframe}",)
+        )
+
+
 def upsert_bars(
     conn: Connection,
     symbol_id: int,
@@ -66,8 +79,10 @@ def upsert_bars(
 ) -> UpsertResult:
     """UPSERT ``bars`` on (symbol, timeframe, timestamp): arrays in one statement, or COPY when many.
 
-    A bar whose values differ replaces the stored one (IB adjusts history) and counts as revised;
-    unchanged bars are left alone. Nothing is ever deleted from ``market_data``.
+    A bar whose values differ, once rounded to the columns' scale, replaces the stored one (IB adjusts
+    history) and counts as revised; unchanged bars are left alone. Nothing is ever deleted from
+    ``market_data``. Writers of one (symbol, timeframe) take turns (``lock_symbol_writes``) until the
+    caller's transaction ends.
 
     :param bars: bars with distinct timestamps (``bars.latest_per_timestamp``): one statement
         cannot write a row twice.
@@ -77,6 +92,7 @@ def upsert_bars(
     if not bars:
         return UpsertResult(0, 0)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
     audit = (run.dag_id, run.run_id) if run is not None else None
     with conn.cursor() as cursor:
@@ -125,6 +141,7 @@ def _stage_bars(cursor: Cursor, bars: Sequence[Bar]) -> None:
     ``ON COMMIT DELETE ROWS`` empties it only at commit, so two calls in one transaction would
     otherwise see each other's bars.
     """
+    # The prices have the columns' type: COPY rounds them as market_data would, before any comparison.
     cursor.execute(
         """
         CREATE TEMPORARY TABLE IF NOT EXISTS incoming_bars (
@@ -158,7 +175,8 @@ _INSERT_BARS = """
 """
 
 #: Closes the ``written`` CTE (the UPSERT) and flags each row it wrote as inserted or not. A partitioned
-#: table cannot return ``xmax``, but the outer query sees the table as before the statement.
+#: table cannot return ``xmax``, but the outer query sees the table as before the statement (exact
+#: only while no other transaction writes the same rows: ``lock_symbol_writes``).
 _FLAG_WRITTEN = """
 )
 SELECT stored.symbol_id IS NULL AS inserted
@@ -181,8 +199,9 @@ _UPSERT_STAGED_BARS = (  # constant fragments only: values are bound
 _UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
     "WITH written AS ("  # noqa: S608
     + _INSERT_BARS
-    + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric[], %s::numeric[], %s::numeric[],
-                                       %s::numeric[], %s::bigint[], %s::numeric[], %s::integer[])"""
+    + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric(20,8)[], %s::numeric(20,8)[],
+                                       %s::numeric(20,8)[], %s::numeric(20,8)[], %s::bigint[],
+                                       %s::numeric(20,8)[], %s::integer[])"""
     + _ON_CONFLICT_COMPARE
     + _FLAG_WRITTEN
 )
@@ -190,11 +209,13 @@ _UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
 
 _ARRAY_COLUMNS = ("timestamps", "opens", "highs", "lows", "closes", "volumes", "waps", "bar_counts")
 
+#: Incoming prices are cast to the columns' type, NUMERIC(20,8), first: a 9th decimal is not a revision.
 _AUDIT_INCOMING = """
     WITH incoming AS (
-        SELECT * FROM unnest(%(timestamps)s::timestamp[], %(opens)s::numeric[], %(highs)s::numeric[],
-                             %(lows)s::numeric[], %(closes)s::numeric[], %(volumes)s::bigint[],
-                             %(waps)s::numeric[], %(bar_counts)s::integer[])
+        SELECT * FROM unnest(%(timestamps)s::timestamp[], %(opens)s::numeric(20,8)[],
+                             %(highs)s::numeric(20,8)[], %(lows)s::numeric(20,8)[],
+                             %(closes)s::numeric(20,8)[], %(volumes)s::bigint[],
+                             %(waps)s::numeric(20,8)[], %(bar_counts)s::integer[])
             AS i(timestamp, open, high, low, close, volume, wap, bar_count)
     ), revised AS (
         INSERT INTO bar_revisions (
@@ -258,8 +279,8 @@ def store_backfilled_bars(
     """Store a backfill response: plain COPY where nothing is stored yet, else compare and log revisions.
 
     A span with stored bars (a request bridging stored sessions, or another run storing them
-    meanwhile) is compared bar by bar as ``upsert_bars`` does with ``run``. Sessions that now have a
-    bar leave ``no_data_sessions``.
+    meanwhile) is compared bar by bar as ``upsert_bars`` does with ``run``, and takes turns with
+    other writers the same way. Sessions that now have a bar leave ``no_data_sessions``.
 
     :param bars: bars with distinct timestamps, as for ``upsert_bars``.
     :param run: the run that revisions in ``bar_revisions`` are credited to.
@@ -267,6 +288,7 @@ def store_backfilled_bars(
     if not bars:
         return UpsertResult(0, 0)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
     with conn.cursor() as cursor:
         # One round trip for both questions: this path is timed in bars per second.
