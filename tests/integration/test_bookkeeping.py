@@ -1,4 +1,4 @@
-"""Bookkeeping that is never wrong: exact revisions and counts with concurrent writers, no phantom revisions.
+"""Bookkeeping that is never wrong: no-data by session, exact revisions and counts, no phantom revisions.
 
 Against a real PostgreSQL, with two real connections for concurrent writers. See docs/schema.md.
 """
@@ -13,13 +13,15 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from ibkr_market_data import repository
+from ibkr_market_data import calendars, repository
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.repository import RunContext, UpsertResult
 from ibkr_market_data.universe import load_universe
 
 DAILY_RUN = RunContext("daily_market_data", "scheduled__daily")
 BACKFILL_RUN = RunContext("backfill_market_data", "manual__backfill")
+#: An ASX session and the one before it; the session opens at 10:00 Sydney, 23:00 UTC the day before.
+ASX_SESSION, ASX_PREVIOUS = dt.date(2025, 1, 15), dt.date(2025, 1, 14)
 
 
 @pytest.fixture
@@ -33,6 +35,44 @@ def symbol_ids(db_conn: psycopg.Connection) -> dict[str, int]:
 
 def bar(timestamp: dt.datetime, close: str = "100.5", volume: int = 1000) -> Bar:
     return Bar(timestamp, Decimal("100"), Decimal("101"), Decimal("99"), Decimal(close), volume, None, 7)
+
+
+def asx_session_bars(minutes: int) -> list[Bar]:
+    """Return bars of ``minutes`` each for ASX_SESSION, 10:00-16:00 Sydney, as naive UTC."""
+    opens = calendars.session_open("ASX", ASX_SESSION).astimezone(dt.UTC).replace(tzinfo=None)
+    return [bar(opens + dt.timedelta(minutes=minutes * i)) for i in range(6 * 60 // minutes)]
+
+
+def no_data_sessions(conn: psycopg.Connection) -> set[dt.date]:
+    return {row[0] for row in conn.execute("SELECT session FROM no_data_sessions").fetchall()}
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "minutes", "writer", "time_zone"),
+    [
+        ("1hour", 60, "upsert", ""),  # a statement of arrays; the zone read from the symbol's exchange
+        ("1hour", 60, "upsert", "Australia/Sydney"),  # the zone given, as a collect task does
+        ("5min", 5, "upsert", ""),  # COPY: more than ARRAY_UPSERT_MAX_BARS
+        ("1hour", 60, "backfill", ""),
+    ],
+)
+def test_asx_intraday_bars_forget_only_their_own_sessions_no_data_record(
+    db_conn, symbol_ids, timeframe, minutes, writer, time_zone
+):
+    bhp = symbol_ids["BHP"]
+    bars = asx_session_bars(minutes)
+    assert bars[0].timestamp.date() == ASX_PREVIOUS, "the session's first bar falls on the UTC day before"
+    assert len(bars) > repository.ARRAY_UPSERT_MAX_BARS or minutes == 60
+    repository.record_no_data_sessions(db_conn, bhp, timeframe, [ASX_PREVIOUS, ASX_SESSION], "x", DAILY_RUN)
+    db_conn.commit()
+
+    if writer == "upsert":
+        repository.upsert_bars(db_conn, bhp, timeframe, bars, DAILY_RUN, time_zone)
+    else:
+        repository.store_backfilled_bars(db_conn, bhp, timeframe, bars, BACKFILL_RUN, time_zone)
+    db_conn.commit()
+
+    assert no_data_sessions(db_conn) == {ASX_PREVIOUS}, "the previous session has no bar: it keeps its record"
 
 
 def waiting_on_a_lock(watcher: psycopg.Connection, pid: int, done: threading.Event) -> bool:

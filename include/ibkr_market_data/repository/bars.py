@@ -6,16 +6,20 @@ See docs/schema.md.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
 from psycopg import Connection, Cursor
 
-from ibkr_market_data.bars import Bar
+from ibkr_market_data.bars import DAILY_TIMEFRAME, Bar
 from ibkr_market_data.repository.collection_logs import RunContext
 from ibkr_market_data.repository.partitions import ensure_partitions
+from ibkr_market_data.timeframes import session_date
+
+log = logging.getLogger(__name__)
 
 
 def symbols_having_bar(
@@ -70,12 +74,45 @@ def lock_symbol_writes(conn: Connection, symbol_id: int, timeframe: str) -> None
         )
 
 
+def bar_sessions(
+    conn: Connection, symbol_id: int, timeframe: str, bars: Iterable[Bar], time_zone: str = ""
+) -> list[dt.date]:
+    """Return the sessions ``bars`` belong to, sorted: a daily bar's date, an intraday bar's date in its zone.
+
+    :param time_zone: the exchange's zone for intraday bars; empty to read the symbol's listing
+        exchange from ``symbols`` (which builds its calendar).
+    """
+    if timeframe == DAILY_TIMEFRAME:
+        return sorted({bar.timestamp.date() for bar in bars})
+    zone = time_zone or _listing_time_zone(conn, symbol_id)
+    return sorted({session_date(bar.timestamp, zone) for bar in bars})
+
+
+def _listing_time_zone(conn: Connection, symbol_id: int) -> str:
+    """Return the time zone of the symbol's listing exchange; UTC where no calendar knows it."""
+    from ibkr_market_data import calendars
+    from ibkr_market_data.errors import UnknownExchangeError
+
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT primary_exchange FROM symbols WHERE id = %s", (symbol_id,))
+        row = cursor.fetchone()
+    if row is None:
+        return "UTC"
+    try:
+        return calendars.time_zone(row[0])
+    except UnknownExchangeError:
+        # Such a symbol is never planned; bars written by hand are dated in UTC.
+        log.warning("Symbol %s: no calendar for %r; its bars' sessions are UTC dates", symbol_id, row[0])
+        return "UTC"
+
+
 def upsert_bars(
     conn: Connection,
     symbol_id: int,
     timeframe: str,
     bars: Sequence[Bar],
     run: RunContext | None = None,
+    time_zone: str = "",
 ) -> UpsertResult:
     """UPSERT ``bars`` on (symbol, timeframe, timestamp): arrays in one statement, or COPY when many.
 
@@ -88,6 +125,8 @@ def upsert_bars(
         cannot write a row twice.
     :param run: with it, a revised bar's old and new values go to ``bar_revisions``, and the
         sessions that now have a bar leave ``no_data_sessions``, in the same statement.
+    :param time_zone: intraday bars only: the exchange's zone, which names a bar's session; empty to
+        look it up (see ``bar_sessions``).
     """
     if not bars:
         return UpsertResult(0, 0)
@@ -95,6 +134,7 @@ def upsert_bars(
     lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
     audit = (run.dag_id, run.run_id) if run is not None else None
+    sessions = bar_sessions(conn, symbol_id, timeframe, bars, time_zone) if audit is not None else []
     with conn.cursor() as cursor:
         if len(bars) <= ARRAY_UPSERT_MAX_BARS:
             # A daily run writes a few bars: arrays in one statement spare a temporary table per task.
@@ -105,16 +145,14 @@ def upsert_bars(
                 cursor.execute(
                     _UPSERT_ARRAY_BARS_AUDITED,
                     {"symbol_id": symbol_id, "timeframe": timeframe, "dag_id": audit[0], "run_id": audit[1]}
-                    | {"first": first, "last": last}
+                    | {"first": first, "last": last, "sessions": sessions}
                     | dict(zip(_ARRAY_COLUMNS, columns, strict=True)),
                 )
         else:
             _stage_bars(cursor, bars)
             if audit is not None:
                 cursor.execute(_RECORD_STAGED_REVISIONS, (*audit, symbol_id, timeframe, first, last))
-                cursor.execute(
-                    _FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars])
-                )
+                cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, sessions))
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
         return _counted(cursor)
 
@@ -234,12 +272,13 @@ _AUDIT_INCOMING = """
     ), no_longer_empty AS (
         DELETE FROM no_data_sessions
         WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
-          AND session IN (SELECT timestamp::date FROM incoming)
+          AND session = ANY(%(sessions)s::date[])
     )
 """
 
 #: Named parameters: symbol_id, timeframe, dag_id, run_id, first, last (the bars' first and last
-#: timestamps) and ``_ARRAY_COLUMNS``. The CTEs see the table before the statement: the old values.
+#: timestamps), sessions (``bar_sessions``) and ``_ARRAY_COLUMNS``. The CTEs see the table before the
+#: statement: the old values.
 _UPSERT_ARRAY_BARS_AUDITED = (  # constant fragments only: values are bound
     _AUDIT_INCOMING  # noqa: S608
     + ", written AS ("
@@ -274,7 +313,12 @@ _FORGET_NO_DATA = """
 
 
 def store_backfilled_bars(
-    conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext
+    conn: Connection,
+    symbol_id: int,
+    timeframe: str,
+    bars: Sequence[Bar],
+    run: RunContext,
+    time_zone: str = "",
 ) -> UpsertResult:
     """Store a backfill response: plain COPY where nothing is stored yet, else compare and log revisions.
 
@@ -284,12 +328,14 @@ def store_backfilled_bars(
 
     :param bars: bars with distinct timestamps, as for ``upsert_bars``.
     :param run: the run that revisions in ``bar_revisions`` are credited to.
+    :param time_zone: as for ``upsert_bars``.
     """
     if not bars:
         return UpsertResult(0, 0)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
     lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
+    sessions = bar_sessions(conn, symbol_id, timeframe, bars, time_zone)
     with conn.cursor() as cursor:
         # One round trip for both questions: this path is timed in bars per second.
         cursor.execute(
@@ -299,7 +345,7 @@ def store_backfilled_bars(
                    EXISTS (SELECT 1 FROM no_data_sessions
                            WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
             """,
-            (symbol_id, timeframe, first, last, symbol_id, timeframe, first.date(), last.date()),
+            (symbol_id, timeframe, first, last, symbol_id, timeframe, sessions[0], sessions[-1]),
         )
         overlaps = cursor.fetchone()
         assert overlaps is not None  # a SELECT without FROM returns its one row
@@ -320,7 +366,7 @@ def store_backfilled_bars(
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
             result = _counted(cursor)
         if overlaps_no_data:
-            cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars]))
+            cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, sessions))
     return result
 
 
