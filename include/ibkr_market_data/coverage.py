@@ -1,6 +1,6 @@
 """Compare what should be stored with what is: coverage per (trading date, listing exchange), freshness.
 
-A (symbol, session) is complete when its bar is stored or IB is known to have none. The dashboard,
+A (symbol, session) is complete when its bar is stored or IB's "no data" is settled. The dashboard,
 the freshness watchdog and ``make report`` read coverage from here. See docs/operations.md.
 """
 

@@ -1,6 +1,7 @@
-"""Bookkeeping that is never wrong: no-data by session, exact revisions and counts, no phantom revisions.
+"""Bookkeeping that is never wrong: no-data by session, exact revisions and counts, settled coverage.
 
-Against a real PostgreSQL, with two real connections for concurrent writers. See docs/schema.md.
+Against a real PostgreSQL (two real connections for concurrent writers) and, for the coverage
+test, the daily DAG through dag.test() and the TWS simulator. See docs/schema.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from ibkr_market_data import calendars, repository
+from ibkr_market_data import calendars, coverage, repository
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.repository import RunContext, UpsertResult
 from ibkr_market_data.universe import load_universe
@@ -172,3 +173,59 @@ def test_prices_beyond_the_columns_scale_log_no_phantom_revision(db_conn, symbol
     assert repository.upsert_bars(db_conn, aapl, "1day", changed, DAILY_RUN) == UpsertResult(0, 1)
     db_conn.commit()
     assert db_conn.execute("SELECT COUNT(*) FROM bar_revisions").fetchone()[0] == 1
+
+
+def nasdaq(conn: psycopg.Connection, day: dt.date) -> coverage.CoverageRow:
+    [row] = [row for row in coverage.coverage(conn, day, day) if row.exchange == "NASDAQ"]
+    return row
+
+
+def test_a_one_off_no_data_answer_is_not_complete_until_the_next_run_heals_it(
+    daily_dag, small_universe, market_db, ibkr_connection
+):
+    day, next_day = dt.date(2025, 1, 15), dt.date(2025, 1, 16)
+    delay = dt.timedelta(hours=3)
+    ibkr_connection.faults.set("MSFT", no_data=True)  # IB's passing trouble: one 162 for this run
+    assert daily_dag.test(run_conf={"date": day.isoformat()}).state == "success"
+
+    as_of = calendars.session_close("NASDAQ", day) + delay + dt.timedelta(minutes=1)
+    with psycopg.connect(market_db) as conn:
+        row = nasdaq(conn, day)
+        assert (row.missing, row.no_data, row.complete) == (1, 0, False), row
+        [late] = [f for f in coverage.freshness(conn, as_of, delay) if f.exchange == "NASDAQ"]
+        assert (late.status, late.due, late.due_missing) == ("late", day, 1)
+        assert (day, "NASDAQ") in {
+            (gap.date, gap.exchange) for gap in coverage.overdue_gaps(conn, as_of, delay)
+        }
+
+    ibkr_connection.faults.clear("MSFT")
+    assert daily_dag.test(run_conf={"date": next_day.isoformat()}).state == "success"
+
+    as_of = calendars.session_close("NASDAQ", next_day) + delay + dt.timedelta(minutes=1)
+    with psycopg.connect(market_db) as conn:
+        row = nasdaq(conn, day)
+        assert (row.missing, row.stored, row.complete) == (0, row.expected, True), row
+        [fresh] = [f for f in coverage.freshness(conn, as_of, delay) if f.exchange == "NASDAQ"]
+        assert fresh.status == "fresh"
+        assert day in {
+            session
+            for (session,) in conn.execute(
+                "SELECT md.timestamp::date FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
+                " WHERE s.symbol = 'MSFT'"
+            ).fetchall()
+        }
+
+
+def test_no_data_answered_on_two_different_days_is_complete(db_conn, symbol_ids):
+    """A settled no-data session counts as complete; a once-seen one does not."""
+    day = dt.date(2025, 1, 15)
+    db_conn.execute("UPDATE symbols SET active = (symbol = 'AAPL')")
+    repository.record_no_data_sessions(
+        db_conn, symbol_ids["AAPL"], "1day", [day], "no data from IB", DAILY_RUN
+    )
+    db_conn.commit()
+    assert nasdaq(db_conn, day).complete is False
+    db_conn.execute("UPDATE no_data_sessions SET first_seen = first_seen - INTERVAL '1 day'")
+    db_conn.commit()
+    row = nasdaq(db_conn, day)
+    assert (row.no_data, row.missing, row.complete) == (1, 0, True)

@@ -60,19 +60,17 @@ def active_symbol_counts(conn: Connection) -> list[tuple[str, dt.date | None, in
         return [(exchange, first, int(count)) for exchange, first, count in cursor.fetchall()]
 
 
-#: ``missing``: the (day, symbol_id) pairs without a bar to expect, ``kind`` ``no_data`` (IB sent none:
-#: ``no_data_sessions``, or a one-session attempt that ended ``no_data``) or else ``failed`` (an
-#: attempt whose window covers the day failed). Stored bars are not looked at: a caller lets them
-#: win. Named parameters: ``timeframe`` and those of ``_day_bounds``. Also read by
+#: ``missing``: the (day, symbol_id) pairs without a bar to expect, ``kind`` ``no_data`` (IB sent none,
+#: settled in ``no_data_sessions``: empty on two different days; one empty answer is not enough) or
+#: else ``failed`` (an attempt whose window covers the day failed). Stored bars are not looked at: a
+#: caller lets them win. Named parameters: ``timeframe`` and those of ``_day_bounds``. Also read by
 #: ``repository.reads.session_outcomes``, so the dashboard and the read API mean the same thing.
 MISSING_SESSIONS = """
     no_data AS (
+        -- Settled only, as repository.no_data_session_dates has it for the planner.
         SELECT n.session AS day, n.symbol_id FROM no_data_sessions n
         WHERE n.timeframe = %(timeframe)s AND n.session BETWEEN %(start_day)s AND %(end_day)s
-        UNION
-        SELECT cl.end_date::date, cl.symbol_id FROM collection_logs cl
-        WHERE cl.status = 'no_data' AND cl.timeframe = %(timeframe)s
-          AND cl.start_date = cl.end_date AND cl.end_date BETWEEN %(start)s AND %(end)s
+          AND n.last_seen::date > n.first_seen::date
     ),
     failed AS (
         SELECT DISTINCT covered.day::date AS day, cl.symbol_id FROM collection_logs cl
@@ -119,9 +117,10 @@ def coverage_counts(
 ) -> dict[tuple[dt.date, str], dict[str, int]]:
     """Count the active symbols' ``stored``, ``no_data`` and ``failed`` sessions per (date, listing exchange).
 
-    A (symbol, session) counts once, in the first of: stored (a bar exists), no data (IB sent none:
-    ``no_data_sessions`` or a one-session attempt that ended ``no_data``), failed (an attempt whose
-    window covers the session failed, and nothing was stored since).
+    A (symbol, session) counts once, in the first of: stored (a bar exists), no data (settled in
+    ``no_data_sessions``: IB answered empty on two different days, as the planner requires), failed
+    (an attempt whose window covers the session failed, and nothing was stored since). One empty
+    answer counts as none of these: the session is missing until a later run asks again.
     """
     params = {"timeframe": timeframe, **_day_bounds(start, end)}
     with conn.cursor() as cursor:

@@ -105,9 +105,9 @@ def session_outcomes(
 ) -> dict[tuple[int, dt.date], str]:
     """Return ``no_data`` or ``failed`` per (symbol id, session) of ``[start, end]`` that has either outcome.
 
-    ``no_data``: IB sent no bar for it (``no_data_sessions``, or a one-session attempt that ended
-    ``no_data``); ``failed``: an attempt whose window covers it failed. The dashboard's coverage
-    counts the same pairs (``operations.MISSING_SESSIONS``). Stored bars are not looked at.
+    ``no_data``: IB sent no bar for it on two different days (settled in ``no_data_sessions``);
+    ``failed``: an attempt whose window covers it failed. The dashboard's coverage counts the same
+    pairs (``operations.MISSING_SESSIONS``). Stored bars are not looked at.
 
     :param conn: an open connection to the market-data database.
     :param symbol_ids: the symbols to look at.
