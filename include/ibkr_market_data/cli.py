@@ -1,8 +1,8 @@
 """Command line for operators: migrate, load-symbols, collect, backfill, report and export.
 
-Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``);
-``collect`` and ``backfill`` run their DAG once in this process. Bad input ends in one ``error:``
-line and exit status 2, before any request. See docs/operations.md.
+Every command works on the Airflow connections ``market_data_db`` and ``ibkr_default``, wherever Airflow
+keeps them; ``collect`` and ``backfill`` run their DAG once in this process. Bad input or a missing
+connection ends in one ``error:`` line and exit status 2, before any request. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ibkr_market_data.bars import DAILY_TIMEFRAME
+from ibkr_market_data.cli_connections import provide_connections
 from ibkr_market_data.errors import BadInputError
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
 from ibkr_market_data.tasks.database import market_connection
@@ -28,11 +29,15 @@ log = logging.getLogger("ibkr_market_data.cli")
 
 
 def migrate_command() -> None:
-    """Bring the market-data database to the latest schema."""
+    """Bring the market-data database to the latest schema.
+
+    :raises MissingConnectionError: ``market_data_db`` is defined nowhere Airflow looks.
+    """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from ibkr_market_data import schema
 
+    provide_connections([MARKET_DATA_CONN_ID])
     schema.upgrade(PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_uri())
 
 
@@ -40,10 +45,13 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     """Migrate, load ``universe`` (default: the universe files) and resolve it through IB.
 
     Return how many symbols are left unresolved.
+
+    :raises MissingConnectionError: ``market_data_db`` or ``ibkr_default`` is defined nowhere Airflow looks.
     """
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.symbols import load_symbols as load
 
+    provide_connections([MARKET_DATA_CONN_ID, IBKR_CONN_ID])
     migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook, universe)
@@ -125,13 +133,15 @@ def check_collect_date(date: str | None, now: dt.datetime) -> None:
 def collect_command(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
     """Run the daily DAG once in-process for ``date``, ``timeframe`` and ``symbols``; return the exit status.
 
-    :raises BadInputError: a bad date or timeframe, or an unknown symbol, before any request.
+    :raises BadInputError: a bad date or timeframe, an unknown symbol or a missing connection (a dry run
+        needs no ``ibkr_default`` once symbols are loaded), before any request.
     """
     from ibkr_market_data import repository
     from ibkr_market_data.tasks.params import as_name_list
 
     check_collect_date(date, dt.datetime.now(dt.UTC))
     check_timeframe(timeframe)
+    provide_connections([MARKET_DATA_CONN_ID] if dry_run else [MARKET_DATA_CONN_ID, IBKR_CONN_ID])
     ensure_symbols()
     names = as_name_list(symbols)
     with market_connection() as conn:
@@ -166,7 +176,8 @@ def backfill_command(
 
     Return 0 on success, 1 if the run failed.
 
-    :raises BadInputError: a bad param or an unknown symbol (exit 2), before any request.
+    :raises BadInputError: a bad param, an unknown symbol or a missing connection (exit 2), before any
+        request.
     """
     from ibkr_market_data import repository
     from ibkr_market_data.errors import InvalidRunParamError
@@ -186,6 +197,7 @@ def backfill_command(
         request = tasks.check_params(params)
     except InvalidRunParamError as exc:
         raise BadInputError(str(exc)) from None
+    provide_connections([MARKET_DATA_CONN_ID] if dry_run else [MARKET_DATA_CONN_ID, IBKR_CONN_ID])
     ensure_symbols()
     with market_connection() as conn:
         try:
@@ -217,11 +229,13 @@ def backfill_command(
 def report_command(start: str | None, end: str | None) -> int:
     """Print coverage, failures and run metrics of ``start``..``end`` (default: the last 30 trading dates).
 
-    :raises BadInputError: a malformed date, or a reversed or too long range, before the database is read.
+    :raises BadInputError: a malformed date, a reversed or too long range, or no ``market_data_db``, before
+        the database is read.
     """
     from ibkr_market_data import range_report
 
     first, last = range_report.parse_range(start, end, dt.datetime.now(dt.UTC).date())
+    provide_connections([MARKET_DATA_CONN_ID])
     with market_connection() as conn:
         range_report.render(conn, first or range_report.default_start(conn, last), last, sys.stdout)
     return 0
@@ -374,8 +388,8 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command.
 
-    Bad input (a value, or an extra of the ``ibkr`` connection) ends in one ``error:`` line and exit
-    2; an unreachable gateway or database in one ``error:`` line and exit 1.
+    Bad input (a value, a connection defined nowhere, or an extra of the ``ibkr`` connection) ends in
+    one ``error:`` line and exit 2; an unreachable gateway or database in one ``error:`` line and exit 1.
     """
     import psycopg
 

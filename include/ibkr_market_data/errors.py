@@ -221,6 +221,10 @@ class BadInputError(ValueError):
     """A command-line value is unusable; the message names it. Ends the command with exit 2."""
 
 
+class MissingConnectionError(BadInputError):
+    """An Airflow connection a command needs is defined nowhere Airflow looks; the message names it."""
+
+
 class InvalidRangeError(ValueError):
     """A date range is unusable; the message says which bound and what is expected."""
 
