@@ -276,7 +276,7 @@ def export_command(args: argparse.Namespace) -> int:
     """Write the changed Parquet files of the stored bars to ``--out`` and print what was written.
 
     Returns 0, or 1 when the database or the output directory fails on the way; raises BadInput
-    (exit 2) for an unknown symbol.
+    (exit 2) for an unknown symbol or no ``market_data_db``.
     """
     import psycopg
 
@@ -284,6 +284,7 @@ def export_command(args: argparse.Namespace) -> int:
     from ibkr_market_data.errors import ReadRequestError
     from ibkr_market_data.tasks.params import as_name_list
 
+    provide_connections([MARKET_DATA_CONN_ID])
     try:
         with market_connection() as conn:
             summary = exports.export_bars(

@@ -121,10 +121,16 @@ def test_a_connection_defined_nowhere_is_one_error_line_naming_it_and_exit_2(
         )
 
 
-def test_report_without_the_market_data_connection_names_it(
-    connections_nowhere: None, capsys: pytest.CaptureFixture[str], airflow_db: None
+@pytest.mark.parametrize("command", ["report", "export"])
+def test_reading_commands_without_the_market_data_connection_name_it(
+    command: str,
+    connections_nowhere: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    airflow_db: None,
 ) -> None:
-    assert cli.main(["report", "--from", "2025-01-13", "--to", "2025-01-17"]) == 2
+    argv = [command, "--from", "2025-01-13", "--to", "2025-01-17"]
+    assert cli.main(argv + (["--out", str(tmp_path / "bars")] if command == "export" else [])) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "market_data_db" in err[0], err
 
