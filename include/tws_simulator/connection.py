@@ -190,8 +190,15 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._send(*fields)
 
-    def send_error(self, req_id: int, error: IbError) -> None:
-        """Send IB's error message ``4`` for ``req_id`` (``-1``: a notice of no request)."""
+    def send_error(self, req_id: int, error: IbError, client_id: int | None = None) -> None:
+        """Send IB's error message ``4`` for ``req_id`` (``-1``: a notice of no request, logged as sent).
+
+        ``client_id``: the id a notice is about when the connection has none yet (a refused one).
+        """
+        if req_id == ib_errors.NO_REQUEST and not self._closed:
+            self.simulator.request_log.add_notice(
+                self.client_id if client_id is None else client_id, error.code
+            )
         self._send(OutgoingMessage.ERROR, 2, req_id, error.code, error.message, "")
 
     # -- dispatch and connect-time messages --------------------------------------------------------
@@ -235,7 +242,7 @@ class ClientConnection(asyncio.Protocol):
         if client_id in simulator.clients:
             simulator.rules.record(RULE_DUPLICATE_CLIENT_ID, client_id, None, "client id already in use")
             log.warning("Refusing client id %s: already in use", client_id)
-            self.send_error(ib_errors.NO_REQUEST, ib_errors.client_id_in_use())
+            self.send_error(ib_errors.NO_REQUEST, ib_errors.client_id_in_use(), client_id)
             self.close()
             return
         if len(simulator.clients) >= simulator.config.max_clients:
@@ -243,7 +250,9 @@ class ClientConnection(asyncio.Protocol):
                 RULE_MAX_CLIENTS, client_id, None, f"{len(simulator.clients)} clients connected"
             )
             log.warning("Refusing client id %s: %s clients connected", client_id, len(simulator.clients))
-            self.send_error(ib_errors.NO_REQUEST, ib_errors.too_many_clients(simulator.config.max_clients))
+            self.send_error(
+                ib_errors.NO_REQUEST, ib_errors.too_many_clients(simulator.config.max_clients), client_id
+            )
             self.close()
             return
         simulator.register_client(client_id, self)
@@ -278,8 +287,10 @@ class ClientConnection(asyncio.Protocol):
         symbol = query.symbol
         if not symbol and query.con_id:
             symbol = self.simulator.served.symbol_of_con_id(query.con_id)
+        peer = self._transport.get_extra_info("peername") if self._transport is not None else None
         record = RequestRecord(
             client_id=self.client_id if self.client_id is not None else -1,
+            client_port=int(peer[1]) if peer else 0,
             req_id=req_id,
             kind=kind,
             symbol=symbol,

@@ -7,6 +7,7 @@ while the server's loop reads it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import random
 import threading
@@ -110,6 +111,8 @@ class FaultPlan:
         #: Market properties as given (JSON values), for snapshots that read like the settings.
         self._given: dict[str, dict[str, Any]] = {}
         self._random = random.Random(seed)
+        #: How often each switch fired, by name: evidence that an injected fault took effect.
+        self._fired: collections.Counter[str] = collections.Counter()
         for symbol, settings in (initial or {}).items():
             self.set(symbol, **settings)
 
@@ -164,10 +167,21 @@ class FaultPlan:
             key, value = self._lookup(symbol, name)
             if key is None or value is False or value == 0:
                 return False
+            self._fired[name] += 1
             if value is True:
                 return True
             self._faults[key][name] = value - 1
             return True
+
+    def fired(self) -> dict[str, int]:
+        """Return how many times each switch fired since the plan was made or :meth:`reset_fired`."""
+        with self._lock:
+            return dict(self._fired)
+
+    def reset_fired(self) -> None:
+        """Start counting the switches that fire from zero."""
+        with self._lock:
+            self._fired.clear()
 
     def number(self, symbol: str, name: str) -> float:
         """Return number ``name`` (milliseconds) for ``symbol``, 0 when unset."""

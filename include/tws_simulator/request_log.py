@@ -39,6 +39,8 @@ class RequestRecord:
     error_code: int | None = None
     error_message: str = ""
     answered_at: dt.datetime | None = None
+    #: The client's TCP port: which process sent it, for a test that kills one.
+    client_port: int = 0
 
     @property
     def bar_count(self) -> int | None:
@@ -48,11 +50,21 @@ class RequestRecord:
         return None
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A message of no request (reqId -1) sent to one client: 1100, 2105, 326, ..."""
+
+    client_id: int | None
+    code: int
+    sent_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
 class RequestLog:
-    """Thread-safe, append-only list of :class:`RequestRecord`. Queries return copies."""
+    """Thread-safe, append-only lists of :class:`RequestRecord` and :class:`Notice`. Queries return copies."""
 
     def __init__(self) -> None:
         self._records: list[RequestRecord] = []
+        self._notices: list[Notice] = []
         self._changed = threading.Condition()
 
     def add(self, record: RequestRecord) -> RequestRecord:
@@ -101,14 +113,26 @@ class RequestLog:
         """Return the outcomes of the records of ``kind`` matching ``filters``, oldest first."""
         return [record.outcome for record in self.records(kind, **filters)]
 
+    def add_notice(self, client_id: int | None, code: int) -> None:
+        """Record that notice ``code`` was sent to ``client_id`` (None: before its startApi was accepted)."""
+        with self._changed:
+            self._notices.append(Notice(client_id, code))
+            self._changed.notify_all()
+
+    def notices(self, code: int | None = None) -> list[Notice]:
+        """Return the notices sent (of ``code``), oldest first."""
+        with self._changed:
+            return [notice for notice in self._notices if code is None or notice.code == code]
+
     def __len__(self) -> int:
         with self._changed:
             return len(self._records)
 
     def clear(self) -> None:
-        """Forget every record."""
+        """Forget every record and notice."""
         with self._changed:
             self._records.clear()
+            self._notices.clear()
 
     def wait_until(self, predicate: Callable[[RequestLog], bool], timeout: float = 5.0) -> bool:
         """Block until ``predicate(self)`` holds (re-checked on every change) or ``timeout`` passes.

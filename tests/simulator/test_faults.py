@@ -207,3 +207,19 @@ def test_a_snapshot_shows_market_properties_as_they_were_given(tws_simulator) ->
     tws_simulator.faults.clear("AAPL", "halts")
     assert tws_simulator.faults.snapshot() == {"AAPL": {"duplicate_bar": 2}}
     assert tws_simulator.faults.properties("AAPL").halts == ()
+
+
+def test_each_switch_counts_how_often_it_fired_and_a_count_runs_down_to_zero(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", no_data=2, farm_notices=True)
+    tws_simulator.faults.set("MSFT", never_answer=1)
+    assert error_code(ib, tws_simulator, "AAPL") == 162
+    assert error_code(ib, tws_simulator, "AAPL") == 162
+    assert len(daily(ib, tws_simulator, "AAPL")) == 5  # the count is spent: answered
+    assert tws_simulator.faults.fired() == {"no_data": 2, "farm_notices": 3}
+    # The residue a campaign reads: a spent count is 0, a switch left on stays True, an unused one stays.
+    assert tws_simulator.faults.snapshot() == {
+        "AAPL": {"no_data": 0, "farm_notices": True},
+        "MSFT": {"never_answer": 1},
+    }
+    tws_simulator.faults.reset_fired()
+    assert tws_simulator.faults.fired() == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from ib_insync import Stock
 
 from tws_simulator.request_log import RequestLog, RequestRecord
@@ -55,3 +56,27 @@ def test_queries_return_copies_and_only_a_pending_record_changes() -> None:
     assert log.outcomes() == ["bars:3"]
     assert log.wait_until(lambda current: current.outcomes() == ["bars:3"], timeout=0.1)
     assert not log.wait_until(lambda current: len(current) == 2, timeout=0.05)
+
+
+def test_notices_are_logged_per_client_and_records_carry_the_clients_port(
+    tws_simulator, ib_client_factory
+) -> None:
+    from ib_insync import IB
+
+    tws_simulator.faults.set("AAPL", connectivity_lost=1, outage_ms=200)
+    ib = ib_client_factory(tws_simulator, client_id=21)
+    ib.reqHistoricalData(
+        Stock("AAPL", "SMART", "USD"), "20250627 23:59:59 US/Eastern", "1 W", "1 day", "TRADES", True
+    )
+    log = tws_simulator.request_log
+    assert [(notice.client_id, notice.code) for notice in log.notices()] == [(21, 1100), (21, 1102)]
+    [record] = log.historical(symbol="AAPL")
+    assert record.client_port == ib.client.conn.transport.get_extra_info("sockname")[1]
+
+    refused = IB()
+    with pytest.raises(Exception):  # noqa: B017, PT011 (ib_insync raises its own on a refused id)
+        refused.connect(tws_simulator.host, tws_simulator.port, clientId=21, timeout=5)
+    refused.disconnect()
+    assert [(notice.client_id, notice.code) for notice in log.notices(326)] == [(21, 326)]
+    log.clear()
+    assert log.notices() == []
