@@ -1,7 +1,8 @@
 """The fault scenarios of ``make faults``: what each injects into a real daily run, and when.
 
 A scenario acts ``before``, ``during`` or ``after`` the run on a :class:`~campaign.run.Campaign`,
-and returns a short text of what it did. See docs/fault-campaign.md#adding-a-scenario.
+and returns a short text of what it did; its proof that it fired is read or recorded on the way.
+See docs/fault-campaign.md#adding-a-scenario.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ if TYPE_CHECKING:
 Action = Callable[["Campaign", str], str]
 
 
-def _nothing(campaign: Campaign, run_id: str) -> str:
+def nothing(campaign: Campaign, run_id: str) -> str:
+    """Do nothing: a scenario's default action."""
     return ""
+
+
+_nothing = nothing
 
 
 @dataclass(frozen=True)
@@ -37,30 +42,36 @@ class Scenario:
     #: Trigger the same date twice at once.
     double_trigger: bool = False
     notes: str = ""
-    #: Simulator rules this scenario's fault makes the collector meet by design, counted apart.
+    #: Simulator rules this scenario's fault makes the collector meet by design, counted apart: only
+    #: for the client ids an outside client held (``Campaign.held_client_ids``).
     expected_refusals: tuple[str, ...] = field(default_factory=tuple)
     #: The executors the scenario means something on.
     executors: tuple[str, ...] = ("local", "celery")
+    #: Requests per (symbol, timeframe, session) stored whole that the fault explains (e.g. a backfill
+    #: beside the daily run asks for the same sessions); any beyond it is needless work.
+    repeat_allowance: int = 0
 
 
 def _fault(**settings: object) -> Action:
     def inject(campaign: Campaign, run_id: str) -> str:
-        campaign.simulator.faults.set(None, **settings)
+        campaign.inject(None, **settings)
         return ", ".join(f"{name}={value}" for name, value in settings.items()) + " on every symbol"
 
     return inject
 
 
 def _clear_faults(campaign: Campaign, run_id: str) -> str:
-    campaign.simulator.faults.clear_all()
-    campaign.simulator.faults.set(None, latency_ms=campaign.latency_ms)
+    campaign.clear_faults()
     return ""
 
 
 def _restart_gateway(down_seconds: float) -> Action:
     def restart(campaign: Campaign, run_id: str) -> str:
-        campaign.restart_simulator(down_seconds)
-        return f"gateway stopped mid-run, restarted on the same port {down_seconds:.0f} s later"
+        cut = campaign.restart_simulator(down_seconds)
+        return (
+            f"gateway stopped mid-run ({cut} requests open), restarted on the same port "
+            f"{down_seconds:.0f} s later"
+        )
 
     return restart
 
@@ -80,16 +91,22 @@ def _release_client_ids(campaign: Campaign, run_id: str) -> str:
 
 def _lock_market_data(seconds: float) -> Action:
     def lock(campaign: Campaign, run_id: str) -> str:
-        campaign.lock_market_data(seconds)
-        return f"another session holds an exclusive lock on market_data for {seconds:.0f} s"
+        waiting = campaign.lock_market_data(seconds)
+        return (
+            f"another session holds an exclusive lock on market_data for {seconds:.0f} s "
+            f"({waiting} sessions waited)"
+        )
 
     return lock
 
 
 def _restart_market_server(down_seconds: float) -> Action:
     def restart(campaign: Campaign, run_id: str) -> str:
-        campaign.restart_market_server(down_seconds)
-        return f"market-data server stopped mid-run (sessions cut), started again {down_seconds:.0f} s later"
+        sessions = campaign.restart_market_server(down_seconds)
+        return (
+            f"market-data server stopped mid-run ({sessions} sessions cut), "
+            f"started again {down_seconds:.0f} s later"
+        )
 
     return restart
 
@@ -102,13 +119,25 @@ def _refuse_market_connections(seconds: float) -> Action:
     return refuse
 
 
+def _prove_tries_refused(campaign: Campaign, run_id: str) -> str:
+    campaign.prove_tries_refused("daily_market_data", run_id)
+    return ""
+
+
+def _statement_timeout(milliseconds: int | None) -> Action:
+    def set_timeout(campaign: Campaign, run_id: str) -> str:
+        campaign.set_statement_timeout(milliseconds)
+        if milliseconds is None:
+            return ""
+        return f"market-data sessions given statement_timeout={milliseconds} ms"
+
+    return set_timeout
+
+
 def _restart_scheduler(down_seconds: float) -> Action:
     def restart(campaign: Campaign, run_id: str) -> str:
-        pid = campaign.restart_scheduler(down_seconds)
-        return (
-            f"scheduler (pid {pid}) SIGKILLed mid-run with its task processes, "
-            f"restarted {down_seconds:.0f} s later"
-        )
+        killed = campaign.restart_scheduler(down_seconds)
+        return f"{killed} SIGKILLed mid-run with its task processes, restarted {down_seconds:.0f} s later"
 
     return restart
 
@@ -205,13 +234,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "market-data server refusing connections when the run starts",
         "PostgreSQL",
         before=_refuse_market_connections(20),
+        after=_prove_tries_refused,
     ),
     Scenario(
-        "a lock on market_data held past the statement timeout",
+        "a lock on market_data held 40 s (production: no statement timeout)",
         "PostgreSQL",
         during=_lock_market_data(40),
-        notes="writes give up at the statement timeout (10 s), the attempt is recorded failed with "
-        "the database's reason, and the task's retry writes once the lock is gone",
+        notes="production's configuration has no statement timeout: writes wait for the lock, "
+        "then go on; nothing fails",
+    ),
+    Scenario(
+        "a lock on market_data held past a 10 s statement timeout (the documented option)",
+        "PostgreSQL",
+        before=_statement_timeout(10_000),
+        during=_lock_market_data(40),
+        after=_statement_timeout(None),
+        notes="with the option set (docs/configuration.md#database-timeouts), writes give up after "
+        "10 s, the attempt is recorded failed with the database's reason, and the task's retry "
+        "writes once the lock is gone",
     ),
     Scenario("task process SIGKILLed mid-request", "Airflow", during=_kill_task_process),
     Scenario(
@@ -229,6 +269,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         during=_kill_celery_worker,
         executors=("celery",),
     ),
-    Scenario("two triggers of one date at once", "Airflow", double_trigger=True),
-    Scenario("daily run and an overlapping backfill at once", "Airflow", overlapping_backfill=True),
+    Scenario(
+        "the same date triggered twice (max_active_runs=1 queues the second)",
+        "Airflow",
+        double_trigger=True,
+        notes="the daily DAG runs one run at a time, so the second waits for the first and finds "
+        "the date stored: it must ask IB for nothing. The runs that do overlap: the next scenario",
+    ),
+    Scenario(
+        "daily run and an overlapping backfill at once",
+        "Airflow",
+        overlapping_backfill=True,
+        repeat_allowance=1,
+        notes="both ask IB for the date's daily bars at once: one repeat per session is explained",
+    ),
 )

@@ -411,3 +411,23 @@ class AirflowStack:
             instances += page["task_instances"]
             if not page["task_instances"] or len(instances) >= page["total_entries"]:
                 return instances
+
+    def task_instance_tries(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+    ) -> list[dict[str, Any]]:
+        """Every try of one task instance (state, start and end), as the REST API shows them."""
+        index = f"/{map_index}" if map_index >= 0 else ""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}{index}/tries"
+        return list(self._request("GET", path)["task_instances"])
+
+    def set_task_instance_state(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int, state: str
+    ) -> None:
+        """Set one task instance's state (success, failed or skipped), as "Mark as" in the UI does."""
+        index = f"/{map_index}" if map_index >= 0 else ""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}{index}"
+        self._request("PATCH", path, {"new_state": state})
+
+    def set_dag_run_state(self, dag_id: str, run_id: str, state: str) -> None:
+        """Set a run's state (queued, success or failed), as "Mark as" in the UI does."""
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": state})
