@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 export PYTHONPATH := $(CURDIR)/include
 
-.PHONY: install run test test-fast collect backfill report export sim bench faults lint format lock clean browser
+.PHONY: install run test test-fast collect backfill report export sim bench faults soak lint format lock clean browser
 
 # The virtualenv is rebuilt whenever a pinned file changes. Bytecode is compiled at install: where
 # PYTHONDONTWRITEBYTECODE is set (it is on this workplace's machines) every process would otherwise
@@ -56,8 +56,11 @@ sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 bench: install  ## benchmarks; figures go to bench/results.md [ONLY=sim,reads,...]
 	$(PY) -m bench.run $(if $(ONLY),--only "$(ONLY)")
 
-faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...] [EXECUTOR=celery]
-	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)") $(if $(EXECUTOR),--executor $(EXECUTOR))
+faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...] [EXECUTOR=celery] [SYMBOLS=24]
+	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)") $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(SYMBOLS),--symbols $(SYMBOLS))
+
+soak: install  ## the daily DAG over DAYS trading dates with random faults; report in campaign/soak.md [DAYS=20] [SEED=n] [SYMBOLS=8] [EXECUTOR=celery]
+	$(PY) -m campaign.soak --days $(or $(DAYS),20) $(if $(SEED),--seed $(SEED)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 lint: install
 	$(VENV)/bin/ruff check .
