@@ -66,7 +66,7 @@ def run_controls(campaign: Campaign) -> list[Control]:
         Control(
             "fired",
             f"the fault is set for {unrequested}, which no run requests",
-            "fires in every scenario that passes",
+            "fired (as in every scenario that passes)",
             outcome.fired,
             caught=not outcome.fired_ok,
         )

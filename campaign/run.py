@@ -464,52 +464,78 @@ class Campaign:
         return name
 
     def kill_a_collect_task_process(self, timeout: float = 120) -> str:
-        """SIGKILL the process of a running collect task that has an IB request open.
+        """SIGKILL the process of a running collect task the moment it has an IB request open.
 
         The process is the task runner titled ``airflow worker -- <ti id>``; its sockets to the
-        simulator name the requests it holds open. Proof: those requests end ``abandoned``.
+        simulator name the requests it holds open. It is killed once one of them is younger than
+        half the answer latency, so the answer cannot slip out first. Proof: they end ``abandoned``.
         """
         deadline = time.monotonic() + timeout
+        fresh = dt.timedelta(milliseconds=self.latency_ms / 2)
         while time.monotonic() < deadline:
             for ti in self.stack.task_instances(DAILY, self.current_run):
                 if ti["task_id"] != "collect" or ti["state"] != "running":
                     continue
                 pids = list(observe.pids_with_title(f"airflow worker -- {ti['id']}"))
-                held = observe.open_requests(
-                    self.simulator.request_log.historical(), observe.client_ports(pids, self.port)
-                )
+                held = self._fresh_open_requests(pids, fresh, seconds=3)
                 if not held:
                     continue
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 cut = self._abandoned(held)
+                label = ti.get("rendered_map_index") or ti["map_index"]
                 self.prove(
                     "task process SIGKILL",
                     cut > 0,
-                    f"pid {pids} ran collect {ti['rendered_map_index']} with {len(held)} open requests; "
+                    f"pid {', '.join(map(str, pids))} ran collect {label} with {len(held)} requests open; "
                     f"{cut} cut",
                 )
-                return f"{ti['rendered_map_index']}, pid {pids[0]}"
+                return f"{label}, pid {pids[0]}"
             if self.stack.dag_run(DAILY, self.current_run)["state"] in ("success", "failed"):
                 break
             time.sleep(0.2)
         self.prove("task process SIGKILL", False, "no collect task process held an open request")
         return "none had a request open"
 
+    def _fresh_open_requests(
+        self, pids: list[int], younger_than: dt.timedelta, seconds: float
+    ) -> list[RequestRecord]:
+        """Watch ``pids``' requests for ``seconds``; return them once one open is ``younger_than``."""
+        ports = observe.client_ports(pids, self.port)
+        deadline = time.monotonic() + seconds
+        while ports and time.monotonic() < deadline:
+            held = observe.open_requests(self.simulator.request_log.historical(), ports)
+            now = dt.datetime.now(dt.UTC)
+            if any(now - record.received_at < younger_than for record in held):
+                return held
+            time.sleep(0.01)
+        return []
+
     def _await_open_requests(
         self, pids_of: Callable[[], list[int]] | None, timeout: float = 60
     ) -> list[RequestRecord]:
-        """Wait until processes (``pids_of``; None: any client) hold historical requests open; return them."""
+        """Wait until processes (``pids_of``; None: any client) hold historical requests open; return them.
+
+        Returns once one of them is younger than half the answer latency, so that a kill or stop
+        that follows at once finds it still open.
+        """
+        fresh = dt.timedelta(milliseconds=self.latency_ms / 2)
         deadline = time.monotonic() + timeout
+        ports: set[int] = set()
+        look_again = 0.0
         while time.monotonic() < deadline:
+            if pids_of is not None and time.monotonic() >= look_again:
+                # Reading /proc is slow: the processes' sockets are looked up twice a second.
+                ports, look_again = observe.client_ports(pids_of(), self.port), time.monotonic() + 0.5
             records = self.simulator.request_log.historical()
             if pids_of is None:
                 held = [r for r in records if r.outcome == "pending"]
             else:
-                held = observe.open_requests(records, observe.client_ports(pids_of(), self.port))
-            if held:
+                held = observe.open_requests(records, ports)
+            now = dt.datetime.now(dt.UTC)
+            if any(now - record.received_at < fresh for record in held):
                 return held
-            time.sleep(0.1)
+            time.sleep(0.01)
         return []
 
     def _abandoned(self, held: Sequence[RequestRecord], timeout: float = 10) -> int:
