@@ -3,23 +3,26 @@
 The broker is the machine's Redis (127.0.0.1:6379, as ``make run EXECUTOR=celery`` finds it); task
 results go to the stack's metadata database. A worker is SIGKILLed (its whole process group) while
 collect tasks run on both: its tasks' heartbeats stop, the scheduler fails them after the heartbeat
-timeout, and their retries run on the other worker. Nothing may be lost or stored twice.
+timeout, and their retries run on the other worker. Nothing may be lost, revised or asked twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import astuple
 
 import psycopg
 import pytest
 
 from ibkr_market_data import schema
+from ibkr_market_data.settings import DAILY_LOOKBACK_SESSIONS
 from ibkr_market_data.universe import load_universe
 from ibkr_market_data_dev import local_env, local_postgres
 from ibkr_market_data_dev.airflow_stack import AirflowStack
-from ibkr_market_data_dev.simulated_ib import simulator_config
+from ibkr_market_data_dev.simulated_ib import simulator_config, stored_bar
 from tests.fixtures.airflow_stack import running_stack
 from tws_simulator.testing import SimulatorThread
 
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.scheduler
 WORKER_SLOTS = 4
 DAG_ID = "daily_market_data"
 TRADING_DATE = dt.date(2025, 1, 15)
+#: Each run fetches every symbol's last sessions: all of them are checked, not only the date's.
+LOOKBACK = DAILY_LOOKBACK_SESSIONS
 SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[:40]
 #: How soon the scheduler gives up on a silent task, and on a task queued with no worker taking it.
 RECOVERY_SETTINGS = {
@@ -74,7 +79,7 @@ def _running_collects(stack: AirflowStack, run_id: str) -> int:
     )
 
 
-def test_a_worker_killed_mid_run_loses_nothing_and_stores_nothing_twice(celery_stack) -> None:
+def test_a_worker_killed_mid_run_loses_nothing_and_asks_ib_again_only_what_it_lost(celery_stack) -> None:
     stack, simulator, market_db = celery_stack
     stack.wait_for_dag(DAG_ID)
     run_id = stack.trigger(DAG_ID, {"date": TRADING_DATE.isoformat()})
@@ -90,30 +95,49 @@ def test_a_worker_killed_mid_run_loses_nothing_and_stores_nothing_twice(celery_s
     run = stack.wait_for_run(DAG_ID, run_id, timeout=900)
     assert run["state"] == "success"
 
-    with psycopg.connect(market_db) as conn:
-        stored = conn.execute(
-            """
-            SELECT s.symbol, COUNT(*) FROM market_data md JOIN symbols s ON s.id = md.symbol_id
-            WHERE md.timeframe = '1day' AND md.timestamp = %s GROUP BY s.symbol
-            """,
-            (dt.datetime.combine(TRADING_DATE, dt.time()),),
-        ).fetchall()
-        latest = dict(
-            conn.execute(
-                """
-                SELECT DISTINCT ON (symbol_id) s.symbol, cl.status FROM collection_logs cl
-                JOIN symbols s ON s.id = cl.symbol_id WHERE cl.dag_id = %s AND cl.run_id = %s
-                ORDER BY symbol_id, try_number DESC, cl.id DESC
-                """,
-                (DAG_ID, run_id),
-            ).fetchall()
+    # Every session of each symbol's lookback window, compared with what the simulator serves (the
+    # primary key forbids a second row, so counting rows would prove nothing).
+    now = dt.datetime.now(dt.UTC)
+    first = TRADING_DATE - dt.timedelta(days=30)
+    served = {
+        (symbol, bar.timestamp): astuple(bar)[1:]
+        for symbol in SYMBOLS
+        for bar in (
+            stored_bar(b) for b in simulator.served.daily_bars(symbol, first, TRADING_DATE, now)[-LOOKBACK:]
         )
-    assert sorted(stored) == sorted((symbol, 1) for symbol in SYMBOLS)
-    # A killed try that had stored its bar is found stored by its retry: skipped, never re-requested.
-    assert set(latest) == set(SYMBOLS) and set(latest.values()) <= {"completed", "skipped"}
-    retried = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["try_number"] > 1]
+    }
+    with psycopg.connect(market_db) as conn:
+        stored = {
+            (symbol, timestamp): tuple(values)
+            for symbol, timestamp, *values in conn.execute(
+                """
+                SELECT s.symbol, md.timestamp, md.open, md.high, md.low, md.close, md.volume, md.wap,
+                       md.bar_count
+                FROM market_data md JOIN symbols s ON s.id = md.symbol_id
+                WHERE md.timeframe = '1day' AND md.timestamp BETWEEN %s AND %s
+                """,
+                (dt.datetime.combine(first, dt.time()), dt.datetime.combine(TRADING_DATE, dt.time())),
+            ).fetchall()
+        }
+        revisions = conn.execute("SELECT COUNT(*) FROM bar_revisions").fetchone()
+    assert len(served) >= len(SYMBOLS)
+    assert stored == served
+    assert revisions == (0,), "a retry storing the same bar again is no revision"
+
+    # A symbol is asked for again only by a retry of its task: no more requests than tries. (The
+    # scheduler's own run of the latest trading date, made when the DAG was unpaused, asks too.)
+    instances = stack.task_instances(DAG_ID, run_id)
+    tries = {ti["rendered_map_index"]: ti["try_number"] for ti in instances if ti["task_id"] == "collect"}
+    requests = Counter(
+        record.symbol
+        for record in simulator.request_log.historical()
+        if record.end_date_time.startswith(f"{TRADING_DATE:%Y%m%d}")
+    )
+    assert set(requests) == set(SYMBOLS)
+    assert {symbol for symbol in SYMBOLS if requests[symbol] > tries[symbol]} == set()
+    retried = [ti for ti in instances if ti["try_number"] > 1]
     assert retried, "the killed worker's tasks were retried on the other one"
     assert all(ti["state"] == "success" for ti in retried)
-    summary = next(ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "summary")
+    summary = next(ti for ti in instances if ti["task_id"] == "summary")
     assert summary["state"] == "success"
     assert simulator.violations() == []
