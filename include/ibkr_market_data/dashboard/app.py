@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ibkr_market_data import coverage, repository
-from ibkr_market_data.dashboard import pages
+from ibkr_market_data.dashboard import charts, pages
 from ibkr_market_data.errors import InvalidRangeError, InvalidRunParamError
 from ibkr_market_data.run_dates import parse_date_param
 
@@ -201,13 +201,8 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             raise HTTPException(status_code=400, detail="Query parameter 'symbol' is empty; give a symbol")
         return RedirectResponse(f"{root(request)}/symbols/{quote(symbol.strip().upper())}", status_code=303)
 
-    @app.get("/symbols/{symbol}", response_class=HTMLResponse)
-    def symbol_page(
-        request: Request, symbol: str, start: FromParam = None, end: ToParam = None
-    ) -> HTMLResponse:
-        with database() as conn:
-            found, bars, attempts = symbol_data(conn, symbol, start, end)
-        return HTMLResponse(pages.symbol_page(root(request), found, bars, attempts))
+    # The symbol page (a chart), its candles, the session pages and Plotly's script.
+    app.include_router(charts.create_router(database, today))
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> Any:
