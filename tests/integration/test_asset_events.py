@@ -165,3 +165,51 @@ def test_asset_names_are_checked():
         asset_name("NASDQ", "1day")
     with pytest.raises(UnknownTimeframeError, match="2min"):
         asset_name("ASX", "2min")
+
+
+def registered_events(run_id: str) -> dict[str, dict]:
+    """Return the asset events Airflow's metadata database holds for run ``run_id``, by asset name."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.name, AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_run_id == run_id)
+        ).all()
+    return {name: extra for name, extra in rows}
+
+
+def test_the_summary_tasks_of_both_dags_register_their_events(
+    daily_dag, backfill_dag, small_universe, market_db, ibkr_connection
+):
+    daily = daily_dag.test(run_conf={"date": "2025-01-15", "lookback_sessions": 1})
+    assert daily.state == "success"
+    assert sorted(registered_events(daily.run_id)) == [
+        "market_data/ARCA/1day",
+        "market_data/ASX/1day",
+        "market_data/NASDAQ/1day",
+        "market_data/NYSE/1day",
+    ]
+    assert registered_events(daily.run_id)["market_data/ASX/1day"]["symbols"] == 3  # BHP, CBA, GGP
+
+    backfill = backfill_dag.test(
+        run_conf={"start_date": "2025-01-16", "end_date": "2025-01-17", "exchanges": ["ASX"]}
+    )
+    assert backfill.state == "success"
+    events = registered_events(backfill.run_id)
+    assert sorted(events) == ["market_data/ASX/1day"]
+    assert events["market_data/ASX/1day"]["sessions"] == ["2025-01-16", "2025-01-17"]
+
+
+def test_the_example_consumer_parses_and_schedules_on_nasdaqs_daily_asset():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ibkr_market_data_dev.local_env import REPO_ROOT
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "docs" / "examples" / "nasdaq_consumer_dag.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["nasdaq_daily_consumer"]
+    assert list(dag.timetable.asset_condition.objects) == [market_data_asset("NASDAQ", "1day")]
