@@ -1,13 +1,7 @@
 """Charts benchmark: the dashboard's symbol page and candles JSON on a year of 1-minute bars.
 
-``run()`` loads ``symbols`` x the NASDAQ sessions of ``YEAR`` x 390 1-minute bars into a throwaway
-database (``storage_bench._load``: 31.2 million rows for 320 symbols) and times, in-process through
-the dashboard app, one symbol's page and JSON over the whole year (bucketed in SQL), the default
-page and one session's raw bars (a zoom). Each figure is the median of ``repeats`` calls after a
-warm-up, with its min and max; every answer is checked (status, candles, bars). How to read and
-run it: docs/benchmarks.md#charts.
-
-    PYTHONPATH=include:. .venv/bin/python -m bench.charts_bench [--symbols N] [--repeats N]
+``run()`` loads the year into a throwaway database and times the page in-process, each answer
+checked. What is measured and how to run it: docs/benchmarks.md#charts.
 """
 
 from __future__ import annotations
