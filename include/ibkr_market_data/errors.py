@@ -252,6 +252,10 @@ class InvalidQualitySettingError(ValueError):
     """A malformed ``IBKR_QUALITY_SEVERITIES``; the message names the bad entry."""
 
 
+class UnknownCorporateActionKindError(ValueError):
+    """A corporate-action kind adjusted prices cannot account for (``IBKR_ADJUST_FOR``), named."""
+
+
 # Bad data from IB.
 
 
