@@ -5,6 +5,12 @@ bars and its log row commit together. Callers use the package, not its modules. 
 """
 
 from ibkr_market_data.errors import PlanNotFoundError
+from ibkr_market_data.repository.adjustments import (
+    adjustment_candidates,
+    store_adjustments,
+    stored_bars,
+    stored_days,
+)
 from ibkr_market_data.repository.alert_deliveries import OwedAlert, owed_alerts, record_alert_delivery
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
@@ -106,6 +112,10 @@ from ibkr_market_data.repository.symbols import (
 )
 
 __all__ = [
+    "adjustment_candidates",
+    "store_adjustments",
+    "stored_bars",
+    "stored_days",
     "PLAN_RETENTION",
     "PlanNotFoundError",
     "PlannedGroup",
