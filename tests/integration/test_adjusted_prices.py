@@ -205,6 +205,17 @@ def test_raw_and_adjusted_are_one_parameter_apart_and_split_only_is_todays_trade
     for row in split_only:
         bar = trades[row[0].date()]
         assert abs(row[4] - bar.close) <= Decimal("1e-6") and row[5] == bar.volume
+    # The read API: the same frame, one parameter apart.
+    from ibkr_market_data import reader
+
+    with psycopg.connect(market_db) as conn:
+        raw_frame = reader.read_bars("AAPL", "1day", *YEAR, conn=conn)
+        adjusted_frame = reader.read_bars("AAPL", "1day", *YEAR, adjusted=True, conn=conn)
+    assert adjusted_frame.index.equals(raw_frame.index) and len(adjusted_frame) == 249
+    truth = {bar.date: bar for bar in simulator.served.adjusted_daily_bars("AAPL", *YEAR, NOW)}
+    for (_, timestamp), close in adjusted_frame["close"].items():
+        assert abs(close - float(truth[timestamp.date()].close)) < 1e-6
+    assert (adjusted_frame["close"] != raw_frame["close"]).sum() > 200
     # The view is the function inlined: the reader's filters reach the daily partition's index.
     assert "market_data_1day" in plan and "market_data_1min" not in plan and "Function Scan" not in plan
 
@@ -307,3 +318,23 @@ def test_each_bar_takes_its_exchange_local_sessions_factor_one_after_the_fetch_a
         " AND timeframe = '1day' AND timestamp = '2025-03-04'"
     ).fetchone()
     assert split_only == (Decimal(20), 2000), "the split part: 1 / volume factor"
+
+
+def test_an_adjusted_read_of_bars_without_a_factor_gives_nan_and_says_so(db_conn, caplog):
+    from ibkr_market_data import reader
+
+    db_conn.execute(
+        "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency, active, con_id)"
+        " VALUES (1, 'CBA', 'ASX', 'ASX', 'AUD', TRUE, 4036812)"
+    )
+    price = Decimal("120.5")
+    repository.upsert_bars(
+        db_conn, 1, "1day", [Bar(dt.datetime(2025, 3, 4), price, price, price, price, 1000, price, 9)]
+    )
+    db_conn.commit()
+    raw = reader.read_bars("CBA", "1day", "2025-03-03", "2025-03-07", conn=db_conn)
+    adjusted = reader.read_bars("CBA", "1day", "2025-03-03", "2025-03-07", adjusted=True, conn=db_conn)
+    assert adjusted.index.equals(raw.index) and len(raw) == 1
+    assert adjusted["close"].isna().all() and adjusted["volume"].isna().all()
+    assert raw["close"].iloc[0] == 120.5 and raw["volume"].iloc[0] == 1000
+    assert "CBA: 1 bars have no adjustment factor yet" in caplog.text

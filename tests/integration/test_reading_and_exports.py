@@ -231,12 +231,6 @@ def test_a_range_without_bars_is_an_empty_frame_of_the_same_shape(db_conn, store
         (lambda conn: reader.read_bars("AAPL", "1day", "2025-01-17", "2025-01-15", conn=conn), "after end"),
         (lambda conn: reader.iter_bars("AAPL", "1day", "2025-01-17", "2025-01-15", conn=conn), "after end"),
         (lambda conn: reader.read_coverage(["NOPE"], "1day", "2025-01-15", "2025-01-17", conn=conn), "NOPE"),
-        (
-            lambda conn: reader.read_bars(
-                "AAPL", "1day", "2025-01-15", "2025-01-17", adjusted=True, conn=conn
-            ),
-            "adjusted",
-        ),
     ],
     ids=[
         "unknown symbol",
@@ -244,7 +238,6 @@ def test_a_range_without_bars_is_an_empty_frame_of_the_same_shape(db_conn, store
         "reversed range",
         "reversed range, streamed",
         "coverage",
-        "adjusted",
     ],
 )
 def test_bad_input_is_refused_with_an_error_naming_it(db_conn, stored, call, named) -> None:
