@@ -338,3 +338,38 @@ def test_an_adjusted_read_of_bars_without_a_factor_gives_nan_and_says_so(db_conn
     assert adjusted["close"].isna().all() and adjusted["volume"].isna().all()
     assert raw["close"].iloc[0] == 120.5 and raw["volume"].iloc[0] == 1000
     assert "CBA: 1 bars have no adjustment factor yet" in caplog.text
+
+
+def test_a_failed_request_fails_the_task_naming_it_after_every_symbol_had_its_try(market, market_db):
+    from ibkr_market_data.errors import CollectionError, PermanentError
+    from ibkr_market_data.tasks import adjustments as adjustments_task
+    from ibkr_market_data_dev.simulated_ib import stored_bar
+
+    simulator, clock = market
+    clock.set(NOW)
+    with psycopg.connect(market_db) as conn:
+        for symbol in ("AAPL", "MSFT"):
+            week = simulator.served.daily_bars(symbol, dt.date(2025, 6, 23), dt.date(2025, 6, 27), NOW)
+            repository.upsert_bars(
+                conn, symbol_id(market_db, symbol), "1day", [stored_bar(bar) for bar in week]
+            )
+        conn.commit()
+    run = RunContext("market_data_adjustments", "manual__failures")
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+
+    simulator.faults.set("AAPL", no_permission=True)
+    with pytest.raises(PermanentError, match="1 of 2 ADJUSTED_LAST requests failed: AAPL: IB error 354"):
+        adjustments_task.refresh_adjustments({}, run, tomorrow)
+    with psycopg.connect(market_db) as conn:
+        fetched = conn.execute(
+            "SELECT s.symbol FROM adjustment_fetches f JOIN symbols s ON s.id = f.symbol_id"
+        ).fetchall()
+    assert fetched == [("MSFT",)], "the other symbol had its try"
+
+    simulator.faults.clear("AAPL", "no_permission")
+    simulator.faults.set("AAPL", pacing_violation=True)
+    with pytest.raises(CollectionError, match="AAPL") as raised:
+        adjustments_task.refresh_adjustments({}, run, tomorrow)
+    assert raised.value.retryable, "pacing passes: the task's retry asks again"
+    simulator.faults.clear("AAPL")
+    assert adjustments_task.refresh_adjustments({}, run, tomorrow)["fetched"] == 1, "AAPL alone is still due"

@@ -42,8 +42,9 @@ def refresh_adjustments(params: Mapping[str, Any], run: RunContext, as_of: dt.da
     :param as_of: the run's moment: what "due" is measured against.
     :return: how many symbols were fetched, left for a later run, without data, failed; dividends found.
     :raises InvalidRunParamError: a param is bad.
-    :raises CollectionError: naming each symbol whose request failed, after every symbol had its try;
-        retryable when any failure is.
+    :raises CollectionError: naming each symbol whose request failed, after every symbol had its try,
+        when a retry may help.
+    :raises PermanentError: the same, when none can (an end date refused, no permission).
     """
     schedule = schedule_from(params)
     asked = as_name_list(params.get("symbols"))
@@ -101,17 +102,18 @@ def refresh_adjustments(params: Mapping[str, Any], run: RunContext, as_of: dt.da
                 log.warning(
                     "%s: the factor steps on %s, neither a dividend nor a split", candidate.spec, session
                 )
-    if failures:
-        from ibkr_market_data.attempt import SymbolOutcome
+        if failures:
+            from ibkr_market_data.attempt import SymbolOutcome
 
-        counts["failed"] = len(failures)
-        reasons = "; ".join(f"{symbol}: {exc}" for symbol, exc in failures)
-        raise CollectionError(
-            SymbolOutcome(
-                "adjustments",
-                AttemptStatus.FAILED,
-                reason=f"{len(failures)} of {len(due)} ADJUSTED_LAST requests failed: {reasons}",
-            ),
-            retryable=any(exc.retryable for _, exc in failures),
-        )
+            counts["failed"] = len(failures)
+            reasons = "; ".join(f"{symbol}: {exc}" for symbol, exc in failures)
+            # Raised inside the session, which turns a failure no retry mends into a PermanentError.
+            raise CollectionError(
+                SymbolOutcome(
+                    "adjustments",
+                    AttemptStatus.FAILED,
+                    reason=f"{len(failures)} of {len(due)} ADJUSTED_LAST requests failed: {reasons}",
+                ),
+                retryable=any(exc.retryable for _, exc in failures),
+            )
     return counts
