@@ -373,3 +373,44 @@ def test_a_failed_request_fails_the_task_naming_it_after_every_symbol_had_its_tr
     assert raised.value.retryable, "pacing passes: the task's retry asks again"
     simulator.faults.clear("AAPL")
     assert adjustments_task.refresh_adjustments({}, run, tomorrow)["fetched"] == 1, "AAPL alone is still due"
+
+
+def test_migration_0010_adds_and_removes_only_its_own_objects_keeping_the_factors(market_db_server):
+    from alembic import command
+
+    from ibkr_market_data import schema
+    from ibkr_market_data_dev import local_postgres
+    from tests.integration.test_partitions import alembic_config
+
+    url = local_postgres.create_database(market_db_server)
+    try:
+        schema.upgrade(url, "0009")
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency)"
+                " VALUES (1, 'X', 'SMART', 'NASDAQ', 'USD')"
+            )
+            conn.execute(
+                "INSERT INTO adjustment_factors (symbol_id, session, factor, source)"
+                " VALUES (1, '2025-01-02', 0.5, 'x')"
+            )
+        schema.upgrade(url)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT factor, volume_factor FROM adjustment_factors").fetchall() == [
+                (Decimal("0.500000000000"), None)
+            ]
+            assert conn.execute("SELECT COUNT(*) FROM market_data_adjusted").fetchone() == (0,)
+        command.downgrade(alembic_config(url), "0009")
+        with psycopg.connect(url) as conn:
+            relations = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT relname::text FROM pg_class WHERE relname IN"
+                    " ('adjustment_fetches', 'market_data_adjusted', 'adjustment_factors')"
+                ).fetchall()
+            }
+            assert relations == {"adjustment_factors"}
+            assert conn.execute("SELECT factor FROM adjustment_factors").fetchall() == [(Decimal("0.5"),)]
+        schema.upgrade(url)
+    finally:
+        local_postgres.drop_database(url)
