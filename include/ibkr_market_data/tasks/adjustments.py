@@ -34,6 +34,20 @@ def schedule_from(params: Mapping[str, Any]) -> AdjustmentSchedule:
     return AdjustmentSchedule(max_symbols=value)
 
 
+def exchange_zone(exchange: str) -> str:
+    """Return the exchange's time zone, which names an intraday bar's session; UTC without a calendar."""
+    from ibkr_market_data import calendars
+    from ibkr_market_data.errors import UnknownExchangeError
+
+    try:
+        return calendars.time_zone(exchange)
+    except UnknownExchangeError:
+        log.warning(
+            "No trading calendar for %s: its intraday bars take the factor of their UTC date", exchange
+        )
+        return "UTC"
+
+
 def refresh_adjustments(params: Mapping[str, Any], run: RunContext, as_of: dt.datetime) -> dict[str, int]:
     """Request ADJUSTED_LAST for each symbol due at ``as_of``, one request each, and store what it says.
 
@@ -58,8 +72,6 @@ def refresh_adjustments(params: Mapping[str, Any], run: RunContext, as_of: dt.da
     counts = {"fetched": 0, "later": len(later), "no_data": 0, "failed": 0, "dividends": 0}
     if params.get("dry_run") or not due:
         return counts
-    from ibkr_market_data import calendars
-
     failures: list[tuple[str, IbkrError]] = []
     with ib_session() as (conn, ibkr):
         for item in due:
@@ -83,7 +95,7 @@ def refresh_adjustments(params: Mapping[str, Any], run: RunContext, as_of: dt.da
                 candidate.symbol_id,
                 derivation,
                 requested_from=min(first, candidate.first_session),
-                time_zone=calendars.time_zone(candidate.spec.primary_exchange),
+                time_zone=exchange_zone(candidate.spec.primary_exchange),
                 run=run,
             )
             conn.commit()
