@@ -7,10 +7,11 @@ requests out. The task module talks to IB and the database. See docs/corporate-a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from ibkr_market_data import calendars
 from ibkr_market_data.backfill_plan import (
@@ -27,6 +28,9 @@ from ibkr_market_data.timeframes import Timeframe
 
 #: The kinds a ``corporate_actions`` row may have (the table's CHECK, migration 0008).
 CORPORATE_ACTION_KINDS = ("split", "dividend", "delisting", "con_id_change", "ticker_change")
+
+#: Corporate actions that change which contract a symbol is.
+IDENTITY_KINDS = ("con_id_change", "ticker_change")
 
 #: IB's split-adjusted prices carry 8 decimals: a re-based price may be this far from old / ratio.
 ABSOLUTE_TOLERANCE = Decimal("1e-8")
@@ -135,3 +139,43 @@ def plan_rebase(row: SymbolRow, tf: Timeframe, sessions: Iterable[dt.date]) -> R
         requests=requests,
     )
     return RebasePlan(tf, tuple(wanted), tuple(gaps.runs), tuple(request_targets(row, gaps, tf)))
+
+
+def describe_action(action: Mapping[str, Any]) -> str:
+    """Return one corporate action as a phrase: its kind, its numbers and how it was found."""
+    details = action["details"] or {}
+    kind = action["kind"]
+    if kind == "split":
+        text = f"split {split_ratio_text(action['ratio'])}"
+        refetched = details.get("refetched") or {}
+        if refetched:
+            requests = sum(counts.get("requests", 0) for counts in refetched.values())
+            revised = sum(counts.get("revised", 0) for counts in refetched.values())
+            text += f", history fetched again ({requests} requests, {revised} bars revised)"
+        if details.get("rebase") == "pending":
+            text += ", history still to fetch again"
+    elif kind == "delisting":
+        text = f"delisting, last session {details.get('last_session') or 'unknown'}"
+    elif kind in IDENTITY_KINDS:
+        text = describe_identity(action)
+    elif kind == "dividend":
+        text = f"dividend {action['amount']}"
+    else:
+        text = kind
+    return f"{text} (found by {action['detected_by']})"
+
+
+def describe_identity(action: Mapping[str, Any]) -> str:
+    """Return an identity change as ``conId 1 -> 2`` or ``ticker FB -> META``."""
+    details = action["details"] or {}
+    if action["kind"] == "ticker_change":
+        return f"ticker {details.get('old_symbol', '?')} -> {details.get('new_symbol', '?')}"
+    return f"conId {details.get('old_con_id', '?')} -> {details.get('new_con_id', '?')}"
+
+
+def split_ratio_text(ratio: Decimal | None) -> str:
+    """Return a split ratio as new shares to old: ``4:1``, ``3:2``, ``1:10``."""
+    if ratio is None:
+        return "?"
+    fraction = Fraction(ratio).limit_denominator(1000)
+    return f"{fraction.numerator}:{fraction.denominator}"
