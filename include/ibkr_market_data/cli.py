@@ -42,16 +42,20 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     Symbols the universe no longer lists are retired (inactive, their bars kept). Return how many
     symbols are left unresolved.
 
-    :raises InvalidUniverseError: a universe file's row is bad, before anything is migrated.
+    :raises BadInputError: a row of a universe file or of ``IBKR_CORPORATE_ACTIONS_FILE`` is bad,
+        before anything is migrated.
     """
     from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.known_actions import read_known_actions
     from ibkr_market_data.symbols import load_symbols as load
     from ibkr_market_data.universe import load_universe
 
-    entries = load_universe() if universe is None else universe  # a bad file fails before anything
+    # Bad files fail here, before anything is migrated or requested.
+    entries = load_universe() if universe is None else universe
+    known = read_known_actions()
     migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
-        report = load(conn, hook, entries)
+        report = load(conn, hook, entries, known)
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
         f"{len(report.unresolved)} unresolved, {len(report.retired)} retired (in no universe file now)"

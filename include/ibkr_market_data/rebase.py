@@ -74,9 +74,13 @@ def record_splits(conn: Connection, run: RunContext, trading_date: dt.date) -> l
             ratio=ratio_decimal(ratio),
             details={"rebase": REBASE_PENDING, "revised_by_lookback": len(revised), "run_id": run.run_id},
         )
-        conn.commit()
         if action_id is None:
+            # Recorded already (by the file of known actions, or an earlier try of this run): its
+            # history changed again by the ratio, so fetch it again.
+            repository.mark_rebase_pending(conn, symbol_id, effective)
+            conn.commit()
             continue
+        conn.commit()
         log.warning(
             "%s: split %s:%s effective %s (the lookback re-fetch changed %d stored bars by that one ratio); "
             "its stored history is fetched again on the new basis",

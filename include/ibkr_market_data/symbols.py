@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from ibkr_market_data.errors import (
     IbkrRequestError,
     UnknownExchangeError,
 )
+from ibkr_market_data.known_actions import KnownAction, apply_known_actions, apply_renames
 from ibkr_market_data.universe import UniverseSymbol, load_universe
 
 log = logging.getLogger(__name__)
@@ -46,10 +48,17 @@ class ResolutionReport:
     retired: list[str] = field(default_factory=list)
     #: Symbols retired earlier that a universe file lists again: active again.
     returned: list[str] = field(default_factory=list)
+    #: Ticker changes of the file of known actions applied now (``OLD -> NEW``).
+    renamed: list[str] = field(default_factory=list)
+    #: Other known actions recorded now.
+    known_actions: int = 0
 
 
 def load_symbols(
-    conn: Connection, hook: ContractResolver, universe: list[UniverseSymbol] | None = None
+    conn: Connection,
+    hook: ContractResolver,
+    universe: list[UniverseSymbol] | None = None,
+    known_actions: Sequence[KnownAction] = (),
 ) -> ResolutionReport:
     """Upsert the universe and resolve its new symbols; retire the symbols it no longer lists.
 
@@ -60,9 +69,13 @@ def load_symbols(
     :param conn: the market-data connection.
     :param hook: resolves contracts (the IBKR hook).
     :param universe: the symbols to load; default the shipped universe.
+    :param known_actions: the file of known corporate actions' rows (``known_actions``): ticker
+        changes rename their symbol first, the others are recorded once the universe is loaded.
+    :raises BadInputError: a known action names a symbol that is not loaded.
     """
     report = ResolutionReport()
     entries = load_universe() if universe is None else universe
+    report.renamed = apply_renames(conn, known_actions)
     report.loaded = repository.upsert_universe(conn, entries)
     ids = repository.universe_symbol_ids(conn, entries)
     conn.commit()
@@ -87,6 +100,7 @@ def load_symbols(
             ids = {key: kept if symbol_id == row.id else symbol_id for key, symbol_id in ids.items()}
         conn.commit()
     _settle_membership(conn, entries, ids, report)
+    report.known_actions = apply_known_actions(conn, known_actions)
     log.info(
         "Universe: %d symbols loaded, %d resolved now, %d unresolved, %d retired, %d listed again",
         report.loaded,

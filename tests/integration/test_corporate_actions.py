@@ -405,3 +405,66 @@ def test_a_universe_row_whose_to_is_before_its_from_ends_load_symbols_with_one_e
         "error: asx200.csv:3: column 'to' (2025-02-28) is before column 'from' (2025-03-01); "
         "the membership period must run forward"
     ]
+
+
+# -- the file of known actions -----------------------------------------------------------------
+
+KNOWN_HEADER = "symbol,primary_exchange,kind,effective_session,ratio,amount,new_symbol,new_con_id,note"
+
+
+def test_known_actions_rename_a_ticker_keep_its_history_and_record_the_rest(
+    two_symbols, market_db, sim, clock
+):
+    """A ticker change renames the symbol's row (history kept); a split waits for the next daily run."""
+    import dataclasses
+
+    from ibkr_market_data.known_actions import parse_known_actions
+
+    week = nasdaq("2025-06-02", "2025-06-13")
+    store_daily(market_db, sim, "MSFT", week)
+    msft = symbol_id(market_db, "MSFT")
+    known = parse_known_actions(
+        "actions.csv",
+        f"{KNOWN_HEADER}\n"
+        "MSFT,NASDAQ,ticker_change,2025-06-16,,,MSFZ,,renamed\n"
+        "AAPL,NASDAQ,split,2025-06-16,4,,,,announced\n",
+    )
+    # The universe file names the new ticker; the file of known actions says it is the old listing.
+    universe = [
+        dataclasses.replace(entry, symbol="MSFZ") if entry.symbol == "MSFT" else entry
+        for entry in load_universe()
+        if entry.symbol in ("AAPL", "MSFT")
+    ]
+    with psycopg.connect(market_db) as conn, IbkrHook() as hook:
+        report = load_symbols(conn, hook, universe, known)
+        again = load_symbols(conn, hook, universe, known)
+        rows = conn.execute("SELECT id, symbol, active FROM symbols ORDER BY id").fetchall()
+        pending = repository.splits_to_rebase(conn)
+    assert report.renamed == ["MSFT -> MSFZ"] and report.retired == [] and report.known_actions == 1
+    assert again.renamed == [] and again.known_actions == 0, "a second load records nothing twice"
+    assert rows == [(symbol_id(market_db, "AAPL"), "AAPL", True), (msft, "MSFZ", True)]
+    assert len(stored(market_db, "MSFZ")) == len(week)
+    assert [(symbol, kind, detected_by) for symbol, kind, _, _, detected_by, _ in actions(market_db)] == [
+        ("MSFZ", "ticker_change", "actions file"),
+        ("AAPL", "split", "actions file"),
+    ]
+    assert [(row["effective_session"], row["ratio"]) for row in pending] == [(CHANGE_DAY, Decimal(4))]
+
+
+def test_an_unknown_corporate_action_kind_ends_load_symbols_with_one_error_line(
+    market_db, tmp_path, monkeypatch, capsys
+):
+    from ibkr_market_data import cli
+
+    path = tmp_path / "actions.csv"
+    path.write_text(f"{KNOWN_HEADER}\nAAPL,NASDAQ,merger,2025-06-16,,,,,\n", encoding="utf-8")
+    monkeypatch.setenv("IBKR_CORPORATE_ACTIONS_FILE", str(path))
+    monkeypatch.setattr(cli, "migrate_command", lambda: pytest.fail("migrated despite a bad actions file"))
+
+    assert cli.main(["load-symbols"]) == 2
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert errors == [
+        "error: actions.csv:2: column 'kind': corporate-action kind 'merger' is unknown; "
+        "known: split, dividend, delisting, con_id_change, ticker_change"
+    ]

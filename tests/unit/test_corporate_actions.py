@@ -138,3 +138,76 @@ def test_intraday_history_is_cut_at_ibs_longest_request_for_the_bar_size():
     minutes = plan_rebase(AAPL, ONE_MINUTE, [dt.date(2025, 6, 2), dt.date(2025, 6, 3)])
     assert len(minutes.runs) == 1 and len(minutes.targets) == 2  # one day per 1-minute request
     assert plan_rebase(AAPL, DAILY, []).targets == ()
+
+
+# -- the file of known actions -----------------------------------------------------------------
+
+KNOWN_HEADER = "symbol,primary_exchange,kind,effective_session,ratio,amount,new_symbol,new_con_id,note"
+
+
+def test_known_actions_are_read_and_checked():
+    from ibkr_market_data.known_actions import parse_known_actions
+
+    text = (
+        f"{KNOWN_HEADER}\n"
+        "AAPL,NASDAQ,split,2025-06-16,4,,,,announced 2025-05-01\n"
+        "FB,NASDAQ,ticker_change,2022-06-09,,,META,,\n"
+        "MSFT,nasdaq,con_id_change,2025-06-16,,,,987654321,\n"
+    )
+    split, rename, change = parse_known_actions("actions.csv", text)
+    assert (split.where, split.kind, split.ratio, split.note) == (
+        "actions.csv:2",
+        "split",
+        4,
+        "announced 2025-05-01",
+    )
+    assert (rename.symbol, rename.new_symbol) == ("FB", "META")
+    assert (change.primary_exchange, change.new_con_id) == ("NASDAQ", 987654321)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            "AAPL,NASDAQ,merger,2025-06-16,,,,,",
+            "actions.csv:3: column 'kind': corporate-action kind 'merger' is unknown; "
+            "known: split, dividend, delisting, con_id_change, ticker_change",
+        ),
+        ("AAPL,NASDAQ,split,2025-06-16,,,,,", "actions.csv:3: a split needs column 'ratio'"),
+        ("AAPL,NASDAQ,split,2025-06-16,1,,,,", "actions.csv:3: column 'ratio' is 1: a split changes"),
+        ("AAPL,NASDAQ,split,16/06/2025,4,,,,", "actions.csv:3: column 'effective_session' is '16/06/2025'"),
+        (
+            "AAPL,NASDAQ,split,2025-06-16,-2,,,,",
+            "actions.csv:3: column 'ratio' is '-2', not a number above 0",
+        ),
+        (
+            "FB,NASDAQ,ticker_change,2022-06-09,,,,,",
+            "actions.csv:3: a ticker_change needs column 'new_symbol'",
+        ),
+        (",NASDAQ,delisting,2025-06-16,,,,,", "actions.csv:3: column 'symbol' is empty"),
+    ],
+)
+def test_a_bad_known_action_is_refused_naming_file_line_and_the_value(row, message):
+    from ibkr_market_data.errors import BadInputError
+    from ibkr_market_data.known_actions import parse_known_actions
+
+    text = f"{KNOWN_HEADER}\nMSFT,NASDAQ,delisting,2025-06-16,,,,,\n{row}\n"
+    with pytest.raises(BadInputError) as raised:
+        parse_known_actions("actions.csv", text)
+    assert str(raised.value).startswith(message)
+
+
+def test_known_actions_come_from_the_file_the_variable_names(tmp_path):
+    from ibkr_market_data.errors import BadInputError
+    from ibkr_market_data.known_actions import read_known_actions
+
+    assert read_known_actions({}) == []
+    path = tmp_path / "actions.csv"
+    path.write_text(f"{KNOWN_HEADER}\nMSFT,NASDAQ,delisting,2025-06-16,,,,,\n", encoding="utf-8")
+    [action] = read_known_actions({"IBKR_CORPORATE_ACTIONS_FILE": str(path)})
+    assert action.kind == "delisting"
+    with pytest.raises(BadInputError, match=r"^IBKR_CORPORATE_ACTIONS_FILE=.*missing\.csv: No such file"):
+        read_known_actions({"IBKR_CORPORATE_ACTIONS_FILE": str(tmp_path / "missing.csv")})
+    path.write_text("symbol,kind\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"^actions\.csv:1: the header must have"):
+        read_known_actions({"IBKR_CORPORATE_ACTIONS_FILE": str(path)})

@@ -76,6 +76,19 @@ def update_action_details(conn: Connection, action_id: int, details: Mapping[str
         )
 
 
+def mark_rebase_pending(conn: Connection, symbol_id: int, effective_session: dt.date) -> bool:
+    """Mark a recorded split's history as to fetch again (IB re-based it again); return whether one was."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE corporate_actions SET details = details || '{"rebase": "pending"}'::jsonb
+            WHERE symbol_id = %s AND kind = 'split' AND effective_session = %s
+            """,
+            (symbol_id, effective_session),
+        )
+        return cursor.rowcount > 0
+
+
 def splits_to_rebase(conn: Connection) -> list[dict[str, Any]]:
     """Return the splits whose stored history is not yet re-fetched on the new basis, oldest first."""
     with conn.cursor(row_factory=dict_row) as cursor:

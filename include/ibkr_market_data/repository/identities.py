@@ -267,3 +267,34 @@ def identity_history(conn: Connection, symbol_ids: Sequence[int] | None = None) 
             ),
         )
         return cursor.fetchall()
+
+
+def symbol_id_by_listing(conn: Connection, symbol: str, primary_exchange: str) -> int | None:
+    """Return the id of ``symbol`` listed on ``primary_exchange``, or None."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM symbols WHERE symbol = %s AND primary_exchange = %s"
+            " ORDER BY active DESC, id LIMIT 1",
+            (symbol, primary_exchange),
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def rename_symbol(conn: Connection, symbol: str, primary_exchange: str, new_symbol: str) -> int | None:
+    """Give the row of ``symbol`` on ``primary_exchange`` the ticker ``new_symbol``; return its id.
+
+    None, and nothing changed, when it has no row or ``new_symbol`` has one there already.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE symbols SET symbol = %s, updated_at = NOW()
+            WHERE symbol = %s AND primary_exchange = %s
+              AND NOT EXISTS (SELECT 1 FROM symbols WHERE symbol = %s AND primary_exchange = %s)
+            RETURNING id
+            """,
+            (new_symbol, symbol, primary_exchange, new_symbol, primary_exchange),
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
