@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ibkr_market_data.alerts import MarketDataFailureNotifier
-from ibkr_market_data.dag_defaults import DAILY_RUN_TIMEOUT, DEFAULT_ARGS, START_DATE, selection_params
+from ibkr_market_data.dag_defaults import (
+    DAILY_RUN_TIMEOUT,
+    DEFAULT_ARGS,
+    GAP_TASK_TIMEOUT,
+    START_DATE,
+    selection_params,
+)
 from ibkr_market_data.settings import (
     CLOSE_DELAY_MINUTES,
     DAILY_EXCHANGES,
@@ -100,7 +106,8 @@ def daily_market_data():
         get_current_context()["label"] = group["label"]  # type: ignore[typeddict-unknown-key]
         return daily.collect(group, run_context())
 
-    @task(pool=IBKR_POOL, trigger_rule="all_done")
+    # A split re-fetches the symbol's stored history: as long as a backfill's share, at worst.
+    @task(pool=IBKR_POOL, trigger_rule="all_done", execution_timeout=GAP_TASK_TIMEOUT)
     def corporate_actions(trading_date: str | None) -> dict[str, int]:
         from ibkr_market_data.tasks import corporate_actions
 

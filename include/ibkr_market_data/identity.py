@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: A symbol's resolution is asked again once it is this old: IB does not announce a new conId.
 RESOLUTION_MAX_AGE = dt.timedelta(days=7)
+#: At most this many are asked per run, oldest first, so a universe loaded at once spreads out.
+RECHECKS_PER_RUN = 500
 
 
 class IdentityStatus(enum.StrEnum):
@@ -169,5 +171,8 @@ def _record_delisting(
 
 
 def due_for_recheck(conn: Connection, now: dt.datetime) -> list[SymbolRow]:
-    """Return the active symbols whose last resolution is older than ``RESOLUTION_MAX_AGE``."""
-    return repository.symbols_resolved_before(conn, now - RESOLUTION_MAX_AGE)
+    """Return the active symbols whose last resolution is older than ``RESOLUTION_MAX_AGE``, oldest first.
+
+    At most ``RECHECKS_PER_RUN``; the others wait for the next run.
+    """
+    return repository.symbols_resolved_before(conn, now - RESOLUTION_MAX_AGE, RECHECKS_PER_RUN)

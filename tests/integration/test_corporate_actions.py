@@ -322,21 +322,29 @@ def test_a_symbol_removed_from_the_universe_stops_being_collected_and_keeps_its_
 
 
 def test_symbols_are_resolved_again_once_their_resolution_is_a_week_old(
-    daily_dag, two_symbols, market_db, sim
+    daily_dag, two_symbols, market_db, sim, monkeypatch
 ):
-    with psycopg.connect(market_db) as conn:
-        conn.execute("UPDATE symbols SET resolved_at = NOW() - interval '8 days' WHERE symbol = 'AAPL'")
-    before = {symbol: len(sim.request_log.contract_details(symbol=symbol)) for symbol in ("AAPL", "MSFT")}
+    """Over a week old: asked again, the oldest first and a bounded number per run."""
+    from ibkr_market_data import identity
 
-    assert daily_dag.test(run_conf={"date": "2025-06-13"}).state == "success"
-
-    asked = {
-        symbol: len(sim.request_log.contract_details(symbol=symbol)) - before[symbol] for symbol in before
-    }
-    assert asked == {"AAPL": 1, "MSFT": 0}
+    monkeypatch.setattr(identity, "RECHECKS_PER_RUN", 1)
     with psycopg.connect(market_db) as conn:
-        age = conn.execute("SELECT NOW() - resolved_at FROM symbols WHERE symbol = 'AAPL'").fetchone()[0]
-    assert age < dt.timedelta(hours=1)
+        conn.execute("UPDATE symbols SET resolved_at = NOW() - interval '9 days' WHERE symbol = 'AAPL'")
+        conn.execute("UPDATE symbols SET resolved_at = NOW() - interval '8 days' WHERE symbol = 'MSFT'")
+
+    def asked_after(date: str) -> dict[str, int]:
+        before = {symbol: len(sim.request_log.contract_details(symbol=symbol)) for symbol in ("AAPL", "MSFT")}
+        assert daily_dag.test(run_conf={"date": date}).state == "success"
+        return {
+            symbol: len(sim.request_log.contract_details(symbol=symbol)) - before[symbol] for symbol in before
+        }
+
+    assert asked_after("2025-06-12") == {"AAPL": 1, "MSFT": 0}
+    assert asked_after("2025-06-13") == {"AAPL": 0, "MSFT": 1}
+    assert asked_after("2025-06-13") == {"AAPL": 0, "MSFT": 0}, "resolved this week: not asked"
+    with psycopg.connect(market_db) as conn:
+        ages = conn.execute("SELECT MAX(NOW() - resolved_at) FROM symbols").fetchone()[0]
+    assert ages < dt.timedelta(hours=1)
     assert actions(market_db) == []
 
 

@@ -185,14 +185,14 @@ def confirm_resolution(conn: Connection, symbol_id: int, con_id: int) -> None:
         cursor.execute("UPDATE symbols SET resolved_at = NOW() WHERE id = %s", (symbol_id,))
 
 
-def symbols_resolved_before(conn: Connection, moment: dt.datetime) -> list[SymbolRow]:
-    """Return the active symbols last resolved before ``moment`` (or never, as far as the table says)."""
+def symbols_resolved_before(conn: Connection, moment: dt.datetime, limit: int) -> list[SymbolRow]:
+    """Return at most ``limit`` active symbols last resolved before ``moment`` (or never), oldest first."""
     with conn.cursor() as cursor:
         cursor.execute(
             f"SELECT {_SYMBOL_COLUMNS} FROM symbols"  # noqa: S608 (constant column list)
             " WHERE active AND con_id IS NOT NULL AND (resolved_at IS NULL OR resolved_at < %s)"
-            " ORDER BY priority, symbol",
-            (moment,),
+            " ORDER BY resolved_at NULLS FIRST, id LIMIT %s",
+            (moment, limit),
         )
         return [SymbolRow(*row) for row in cursor.fetchall()]
 
