@@ -11,6 +11,7 @@ DAG_IDS = {"daily_market_data", "backfill_market_data", "market_data_freshness",
 #: The tasks that talk to IB: each holds one of the ibkr pool's slots, and only they do.
 IB_TASKS = {
     ("daily_market_data", "collect"),
+    ("daily_market_data", "corporate_actions"),
     ("backfill_market_data", "collect_gap"),
     ("market_data_adjustments", "refresh_adjustments"),
 }
