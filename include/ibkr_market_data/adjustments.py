@@ -18,9 +18,10 @@ from itertools import pairwise
 
 from ibkr_market_data.bars import Bar
 from ibkr_market_data.contracts import ContractSpec
-from ibkr_market_data.corporate_actions import CORPORATE_ACTION_KINDS
 from ibkr_market_data.errors import UnknownCorporateActionKindError
 
+#: The kinds a ``corporate_actions`` row may have (migration 0008's CHECK).
+CORPORATE_ACTION_KINDS = ("split", "dividend", "delisting", "con_id_change", "ticker_change")
 #: The kinds adjusted prices can account for; IB's raw TRADES bars are split-adjusted already.
 ADJUSTABLE_KINDS = ("split", "dividend")
 #: The setting naming the kinds ``adjusted=True`` accounts for (default: both).

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from ibkr_market_data import calendars
+from ibkr_market_data.adjustments import CORPORATE_ACTION_KINDS
 from ibkr_market_data.backfill_plan import (
     SessionRun,
     SymbolGaps,
@@ -25,9 +26,6 @@ from ibkr_market_data.daily_plan import CollectionTarget
 from ibkr_market_data.errors import UnknownCorporateActionKindError
 from ibkr_market_data.repository import BarRevision, SymbolRow
 from ibkr_market_data.timeframes import Timeframe
-
-#: The kinds a ``corporate_actions`` row may have (the table's CHECK, migration 0008).
-CORPORATE_ACTION_KINDS = ("split", "dividend", "delisting", "con_id_change", "ticker_change")
 
 #: Corporate actions that change which contract a symbol is.
 IDENTITY_KINDS = ("con_id_change", "ticker_change")
