@@ -301,7 +301,9 @@ def _write_outcome(
         if decision.bars and store is not None:
             result = store(conn, target.symbol_id, timeframe, decision.bars)
         elif decision.bars:
-            result = repository.upsert_bars(conn, target.symbol_id, timeframe, decision.bars, run)
+            result = repository.upsert_bars(
+                conn, target.symbol_id, timeframe, decision.bars, run, target.time_zone
+            )
         if record_absent and decision.status != AttemptStatus.FAILED:
             _record_absent(conn, target, timeframe, {target.session_of(bar) for bar in decision.bars}, run)
         repository.finish_attempt(

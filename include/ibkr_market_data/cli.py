@@ -1,8 +1,8 @@
 """Command line for operators: migrate, load-symbols, collect, backfill, report and export.
 
-Every command works on the configured Airflow connections (``market_data_db``, ``ibkr_default``);
-``collect`` and ``backfill`` run their DAG once in this process. Bad input ends in one ``error:``
-line and exit status 2, before any request. See docs/operations.md.
+Every command works on the Airflow connections ``market_data_db`` and ``ibkr_default``, wherever Airflow
+keeps them; ``collect`` and ``backfill`` run their DAG once in this process. Bad input or a missing
+connection ends in one ``error:`` line and exit status 2, before any request. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ibkr_market_data.bars import DAILY_TIMEFRAME
+from ibkr_market_data.cli_connections import provide_connections
 from ibkr_market_data.errors import BadInputError
 from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_CONN_ID, MARKET_DATA_CONN_ID
 from ibkr_market_data.tasks.database import market_connection
@@ -28,28 +29,43 @@ log = logging.getLogger("ibkr_market_data.cli")
 
 
 def migrate_command() -> None:
-    """Bring the market-data database to the latest schema."""
+    """Bring the market-data database to the latest schema.
+
+    :raises MissingConnectionError: ``market_data_db`` is defined nowhere Airflow looks.
+    """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from ibkr_market_data import schema
 
+    provide_connections([MARKET_DATA_CONN_ID])
     schema.upgrade(PostgresHook(postgres_conn_id=MARKET_DATA_CONN_ID).get_uri())
 
 
 def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     """Migrate, load ``universe`` (default: the universe files) and resolve it through IB.
 
-    Return how many symbols are left unresolved.
+    Symbols the universe no longer lists are retired (inactive, their bars kept). Return how many
+    symbols are left unresolved.
+
+    :raises BadInputError: a row of a universe file or of ``IBKR_CORPORATE_ACTIONS_FILE`` is bad,
+        before anything is migrated.
+    :raises MissingConnectionError: ``market_data_db`` or ``ibkr_default`` is defined nowhere Airflow looks.
     """
     from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.known_actions import read_known_actions
     from ibkr_market_data.symbols import load_symbols as load
+    from ibkr_market_data.universe import load_universe
 
+    # Bad files fail here, before anything is migrated or requested.
+    entries = load_universe() if universe is None else universe
+    known = read_known_actions()
+    provide_connections([MARKET_DATA_CONN_ID, IBKR_CONN_ID])
     migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
-        report = load(conn, hook, universe)
+        report = load(conn, hook, entries, known)
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
-        f"{len(report.unresolved)} unresolved"
+        f"{len(report.unresolved)} unresolved, {len(report.retired)} retired (in no universe file now)"
     )
     for symbol, reason in sorted(report.unresolved.items()):
         print(f"  unresolved {symbol}: {reason}")
@@ -82,11 +98,14 @@ def print_run_summary(dag_id: str, run_id: str) -> None:
         print(f"  stored for {session.line()}")
 
 
-def ensure_symbols() -> None:
-    """Load and resolve the universe if no symbol is active yet."""
+def ensure_symbols(universe: list[UniverseSymbol] | None = None) -> None:
+    """Load and resolve ``universe``; without one, the universe files if no symbol is active yet."""
     from ibkr_market_data import repository
 
     migrate_command()
+    if universe is not None:
+        load_symbols_command(universe)
+        return
     with market_connection() as conn:
         loaded = repository.has_active_symbols(conn)
     if not loaded:
@@ -122,17 +141,26 @@ def check_collect_date(date: str | None, now: dt.datetime) -> None:
         raise BadInputError(str(exc).replace("Param 'date'", "--date")) from None
 
 
-def collect_command(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
+def collect_command(
+    date: str | None,
+    dry_run: bool = False,
+    timeframe: str = "",
+    symbols: str = "",
+    universe: list[UniverseSymbol] | None = None,
+) -> int:
     """Run the daily DAG once in-process for ``date``, ``timeframe`` and ``symbols``; return the exit status.
 
-    :raises BadInputError: a bad date or timeframe, or an unknown symbol, before any request.
+    :param universe: load it first (``ensure_symbols``); default: the universe files, if nothing is loaded.
+    :raises BadInputError: a bad date or timeframe, an unknown symbol or a missing connection (a dry run
+        needs no ``ibkr_default`` once symbols are loaded), before any request.
     """
     from ibkr_market_data import repository
     from ibkr_market_data.tasks.params import as_name_list
 
     check_collect_date(date, dt.datetime.now(dt.UTC))
     check_timeframe(timeframe)
-    ensure_symbols()
+    provide_connections([MARKET_DATA_CONN_ID] if dry_run else [MARKET_DATA_CONN_ID, IBKR_CONN_ID])
+    ensure_symbols(universe)
     names = as_name_list(symbols)
     with market_connection() as conn:
         unknown = sorted(set(names) - repository.known_symbol_names(conn))
@@ -161,12 +189,15 @@ def backfill_command(
     dry_run: bool = False,
     recheck_no_data: bool = False,
     timeframe: str = "",
+    universe: list[UniverseSymbol] | None = None,
 ) -> int:
     """Print the gap report, run the backfill DAG once in-process and print its summary.
 
     Return 0 on success, 1 if the run failed.
 
-    :raises BadInputError: a bad param or an unknown symbol (exit 2), before any request.
+    :param universe: load it first (``ensure_symbols``); default: the universe files, if nothing is loaded.
+    :raises BadInputError: a bad param, an unknown symbol or a missing connection (exit 2), before any
+        request.
     """
     from ibkr_market_data import repository
     from ibkr_market_data.errors import InvalidRunParamError
@@ -186,7 +217,8 @@ def backfill_command(
         request = tasks.check_params(params)
     except InvalidRunParamError as exc:
         raise BadInputError(str(exc)) from None
-    ensure_symbols()
+    provide_connections([MARKET_DATA_CONN_ID] if dry_run else [MARKET_DATA_CONN_ID, IBKR_CONN_ID])
+    ensure_symbols(universe)
     with market_connection() as conn:
         try:
             tasks.check_known_symbols(conn, request)
@@ -217,11 +249,13 @@ def backfill_command(
 def report_command(start: str | None, end: str | None) -> int:
     """Print coverage, failures and run metrics of ``start``..``end`` (default: the last 30 trading dates).
 
-    :raises BadInputError: a malformed date, or a reversed or too long range, before the database is read.
+    :raises BadInputError: a malformed date, a reversed or too long range, or no ``market_data_db``, before
+        the database is read.
     """
     from ibkr_market_data import range_report
 
     first, last = range_report.parse_range(start, end, dt.datetime.now(dt.UTC).date())
+    provide_connections([MARKET_DATA_CONN_ID])
     with market_connection() as conn:
         range_report.render(conn, first or range_report.default_start(conn, last), last, sys.stdout)
     return 0
@@ -262,7 +296,7 @@ def export_command(args: argparse.Namespace) -> int:
     """Write the changed Parquet files of the stored bars to ``--out`` and print what was written.
 
     Returns 0, or 1 when the database or the output directory fails on the way; raises BadInput
-    (exit 2) for an unknown symbol.
+    (exit 2) for an unknown symbol or no ``market_data_db``.
     """
     import psycopg
 
@@ -270,6 +304,7 @@ def export_command(args: argparse.Namespace) -> int:
     from ibkr_market_data.errors import ReadRequestError
     from ibkr_market_data.tasks.params import as_name_list
 
+    provide_connections([MARKET_DATA_CONN_ID])
     try:
         with market_connection() as conn:
             summary = exports.export_bars(
@@ -371,11 +406,14 @@ def check(args: argparse.Namespace) -> None:
             raise BadInputError(str(exc)) from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, universe: list[UniverseSymbol] | None = None) -> int:
     """Run the parsed command.
 
-    Bad input (a value, or an extra of the ``ibkr`` connection) ends in one ``error:`` line and exit
-    2; an unreachable gateway or database in one ``error:`` line and exit 1.
+    Bad input (a value, a connection defined nowhere, or an extra of the ``ibkr`` connection) ends in
+    one ``error:`` line and exit 2; an unreachable gateway or database in one ``error:`` line and exit 1.
+
+    :param universe: the symbols ``load-symbols``, ``collect`` and ``backfill`` load; default the
+        universe files (``collect`` and ``backfill`` load them only when no symbol is active).
     """
     import psycopg
 
@@ -387,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
             migrate_command()
             return 0
         if args.command == "load-symbols":
-            load_symbols_command()
+            load_symbols_command(universe)
             return 0
         if args.command == "report":
             return report_command(args.start, args.end)
@@ -402,8 +440,9 @@ def run(args: argparse.Namespace) -> int:
                 args.dry_run,
                 args.recheck_no_data,
                 args.timeframe,
+                universe,
             )
-        return collect_command(args.date or None, args.dry_run, args.timeframe, args.symbols)
+        return collect_command(args.date or None, args.dry_run, args.timeframe, args.symbols, universe)
     except (BadInputError, IbkrConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -221,6 +221,14 @@ class BadInputError(ValueError):
     """A command-line value is unusable; the message names it. Ends the command with exit 2."""
 
 
+class MissingConnectionError(BadInputError):
+    """An Airflow connection a command needs is defined nowhere Airflow looks; the message names it."""
+
+
+class InvalidUniverseError(BadInputError):
+    """A universe file (or its row) is unusable; the message names ``file:line`` and the column."""
+
+
 class InvalidRangeError(ValueError):
     """A date range is unusable; the message says which bound and what is expected."""
 
@@ -231,6 +239,10 @@ class UnknownTimeframeError(ValueError):
 
 class UnknownExchangeError(ValueError):
     """The exchange has no trading calendar here; add it to ``CALENDAR_CODES``."""
+
+
+class UnknownCorporateActionKindError(ValueError):
+    """A corporate-action kind not known here (a file of known actions, ``IBKR_ADJUST_FOR``), named."""
 
 
 # Bad configuration: a connection extra or an environment variable, named in the message.

@@ -152,6 +152,8 @@ class SymbolData:
     revision_ratios: Mapping[dt.date, float] = field(default_factory=dict)
     #: The run's sessions of 1-minute bars, summed up, to hold against the daily bar.
     intraday: Mapping[dt.date, IntradaySession] = field(default_factory=dict)
+    #: Recorded splits (``corporate_actions``): new price / old price, by effective session.
+    split_factors: Mapping[dt.date, float] = field(default_factory=dict)
 
 
 def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list[Finding]:
@@ -196,7 +198,7 @@ def _bar_findings(
     data: SymbolData,
     rules: QualityRules,
 ) -> Iterable[tuple[Check, str]]:
-    spike = _spike(bar, reference, data.revision_ratios, rules)
+    spike = _spike(bar, reference, data.revision_ratios, rules, data.split_factors)
     if spike:
         yield Check.SPIKE, spike
     stale = _stale(up_to_bar, rules)
@@ -213,6 +215,7 @@ def _spike(
     reference: Sequence[StoredBar],
     revision_ratios: Mapping[dt.date, float],
     rules: QualityRules,
+    split_factors: Mapping[dt.date, float] | None = None,
 ) -> str | None:
     if len(reference) < rules.min_reference or bar.close <= 0:
         return None
@@ -231,6 +234,11 @@ def _spike(
         for session, revised in revision_ratios.items()
     ):
         return None  # IB revised this stretch of history by the same ratio: a corporate action
+    if any(
+        reference[0].session < session <= bar.session and abs(math.log(factor / ratio)) < 0.05
+        for session, factor in (split_factors or {}).items()
+    ):
+        return None  # a recorded split explains the step (history not, or not yet, on the new basis)
     return (
         f"close {bar.close} is {ratio:.2f}x the previous close {closes[-1]:.6g} and outside the "
         f"{low:.6g}..{high:.6g} range of the previous {len(reference)} sessions "

@@ -23,3 +23,6 @@ CLOSE_DELAY_MINUTES = 30
 DAILY_LOOKBACK_SESSIONS = 5
 #: The most sessions the ``lookback_sessions`` param accepts: one request of ``N D`` stays small.
 MAX_LOOKBACK_SESSIONS = 30
+#: Minutes after the last close of a trading date before the adjustments DAG refreshes factors: after
+#: the daily run, so the newest session has its stored bar.
+ADJUSTMENTS_DELAY_MINUTES = 90

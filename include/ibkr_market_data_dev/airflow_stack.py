@@ -1,19 +1,7 @@
-"""Running a real Airflow and driving it through its REST API.
+"""Run a real Airflow and drive it through its REST API: ``make run``, scheduler tests, benchmarks.
 
-Used by ``make run``, the real-scheduler tests and the benchmark. Two shapes:
-
-* ``executor="local"``: ``airflow standalone`` (scheduler with the LocalExecutor, DAG processor,
-  triggerer, API server) as one process tree.
-* ``executor="celery"``: the same components started one by one (standalone forces the
-  LocalExecutor) with the CeleryExecutor, plus ``workers`` Celery workers; the broker is
-  ``broker_url`` (Redis), task results go to Airflow's metadata database.
-* ``executor="local", separate=True``: the LocalExecutor with its components started one by one,
-  so that one of them (the scheduler) can be killed and restarted alone; standalone stops every
-  component when one dies.
-
-Measured on this machine: the API answers its health check ~40 s after start; a process tree stops
-cleanly only when started in its own session and signalled as a process group; new DAG files are
-seen at the bundle rescan, so ``refresh_interval`` is lowered here.
+``airflow standalone`` (LocalExecutor) as one process tree, or its components one by one (Celery,
+or a scheduler that a fault may kill alone). See docs/development.md#running-airflow-from-code.
 """
 
 from __future__ import annotations
@@ -29,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +27,7 @@ FINISHED = {"success", "failed"}
 
 
 class AirflowStackError(RuntimeError):
-    pass
+    """Airflow did not start, answer or finish in time; the message says what and where to look."""
 
 
 def _group_alive(group: int) -> bool:
@@ -110,9 +98,11 @@ class AirflowStack:
 
     @property
     def airflow_bin(self) -> str:
+        """Return the ``airflow`` executable of this Python's environment."""
         return str(Path(sys.executable).with_name("airflow"))
 
     def environment(self) -> dict[str, str]:
+        """Return the environment of every Airflow process of this stack."""
         # Another Airflow's settings in this process's environment (a test session's) must not leak in.
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__DATABASE__", "AIRFLOW_HOME"))
@@ -181,6 +171,7 @@ class AirflowStack:
         return self.home / ("api-server.log" if self.separate else "standalone.log")
 
     def start(self, timeout: float = 240) -> None:
+        """Start the components, wait up to ``timeout`` s for the API's health check; stop all on failure."""
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             if not self.separate:
@@ -210,7 +201,7 @@ class AirflowStack:
         )
 
     def worker_pids(self) -> dict[str, int]:
-        """The running Celery workers' main process ids, by name."""
+        """Return the running Celery workers' main process ids, by name."""
         return {
             name: process.pid
             for name, process in self.processes.items()
@@ -224,7 +215,7 @@ class AirflowStack:
         process.wait(timeout=30)
 
     def kill_and_restart(self, component: str, down_seconds: float) -> int:
-        """SIGKILL ``component``'s process group (its task processes too), start it again ``down_seconds`` later.
+        """SIGKILL ``component``'s process group, task processes too; start it ``down_seconds`` later.
 
         Returns the killed process id. Only for components started apart (``separate``).
         """
@@ -298,6 +289,7 @@ class AirflowStack:
     # -- REST API -----------------------------------------------------------------------------
 
     def token(self) -> str:
+        """Return a token for the REST API (the simple auth manager hands one out without login)."""
         if self._token is None:
             self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
         return self._token
@@ -325,6 +317,8 @@ class AirflowStack:
         return True
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+        """Return DAG ``dag_id`` once the DAG processor has parsed it."""
+
         def parsed() -> Any:
             try:
                 return self._request("GET", f"/api/v2/dags/{dag_id}")
@@ -360,22 +354,26 @@ class AirflowStack:
         return created
 
     def unpause(self, dag_id: str) -> None:
+        """Unpause DAG ``dag_id``."""
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
     def trigger(self, dag_id: str, conf: Mapping[str, object] | None = None) -> str:
+        """Trigger a run of ``dag_id`` with ``conf``; return its run id."""
         run = self._request(
             "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": dict(conf or {})}
         )
         return str(run["dag_run_id"])
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """Return run ``run_id`` of ``dag_id`` as the REST API shows it."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Return the first 100 runs of ``dag_id`` as the REST API lists them."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
 
     def wait_for_scheduled_run(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
-        """The first run the scheduler created on its own (run type ``scheduled``)."""
+        """Return the first run the scheduler created on its own (run type ``scheduled``)."""
 
         def scheduled() -> Any:
             runs = [run for run in self.dag_runs(dag_id) if run["run_type"] == "scheduled"]
@@ -383,10 +381,22 @@ class AirflowStack:
 
         return _wait_until(scheduled, timeout, f"a scheduled run of {dag_id}")
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 900,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Return run ``run_id`` of ``dag_id`` once finished, calling ``on_poll(run)`` at each look before."""
+
         def finished() -> Any:
             run = self.dag_run(dag_id, run_id)
-            return run if run["state"] in FINISHED else None
+            if run["state"] in FINISHED:
+                return run
+            if on_poll is not None:
+                on_poll(run)
+            return None
 
         return _wait_until(finished, timeout, f"run {run_id} of {dag_id} to finish")
 

@@ -1,11 +1,8 @@
 """``make collect``, ``backfill``, ``report``, ``export``: the operator CLI on this machine's defaults.
 
-``python -m ibkr_market_data_dev.local_cli COMMAND ...`` takes the commands and options of
-``ibkr_market_data.cli``; before running one it fills in what is not configured (see ``local_env``):
-Airflow's home, the ``market_data_db`` database on the local PostgreSQL, and, when ``ibkr_default``
-is not configured, the TWS simulator on a loopback port, stopped when the command ends. It refuses
-(exit 2) to serve simulated bars to a ``market_data_db`` that is configured. With
-``IBKR_SYNTHETIC_SYMBOLS=N`` the simulator and the loaded universe gain N synthetic symbols.
+It fills in what is not configured (``local_env``), starts the simulator when ``ibkr_default`` is
+not configured, and sends log records to ``.local/logs/COMMAND.log``.
+See docs/development.md#the-local-commands.
 """
 
 from __future__ import annotations
@@ -16,8 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from ibkr_market_data.errors import BadInputError
-from ibkr_market_data_dev import local_env
-from ibkr_market_data_dev.simulated_ib import local_universe, synthetic_count
+from ibkr_market_data_dev import local_env, terminal
+from ibkr_market_data_dev.simulated_ib import local_universe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,9 +23,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ibkr_market_data import cli
 
     args = cli.build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Until the log file takes over, only warnings reach the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cli.check(args)
+        # Read before anything starts: a bad universe file ends here with its file:line.
+        universe = local_universe() if args.command not in ("report", "export") else None
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -40,14 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    local_env.ensure_market_db()
-    if args.command == "report":  # reads the database only: no simulator
-        cli.migrate_command()
-        return cli.run(args)
-    with local_env.local_ibkr():
-        if synthetic_count():
-            cli.load_symbols_command(universe=local_universe())
-        return cli.run(args)
+    with terminal.logs_to_file(terminal.LOG_DIR / f"{args.command}.log") as log_file:
+        market_db_url = local_env.ensure_market_db()
+        if args.command == "report":  # reads the database only: no simulator, and the report is the output
+            cli.migrate_command()
+            return cli.run(args)
+        print(f"log: {terminal.shown(log_file)} (Airflow's task logs and the simulator's)")
+        print(terminal.database_line(market_db_url))
+        with local_env.local_ibkr() as simulator, terminal.in_process_progress(market_db_url):
+            print(terminal.simulator_line(simulator))
+            # The local universe (with any synthetic symbols) is loaded by every command, so a symbol
+            # an earlier command loaded and this one's universe lacks is retired, not collected.
+            return cli.run(args, universe=universe)
 
 
 def export(args: argparse.Namespace) -> int:

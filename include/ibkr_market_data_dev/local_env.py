@@ -1,14 +1,7 @@
-"""Embedded defaults for the local stack and ``make collect``: used only where nothing is configured.
+"""Give the local stack and ``make collect`` embedded defaults, used only where nothing is configured.
 
-* Airflow: home in ``.local/airflow`` (unless ``AIRFLOW_HOME`` is set), this repo's dags and
-  plugins folders, no examples, SQLite metadata.
-* ``market_data_db``: ``AIRFLOW_CONN_MARKET_DATA_DB`` if set, else database ``market_data`` on the
-  local server or an embedded one (see ``local_postgres``).
-* ``ibkr_default``: as configured (environment, secrets backend or Airflow's metadata), else the
-  TWS simulator on a loopback port.
-
-Simulated bars never go into a database someone configured: with ``market_data_db`` configured
-and ``ibkr_default`` not, the local commands refuse to start (:func:`check_local_setup`).
+Airflow's home, the ``market_data`` database, the simulator as ``ibkr_default``; simulated bars
+never go into a database someone configured. See docs/development.md#the-local-commands.
 """
 
 from __future__ import annotations
@@ -43,6 +36,8 @@ def configure_airflow(home: Path | None = None) -> Path:
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
     os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home}/airflow.db")
+    # Log records go to files (terminal.logs_to_file): colour codes chosen for a terminal would clutter them.
+    os.environ.setdefault("AIRFLOW__LOGGING__COLORED_CONSOLE_LOG", "False")
     return airflow_home
 
 
@@ -93,7 +88,7 @@ def check_local_setup() -> None:
 
 
 def ensure_market_db() -> str:
-    """The market-data database URL, configuring ``AIRFLOW_CONN_MARKET_DATA_DB`` if it was not."""
+    """Return the market-data database URL, configuring ``AIRFLOW_CONN_MARKET_DATA_DB`` if it was not."""
     configured = local_postgres.configured_url()
     if configured:
         return configured
@@ -108,7 +103,10 @@ LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def celery_broker_url() -> str:
-    """The configured Celery broker, else Redis on 127.0.0.1:6379 if it answers; LocalSetupError if neither."""
+    """Return the configured Celery broker, else Redis on 127.0.0.1:6379 if it answers.
+
+    :raises LocalSetupError: neither is there.
+    """
     configured = os.environ.get("AIRFLOW__CELERY__BROKER_URL")
     if configured:
         return configured
@@ -126,7 +124,7 @@ def celery_broker_url() -> str:
 
 
 def airflow_metadata_database(fernet_key: str) -> str:
-    """The local stack's metadata database for an Airflow home whose ``[core] fernet_key`` is this.
+    """Return the local stack's metadata database for an Airflow home whose ``[core] fernet_key`` is this.
 
     Airflow encrypts connection passwords and extras with the home's key, and the local PostgreSQL
     outlives any clone: a database shared by every home on the machine held rows that a new clone's
@@ -136,7 +134,7 @@ def airflow_metadata_database(fernet_key: str) -> str:
 
 
 def home_fernet_key(home: Path) -> str:
-    """The fernet key of the Airflow home ``home``, kept in its ``fernet.key`` (mode 600) from the first call on.
+    """Return the fernet key of Airflow home ``home``, kept in its ``fernet.key`` (mode 600) from then on.
 
     ``AIRFLOW__CORE__FERNET_KEY`` wins when set. A home without the file keeps its airflow.cfg's key
     (homes from before the file), else gets a new one. A fresh home has no airflow.cfg until
@@ -162,7 +160,7 @@ def home_fernet_key(home: Path) -> str:
 
 
 def airflow_metadata_url(fernet_key: str) -> str:
-    """SQLAlchemy URL of the metadata database of the Airflow home with this key on the local PostgreSQL, created if missing."""
+    """Return the SQLAlchemy URL of the metadata database of the home with this key, created if missing."""
     from ibkr_market_data.schema import sqlalchemy_url
 
     database = airflow_metadata_database(fernet_key)

@@ -1,20 +1,8 @@
 """``make run``: the whole stack on this machine, on embedded defaults, and one daily run.
 
-1. The TWS simulator on 127.0.0.1:$IBKR_SIM_PORT (4002), unless ``ibkr_default`` is configured; it
-   refuses to start when ``market_data_db`` is configured and ``ibkr_default`` is not.
-2. PostgreSQL: the ``market_data_db`` connection's server if configured, else database ``market_data``
-   on 127.0.0.1:5432, else an embedded server; migrations applied, universe loaded and resolved.
-3. Airflow (``airflow standalone``) with its UI on http://localhost:8080, the pools of
-   ``pools.json`` and the connections of ``connections.json``; its metadata in database
-   ``airflow_metadata_<hash of the home's fernet key>`` on the same PostgreSQL server (SQLite locks up under the scheduler, the
-   DAG processor and the API writing at once), unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` is set.
-   With ``--executor celery --workers N`` (``make run EXECUTOR=celery WORKERS=2``) the components
-   start one by one with the CeleryExecutor and N Celery workers; the broker is
-   ``AIRFLOW__CELERY__BROKER_URL``, else Redis on 127.0.0.1:6379, else a clear error; task results
-   go to the metadata database. The ``ibkr`` pool still bounds IB work across every worker.
-4. The daily DAG unpaused and triggered for the latest completed trading date; its summary printed.
-
-Then it keeps serving until Ctrl-C (or exits at once with ``--exit-after-run``).
+The simulator, PostgreSQL, Airflow on http://localhost:8080 (LocalExecutor, or Celery with
+``--executor celery``), then the daily DAG triggered, its progress and summary printed.
+See docs/development.md#the-local-stack.
 """
 
 from __future__ import annotations
@@ -25,7 +13,7 @@ import os
 import signal
 import sys
 
-from ibkr_market_data_dev import local_env
+from ibkr_market_data_dev import local_env, terminal
 from ibkr_market_data_dev.simulated_ib import local_universe
 
 log = logging.getLogger("ibkr_market_data_dev.local_stack")
@@ -38,13 +26,15 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the stack and one daily run as the module docstring says; return the exit status."""
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--exit-after-run", action="store_true", help="stop the stack after the first run")
     parser.add_argument("--executor", choices=("local", "celery"), default="local")
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (with --executor celery)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Until the log file takes over, only warnings reach the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # SIGTERM (from `timeout`, a supervisor) must unwind like Ctrl-C so the stack is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -61,50 +51,61 @@ def main(argv: list[str] | None = None) -> int:
     except local_env.LocalSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    local_env.ensure_market_db()
-    with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))):
-        cli.load_symbols_command(universe=local_universe())  # migrates first
-        fernet_key = local_env.home_fernet_key(home)
-        metadata_url = configured_metadata or local_env.airflow_metadata_url(fernet_key)
-        stack = AirflowStack(
-            home,
-            port=args.port,
-            env={
-                # Connections configured elsewhere (the metadata database) are not overridden.
-                **{
-                    name: os.environ[name]
-                    for name in ("AIRFLOW_CONN_MARKET_DATA_DB", "AIRFLOW_CONN_IBKR_DEFAULT")
-                    if name in os.environ
+    with terminal.logs_to_file(terminal.LOG_DIR / "run.log") as log_file:
+        print(f"log: {terminal.shown(log_file)} (this process and the simulator)")
+        market_db_url = local_env.ensure_market_db()
+        print(terminal.database_line(market_db_url))
+        with local_env.local_ibkr(port=int(os.environ.get("IBKR_SIM_PORT", "4002"))) as simulator:
+            print(terminal.simulator_line(simulator))
+            cli.load_symbols_command(universe=local_universe())  # migrates first
+            fernet_key = local_env.home_fernet_key(home)
+            metadata_url = configured_metadata or local_env.airflow_metadata_url(fernet_key)
+            stack = AirflowStack(
+                home,
+                port=args.port,
+                env={
+                    # Connections configured elsewhere (the metadata database) are not overridden.
+                    **{
+                        name: os.environ[name]
+                        for name in ("AIRFLOW_CONN_MARKET_DATA_DB", "AIRFLOW_CONN_IBKR_DEFAULT")
+                        if name in os.environ
+                    },
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
+                    "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+                    "AIRFLOW__CORE__FERNET_KEY": fernet_key,
                 },
-                "AIRFLOW__CORE__DAGS_FOLDER": str(local_env.REPO_ROOT / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(local_env.REPO_ROOT / "plugins"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-                "AIRFLOW__CORE__FERNET_KEY": fernet_key,
-            },
-            executor=args.executor,
-            workers=args.workers,
-            broker_url=broker_url,
-        )
-        workers = f" with {args.workers} Celery workers" if args.executor == "celery" else ""
-        print(f"Starting Airflow in {home}{workers} (log: {stack.log_file}); the UI answers in ~40 s")
-        with stack:
-            stack.import_pools(local_env.REPO_ROOT / "pools.json")
-            stack.import_connections(local_env.REPO_ROOT / "connections.json")
-            stack.wait_for_dag(DAG_ID)
-            stack.unpause(DAG_ID)
-            run_id = stack.trigger(DAG_ID)
-            print(f"Triggered {DAG_ID} run {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
-            run = stack.wait_for_run(DAG_ID, run_id)
-            cli.print_run_summary(DAG_ID, run_id)
-            print(f"state: {run['state']}")
-            if args.exit_after_run:
-                return 0 if run["state"] == "success" else 1
-            print(f"Airflow UI: {stack.base_url} (login not required locally). Ctrl-C stops everything.")
-            try:
-                while True:
-                    signal.pause()
-            except KeyboardInterrupt:
-                return 0
+                executor=args.executor,
+                workers=args.workers,
+                broker_url=broker_url,
+            )
+            workers = f" with {args.workers} Celery workers" if args.executor == "celery" else ""
+            print(
+                f"Airflow: starting in {terminal.shown(home)}{workers} "
+                f"(log: {terminal.shown(stack.log_file)}); its UI answers in ~40 s"
+            )
+            with stack:
+                print(f"Airflow up at {stack.base_url} (no login locally)")
+                stack.import_pools(local_env.REPO_ROOT / "pools.json")
+                stack.import_connections(local_env.REPO_ROOT / "connections.json")
+                stack.wait_for_dag(DAG_ID)
+                stack.unpause(DAG_ID)
+                run_id = stack.trigger(DAG_ID)
+                print(f"run triggered: {DAG_ID} {run_id}; follow it on {stack.base_url}/dags/{DAG_ID}")
+                run = terminal.follow_stack_run(stack, DAG_ID, run_id, market_db_url)
+                # Unpausing lets the scheduler start the same date's run first: say what that one stored.
+                for other in terminal.runs_ahead(stack, DAG_ID, run):
+                    print(terminal.run_line(market_db_url, DAG_ID, other, note="ran first"))
+                cli.print_run_summary(DAG_ID, run_id)
+                print(f"state: {run['state']}")
+                if args.exit_after_run:
+                    return 0 if run["state"] == "success" else 1
+                print(f"Airflow UI: {stack.base_url} (login not required locally). Ctrl-C stops everything.")
+                try:
+                    while True:
+                        signal.pause()
+                except KeyboardInterrupt:
+                    return 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,8 @@
-"""The TWS simulator as the collector's local IB: it serves the collector's shipped universe.
+"""Serve the collector's shipped universe from the TWS simulator: the collector's local IB.
 
-The simulator (``tws_simulator``) and the collector (``ibkr_market_data``) know nothing of each
-other; this module joins them for the local stack, the tests and the benchmarks.
-
-``IBKR_SYNTHETIC_SYMBOLS=N`` adds N made-up listings (:func:`tws_simulator.universe.synthetic_listings`)
-both to the simulator's market and to the universe the local commands load, so a run of thousands
-of symbols can be tried on this machine. Only the local stack reads it: production loads the
-universe files alone.
+The simulator and the collector know nothing of each other; this module joins them for the local
+stack, the tests and the benchmarks (``IBKR_SYNTHETIC_SYMBOLS=N`` adds N made-up listings).
+See docs/development.md#the-local-commands.
 """
 
 from __future__ import annotations

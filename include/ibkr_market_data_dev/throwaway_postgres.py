@@ -1,9 +1,7 @@
-"""A PostgreSQL server of its own, on a free loopback port, that a fault may stop and restart.
+"""Run a PostgreSQL server of its own, on a free loopback port, that a fault may stop and restart.
 
-The fault campaign puts its market-data database here, never on the machine's shared server: its
-PostgreSQL scenarios restart the server mid-run and refuse connections when a run starts. The
-binaries are the ``pgserver`` wheel's (pinned with the rest); as root, the server runs as that
-wheel's unprivileged ``pgserver`` user, since PostgreSQL refuses to run as root.
+The fault campaign's market-data database lives here, never on the shared server; the binaries
+are the ``pgserver`` wheel's. See docs/fault-campaign.md.
 """
 
 from __future__ import annotations

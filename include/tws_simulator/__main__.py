@@ -1,8 +1,7 @@
 """Serve a simulated TWS on a TCP port until Ctrl-C or SIGTERM: ``python -m tws_simulator``.
 
-Settings come from options or the environment (``make sim``, the local stack); every fault and
-market property is in docs/ib-behaviours.md. On exit it prints the requests served and every IB
-rule a client broke; a bad setting ends it with one ``error:`` line naming it (exit 2).
+Settings come from options or the environment; every fault and market property is in
+docs/ib-behaviours.md. A bad setting ends it with one ``error:`` line naming it (exit 2).
 See docs/simulator.md#start-it.
 """
 

@@ -150,7 +150,7 @@ class ClientConnection(asyncio.Protocol):
             self._forget(req_id, pending)
             self.simulator.request_log.finish(pending.record, "abandoned")
         self.simulator.unregister(self)
-        log.info("Client %s disconnected", self.client_id)
+        log.debug("Client %s disconnected", self.client_id)
 
     def data_received(self, data: bytes) -> None:
         """Cut ``data`` into frames and handle each; close the socket on a protocol error."""
@@ -248,7 +248,7 @@ class ClientConnection(asyncio.Protocol):
             return
         simulator.register_client(client_id, self)
         self.client_id = client_id
-        log.info("Client %s connected (server version %s)", client_id, self.server_version)
+        log.debug("Client %s connected (server version %s)", client_id, self.server_version)
         self._send(OutgoingMessage.NEXT_VALID_ID, 1, simulator.config.next_valid_id)
         self._send(OutgoingMessage.MANAGED_ACCOUNTS, 1, simulator.config.account)
         faults = simulator.faults

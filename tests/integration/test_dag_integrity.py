@@ -7,9 +7,14 @@ import pytest
 from ibkr_market_data_dev.local_env import REPO_ROOT
 
 POOLS = json.loads((REPO_ROOT / "pools.json").read_text())
-DAG_IDS = {"daily_market_data", "backfill_market_data", "market_data_freshness"}
+DAG_IDS = {"daily_market_data", "backfill_market_data", "market_data_freshness", "market_data_adjustments"}
 #: The tasks that talk to IB: each holds one of the ibkr pool's slots, and only they do.
-IB_TASKS = {("daily_market_data", "collect"), ("backfill_market_data", "collect_gap")}
+IB_TASKS = {
+    ("daily_market_data", "collect"),
+    ("daily_market_data", "corporate_actions"),
+    ("backfill_market_data", "collect_gap"),
+    ("market_data_adjustments", "refresh_adjustments"),
+}
 
 
 @pytest.fixture(scope="module")

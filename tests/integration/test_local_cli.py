@@ -157,3 +157,16 @@ def test_synthetic_symbols_are_served_loaded_and_fetched_locally(
     assert [(symbol, con_id, active) for symbol, con_id, active, _ in rows] == [
         (listing.symbol, listing.con_id, True) for listing in synthetic
     ]
+
+    # A plain command after it (make run, make collect) loads the shipped universe alone: the
+    # synthetic symbols are retired, not tried again, and their rows stay.
+    monkeypatch.delenv("IBKR_SYNTHETIC_SYMBOLS")
+    with local_env.local_ibkr():
+        assert cli.load_symbols_command(universe=local_universe()) == 0
+    with psycopg.connect(market_db) as conn:
+        synthetic_state = conn.execute(
+            "SELECT DISTINCT active, inactive_reason FROM symbols WHERE source_list = 'synthetic'"
+        ).fetchall()
+        active = conn.execute("SELECT COUNT(*) FROM symbols WHERE active").fetchone()[0]
+    assert synthetic_state == [(False, "removed from the universe files")]
+    assert active == 320

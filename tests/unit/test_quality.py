@@ -82,6 +82,20 @@ def test_a_move_the_revised_history_shares_is_a_corporate_action_not_a_spike():
     assert [(f.session, f.check) for f in unexplained] == [(bars[-5].session, Check.SPIKE)]
 
 
+def test_a_recorded_split_explains_the_step_of_history_not_yet_on_the_new_basis():
+    """A 4:1 split recorded in ``corporate_actions``: the old-basis bars before it step down by 4."""
+    bars = walk()
+    for position in range(-3, 0):
+        bars = with_close(bars, position, Decimal("0.25"))
+    expected = [bar.session for bar in bars[-3:]]
+    effective = bars[-3].session
+    assert check_symbol(data(bars, expected=expected, split_factors={effective: 0.25})) == []
+    # Another ratio, or a split outside the reference window, explains nothing.
+    for factors in ({effective: 0.5}, {bars[-30].session: 0.25}):
+        found = check_symbol(data(bars, expected=expected, split_factors=factors))
+        assert [(f.session, f.check) for f in found] == [(effective, Check.SPIKE)]
+
+
 def test_a_volatile_symbols_ordinary_move_is_not_a_spike():
     bars = with_close(walk(daily_sigma=0.08, seed=3), -1, Decimal("1.35"))
     assert check_symbol(data(bars)) == []

@@ -149,6 +149,31 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             rows = repository.run_metrics(conn, first, last, limit)
         return JSONResponse({"metrics": pages.jsonable(rows)})
 
+    @app.get("/api/corporate-actions")
+    def corporate_actions_json(start: FromParam = None, end: ToParam = None) -> JSONResponse:
+        """Return the corporate actions effective in the range, every symbol's conIds, the inactive ones."""
+        with database() as conn:
+            first, last = date_range(conn, start, end)
+            actions, identities, inactive = corporate_actions_data(conn, first, last)
+        return JSONResponse(
+            {
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "corporate_actions": pages.jsonable(actions),
+                "identities": pages.jsonable(identities),
+                "inactive_symbols": pages.jsonable(inactive),
+            }
+        )
+
+    def corporate_actions_data(
+        conn: psycopg.Connection, first: dt.date, last: dt.date
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        return (
+            repository.corporate_actions_between(conn, first, last),
+            repository.identity_history(conn),
+            repository.inactive_symbols(conn),
+        )
+
     @app.get("/api/symbols/{symbol}")
     def symbol_json(symbol: str, start: FromParam = None, end: ToParam = None) -> JSONResponse:
         with database() as conn:
@@ -193,6 +218,15 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             metrics = repository.run_metrics(conn, limit=60)
         return HTMLResponse(
             pages.overview_page(root(request), first, last, rows, fresh, delay, runs, failed, metrics)
+        )
+
+    @app.get("/corporate-actions", response_class=HTMLResponse)
+    def corporate_actions(request: Request, start: FromParam = None, end: ToParam = None) -> HTMLResponse:
+        with database() as conn:
+            first, last = date_range(conn, start, end)
+            actions, identities, inactive = corporate_actions_data(conn, first, last)
+        return HTMLResponse(
+            pages.corporate_actions_page(root(request), first, last, actions, identities, inactive)
         )
 
     @app.get("/symbols/", response_class=HTMLResponse)

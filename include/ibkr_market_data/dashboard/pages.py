@@ -52,6 +52,7 @@ def _page(root: str, title: str, body: str) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<nav><a href='{escape(root)}/'>Market data</a>"
+        f"<a href='{escape(root)}/corporate-actions'>Corporate actions</a>"
         f"<a href='{escape(root)}/api/coverage'>JSON: coverage</a>"
         f"<a href='{escape(root)}/docs'>API</a></nav>"
         f"<h1>{escape(title)}</h1>{body}</body></html>"
@@ -275,6 +276,85 @@ def overview_page(
         + f"<form method='get' action='{escape(root)}/symbols/'>Symbol <input name='symbol' size='8'></form>"
     )
     return _page(root, "Market data", body)
+
+
+def corporate_actions_page(
+    root: str,
+    start: dt.date,
+    end: dt.date,
+    actions: Sequence[Mapping[str, Any]],
+    identities: Sequence[Mapping[str, Any]],
+    inactive: Sequence[Mapping[str, Any]],
+) -> str:
+    """Render the corporate actions of a range, every symbol's conIds over time and the inactive symbols."""
+    from ibkr_market_data.corporate_actions import describe_action
+
+    query = urlencode({"from": start.isoformat(), "to": end.isoformat()})
+    form = (
+        f"<form method='get' action='{escape(root)}/corporate-actions'>From "
+        f"<input type='date' name='from' value='{start}'> to <input type='date' name='to' value='{end}'> "
+        f"<button type='submit'>Show</button> "
+        f"<a href='{escape(root)}/api/corporate-actions?{escape(query)}'>JSON</a></form>"
+    )
+    action_rows = [
+        [
+            _cell(row["effective_session"]),
+            _symbol_link(root, row["symbol"], row["effective_session"]),
+            _cell(row["exchange"]),
+            f"<td data-kind='{escape(row['kind'])}'>{escape(row['kind'])}</td>",
+            _cell(row["ratio"], numeric=True),
+            _cell(describe_action(row)),
+            _cell(row["detected_at"]),
+        ]
+        for row in actions
+    ]
+    identity_rows = [
+        [
+            _symbol_link(root, row["symbol"]),
+            _cell(row["exchange"]),
+            _cell(row["con_id"], numeric=True),
+            _cell(row["valid_from"]),
+            _cell(row["valid_to"]),
+        ]
+        for row in identities
+    ]
+    inactive_rows = [
+        [
+            _symbol_link(root, row["symbol"]),
+            _cell(row["exchange"]),
+            _cell(row["reason"]),
+            _cell(row["last_session"]),
+            _cell(row["inactive_since"]),
+            _cell(row["daily_bars"], numeric=True),
+        ]
+        for row in inactive
+    ]
+    body = (
+        f"<p class='muted'>Effective {start} to {end}. Raw bars stay raw; what IB did to each symbol is "
+        "recorded here (splits re-fetch the symbol's history on the new basis).</p>"
+        f"{form}<h2>Corporate actions ({len(actions)})</h2>"
+        + _table(
+            "corporate-actions",
+            ["effective", "symbol", "exchange", "kind", "ratio", "what", "recorded"],
+            action_rows,
+            "No corporate action effective in the range.",
+        )
+        + "<h2>Identity changes</h2>"
+        + _table(
+            "identities",
+            ["symbol", "exchange", "conId", "from", "to"],
+            identity_rows,
+            "No symbol has had more than one conId.",
+        )
+        + f"<h2>Inactive symbols ({len(inactive)})</h2>"
+        + _table(
+            "inactive",
+            ["symbol", "exchange", "reason", "last session", "inactive since", "daily bars kept"],
+            inactive_rows,
+            "Every symbol is active.",
+        )
+    )
+    return _page(root, "Corporate actions and identities", body)
 
 
 def error_page(root: str, status: int, detail: str) -> str:

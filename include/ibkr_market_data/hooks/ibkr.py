@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from airflow.sdk import BaseHook
 
-from ibkr_market_data.bars import SMALL_BAR_SIZES, Bar, bars_from_ib
+from ibkr_market_data.bars import DAILY_BAR_SIZE, SMALL_BAR_SIZES, Bar, bars_from_ib
 from ibkr_market_data.client_ids import ClientIdLease, LocalClientIdLease
 from ibkr_market_data.contracts import ContractSpec, ResolvedContract
 from ibkr_market_data.errors import (
@@ -46,6 +46,8 @@ ClientIdLeaseFactory = Callable[[int, int], ClientIdLease]
 
 #: ``formatDate`` asking for dates and times in the exchange's zone (daily bars are then session dates).
 FORMAT_DATE_EXCHANGE_LOCAL: Final = 1
+#: ``whatToShow`` of daily bars adjusted for splits and dividends; IB allows no end date with it.
+ADJUSTED_LAST: Final = "ADJUSTED_LAST"
 #: ``formatDate`` asking for epoch seconds, which the client turns into aware UTC datetimes.
 FORMAT_DATE_EPOCH_UTC: Final = 2
 
@@ -432,6 +434,19 @@ class IbkrHook(BaseHook):
             request_key = f"{spec}|{end}|{duration}|{bar_size}|{what_to_show}|{int(use_rth)}"
             turn = (f"{spec}|{what_to_show}", request_key)
         return await self._send(f"historical data for {spec}", historical_data, turn)
+
+    def fetch_adjusted_daily_bars(self, spec: ContractSpec, duration: str) -> list[Bar]:
+        """Return IB's split- and dividend-adjusted daily bars (``ADJUSTED_LAST``) over ``duration`` to now.
+
+        IB refuses an end date with ADJUSTED_LAST (321), so the request never has one: it reaches
+        back from now, one request per symbol. See docs/corporate-actions.md#adjusted-prices.
+
+        :param spec: the contract.
+        :param duration: IB's duration string, such as ``"2 Y"``.
+        :raises IbkrNoDataError: IB has no bars in the window.
+        :raises IbkrError: one subclass per failure class, see ``ibkr_market_data.errors``.
+        """
+        return self.fetch_bars(spec, "", duration, DAILY_BAR_SIZE, what_to_show=ADJUSTED_LAST)
 
     def _historical_request(
         self,

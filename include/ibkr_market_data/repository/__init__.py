@@ -5,6 +5,12 @@ bars and its log row commit together. Callers use the package, not its modules. 
 """
 
 from ibkr_market_data.errors import PlanNotFoundError
+from ibkr_market_data.repository.adjustments import (
+    adjustment_candidates,
+    store_adjustments,
+    stored_bars,
+    stored_days,
+)
 from ibkr_market_data.repository.alert_deliveries import OwedAlert, owed_alerts, record_alert_delivery
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
@@ -31,6 +37,40 @@ from ibkr_market_data.repository.collection_logs import (
     symbols_failed,
     symbols_with_outcome,
 )
+from ibkr_market_data.repository.corporate_actions import (
+    BarRevision,
+    RunWindow,
+    corporate_actions_between,
+    mark_rebase_pending,
+    record_corporate_action,
+    run_latest_windows,
+    run_revisions,
+    split_price_factors,
+    splits_to_rebase,
+    stored_timeframes,
+    stored_timestamps,
+    update_action_details,
+)
+from ibkr_market_data.repository.identities import (
+    REMOVED_FROM_UNIVERSE,
+    change_con_id,
+    confirm_resolution,
+    identity_history,
+    inactive_symbols,
+    last_sessions,
+    last_stored_sessions,
+    mark_delisted,
+    membership_periods,
+    reactivate_returned,
+    record_identity,
+    record_memberships,
+    rename_symbol,
+    retire_symbols_not_in,
+    symbol_id_by_listing,
+    symbols_by_id,
+    symbols_resolved_before,
+    universe_symbol_ids,
+)
 from ibkr_market_data.repository.leases import release_client_ids, try_lease_client_id
 from ibkr_market_data.repository.no_data import (
     first_available_dates,
@@ -45,6 +85,7 @@ from ibkr_market_data.repository.operations import (
     AlertedGap,
     active_symbol_counts,
     coverage_counts,
+    expected_symbols,
     failures,
     latest_runs,
     mark_gap_recovered,
@@ -107,6 +148,40 @@ from ibkr_market_data.repository.symbols import (
 )
 
 __all__ = [
+    "adjustment_candidates",
+    "store_adjustments",
+    "stored_bars",
+    "stored_days",
+    "BarRevision",
+    "RunWindow",
+    "corporate_actions_between",
+    "mark_rebase_pending",
+    "record_corporate_action",
+    "run_latest_windows",
+    "run_revisions",
+    "split_price_factors",
+    "splits_to_rebase",
+    "stored_timeframes",
+    "stored_timestamps",
+    "update_action_details",
+    "REMOVED_FROM_UNIVERSE",
+    "change_con_id",
+    "confirm_resolution",
+    "identity_history",
+    "inactive_symbols",
+    "last_sessions",
+    "last_stored_sessions",
+    "mark_delisted",
+    "membership_periods",
+    "reactivate_returned",
+    "record_identity",
+    "record_memberships",
+    "rename_symbol",
+    "retire_symbols_not_in",
+    "symbol_id_by_listing",
+    "symbols_by_id",
+    "symbols_resolved_before",
+    "universe_symbol_ids",
     "PLAN_RETENTION",
     "PlanNotFoundError",
     "PlannedGroup",
@@ -124,6 +199,7 @@ __all__ = [
     "RECENT_RUN_DAYS",
     "active_symbol_counts",
     "coverage_counts",
+    "expected_symbols",
     "failures",
     "latest_runs",
     "mark_gap_recovered",

@@ -6,16 +6,20 @@ See docs/schema.md.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
 from psycopg import Connection, Cursor
 
-from ibkr_market_data.bars import Bar
+from ibkr_market_data.bars import DAILY_TIMEFRAME, Bar
 from ibkr_market_data.repository.collection_logs import RunContext
 from ibkr_market_data.repository.partitions import ensure_partitions
+from ibkr_market_data.timeframes import session_date
+
+log = logging.getLogger(__name__)
 
 
 def symbols_having_bar(
@@ -57,28 +61,80 @@ class UpsertResult:
     revised: int
 
 
+def lock_symbol_writes(conn: Connection, symbol_id: int, timeframe: str) -> None:
+    """Wait until no other transaction writes ``timeframe`` bars of ``symbol_id``; hold that until commit.
+
+    Compare-and-write reads the table as of its statement's start: a writer that does not wait would
+    miss bars another one commits meanwhile, losing their revisions and counting them as inserted.
+    A hash collision between two keys only makes their writers wait for each other.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"market_data:{symbol_id}:{timeframe}",)
+        )
+
+
+def bar_sessions(
+    conn: Connection, symbol_id: int, timeframe: str, bars: Iterable[Bar], time_zone: str = ""
+) -> list[dt.date]:
+    """Return the sessions ``bars`` belong to, sorted: a daily bar's date, an intraday bar's date in its zone.
+
+    :param time_zone: the exchange's zone for intraday bars; empty to read the symbol's listing
+        exchange from ``symbols`` (which builds its calendar).
+    """
+    if timeframe == DAILY_TIMEFRAME:
+        return sorted({bar.timestamp.date() for bar in bars})
+    zone = time_zone or _listing_time_zone(conn, symbol_id)
+    return sorted({session_date(bar.timestamp, zone) for bar in bars})
+
+
+def _listing_time_zone(conn: Connection, symbol_id: int) -> str:
+    """Return the time zone of the symbol's listing exchange; UTC where no calendar knows it."""
+    from ibkr_market_data import calendars
+    from ibkr_market_data.errors import UnknownExchangeError
+
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT primary_exchange FROM symbols WHERE id = %s", (symbol_id,))
+        row = cursor.fetchone()
+    if row is None:
+        return "UTC"
+    try:
+        return calendars.time_zone(row[0])
+    except UnknownExchangeError:
+        # Such a symbol is never planned; bars written by hand are dated in UTC.
+        log.warning("Symbol %s: no calendar for %r; its bars' sessions are UTC dates", symbol_id, row[0])
+        return "UTC"
+
+
 def upsert_bars(
     conn: Connection,
     symbol_id: int,
     timeframe: str,
     bars: Sequence[Bar],
     run: RunContext | None = None,
+    time_zone: str = "",
 ) -> UpsertResult:
     """UPSERT ``bars`` on (symbol, timeframe, timestamp): arrays in one statement, or COPY when many.
 
-    A bar whose values differ replaces the stored one (IB adjusts history) and counts as revised;
-    unchanged bars are left alone. Nothing is ever deleted from ``market_data``.
+    A bar whose values differ, once rounded to the columns' scale, replaces the stored one (IB adjusts
+    history) and counts as revised; unchanged bars are left alone. Nothing is ever deleted from
+    ``market_data``. Writers of one (symbol, timeframe) take turns (``lock_symbol_writes``) until the
+    caller's transaction ends.
 
     :param bars: bars with distinct timestamps (``bars.latest_per_timestamp``): one statement
         cannot write a row twice.
     :param run: with it, a revised bar's old and new values go to ``bar_revisions``, and the
         sessions that now have a bar leave ``no_data_sessions``, in the same statement.
+    :param time_zone: intraday bars only: the exchange's zone, which names a bar's session; empty to
+        look it up (see ``bar_sessions``).
     """
     if not bars:
         return UpsertResult(0, 0)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
     audit = (run.dag_id, run.run_id) if run is not None else None
+    sessions = bar_sessions(conn, symbol_id, timeframe, bars, time_zone) if audit is not None else []
     with conn.cursor() as cursor:
         if len(bars) <= ARRAY_UPSERT_MAX_BARS:
             # A daily run writes a few bars: arrays in one statement spare a temporary table per task.
@@ -89,16 +145,14 @@ def upsert_bars(
                 cursor.execute(
                     _UPSERT_ARRAY_BARS_AUDITED,
                     {"symbol_id": symbol_id, "timeframe": timeframe, "dag_id": audit[0], "run_id": audit[1]}
-                    | {"first": first, "last": last}
+                    | {"first": first, "last": last, "sessions": sessions}
                     | dict(zip(_ARRAY_COLUMNS, columns, strict=True)),
                 )
         else:
             _stage_bars(cursor, bars)
             if audit is not None:
                 cursor.execute(_RECORD_STAGED_REVISIONS, (*audit, symbol_id, timeframe, first, last))
-                cursor.execute(
-                    _FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars])
-                )
+                cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, sessions))
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
         return _counted(cursor)
 
@@ -125,6 +179,7 @@ def _stage_bars(cursor: Cursor, bars: Sequence[Bar]) -> None:
     ``ON COMMIT DELETE ROWS`` empties it only at commit, so two calls in one transaction would
     otherwise see each other's bars.
     """
+    # The prices have the columns' type: COPY rounds them as market_data would, before any comparison.
     cursor.execute(
         """
         CREATE TEMPORARY TABLE IF NOT EXISTS incoming_bars (
@@ -158,7 +213,8 @@ _INSERT_BARS = """
 """
 
 #: Closes the ``written`` CTE (the UPSERT) and flags each row it wrote as inserted or not. A partitioned
-#: table cannot return ``xmax``, but the outer query sees the table as before the statement.
+#: table cannot return ``xmax``, but the outer query sees the table as before the statement (exact
+#: only while no other transaction writes the same rows: ``lock_symbol_writes``).
 _FLAG_WRITTEN = """
 )
 SELECT stored.symbol_id IS NULL AS inserted
@@ -181,8 +237,9 @@ _UPSERT_STAGED_BARS = (  # constant fragments only: values are bound
 _UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
     "WITH written AS ("  # noqa: S608
     + _INSERT_BARS
-    + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric[], %s::numeric[], %s::numeric[],
-                                       %s::numeric[], %s::bigint[], %s::numeric[], %s::integer[])"""
+    + """SELECT %s, %s, * FROM unnest(%s::timestamp[], %s::numeric(20,8)[], %s::numeric(20,8)[],
+                                       %s::numeric(20,8)[], %s::numeric(20,8)[], %s::bigint[],
+                                       %s::numeric(20,8)[], %s::integer[])"""
     + _ON_CONFLICT_COMPARE
     + _FLAG_WRITTEN
 )
@@ -190,11 +247,13 @@ _UPSERT_ARRAY_BARS = (  # constant fragments only: values are bound
 
 _ARRAY_COLUMNS = ("timestamps", "opens", "highs", "lows", "closes", "volumes", "waps", "bar_counts")
 
+#: Incoming prices are cast to the columns' type, NUMERIC(20,8), first: a 9th decimal is not a revision.
 _AUDIT_INCOMING = """
     WITH incoming AS (
-        SELECT * FROM unnest(%(timestamps)s::timestamp[], %(opens)s::numeric[], %(highs)s::numeric[],
-                             %(lows)s::numeric[], %(closes)s::numeric[], %(volumes)s::bigint[],
-                             %(waps)s::numeric[], %(bar_counts)s::integer[])
+        SELECT * FROM unnest(%(timestamps)s::timestamp[], %(opens)s::numeric(20,8)[],
+                             %(highs)s::numeric(20,8)[], %(lows)s::numeric(20,8)[],
+                             %(closes)s::numeric(20,8)[], %(volumes)s::bigint[],
+                             %(waps)s::numeric(20,8)[], %(bar_counts)s::integer[])
             AS i(timestamp, open, high, low, close, volume, wap, bar_count)
     ), revised AS (
         INSERT INTO bar_revisions (
@@ -213,12 +272,13 @@ _AUDIT_INCOMING = """
     ), no_longer_empty AS (
         DELETE FROM no_data_sessions
         WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
-          AND session IN (SELECT timestamp::date FROM incoming)
+          AND session = ANY(%(sessions)s::date[])
     )
 """
 
 #: Named parameters: symbol_id, timeframe, dag_id, run_id, first, last (the bars' first and last
-#: timestamps) and ``_ARRAY_COLUMNS``. The CTEs see the table before the statement: the old values.
+#: timestamps), sessions (``bar_sessions``) and ``_ARRAY_COLUMNS``. The CTEs see the table before the
+#: statement: the old values.
 _UPSERT_ARRAY_BARS_AUDITED = (  # constant fragments only: values are bound
     _AUDIT_INCOMING  # noqa: S608
     + ", written AS ("
@@ -253,21 +313,29 @@ _FORGET_NO_DATA = """
 
 
 def store_backfilled_bars(
-    conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext
+    conn: Connection,
+    symbol_id: int,
+    timeframe: str,
+    bars: Sequence[Bar],
+    run: RunContext,
+    time_zone: str = "",
 ) -> UpsertResult:
     """Store a backfill response: plain COPY where nothing is stored yet, else compare and log revisions.
 
     A span with stored bars (a request bridging stored sessions, or another run storing them
-    meanwhile) is compared bar by bar as ``upsert_bars`` does with ``run``. Sessions that now have a
-    bar leave ``no_data_sessions``.
+    meanwhile) is compared bar by bar as ``upsert_bars`` does with ``run``, and takes turns with
+    other writers the same way. Sessions that now have a bar leave ``no_data_sessions``.
 
     :param bars: bars with distinct timestamps, as for ``upsert_bars``.
     :param run: the run that revisions in ``bar_revisions`` are credited to.
+    :param time_zone: as for ``upsert_bars``.
     """
     if not bars:
         return UpsertResult(0, 0)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
+    lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
+    sessions = bar_sessions(conn, symbol_id, timeframe, bars, time_zone)
     with conn.cursor() as cursor:
         # One round trip for both questions: this path is timed in bars per second.
         cursor.execute(
@@ -277,7 +345,7 @@ def store_backfilled_bars(
                    EXISTS (SELECT 1 FROM no_data_sessions
                            WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
             """,
-            (symbol_id, timeframe, first, last, symbol_id, timeframe, first.date(), last.date()),
+            (symbol_id, timeframe, first, last, symbol_id, timeframe, sessions[0], sessions[-1]),
         )
         overlaps = cursor.fetchone()
         assert overlaps is not None  # a SELECT without FROM returns its one row
@@ -298,7 +366,7 @@ def store_backfilled_bars(
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
             result = _counted(cursor)
         if overlaps_no_data:
-            cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, [bar.timestamp.date() for bar in bars]))
+            cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, sessions))
     return result
 
 

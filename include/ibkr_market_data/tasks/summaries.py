@@ -157,6 +157,12 @@ def check_quality(
     except InvalidQualitySettingError as exc:
         raise PermanentError(str(exc)) from None
     ids = sorted(expected_sessions)
+    # A delisted symbol has no session after its last one: none is expected of it.
+    last_sessions = repository.last_sessions(conn, ids)
+    expected_sessions = {
+        symbol_id: [day for day in days if symbol_id not in last_sessions or day <= last_sessions[symbol_id]]
+        for symbol_id, days in expected_sessions.items()
+    }
     all_sessions = [day for days in expected_sessions.values() for day in days]
     if not all_sessions:
         return []
@@ -165,6 +171,7 @@ def check_quality(
     bars = repository.bars_for_checks(conn, ids, DAILY_TIMEFRAME, since, last)
     no_data = repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, first, last, settled_only=False)
     revisions = repository.revision_ratios(conn, ids, DAILY_TIMEFRAME, since, last)
+    splits = repository.split_price_factors(conn, ids, since, last)
     minutes = (
         repository.intraday_sessions(conn, ONE_MINUTE.name, minute_sessions.scheduled, minute_sessions.zones)
         if minute_sessions
@@ -180,6 +187,7 @@ def check_quality(
                 no_data=no_data.get(symbol_id, ()),
                 revision_ratios=revisions.get(symbol_id, {}),
                 intraday=minutes.get(symbol_id, {}),
+                split_factors=splits.get(symbol_id, {}),
             )
             for symbol_id in ids
         ),

@@ -123,13 +123,21 @@ def week(db_conn: psycopg.Connection) -> dict[str, int]:
     ids = insert_symbols(db_conn)
     for symbol in ("AAPL", "MSFT", "SPY", "BHP", "OLD"):  # 13th: all stored (OLD is inactive)
         insert_bar(db_conn, ids[symbol], D13)
-    insert_bar(db_conn, ids["AAPL"], D14)  # 14th: MSFT fails, SPY has no data
+    insert_bar(db_conn, ids["AAPL"], D14)  # 14th: MSFT fails, SPY has no data (settled)
     insert_bar(db_conn, ids["BHP"], D14)
     insert_attempt(
         db_conn, ids["MSFT"], D14, "failed", error_code=354, error_message="No market data permissions"
     )
     insert_attempt(
         db_conn, ids["SPY"], D14, "no_data", error_code=162, error_message="HMDS query returned no data"
+    )
+    # Answered empty again the next day: settled, so it counts as complete.
+    db_conn.execute(
+        """
+        INSERT INTO no_data_sessions (symbol_id, timeframe, session, reason, first_seen, last_seen)
+        VALUES (%s, '1day', %s, 'no data from IB', %s, %s)
+        """,
+        (ids["SPY"], D14, midnight(D14) + dt.timedelta(hours=22), midnight(D15) + dt.timedelta(hours=22)),
     )
     insert_bar(db_conn, ids["BHP"], D15)  # 15th: GYG's first date fails; MSFT fails, then succeeds
     insert_attempt(db_conn, ids["GYG"], D15, "failed", error_code=None, error_message="Timed out after 20 s")

@@ -51,7 +51,7 @@ def test_coverage_counts_expected_by_the_calendars_and_stored_failed_no_data(wee
         (D20, "ASX"): (2, 0, 0, 0),  # MLK day: the US exchanges do not trade
     }
     assert {key: (r.expected, r.stored, r.failed, r.no_data) for key, r in rows.items()} == expected
-    assert rows[(D14, "ARCA")].complete  # no data from IB counts as complete
+    assert rows[(D14, "ARCA")].complete  # settled no data from IB counts as complete
     assert not rows[(D14, "NASDAQ")].complete and rows[(D14, "NASDAQ")].missing == 1
 
 

@@ -1,10 +1,13 @@
 """The local stack's embedded defaults that need no running service."""
 
+import os
+
 from cryptography.fernet import Fernet
 
 from ibkr_market_data_dev.local_env import (
     AIRFLOW_METADATA_DATABASE,
     airflow_metadata_database,
+    configure_airflow,
     home_fernet_key,
 )
 
@@ -41,3 +44,14 @@ def test_a_home_from_before_the_key_file_keeps_its_configured_key(tmp_path, monk
     assert home_fernet_key(tmp_path) == configured
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "from-the-environment")
     assert home_fernet_key(tmp_path) == "from-the-environment"
+
+
+def test_airflow_logs_without_colour_codes_unless_told_otherwise(monkeypatch):
+    name = "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG"
+    monkeypatch.setenv(name, "placeholder")  # undone after the test, whatever configure_airflow sets
+    monkeypatch.delenv(name)
+    configure_airflow()
+    assert os.environ[name] == "False"  # the records go to a file, even from a terminal
+    monkeypatch.setenv(name, "True")
+    configure_airflow()
+    assert os.environ[name] == "True"
