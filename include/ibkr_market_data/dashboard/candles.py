@@ -306,7 +306,7 @@ def marker_of(row: Mapping[str, Any], zone: str) -> Marker:
     """Return the ``Marker`` of a ``repository.charts.chart_markers`` row, its span in exchange time."""
     stamp: dt.datetime = row["timestamp"]
     timeframe = row["timeframe"]
-    if timeframe is None or timeframe == timeframes.DAILY.name:
+    if timeframe == timeframes.DAILY.name:
         start = stamp.replace(hour=0, minute=0, second=0, microsecond=0)
         end, when = start + dt.timedelta(days=1), f"session {start.date().isoformat()}"
     else:
@@ -322,6 +322,21 @@ def marker_of(row: Mapping[str, Any], zone: str) -> Marker:
         when=when,
         severity=row.get("severity"),
         resolved=bool(row.get("resolved")),
+    )
+
+
+def corporate_action_marker(row: Mapping[str, Any]) -> Marker:
+    """Return the ``Marker`` of a ``corporate_actions`` row: its effective session, described."""
+    from ibkr_market_data.corporate_actions import describe_action
+
+    start = dt.datetime.combine(row["effective_session"], dt.time())
+    return Marker(
+        kind="corporate_action",
+        title=str(row["kind"]),
+        detail=describe_action(row),
+        start=start,
+        end=start + dt.timedelta(days=1),
+        when=f"session {row['effective_session'].isoformat()}",
     )
 
 
@@ -385,7 +400,11 @@ def build_chart(
         for row in chart_queries.chart_markers(
             conn, symbol["id"], (first, last), (intraday.first, intraday.stop)
         )
+    ] + [
+        corporate_action_marker(row)
+        for row in chart_queries.chart_corporate_actions(conn, symbol["id"], (first, last))
     ]
+    markers.sort(key=lambda marker: marker.start)
     return Chart(
         symbol=str(symbol["symbol"]),
         exchange=exchange,

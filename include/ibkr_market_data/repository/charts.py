@@ -114,7 +114,7 @@ _IN_WINDOW = """
      OR (timeframe <> '1day' AND timestamp >= %(first)s AND timestamp < %(stop)s))
 """
 
-#: Named parameters: those of ``_IN_WINDOW``, ``symbol_id``, ``first_session`` and ``last_session``.
+#: Named parameters: those of ``_IN_WINDOW`` and ``symbol_id``.
 _MARKERS = (  # constant fragments only: values are bound
     """
     SELECT 'quality' AS kind, timeframe, timestamp, check_name AS title, detail, severity,
@@ -144,13 +144,6 @@ _MARKERS = (  # constant fragments only: values are bound
     FROM bar_revisions WHERE symbol_id = %(symbol_id)s AND"""
     + _IN_WINDOW
     + """
-    UNION ALL
-    SELECT 'corporate_action', NULL, effective_session::timestamp, kind,
-           concat_ws(', ', 'ratio ' || ratio::float8, 'amount ' || amount::float8,
-                     'detected by ' || detected_by),
-           NULL, NULL
-    FROM corporate_actions WHERE symbol_id = %(symbol_id)s
-      AND effective_session BETWEEN %(first_session)s AND %(last_session)s
     ORDER BY 3, 1
 """
 )
@@ -162,12 +155,11 @@ def chart_markers(
     sessions: tuple[dt.date, dt.date],
     intraday: tuple[dt.datetime, dt.datetime],
 ) -> list[dict[str, Any]]:
-    """Return what a chart marks for the symbol: data-quality findings, bar revisions, corporate actions.
+    """Return the data-quality findings and bar revisions a chart marks for the symbol.
 
-    One row per marker, oldest first: ``kind`` (``quality``, ``revision``, ``corporate_action``),
-    ``timeframe`` (None for a corporate action), ``timestamp`` (a daily one is its session at
-    midnight; an intraday one its bar's start in UTC), ``title``, ``detail``, ``severity``
-    (findings) and ``resolved`` (a finding no longer seen).
+    One row per marker, oldest first: ``kind`` (``quality`` or ``revision``), ``timeframe``,
+    ``timestamp`` (a daily one is its session at midnight; an intraday one its bar's start in UTC),
+    ``title``, ``detail``, ``severity`` (findings) and ``resolved`` (a finding no longer seen).
 
     :param conn: an open connection to the market-data database.
     :param symbol_id: the symbol.
@@ -180,9 +172,28 @@ def chart_markers(
         "stop_day": dt.datetime.combine(sessions[1] + dt.timedelta(days=1), dt.time()),
         "first": intraday[0],
         "stop": intraday[1],
-        "first_session": sessions[0],
-        "last_session": sessions[1],
     }
     with conn.cursor() as cursor:
         cursor.execute(_MARKERS, params)
+        return _rows(cursor)
+
+
+def chart_corporate_actions(
+    conn: Connection, symbol_id: int, sessions: tuple[dt.date, dt.date]
+) -> list[dict[str, Any]]:
+    """Return the symbol's ``corporate_actions`` rows effective in the chart's sessions, oldest first.
+
+    :param conn: an open connection to the market-data database.
+    :param symbol_id: the symbol.
+    :param sessions: the chart's first and last session.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT kind, effective_session, ratio, amount, details, detected_by FROM corporate_actions
+            WHERE symbol_id = %s AND effective_session BETWEEN %s AND %s
+            ORDER BY effective_session, kind
+            """,
+            (symbol_id, sessions[0], sessions[1]),
+        )
         return _rows(cursor)

@@ -129,7 +129,7 @@ def test_findings_revisions_and_corporate_actions_are_marked_on_their_candles(sc
         ("revision", "revised", True),
     ]
     table = response.text[response.text.index("id='markers'") :]
-    assert "volume 9.1x the median of 20 sessions" in table and "ratio 4" in table
+    assert "volume 9.1x the median of 20 sessions" in table and "split 4:1 (found by test scenario)" in table
     before = client.get("/api/symbols/AAPL/candles", params={"session": BEFORE.isoformat()}).json()
     assert before["markers"] == []
 
