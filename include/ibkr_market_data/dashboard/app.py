@@ -1,28 +1,32 @@
 """The market-data dashboard: a FastAPI app that Airflow's API server mounts at ``/market-data``.
 
-Each page has its JSON beside it under ``/api``; every route requires an Airflow user, and a bad
-query parameter is answered 400 naming it, never 500. See docs/operations.md.
+Each page has its JSON beside it under ``/api``. Every route needs permission to read the market-data
+DAGs' runs. See docs/operations.md#the-dashboard.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ibkr_market_data import coverage, repository
 from ibkr_market_data.dashboard import pages
 from ibkr_market_data.errors import InvalidRangeError, InvalidRunParamError
 from ibkr_market_data.run_dates import parse_date_param
+from ibkr_market_data.settings import MARKET_DATA_CONN_ID, MARKET_DATA_DAG_IDS
 
 if TYPE_CHECKING:
     import psycopg
+    from fastapi.params import Depends as DependsParam
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,23 @@ def market_db_connect() -> psycopg.Connection:
     return open_market_connection()
 
 
-def airflow_user_required() -> list[Any]:
-    """Return the dependency that makes a route answer 401/403 to a request without a valid Airflow user."""
-    from airflow.api_fastapi.core_api.security import requires_authenticated
+def market_data_access() -> list[DependsParam]:
+    """Return the dependencies that admit only a user allowed to read the runs of every market-data DAG.
 
-    return [Depends(requires_authenticated())]
+    Airflow's own check, through the configured auth manager: 401 without a user, 403 without the permission.
+    """
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return [
+        Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag_id))
+        for dag_id in MARKET_DATA_DAG_IDS
+    ]
+
+
+def error_id() -> str:
+    """Return a short id that ties an error answered to a client to its line in the API server's log."""
+    return uuid.uuid4().hex[:12]
 
 
 def parse_day(value: str | None, name: str) -> dt.date | None:
@@ -68,19 +84,24 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
     app = FastAPI(
         title="Market data",
         description="Coverage, freshness, runs, failures and metrics of the IBKR market-data collection.",
-        dependencies=airflow_user_required() if require_auth else [],
+        dependencies=market_data_access() if require_auth else [],
+        # FastAPI serves these outside the app's dependencies: they are routes below, behind the check.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
 
     @contextmanager
     def database() -> Iterator[Any]:
         try:
             conn = connect()
-        except Exception as exc:  # a missing connection or an unreachable server: say which, not a 500
-            log.warning("Market-data database unavailable: %s", exc)
+        except Exception as exc:  # a missing connection or an unreachable server: a 503, not a 500
+            ref = error_id()
+            log.warning("Market-data database unavailable (error %s): %s: %s", ref, type(exc).__name__, exc)
             raise HTTPException(
                 status_code=503,
-                detail=f"The market-data database is unavailable ({type(exc).__name__}: {exc}). "
-                "Check the market_data_db connection.",
+                detail=f"The market-data database did not answer (error {ref}); check the "
+                f"{MARKET_DATA_CONN_ID} connection. The API server's log has the details.",
             ) from None
         try:
             yield conn
@@ -243,6 +264,23 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             found, bars, attempts = symbol_data(conn, symbol, start, end)
         return HTMLResponse(pages.symbol_page(root(request), found, bars, attempts))
 
+    # -- The API's own description, behind the same check -------------------------------------
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def openapi_page(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=f"{root(request)}/openapi.json", title=f"{app.title} API")
+
+    # Last: any other path answers 404 only to a user who passed the check, so nothing is anonymous.
+    @app.api_route(
+        "/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
+    async def not_found(path: str) -> Response:
+        raise HTTPException(status_code=404, detail=f"No page /{path} in the dashboard")
+
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> Any:
         if request.url.path.startswith(f"{root(request)}/api/") or "/api/" in request.url.path:
@@ -251,6 +289,19 @@ def create_app(connect: Connect = market_db_connect, require_auth: bool = True) 
             pages.error_page(root(request), exc.status_code, str(exc.detail)),
             exc.status_code,
             headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    def server_error(request: Request, exc: Exception) -> Any:
+        # Exception text can hold a connection string or a password: it goes to the log, never the client.
+        ref = error_id()
+        log.error("Dashboard error %s on %s", ref, request.url.path, exc_info=exc)
+        return http_error(
+            request,
+            HTTPException(
+                status_code=500,
+                detail=f"The dashboard failed (error {ref}); the API server's log has the details.",
+            ),
         )
 
     return app
