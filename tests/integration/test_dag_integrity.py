@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ibkr_market_data.settings import MARKET_DATA_DAG_IDS
 from ibkr_market_data_dev.local_env import REPO_ROOT
 
 POOLS = json.loads((REPO_ROOT / "pools.json").read_text())
@@ -27,6 +28,7 @@ def dag_bag(airflow_db):
 def test_dags_import_without_errors(dag_bag):
     assert dag_bag.import_errors == {}
     assert set(dag_bag.dag_ids) == DAG_IDS
+    assert set(MARKET_DATA_DAG_IDS) <= DAG_IDS  # the DAGs the dashboard's permission check names
 
 
 def every_task(dag_bag):

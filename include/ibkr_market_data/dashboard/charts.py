@@ -11,8 +11,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,7 +35,8 @@ DEFAULT_DAYS = 180
 MAX_CHART_DAYS = 20 * 366
 TIMEFRAME_CHOICES = (candles.AUTO, *timeframes.TIMEFRAMES)
 
-Database = Callable[[], AbstractContextManager[Any]]
+#: ``read(work)``: ``work(conn)`` run on a market-data connection under the app's gate (``app.create_app``).
+Read = Callable[[Callable[["psycopg.Connection"], Any]], Awaitable[Any]]
 FromParam = Annotated[str | None, Query(alias="from", description="First session, YYYY-MM-DD")]
 ToParam = Annotated[str | None, Query(alias="to", description="Last session, YYYY-MM-DD")]
 SessionParam = Annotated[
@@ -195,26 +195,32 @@ def chart_range(
     return first, last
 
 
-def create_router(database: Database, today: Callable[[], dt.date]) -> APIRouter:
-    """Return the chart routes; ``database`` opens a market-data connection, ``today`` gives the date."""
+def create_router(read: Read, today: Callable[[], dt.date]) -> APIRouter:
+    """Return the chart routes.
+
+    :param read: runs its argument on a market-data connection, under the app's cap and timeouts.
+    :param today: gives the date.
+    """
     router = APIRouter()
 
     def root(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
 
-    def read_chart(
+    async def read_chart(
         symbol: str, start: str | None, end: str | None, session: str | None, timeframe: str
     ) -> tuple[dict[str, Any], Chart, list[dict[str, Any]]]:
         requested = check_timeframe(timeframe)
-        with database() as conn:
+
+        def work(conn: psycopg.Connection) -> tuple[dict[str, Any], Chart, list[dict[str, Any]]]:
             found = find_symbol(conn, symbol)
             first, last = chart_range(found, start, end, session, today())
             chart = candles.build_chart(conn, found, requested, first, last)
-            attempts = repository.symbol_attempts(conn, found["id"])
-        return found, chart, attempts
+            return found, chart, repository.symbol_attempts(conn, found["id"])
+
+        return await read(work)
 
     @router.get("/static/plotly.min.js", include_in_schema=False)
-    def plotly_js() -> FileResponse:
+    async def plotly_js() -> FileResponse:
         path = plotly_script()
         if path is None:
             raise HTTPException(
@@ -227,7 +233,7 @@ def create_router(database: Database, today: Callable[[], dt.date]) -> APIRouter
         )
 
     @router.get("/symbols/{symbol}", response_class=HTMLResponse)
-    def symbol_page(
+    async def symbol_page(
         request: Request,
         symbol: str,
         start: FromParam = None,
@@ -235,11 +241,11 @@ def create_router(database: Database, today: Callable[[], dt.date]) -> APIRouter
         session: SessionParam = None,
         timeframe: TimeframeParam = candles.AUTO,
     ) -> HTMLResponse:
-        found, chart, attempts = read_chart(symbol, start, end, session, timeframe)
+        found, chart, attempts = await read_chart(symbol, start, end, session, timeframe)
         return HTMLResponse(symbol_chart_page(root(request), found, chart, attempts))
 
     @router.get("/api/symbols/{symbol}/candles")
-    def candles_json(
+    async def candles_json(
         symbol: str,
         start: FromParam = None,
         end: ToParam = None,
@@ -247,11 +253,11 @@ def create_router(database: Database, today: Callable[[], dt.date]) -> APIRouter
         timeframe: TimeframeParam = candles.AUTO,
     ) -> JSONResponse:
         """Return the symbol's candles and markers as the page draws them (its zoom reads this)."""
-        _, chart, _ = read_chart(symbol, start, end, session, timeframe)
+        _, chart, _ = await read_chart(symbol, start, end, session, timeframe)
         return JSONResponse(chart.as_json())
 
     @router.get("/sessions/{exchange}/{day}", response_class=HTMLResponse)
-    def session_page(request: Request, exchange: str, day: str) -> HTMLResponse:
+    async def session_page(request: Request, exchange: str, day: str) -> HTMLResponse:
         session = parse_day(day, "day")
         assert session is not None
         listing = exchange.strip().upper()
@@ -259,8 +265,7 @@ def create_router(database: Database, today: Callable[[], dt.date]) -> APIRouter
             calendars.calendar_code(listing)
         except UnknownExchangeError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
-        with database() as conn:
-            rows = session_rows(conn, listing, session)
+        rows = await read(lambda conn: session_rows(conn, listing, session))
         return HTMLResponse(session_html(root(request), listing, session, rows))
 
     return router
