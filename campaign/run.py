@@ -46,7 +46,14 @@ BACKFILL = "backfill_market_data"
 #: A Wednesday both the ASX and the US traded.
 TRADING_DATE = dt.date(2025, 1, 15)
 #: Tables a scenario starts without (symbols stay loaded).
-RESET_TABLES = ("ib_pacing_ledger", "collection_logs", "bar_revisions", "no_data_sessions", "market_data")
+RESET_TABLES = (
+    "ib_pacing_ledger",
+    "collection_logs",
+    "bar_revisions",
+    "no_data_sessions",
+    "short_sessions",
+    "market_data",
+)
 #: The market-data sessions' statement timeout: a write stuck behind a lock fails, and is retried.
 STATEMENT_TIMEOUT_MS = 10_000
 

@@ -8,6 +8,7 @@ from ibkr_market_data.errors import PlanNotFoundError
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
     UpsertResult,
+    bars_by_session,
     existing_bar_dates,
     session_bar_counts,
     store_backfilled_bars,
@@ -34,8 +35,10 @@ from ibkr_market_data.repository.no_data import (
     first_available_dates,
     no_data_session_dates,
     record_no_data_sessions,
+    record_short_sessions,
     run_backfill_totals,
     set_first_available_date,
+    settled_short_sessions,
 )
 from ibkr_market_data.repository.operations import (
     ALL_EXCHANGES,
@@ -112,6 +115,7 @@ __all__ = [
     "AlertedGap",
     "RECENT_RUN_DAYS",
     "active_symbol_counts",
+    "bars_by_session",
     "coverage_counts",
     "failures",
     "latest_runs",
@@ -147,6 +151,7 @@ __all__ = [
     "no_data_session_dates",
     "recent_requests",
     "record_no_data_sessions",
+    "record_short_sessions",
     "record_request",
     "release_client_ids",
     "run_backfill_totals",
@@ -157,6 +162,7 @@ __all__ = [
     "run_summary",
     "select_symbols",
     "set_first_available_date",
+    "settled_short_sessions",
     "start_attempt",
     "store_backfilled_bars",
     "symbols_having_bar",
