@@ -266,7 +266,8 @@ def _decide(target: CollectionTarget, fetched: list[Bar] | Exception) -> _Decisi
     in_window = [bar for bar in fetched if first <= target.session_of(bar) <= last]
     if not in_window:
         return _Decision(error=IbkrNoDataError(f"IB sent {len(fetched)} bars, none for {first}..{last}"))
-    wanted = latest_per_timestamp(in_window)
+    # IB can send a bar twice, or out of order: store each time once, oldest first.
+    wanted = sorted(latest_per_timestamp(in_window), key=lambda bar: bar.timestamp)
     if len(wanted) < len(in_window):
         log.warning(
             "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
