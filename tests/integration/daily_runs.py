@@ -1,4 +1,4 @@
-"""Daily runs task by task (plan, collect with Airflow's retries, summary) against a simulator on a moving clock.
+"""Daily runs task by task (plan, collect with retries, summary) against a simulator on a moving clock.
 
 The tests of IB's bad days compare what a run stored with what the simulator serves (``served``),
 never with the collector's own records.

@@ -159,7 +159,9 @@ def test_late_corrections_arrive_through_the_lookback_as_revisions(
         after_close(TUE),
         faults={"AAPL": {"late_correction_days": 2}},
     )
-    view = market.simulator.served.view(market.simulator.served.contract("AAPL", market.clock()), market.clock())
+    view = market.simulator.served.view(
+        market.simulator.served.contract("AAPL", market.clock()), market.clock()
+    )
     assert not view.is_final(TUE)
     daily_run(market, TUE, lookback=3)
     preliminary = market.served_daily("AAPL", TUE, TUE)[TUE]
