@@ -39,7 +39,7 @@ def migrate_command() -> None:
 def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     """Migrate, load ``universe`` (default: the universe files) and resolve it through IB.
 
-    Return how many symbols are left unresolved.
+    Return how many symbols are left unresolved, IB's refusals and those IB could not be asked about.
     """
     from ibkr_market_data.hooks.ibkr import IbkrHook
     from ibkr_market_data.symbols import load_symbols as load
@@ -47,13 +47,18 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook, universe)
+    pending = (
+        f", {len(report.pending)} not asked (IB unreachable; the next load asks)" if report.pending else ""
+    )
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
-        f"{len(report.unresolved)} unresolved"
+        f"{len(report.unresolved)} unresolved{pending}"
     )
     for symbol, reason in sorted(report.unresolved.items()):
         print(f"  unresolved {symbol}: {reason}")
-    return len(report.unresolved)
+    for symbol, reason in sorted(report.pending.items()):
+        print(f"  not asked {symbol}: {reason}")
+    return len(report.unresolved) + len(report.pending)
 
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
@@ -83,12 +88,12 @@ def print_run_summary(dag_id: str, run_id: str) -> None:
 
 
 def ensure_symbols() -> None:
-    """Load and resolve the universe if no symbol is active yet."""
+    """Load and resolve the universe if no symbol is active yet, or some wait for IB's first answer."""
     from ibkr_market_data import repository
 
     migrate_command()
     with market_connection() as conn:
-        loaded = repository.has_active_symbols(conn)
+        loaded = repository.has_active_symbols(conn) and not repository.has_unanswered_symbols(conn)
     if not loaded:
         load_symbols_command()
 

@@ -1,13 +1,15 @@
 """Load the shipped universe into ``symbols`` and resolve each contract through IB.
 
 A symbol becomes active once IB has given its conId and primary exchange; one IB cannot resolve
-stays inactive with the reason, and is reported. See docs/configuration.md.
+stays inactive with the reason, and is reported. A gateway outage is waited out. See
+docs/configuration.md#the-universe.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,11 +38,17 @@ class ContractResolver(Protocol):
 
 @dataclass
 class ResolutionReport:
-    """What one load did: symbols upserted, resolved now, and those left unresolved with the reason."""
+    """What one load did: symbols upserted, resolved now, those IB refused and those it never answered.
+
+    ``unresolved``: IB answered that it cannot resolve them (left inactive with the reason).
+    ``pending``: IB could not be asked (an outage outlasting ``RESOLVE_OUTAGE_SECONDS``); they stay
+    as they were and the next load asks again.
+    """
 
     loaded: int = 0
     resolved: list[str] = field(default_factory=list)
     unresolved: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)
 
 
 def load_symbols(
@@ -55,6 +63,7 @@ def load_symbols(
     report = ResolutionReport()
     report.loaded = repository.upsert_universe(conn, load_universe() if universe is None else universe)
     conn.commit()
+    outage = GatewayOutage()
     for row in repository.unresolved_symbols(conn):
         spec = ContractSpec(
             symbol=row.symbol,
@@ -64,40 +73,80 @@ def load_symbols(
             sec_type=row.sec_type,
         )
         try:
-            resolved = _resolve(hook, spec)
+            resolved = _resolve(hook, spec, outage)
         except (IbkrContractError, IbkrPermissionError, IbkrRequestError) as exc:
             repository.mark_unresolved(conn, row.id, str(exc))
             report.unresolved[row.symbol] = str(exc)
             log.warning("%s: left inactive, IB could not resolve it: %s", spec, exc)
+        except IbkrError as exc:
+            # Not IB's answer about the symbol: it stays unresolved without a reason, asked again next load.
+            report.pending[row.symbol] = str(exc)
+            log.warning("%s: not resolved yet, IB could not be asked: %s", spec, exc)
         else:
             _record_resolution(conn, row, resolved, report)
         conn.commit()
     log.info(
-        "Universe: %d symbols loaded, %d resolved now, %d unresolved",
+        "Universe: %d symbols loaded, %d resolved now, %d unresolved, %d not asked (IB unreachable)",
         report.loaded,
         len(report.resolved),
         len(report.unresolved),
+        len(report.pending),
     )
     return report
 
 
-#: Tries per symbol after a dropped connection or a timeout, and the pause before each next try.
-RESOLVE_ATTEMPTS = 4
-RESOLVE_BACKOFF_SECONDS = (1.0, 3.0, 10.0)
+#: How long an outage of TWS / IB Gateway is waited out: IB Gateway's nightly restart takes 1-2 min.
+RESOLVE_OUTAGE_SECONDS = 300.0
+#: The pauses between tries while it lasts (the last one repeats).
+RESOLVE_BACKOFF_SECONDS = (1.0, 3.0, 10.0, 30.0)
 
 
-def _resolve(hook: ContractResolver, spec: ContractSpec) -> ResolvedContract:
-    """Return ``hook.resolve_contract(spec)``, tried again after a dropped connection or a timeout."""
-    for attempt in range(1, RESOLVE_ATTEMPTS + 1):
+class GatewayOutage:
+    """How long requests have failed for a passing reason (a dropped socket, a timeout), across symbols.
+
+    Each symbol waits for the gateway while the outage is younger than ``limit``; once it is older,
+    each remaining symbol gets one try, and the first success ends the outage.
+    """
+
+    def __init__(self, limit: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = RESOLVE_OUTAGE_SECONDS if limit is None else limit
+        self._clock = clock
+        self._since: float | None = None
+
+    def failed(self, tries: int) -> float | None:
+        """Return the pause before the next try after ``tries`` failed ones, or None to give up."""
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        if now - self._since >= self.limit:
+            return None
+        pause = RESOLVE_BACKOFF_SECONDS[min(tries, len(RESOLVE_BACKOFF_SECONDS)) - 1]
+        return min(pause, self._since + self.limit - now)
+
+    def ended(self) -> None:
+        """Note a request that succeeded: the gateway is back."""
+        self._since = None
+
+
+def _resolve(hook: ContractResolver, spec: ContractSpec, outage: GatewayOutage) -> ResolvedContract:
+    """Return ``hook.resolve_contract(spec)``, tried again while a dropped connection or timeout lasts."""
+    tries = 0
+    while True:
         try:
-            return hook.resolve_contract(spec)
+            resolved = hook.resolve_contract(spec)
         except IbkrError as exc:
-            if not exc.retryable or attempt == RESOLVE_ATTEMPTS:
+            if not exc.retryable:
+                outage.ended()  # IB answered
                 raise
-            pause = RESOLVE_BACKOFF_SECONDS[min(attempt, len(RESOLVE_BACKOFF_SECONDS)) - 1]
-            log.warning("%s: %s; reconnecting and trying again in %.0f s", spec, exc, pause)
+            tries += 1
+            pause = outage.failed(tries)
+            if pause is None:
+                raise
+            log.warning("%s: %s; reconnecting and trying again in %.1f s", spec, exc, pause)
             time.sleep(pause)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        else:
+            outage.ended()
+            return resolved
 
 
 def _record_resolution(
