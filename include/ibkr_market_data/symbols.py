@@ -2,7 +2,7 @@
 
 A symbol becomes active once IB has given its conId and primary exchange; one IB cannot resolve
 stays inactive with the reason, and is reported. A gateway outage is waited out. See
-docs/configuration.md#the-universe.
+docs/configuration.md#resolving-through-ib.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class ResolutionReport:
     """What one load did: symbols upserted, resolved now, those IB refused and those it never answered.
 
     ``unresolved``: IB answered that it cannot resolve them (left inactive with the reason).
-    ``pending``: IB could not be asked (an outage outlasting ``RESOLVE_OUTAGE_SECONDS``); they stay
-    as they were and the next load asks again.
+    ``pending``: IB could not be asked (an outage outlasting ``RESOLVE_OUTAGE_SECONDS`` after IB had
+    answered for others); they stay as they were and the next load asks again.
     """
 
     loaded: int = 0
@@ -56,9 +56,14 @@ def load_symbols(
 ) -> ResolutionReport:
     """Upsert the universe, then resolve every symbol that has no conId yet, committing as it goes.
 
+    An outage of TWS / IB Gateway is waited out (``GatewayOutage``). One that outlasts it leaves the
+    remaining symbols to the next load, unless IB never answered in this load: then it is no
+    symbol's failure but an unreachable gateway, and it is raised.
+
     :param conn: the market-data connection.
     :param hook: resolves contracts (the IBKR hook).
     :param universe: the symbols to load; default the shipped universe.
+    :raises IbkrError: a passing failure outlasted ``RESOLVE_OUTAGE_SECONDS`` before IB's first answer.
     """
     report = ResolutionReport()
     report.loaded = repository.upsert_universe(conn, load_universe() if universe is None else universe)
@@ -79,6 +84,8 @@ def load_symbols(
             report.unresolved[row.symbol] = str(exc)
             log.warning("%s: left inactive, IB could not resolve it: %s", spec, exc)
         except IbkrError as exc:
+            if not (report.resolved or report.unresolved):
+                raise  # IB never answered this load: the gateway is unreachable, not this symbol
             # Not IB's answer about the symbol: it stays unresolved without a reason, asked again next load.
             report.pending[row.symbol] = str(exc)
             log.warning("%s: not resolved yet, IB could not be asked: %s", spec, exc)
@@ -96,7 +103,7 @@ def load_symbols(
 
 
 #: How long an outage of TWS / IB Gateway is waited out: IB Gateway's nightly restart takes 1-2 min.
-RESOLVE_OUTAGE_SECONDS = 300.0
+RESOLVE_OUTAGE_SECONDS = 180.0
 #: The pauses between tries while it lasts (the last one repeats).
 RESOLVE_BACKOFF_SECONDS = (1.0, 3.0, 10.0, 30.0)
 

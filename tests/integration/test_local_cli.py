@@ -75,7 +75,8 @@ def test_a_bad_quality_setting_is_one_error_line_and_exit_2_before_anything_star
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "error: IBKR_QUALITY_SEVERITIES entry 'spike=fatal' must be check=severity, checks: spike, "
-        "stale_price, volume_units, missing_session, intraday_vs_daily; severities: ignore, warning, error"
+        "stale_price, volume_units, missing_session, intraday_vs_daily, short_session; severities: ignore, "
+        "warning, error"
     ]
 
 
@@ -101,6 +102,7 @@ def test_an_unreachable_gateway_is_one_error_line_and_exit_1(
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", f"ibkr://127.0.0.1:{port}?connect_timeout=2")
+    monkeypatch.setattr("ibkr_market_data.symbols.RESOLVE_OUTAGE_SECONDS", 1.0)  # waited out, then the error
     assert cli.main(["load-symbols"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]

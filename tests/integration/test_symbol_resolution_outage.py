@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from ibkr_market_data import repository, symbols
+from ibkr_market_data.errors import IbkrConnectionError
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.universe import load_universe
 
@@ -25,7 +26,7 @@ def universe():
 @pytest.fixture
 def gateway(tws_simulator_factory, monkeypatch):
     """Return a simulator and a function restarting it on its port ``seconds`` from now."""
-    simulator = tws_simulator_factory(faults={"*": {"latency_ms": 300}})
+    simulator = tws_simulator_factory(faults={"*": {"latency_ms": 1000}})
     port = simulator.port
     monkeypatch.setenv(
         "AIRFLOW_CONN_IBKR_DEFAULT",
@@ -51,7 +52,7 @@ def load(market_db, universe) -> symbols.ResolutionReport:
 
 def test_a_gateway_restart_during_a_load_ends_with_every_symbol_resolved(market_db, universe, gateway):
     simulator, restart_in = gateway
-    stop = threading.Timer(0.8, simulator.stop)  # a few symbols in: one request is cut mid-answer
+    stop = threading.Timer(1.5, simulator.stop)  # a symbol in, the next one cut mid-answer
     stop.start()
     restart_in(4.0)
     report = load(market_db, universe)
@@ -69,18 +70,31 @@ def test_a_gateway_down_past_the_outage_limit_leaves_symbols_to_the_next_load_an
 ):
     simulator, restart_in = gateway
     monkeypatch.setattr(symbols, "RESOLVE_OUTAGE_SECONDS", 1.5)
-    simulator.stop()
+    stop = threading.Timer(1.5, simulator.stop)  # a symbol in, and not back within the limit
+    stop.start()
     report = load(market_db, universe)
+    stop.join()
 
-    assert report.resolved == [] and report.unresolved == {}
-    assert sorted(report.pending) == sorted(NAMES)
-    assert all("Could not connect" in reason for reason in report.pending.values())
+    assert report.resolved and report.unresolved == {}
+    assert sorted(report.resolved + list(report.pending)) == sorted(NAMES)
+    assert all(
+        "Could not connect" in reason or "Connection lost" in reason for reason in report.pending.values()
+    )
     with psycopg.connect(market_db) as conn:
-        assert repository.has_unanswered_symbols(conn), "no reason recorded: IB never answered"
-        assert not repository.has_active_symbols(conn)
+        assert repository.has_unanswered_symbols(conn), "no reason recorded: IB never answered for them"
 
     restart_in(0)
     again = load(market_db, universe)
-    assert sorted(again.resolved) == sorted(NAMES) and again.pending == {}
+    assert sorted(again.resolved) == sorted(report.pending) and again.pending == {}
     with psycopg.connect(market_db) as conn:
         assert not repository.has_unanswered_symbols(conn)
+
+
+def test_a_gateway_never_reached_is_the_loads_failure_once_the_outage_limit_passed(
+    market_db, universe, gateway, monkeypatch
+):
+    simulator, _ = gateway
+    monkeypatch.setattr(symbols, "RESOLVE_OUTAGE_SECONDS", 1.5)
+    simulator.stop()
+    with pytest.raises(IbkrConnectionError, match="Could not connect"):
+        load(market_db, universe)
