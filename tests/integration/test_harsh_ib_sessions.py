@@ -208,3 +208,24 @@ def test_a_split_inside_the_lookback_revises_every_earlier_bar_by_one_ratio_and_
     assert no_data(market_db, "AAPL") == {}
     # Older history is re-based by the corporate-actions handling, not by the lookback.
     assert set(stored) - set(sessions) == set(window(TUE, 5)) - set(sessions)
+
+
+def test_minutes_without_a_trade_settle_a_session_the_way_a_halt_does(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    market = start_market(
+        tws_simulator_factory,
+        monkeypatch,
+        market_db,
+        after_close(WED),
+        faults={"AAPL": {"illiquid_minutes": 0.25}},
+    )
+    daily_run(market, WED, lookback=1)
+    minutes = market.served_intraday("AAPL", WED)
+    assert 200 < len(minutes) < 390
+
+    daily_run(market, WED, lookback=1, timeframe="1min")
+    daily_run(market, WED, lookback=1, timeframe="1min")
+    assert short_sessions(market_db) == {WED: (len(minutes), 390, 2, True, True)}
+    assert stored_intraday(market_db, "AAPL") == minutes
+    assert daily_run(market, WED, lookback=1, timeframe="1min").requests == 0
