@@ -252,9 +252,13 @@ class ClientConnection(asyncio.Protocol):
         self._send(OutgoingMessage.NEXT_VALID_ID, 1, simulator.config.next_valid_id)
         self._send(OutgoingMessage.MANAGED_ACCOUNTS, 1, simulator.config.account)
         faults = simulator.faults
-        if faults.fires(ALL_SYMBOLS, "connect_notices"):
-            for notice in ib_errors.CONNECT_NOTICES:
-                self.send_error(ib_errors.NO_REQUEST, notice)
+        notices = list(ib_errors.CONNECT_NOTICES) if faults.fires(ALL_SYMBOLS, "connect_notices") else []
+        if simulator.hmds_outage.active:
+            # IB Gateway tells a client that connects what state each farm is in: this one is broken.
+            notices = [notice for notice in notices if notice != ib_errors.HMDS_FARM_OK]
+            notices.append(ib_errors.HMDS_FARM_BROKEN)
+        for notice in notices:
+            self.send_error(ib_errors.NO_REQUEST, notice)
         sync_ms = faults.number(ALL_SYMBOLS, "account_sync_ms")
         if sync_ms:
             self._synced_at = asyncio.get_running_loop().time() + sync_ms / 1000.0
