@@ -7,13 +7,17 @@ simulator serves (``served``). See docs/ib-behaviours.md.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from zoneinfo import ZoneInfo
 
 import psycopg
 
 from ibkr_market_data import calendars
+from ibkr_market_data.repository import RunContext
+from ibkr_market_data.tasks import daily
 from tests.integration.daily_runs import (
+    DAG_ID,
     attempts,
     daily_run,
     no_data,
@@ -34,6 +38,7 @@ def served_window(market, symbol: str, first: dt.date, last: dt.date = WED) -> d
 def test_a_stalled_hmds_farm_outlasting_the_request_timeout_is_waited_out_and_the_request_sent_again(
     tws_simulator_factory, monkeypatch, market_db
 ):
+    monkeypatch.setenv("IBKR_MAX_MAPPED_TASKS", "1")  # one group: both requests in flight on one connection
     market = start_market(
         tws_simulator_factory,
         monkeypatch,
@@ -55,9 +60,38 @@ def test_a_stalled_hmds_farm_outlasting_the_request_timeout_is_waited_out_and_th
         assert no_data(market_db, symbol) == {}, "an outage is never no data"
 
 
+def test_a_connection_opened_while_the_hmds_farm_is_broken_waits_for_2106_too(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    market = start_market(
+        tws_simulator_factory,
+        monkeypatch,
+        market_db,
+        AFTER_WED,
+        faults={"AAPL": {"hmds_farm_stall": 1, "outage_ms": 2500}},
+        extras="connect_timeout=5&request_timeout=1.5",
+    )
+    run_id = "manual__farm_latecomer"
+    params = {"date": WED.isoformat(), "symbols": list(PAIR), "lookback_sessions": 3}
+    aapl_group, msft_group = daily.plan(WED.isoformat(), params, RunContext(DAG_ID, run_id), now=AFTER_WED)
+    first = threading.Thread(target=daily.collect, args=(aapl_group, RunContext(DAG_ID, run_id)))
+    first.start()
+    outage = market.simulator.simulator.hmds_outage
+    assert market.simulator.request_log.wait_until(lambda _: outage.active, timeout=10), "AAPL broke the farm"
+    daily.collect(msft_group, RunContext(DAG_ID, run_id))  # connects during the outage: 2105 at connect
+    first.join()
+
+    assert market.simulator.request_log.historical(symbol="MSFT")[0].outcome == "cancelled", "it did stall"
+    assert attempts(market_db, run_id) == [("AAPL", "1day", "completed", 1), ("MSFT", "1day", "completed", 1)]
+    for symbol in PAIR:
+        stored = stored_daily(market_db, symbol)
+        assert stored == served_window(market, symbol, min(stored)) and len(stored) == 3
+
+
 def test_a_broken_hmds_farm_failing_requests_with_162_has_them_sent_again_after_2106(
     tws_simulator_factory, monkeypatch, market_db
 ):
+    monkeypatch.setenv("IBKR_MAX_MAPPED_TASKS", "1")  # one group: both requests in flight on one connection
     market = start_market(
         tws_simulator_factory,
         monkeypatch,

@@ -207,6 +207,8 @@ class IbkrHook(BaseHook):
                 raise IbkrClientIdInUseError(str(exc)) from exc
             ib = IB()
             ib.RaiseRequestErrors = True
+            # Listening before the handshake: IB Gateway tells a new client which farms are broken.
+            link = IbLink(ib, pause_limit=config.request_timeout)
             try:
                 await self._connect(ib, client_id)
             except IbkrClientIdInUseError:
@@ -215,8 +217,7 @@ class IbkrHook(BaseHook):
             except IbkrError:
                 lease.release_all()
                 raise
-            self._ib, self.client_id = ib, client_id
-            self._link = IbLink(ib, pause_limit=config.request_timeout)
+            self._ib, self.client_id, self._link = ib, client_id, link
             if config.market_data_type != MarketDataType.LIVE:
                 ib.reqMarketDataType(int(config.market_data_type))
             self.log.info("Connected to IB at %s:%s as client %s", config.host, config.port, client_id)
