@@ -127,15 +127,26 @@ def _halted_minutes(campaign: Campaign) -> str:
 
 
 def _sessions_without_trade(campaign: Campaign) -> str:
+    import psycopg
+
     served = campaign.simulator.served
     missing = [
-        f"{listing.symbol} {day}"
+        listing.symbol
         for listing in campaign.universe
-        for day in (DAY_BEFORE,)
-        if campaign.simulator.model.sessions(listing.symbol, day, day)
-        and not served.traded(listing.symbol, day)
+        if campaign.simulator.model.sessions(listing.symbol, DAY_BEFORE, DAY_BEFORE)
+        and not served.traded(listing.symbol, DAY_BEFORE)
     ]
-    return f"{len(missing)} sessions without a trade in the model ({', '.join(missing[:3])}, ...)"
+    with psycopg.connect(campaign.market_db) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FILTER (WHERE settled_at IS NOT NULL), COUNT(*) FROM no_data_sessions"
+            " WHERE session = %s",
+            (DAY_BEFORE,),
+        ).fetchone()
+    settled, recorded = row if row else (0, 0)
+    return (
+        f"{len(missing)} symbols without a trade on {DAY_BEFORE} in the model; "
+        f"{recorded} recorded no data, {settled} settled"
+    )
 
 
 def _preliminary_bars(campaign: Campaign) -> str:
