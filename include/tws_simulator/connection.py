@@ -563,13 +563,14 @@ class ClientConnection(asyncio.Protocol):
         )
         rows = answer.bars
         key = f"{simulator.config.seed}|wire|{symbol}|{query.start:%Y%m%d%H%M%S}|{len(rows)}"
+        # Message 17 ends the request in the client: the newest bar sent after it arrives as an update
+        # (90). It is taken before any shuffle, so it is the newest whatever order the rest come in.
+        late = rows[-1:] if rows and faults.fires(symbol, "split_answer") else []
+        rows = rows[: len(rows) - len(late)]
         if faults.fires(symbol, "bars_out_of_order"):
             rows = history.out_of_order(rows, key)
         if faults.fires(symbol, "duplicate_bar"):
             rows = history.with_duplicate(rows, key)
-        # Message 17 ends the request in the client: a bar sent after it arrives as an update (90).
-        late = rows[-1:] if rows and faults.fires(symbol, "split_answer") else []
-        rows = rows[: len(rows) - len(late)]
         fields: list[str] = [
             str(int(OutgoingMessage.HISTORICAL_DATA)),
             str(record.req_id),
