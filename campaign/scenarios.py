@@ -252,8 +252,8 @@ HARSH_IB_SCENARIOS: tuple[Scenario, ...] = (
         "IB",
         before=_sim_faults({"*": {"illiquid_sessions": [DAY_BEFORE.isoformat()]}}),
         after=_fired(_sessions_without_trade, clear=False),
-        notes="every symbol skips the session before the date: absent from an answer holding the date, it "
-        "is settled as no data at once; nothing else is",
+        notes="every symbol skips the session before the date: recorded as no data, not settled by one "
+        "answer; the next run that leaves it out again settles it (test_harsh_ib_sessions.py)",
     ),
     Scenario(
         "trading halts and quiet minutes (halts, illiquid_minutes)",

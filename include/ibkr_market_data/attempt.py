@@ -425,9 +425,9 @@ def _record_absent(
 ) -> None:
     """Record the window's sessions that IB sent no bar for and that have none stored.
 
-    Those before a session the answer has a bar of are settled at once: IB's answer went past them.
-    The others (at the end of the answer, or a 162 "no data") may be IB's passing trouble or a
-    truncated answer, so they are asked again until IB confirms them.
+    One absence may be IB's passing trouble or an answer cut short, so a session is settled only when
+    IB leaves it out again: in an answer that went past it (holds a later session), or on a later
+    day. Until then it is asked again.
     """
     from ibkr_market_data.backfill_plan import NO_DATA_FROM_IB
 
@@ -435,19 +435,19 @@ def _record_absent(
         return  # a bar for every session: nothing can be absent (and nothing to ask the database)
     absent = [day for day in _missing_sessions(conn, target, timeframe) if day not in received]
     newest = max(received, default=None)
-    confirmed = [day for day in absent if newest is not None and day < newest]
-    unconfirmed = [day for day in absent if day not in confirmed]
-    for sessions, settled in ((confirmed, True), (unconfirmed, False)):
+    passed = [day for day in absent if newest is not None and day < newest]
+    at_the_end = [day for day in absent if day not in passed]
+    for sessions, past_them in ((passed, True), (at_the_end, False)):
         if not sessions:
             continue
         repository.record_no_data_sessions(
-            conn, target.symbol_id, timeframe, sessions, NO_DATA_FROM_IB, run, confirmed=settled
+            conn, target.symbol_id, timeframe, sessions, NO_DATA_FROM_IB, run, past_them=past_them
         )
         log.info(
             "%s: IB sent no bar for %s (%s)",
             target.label,
             ", ".join(map(str, sessions)),
-            "settled: its answer has later sessions" if settled else "to be asked again",
+            "its answer has later sessions" if past_them else "at the end of its answer",
         )
 
 

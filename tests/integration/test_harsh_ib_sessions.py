@@ -58,7 +58,7 @@ def revisions(url: str) -> list[tuple]:
         ).fetchall()
 
 
-def test_a_session_without_a_trade_is_asked_again_until_an_answer_with_a_later_session_settles_it(
+def test_a_session_without_a_trade_is_asked_again_until_ib_leaves_it_out_again_past_it(
     tws_simulator_factory, monkeypatch, market_db
 ):
     market = start_market(
@@ -66,7 +66,10 @@ def test_a_session_without_a_trade_is_asked_again_until_an_answer_with_a_later_s
         monkeypatch,
         market_db,
         after_close(TUE),
-        faults={"AAPL": {"illiquid_sessions": [TUE.isoformat()]}},
+        faults={
+            "AAPL": {"illiquid_sessions": [TUE.isoformat()]},
+            "MSFT": {"illiquid_sessions": [MON.isoformat()]},
+        },
     )
     assert not market.simulator.served.traded("AAPL", TUE)
 
@@ -74,14 +77,20 @@ def test_a_session_without_a_trade_is_asked_again_until_an_answer_with_a_later_s
     assert attempts(market_db, alone.run_id) == [("AAPL", "1day", "no_data", 1)], "162 for the one session"
     assert no_data(market_db, "AAPL") == {TUE: False}, "one empty answer settles nothing"
     assert daily_run(market, TUE, lookback=1).requests == 1, "so the next run asks again"
+    assert no_data(market_db, "AAPL") == {TUE: False}, "nor two the same day, neither past it"
 
     market.at(after_close(WED))
-    daily_run(market, WED, lookback=5)
-    assert no_data(market_db, "AAPL") == {TUE: True}, "absent from an answer that holds WED: IB confirmed it"
-    sessions = window(WED, 5)
-    assert stored_daily(market_db, "AAPL") == market.served_daily("AAPL", sessions[0], WED)
-    assert TUE not in stored_daily(market_db, "AAPL")
-    assert daily_run(market, WED, lookback=5).requests == 0, "settled: nothing is missing any more"
+    daily_run(market, WED, symbols=("AAPL", "MSFT"), lookback=5)
+    assert no_data(market_db, "AAPL") == {TUE: True}, "left out again by an answer holding WED: confirmed"
+    assert no_data(market_db, "MSFT") == {MON: False}, "first left out, even inside the answer: not yet"
+    for symbol in ("AAPL", "MSFT"):
+        sessions = window(WED, 5)
+        assert stored_daily(market_db, symbol) == market.served_daily(symbol, sessions[0], WED)
+
+    again = daily_run(market, WED, symbols=("AAPL", "MSFT"), lookback=5)
+    assert again.requests == 1, "AAPL settled; MSFT asked again"
+    assert no_data(market_db, "MSFT") == {MON: True}
+    assert daily_run(market, WED, symbols=("AAPL", "MSFT"), lookback=5).requests == 0, "nothing missing"
 
 
 def test_a_halted_session_is_complete_once_a_second_answer_adds_up_to_the_daily_bar(

@@ -27,8 +27,8 @@ def no_data_session_dates(
 
     One empty answer may be IB's passing trouble, so such a session stays missing and is asked again.
 
-    :param settled_only: keep only sessions IB confirmed (``settled_at``: empty on two different days,
-        or absent from an answer holding a later session); False for any recorded.
+    :param settled_only: keep only sessions IB confirmed (``settled_at``: left out again, by an answer
+        holding a later session or on another day); False for any recorded.
     """
     with conn.cursor() as cursor:
         cursor.execute(
@@ -53,18 +53,19 @@ def record_no_data_sessions(
     reason: str,
     run: RunContext,
     confirmed: bool = False,
+    past_them: bool = False,
 ) -> int:
     """Record sessions IB sent no bar for and return how many; one seen again keeps ``first_seen``.
 
-    A session is settled (``settled_at``) once IB confirms it: at once when ``confirmed``, else when
-    it is seen again on a later day than first.
+    A session is settled (``settled_at``) once IB confirms it: at once when ``confirmed``; else when
+    IB leaves it out again, in an answer that went past it or on a later day than first.
 
     :param reason: why the sessions have no data; a session seen again takes the new one.
-    :param confirmed: the answer itself proves them: it holds a bar of a later session, or IB's head
-        timestamp puts them before the listing.
+    :param confirmed: IB's head timestamp puts them before the listing.
+    :param past_them: the answer holds a bar of a later session, so it was not cut short before them.
     """
     rows = [
-        (symbol_id, timeframe, session, reason, run.dag_id, run.run_id, confirmed)
+        (symbol_id, timeframe, session, reason, run.dag_id, run.run_id, confirmed, past_them)
         for session in sorted(set(sessions))
     ]
     with conn.cursor() as cursor:
@@ -78,7 +79,7 @@ def record_no_data_sessions(
                 settled_at = COALESCE(
                     no_data_sessions.settled_at,
                     EXCLUDED.settled_at,
-                    CASE WHEN no_data_sessions.first_seen::date < NOW()::date THEN NOW() END
+                    CASE WHEN %s OR no_data_sessions.first_seen::date < NOW()::date THEN NOW() END
                 )
             """,
             rows,
