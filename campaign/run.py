@@ -325,6 +325,7 @@ class Campaign:
         self.simulator.faults.clear_all()
         self.simulator.faults.set(None, latency_ms=self.latency_ms)
         self.set_market_clock(None)
+        self.simulator.request_log.clear()  # a scenario's proof reads its own requests only
         with psycopg.connect(self.market_db, autocommit=True) as conn:
             conn.execute(f"TRUNCATE {', '.join(RESET_TABLES)}")  # noqa: S608 (constant table names)
 
