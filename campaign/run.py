@@ -46,7 +46,14 @@ BACKFILL = "backfill_market_data"
 #: A Wednesday both the ASX and the US traded.
 TRADING_DATE = dt.date(2025, 1, 15)
 #: Tables a scenario starts without (symbols stay loaded).
-RESET_TABLES = ("ib_pacing_ledger", "collection_logs", "bar_revisions", "no_data_sessions", "market_data")
+RESET_TABLES = (
+    "ib_pacing_ledger",
+    "collection_logs",
+    "bar_revisions",
+    "no_data_sessions",
+    "short_sessions",
+    "market_data",
+)
 #: The market-data sessions' statement timeout: a write stuck behind a lock fails, and is retried.
 STATEMENT_TIMEOUT_MS = 10_000
 
@@ -69,11 +76,15 @@ class Outcome:
     expected_refusals: int
     seconds_to_recover: float
     notes: str
+    #: Sessions settled as "no data" although IB's model says they traded (an outage called no data).
+    false_no_data: int = 0
 
     @property
     def clean(self) -> bool:
-        """True when no bar was lost or duplicated, every task finished and no IB rule was broken."""
-        return not (self.bars_lost or self.duplicates or self.unfinished or self.ib_rules_broken)
+        """True when nothing was lost, duplicated, left unfinished, broken or called no data wrongly."""
+        return not (
+            self.bars_lost or self.duplicates or self.unfinished or self.ib_rules_broken or self.false_no_data
+        )
 
 
 class Campaign:
@@ -197,6 +208,13 @@ class Campaign:
             time.sleep(seconds)
             conn.rollback()
 
+    def set_market_clock(self, moment: dt.datetime | None) -> None:
+        """Make the simulator answer as of ``moment`` (aware), or of the real time again with None."""
+        from tws_simulator.config import utc_now
+        from tws_simulator.testing import fixed_clock
+
+        self.simulator.config.clock = utc_now if moment is None else fixed_clock(moment)
+
     def restart_market_server(self, down_seconds: float) -> None:
         """Stop the market-data server (every session is cut), start it again ``down_seconds`` later."""
         self.market_server.stop()
@@ -266,7 +284,7 @@ class Campaign:
         runs = [
             self.stack.wait_for_run(_dag_of(i, scenario), rid, timeout=1800) for i, rid in enumerate(run_ids)
         ]
-        scenario.after(self, run_id)
+        injected.append(scenario.after(self, run_id))
         self._finish_background()
         first_state = runs[0]["state"]
         recovered_by = "the run itself"
@@ -293,6 +311,7 @@ class Campaign:
             expected_refusals=refusals,
             seconds_to_recover=round(seconds, 1),
             notes=scenario.notes,
+            false_no_data=self._false_no_data(),
         )
 
     def _finish_background(self) -> None:
@@ -305,6 +324,8 @@ class Campaign:
         self._violations_at_start = len(self.simulator.violations())
         self.simulator.faults.clear_all()
         self.simulator.faults.set(None, latency_ms=self.latency_ms)
+        self.set_market_clock(None)
+        self.simulator.request_log.clear()  # a scenario's proof reads its own requests only
         with psycopg.connect(self.market_db, autocommit=True) as conn:
             conn.execute(f"TRUNCATE {', '.join(RESET_TABLES)}")  # noqa: S608 (constant table names)
 
@@ -322,11 +343,27 @@ class Campaign:
     # -- invariants ----------------------------------------------------------------------------
 
     def _expected_bars(self) -> dict[str, Any]:
-        return {
-            listing.symbol: stored_bar(self.simulator.model.daily_bar(listing.symbol, TRADING_DATE))
-            for listing in self.universe
-            if self.simulator.model.sessions(listing.symbol, TRADING_DATE, TRADING_DATE)
-        }
+        """Return the trading date's bar of each symbol as IB serves it now (none where it did not trade)."""
+        served, now = self.simulator.served, self.simulator.simulator.now()
+        expected = {}
+        for listing in self.universe:
+            if not self.simulator.model.sessions(listing.symbol, TRADING_DATE, TRADING_DATE):
+                continue
+            bar = served.daily_bar(listing.symbol, TRADING_DATE, now)
+            if bar is not None:
+                expected[listing.symbol] = stored_bar(bar)
+        return expected
+
+    def _false_no_data(self) -> int:
+        """Count sessions settled as "no data" that IB's model says traded: an outage taken for no data."""
+        with psycopg.connect(self.market_db) as conn:
+            rows = conn.execute(
+                """
+                SELECT s.symbol, n.session FROM no_data_sessions n JOIN symbols s ON s.id = n.symbol_id
+                WHERE n.timeframe = '1day' AND n.settled_at IS NOT NULL
+                """
+            ).fetchall()
+        return sum(1 for symbol, session in rows if self.simulator.served.traded(symbol, session))
 
     def _stored_bars(self) -> dict[str, tuple[Any, ...]]:
         with psycopg.connect(self.market_db) as conn:
@@ -418,6 +455,7 @@ COLUMNS = (
     ("IB rules broken", "ib_rules_broken"),
     ("refusals by design", "expected_refusals"),
     ("s to recover", "seconds_to_recover"),
+    ("false no-data", "false_no_data"),
 )
 
 
@@ -440,16 +478,23 @@ def markdown(results: dict[str, Any]) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     for outcome in outcomes:
-        cells = [str(outcome[key]).replace("|", "\\|") for _, key in COLUMNS]
+        cells = [str(outcome.get(key, 0)).replace("|", "\\|") for _, key in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     clean = sum(
         1
         for o in outcomes
-        if not (o["bars_lost"] or o["duplicates"] or o["unfinished"] or o["ib_rules_broken"])
+        if not (
+            o["bars_lost"]
+            or o["duplicates"]
+            or o["unfinished"]
+            or o["ib_rules_broken"]
+            or o.get("false_no_data")
+        )
     )
     lines += [
         "",
-        f"{clean} of {len(outcomes)} scenarios end with nothing lost, duplicated, unfinished or broken.",
+        f"{clean} of {len(outcomes)} scenarios end with nothing lost, duplicated, unfinished, broken "
+        "or called no data.",
     ]
     notes = [f"- **{o['scenario']}**: {o['notes']}" for o in outcomes if o["notes"]]
     if notes:

@@ -45,7 +45,7 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     """Migrate, load ``universe`` (default: the universe files) and resolve it through IB.
 
     Symbols the universe no longer lists are retired (inactive, their bars kept). Return how many
-    symbols are left unresolved.
+    symbols are left unresolved, IB's refusals and those IB could not be asked about.
 
     :raises BadInputError: a row of a universe file or of ``IBKR_CORPORATE_ACTIONS_FILE`` is bad,
         before anything is migrated.
@@ -63,13 +63,19 @@ def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
         report = load(conn, hook, entries, known)
+    pending = (
+        f", {len(report.pending)} not asked (IB unreachable; the next load asks)" if report.pending else ""
+    )
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
-        f"{len(report.unresolved)} unresolved, {len(report.retired)} retired (in no universe file now)"
+        f"{len(report.unresolved)} unresolved{pending}, "
+        f"{len(report.retired)} retired (in no universe file now)"
     )
     for symbol, reason in sorted(report.unresolved.items()):
         print(f"  unresolved {symbol}: {reason}")
-    return len(report.unresolved)
+    for symbol, reason in sorted(report.pending.items()):
+        print(f"  not asked {symbol}: {reason}")
+    return len(report.unresolved) + len(report.pending)
 
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
@@ -99,7 +105,10 @@ def print_run_summary(dag_id: str, run_id: str) -> None:
 
 
 def ensure_symbols(universe: list[UniverseSymbol] | None = None) -> None:
-    """Load and resolve ``universe``; without one, the universe files if no symbol is active yet."""
+    """Load and resolve ``universe``; without one, the universe files if no symbol is active yet.
+
+    Also when some symbols still wait for IB's first answer (a load an outage cut short).
+    """
     from ibkr_market_data import repository
 
     migrate_command()
@@ -107,7 +116,7 @@ def ensure_symbols(universe: list[UniverseSymbol] | None = None) -> None:
         load_symbols_command(universe)
         return
     with market_connection() as conn:
-        loaded = repository.has_active_symbols(conn)
+        loaded = repository.has_active_symbols(conn) and not repository.has_unanswered_symbols(conn)
     if not loaded:
         load_symbols_command()
 

@@ -42,6 +42,8 @@ class IbErrorCode(enum.IntEnum):
     #: A market data farm connection is broken (2103), inactive but available (2107).
     MARKET_DATA_FARM_BROKEN = 2103
     HISTORICAL_DATA_FARM_BROKEN = 2105
+    #: The historical data farm is connected (again): historical requests are answered.
+    HISTORICAL_DATA_FARM_OK = 2106
     SECURITY_DEFINITION_FARM_BROKEN = 2157
     DELAYED_MARKET_DATA_NOT_ENABLED = 10168
     NO_DATA_DURING_COMPETING_SESSION = 10197

@@ -212,6 +212,23 @@ def test_intraday_bars_that_disagree_with_the_daily_bar_are_found(change, named)
     assert all(finding.severity is Severity.WARNING for finding in findings)
 
 
-def test_a_session_with_minutes_missing_is_not_compared_with_its_daily_bar():
+def test_a_session_with_minutes_missing_is_not_compared_with_its_daily_bar_but_found_short():
     bars = with_range(walk())
-    assert check_symbol(data(bars, intraday=minute_sessions(bars, volume_share=0.3, bar_count=389))) == []
+    findings = check_symbol(data(bars, intraday=minute_sessions(bars, volume_share=0.3, bar_count=389)))
+    assert {finding.check for finding in findings} == {Check.SHORT_SESSION}
+    assert len(findings) == 10
+    assert all("389 of 390 scheduled" in finding.detail for finding in findings)
+    assert all("not settled: asked again" in finding.detail for finding in findings)
+
+
+def test_a_short_session_ib_settled_is_compared_with_its_daily_bar_and_found_settled():
+    bars = with_range(walk())
+    settled = {
+        day: dataclasses.replace(minutes, settled=True)
+        for day, minutes in minute_sessions(bars, volume_share=0.3, bar_count=300).items()
+    }
+    findings = check_symbol(data(bars, intraday=settled))
+    assert {finding.check for finding in findings} == {Check.SHORT_SESSION, Check.INTRADAY_VS_DAILY}
+    short = [finding for finding in findings if finding.check is Check.SHORT_SESSION]
+    assert all("settled complete" in finding.detail for finding in short)
+    assert all(finding.severity is Severity.WARNING for finding in short)

@@ -61,7 +61,7 @@ def active_symbol_counts(conn: Connection) -> list[tuple[str, dt.date | None, in
 
 
 #: ``missing``: the (day, symbol_id) pairs without a bar to expect, ``kind`` ``no_data`` (IB sent none,
-#: settled in ``no_data_sessions``: empty on two different days; one empty answer is not enough) or
+#: settled in ``no_data_sessions`` (``settled_at``: IB confirmed it; one empty answer is not enough) or
 #: else ``failed`` (an attempt whose window covers the day failed). Stored bars are not looked at: a
 #: caller lets them win. Named parameters: ``timeframe`` and those of ``_day_bounds``. Also read by
 #: ``repository.reads.session_outcomes``, so the dashboard and the read API mean the same thing.
@@ -70,7 +70,7 @@ MISSING_SESSIONS = """
         -- Settled only, as repository.no_data_session_dates has it for the planner.
         SELECT n.session AS day, n.symbol_id FROM no_data_sessions n
         WHERE n.timeframe = %(timeframe)s AND n.session BETWEEN %(start_day)s AND %(end_day)s
-          AND n.last_seen::date > n.first_seen::date
+          AND n.settled_at IS NOT NULL
     ),
     failed AS (
         SELECT DISTINCT covered.day::date AS day, cl.symbol_id FROM collection_logs cl

@@ -164,6 +164,16 @@ def has_active_symbols(conn: Connection) -> bool:
         return bool(row and row[0])
 
 
+def has_unanswered_symbols(conn: Connection) -> bool:
+    """Check whether any symbol waits for IB's first answer: no conId and no reason IB gave."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM symbols WHERE con_id IS NULL AND inactive_reason IS NULL)"
+        )
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
+
 def known_symbol_names(conn: Connection) -> set[str]:
     """Return the name of every symbol in the table, active or not."""
     with conn.cursor() as cursor:

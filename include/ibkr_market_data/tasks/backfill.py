@@ -40,7 +40,7 @@ from ibkr_market_data.payloads import (
 )
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import parse_date_param
-from ibkr_market_data.tasks.database import market_connection, stored_sessions
+from ibkr_market_data.tasks.database import market_connection, sessions_with_bars, stored_sessions
 from ibkr_market_data.tasks.ib_session import ib_session
 from ibkr_market_data.tasks.params import (
     as_name_list,
@@ -390,7 +390,8 @@ def fill_symbol_gaps(
         outcome.bars_collected += result.records_collected
         outcome.bars_inserted += result.bars_inserted
         outcome.bars_revised += result.bars_revised
-        have = stored_sessions(conn, tf, [row], first, last).get(row.id, set())
+        # A session with some bars is not absent: short of its schedule, it awaits IB's confirmation.
+        have = sessions_with_bars(conn, tf, [row], first, last).get(row.id, set())
         absent = [day for day in gaps.missing if first <= day <= last and day not in have]
         if not absent:
             continue
@@ -481,7 +482,7 @@ def _record_no_data(
     if before:
         assert first_available is not None
         repository.record_no_data_sessions(
-            conn, row.id, tf.name, before, before_first_available(first_available), run
+            conn, row.id, tf.name, before, before_first_available(first_available), run, confirmed=True
         )
     if after:
         repository.record_no_data_sessions(conn, row.id, tf.name, after, NO_DATA_FROM_IB, run)

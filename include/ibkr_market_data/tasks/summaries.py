@@ -118,7 +118,15 @@ class MinuteSessions:
 
     @classmethod
     def of_targets(cls, targets: Sequence[TargetPayload]) -> MinuteSessions:
-        """Return the 1-minute sessions of a run's planned targets."""
+        """Return the 1-minute sessions of a run's planned targets, and those of its daily sessions.
+
+        A daily session's stored minutes are held against its bar too: an earlier run may have
+        collected them (a halted session it settled short is not asked for again).
+        """
+        from ibkr_market_data import calendars
+        from ibkr_market_data.bars import DAILY_BAR_SIZE
+        from ibkr_market_data.daily_plan import scheduled_bars
+
         scheduled: dict[int, dict[dt.date, int]] = {}
         zones: dict[int, str] = {}
         for target in targets:
@@ -129,6 +137,15 @@ class MinuteSessions:
                 (dt.date.fromisoformat(day), count) for day, count in sessions
             )
             zones[target["symbol_id"]] = target["time_zone"]
+        for target in targets:
+            exchange = target["primary_exchange"]
+            if target["bar_size"] != DAILY_BAR_SIZE or exchange.upper() not in calendars.CALENDAR_CODES:
+                continue
+            symbol_sessions = scheduled.setdefault(target["symbol_id"], {})
+            for day in target.get("sessions") or (target["session"],):
+                session = dt.date.fromisoformat(day)
+                symbol_sessions.setdefault(session, scheduled_bars(exchange, session, ONE_MINUTE))
+            zones.setdefault(target["symbol_id"], calendars.time_zone(exchange))
         return cls(scheduled, zones)
 
 
