@@ -38,7 +38,7 @@ browser: $(CHROMIUM)
 test-fast: install  ## everything but the real-scheduler runs
 	$(PY) -m pytest -m "not scheduler"
 
-collect: install  ## one daily run in-process: make collect DATE=2025-01-15 [TIMEFRAME=5min] [SYMBOLS=AAPL,BHP] [DRY_RUN=1]
+collect: install  ## one daily run in-process: make collect DATE=2025-01-15 [TIMEFRAME=5min] [SYMBOLS=AAPL,BHP] [DRY_RUN=1]; its simulator takes IBKR_SIM_FAULTS, IBKR_SIM_NOW
 	$(PY) -m ibkr_market_data_dev.local_cli collect $(if $(DATE),--date $(DATE)) $(if $(TIMEFRAME),--timeframe $(TIMEFRAME)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) $(if $(DRY_RUN),--dry-run)
 
 backfill: install  ## fill missing dates: make backfill FROM=2025-01-01 TO=2025-12-31 [TIMEFRAME=1min] [SYMBOLS=AAPL] [DRY_RUN=1] [RECHECK=1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-SECTIONS = ("sim", "daily", "backfill", "dashboard", "scale", "storage", "reads")
+SECTIONS = ("sim", "daily", "backfill", "dashboard", "scale", "storage", "reads", "charts")
 
 
 def _fmt(value: Any) -> str:
@@ -361,6 +361,7 @@ def markdown(results: dict[str, Any]) -> str:
         "scale": "Scale: 320 to 5,000 symbols, LocalExecutor and Celery",
         "storage": "Storage: a year of 1-minute bars, partitioned market_data vs one table",
         "reads": "Reads: the read API on a year of 1-minute bars",
+        "charts": "Charts: the dashboard's symbol page on a year of 1-minute bars",
     }
     renderers = {"sim": sim_markdown, "daily": daily_markdown, "scale": scale_markdown}
     for name in SECTIONS:

@@ -147,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reads-symbols", type=int, default=320, help="symbols of the reads section's year of 1-minute bars"
     )
+    parser.add_argument(
+        "--charts-symbols",
+        type=int,
+        default=320,
+        help="symbols of the charts section's year of 1-minute bars",
+    )
     options = parser.parse_args(argv)
     only = [name.strip() for name in options.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
@@ -198,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import reads_bench
 
                 figures = reads_bench.run(options.reads_symbols)
+            elif name == "charts":
+                from bench import charts_bench
+
+                figures = charts_bench.run(options.charts_symbols)
             else:
                 figures = run_backfill(results)
                 if figures is None:

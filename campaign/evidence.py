@@ -50,6 +50,8 @@ class Answer:
     outcome: str
     error_code: int | None = None
     error_message: str = ""
+    #: Seconds from the request's arrival to its answer (None: never answered).
+    waited: float | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,9 @@ def simulator_proofs(trace: SimulatorTrace) -> list[Proof]:
             residual.setdefault(name, []).append(value)
     proofs = []
     for name in sorted(set(residual) | {n for n, count in trace.fired.items() if count}):
+        if name == "latency_per_open_request_ms":
+            proofs.append(_queue_proof(trace, residual))
+            continue
         if name in NUMBERS:
             continue
         if name in PROPERTIES:
@@ -172,6 +177,22 @@ def simulator_proofs(trace: SimulatorTrace) -> list[Proof]:
             ok = ok and shown
         proofs.append(Proof(name, ok, ", ".join(parts)))
     return proofs
+
+
+def _queue_proof(trace: SimulatorTrace, residual: Mapping[str, list[object]]) -> Proof:
+    """Prove IB's HMDS queue slowed an answer: one waited as if two requests or more were open."""
+    step = max(
+        (float(v) for v in residual.get("latency_per_open_request_ms", []) if isinstance(v, int | float)),
+        default=0,
+    )
+    fixed = max((float(v) for v in residual.get("latency_ms", []) if isinstance(v, int | float)), default=0)
+    slowest = max((a.waited for a in trace.answers if a.waited is not None), default=0.0)
+    fired = step > 0 and slowest * 1000 >= fixed + 2 * step
+    return Proof(
+        "latency_per_open_request_ms",
+        fired,
+        f"slowest answer {slowest:.2f} s (fixed {fixed / 1000:g} s, {step:g} ms per open request)",
+    )
 
 
 def count_notices(codes: Iterable[int]) -> dict[int, int]:

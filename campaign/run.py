@@ -56,6 +56,7 @@ RESET_TABLES = (
     "collection_logs",
     "bar_revisions",
     "no_data_sessions",
+    "short_sessions",
     "market_data",
     "planned_groups",
 )
@@ -89,6 +90,8 @@ class Outcome:
     expected_refusals: int
     seconds_to_recover: float | None
     notes: str
+    #: Of the bars lost: sessions recorded as no data although IB serves bars for them.
+    false_no_data: int = 0
     #: The first few findings of each invariant that failed, for the results' notes.
     findings: list[str] = field(default_factory=list)
 
@@ -246,8 +249,16 @@ class Campaign:
         )
 
     def now(self) -> dt.datetime:
-        """Return the market's now: the simulator's clock (the soak moves it), else the real one."""
-        return self.clock() if self.clock is not None else dt.datetime.now(dt.UTC)
+        """Return the market's now: the simulator's clock (a scenario or the soak moves it)."""
+        return self.simulator.simulator.now()
+
+    def set_market_clock(self, moment: dt.datetime | None) -> None:
+        """Make the simulator answer as of ``moment`` (aware), or of the campaign's own clock with None."""
+        from tws_simulator.config import utc_now
+        from tws_simulator.testing import fixed_clock
+
+        base = self.clock or utc_now
+        self.simulator.config.clock = base if moment is None else fixed_clock(moment)
 
     def _start_simulator(self, port: int) -> SimulatorThread:
         overrides: dict[str, Any] = {"port": port, "faults": {"*": {"latency_ms": self.latency_ms}}}
@@ -606,7 +617,10 @@ class Campaign:
             self._prove_queued(runs[0][1], runs[-1][1])
         if scenario.overlapping_backfill:
             self._prove_overlap(runs[0][1], runs[1][1])
-        scenario.after(self, run_id)
+        after = scenario.after(self, run_id)
+        # A scenario may report its own evidence ("fired: ..."); it goes with the simulator's.
+        own_evidence = after.removeprefix("fired: ") if after.startswith("fired: ") else ""
+        injected.append("" if own_evidence else after)
         self._finish_background()
         for breakage in self.breaks:
             log.info("Negative control: %s", breakage(self, run_id))
@@ -626,12 +640,22 @@ class Campaign:
             SimulatorTrace(
                 residual=trail.residual,
                 fired=trail.fired,
-                answers=[Answer(r.outcome, r.error_code, r.error_message) for r in trail.records],
+                answers=[
+                    Answer(
+                        r.outcome,
+                        r.error_code,
+                        r.error_message,
+                        (r.answered_at - r.received_at).total_seconds() if r.answered_at else None,
+                    )
+                    for r in trail.records
+                ],
                 notices=evidence.count_notices(trail.notices),
                 keys_changed_by_properties=final.changed_by_properties,
             )
         )
         fired_ok, fired_text = evidence.fired_verdict(proofs + self.proofs, injected)
+        if own_evidence:
+            fired_text += f"; the scenario's own look: {own_evidence}"
         last_store = max(final.snapshot.stored_at.values(), default=triggered_at)
         return Outcome(
             scenario=scenario.name,
@@ -644,6 +668,7 @@ class Campaign:
             tasks_retried=sum(self._retried(dag, rid) for dag, rid in runs),
             bars_compared=sum(len(bars) for bars in final.expected.bars.values()),
             bars_lost=len(final.differences),
+            false_no_data=sum(1 for d in final.differences if d.kind == invariants.NO_DATA_WRONGLY),
             silent=silent,
             ib_requests=len(final.requests),
             repeat_requests=invariants.repeats(final.requests),
@@ -760,8 +785,9 @@ class Campaign:
         self._down_until = None
         self._violations_at_start = len(self.simulator.violations())
         self.clear_faults()
+        self.set_market_clock(None)
         self.simulator.faults.reset_fired()
-        self.simulator.request_log.clear()
+        self.simulator.request_log.clear()  # a scenario's proof reads its own requests only
         if fresh:
             with psycopg.connect(self.market_db, autocommit=True) as conn:
                 conn.execute(f"TRUNCATE {', '.join(RESET_TABLES)}")  # noqa: S608 (constant table names)
@@ -854,6 +880,7 @@ COLUMNS = (
     ("tasks retried", "tasks_retried"),
     ("bars compared", "bars_compared"),
     ("bars lost", "bars_lost"),
+    ("of which no-data where IB has bars", "false_no_data"),
     ("silent", "silent"),
     ("IB requests (repeats)", "ib_requests"),
     ("needless requests", "needless_requests"),

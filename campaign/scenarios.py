@@ -7,9 +7,11 @@ See docs/fault-campaign.md#adding-a-scenario.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tws_simulator.rules import RULE_DUPLICATE_CLIENT_ID
 
@@ -50,6 +52,8 @@ class Scenario:
     #: Requests per (symbol, timeframe, session) stored whole that the fault explains (e.g. a backfill
     #: beside the daily run asks for the same sessions); any beyond it is needless work.
     repeat_allowance: int = 0
+    #: Whether ``make soak`` may draw it: not when it is pinned to the campaign's trading date.
+    in_soak: bool = True
 
 
 def _fault(**settings: object) -> Action:
@@ -58,6 +62,119 @@ def _fault(**settings: object) -> Action:
         return ", ".join(f"{name}={value}" for name, value in settings.items()) + " on every symbol"
 
     return inject
+
+
+def _sim_faults(faults: dict[str, dict[str, Any]], market_now: dt.datetime | None = None) -> Action:
+    """Return an action setting ``faults`` (as ``IBKR_SIM_FAULTS`` holds them) and the market's clock."""
+
+    def inject(campaign: Campaign, run_id: str) -> str:
+        for symbol, settings in faults.items():
+            campaign.simulator.faults.set(symbol, **settings)
+        text = f"IBKR_SIM_FAULTS='{json.dumps(faults)}'"
+        if market_now is not None:
+            campaign.set_market_clock(market_now)
+            text = f"IBKR_SIM_NOW={market_now:%Y-%m-%dT%H:%M} " + text
+        return text
+
+    return inject
+
+
+def _fired(proof: Callable[[Campaign], str], clear: bool = True) -> Action:
+    """Return an ``after`` action: the proof that the fault fired (for the results), then a clean market.
+
+    :param clear: False for a market property (a session without a trade, a split): it stays the truth
+        the run is checked against, until the next scenario starts clean.
+    """
+
+    def after(campaign: Campaign, run_id: str) -> str:
+        text = proof(campaign)
+        if clear:
+            _clear_faults(campaign, run_id)
+        return f"fired: {text}"
+
+    return after
+
+
+def _requests_failed_with(text: str) -> Callable[[Campaign], str]:
+    def proof(campaign: Campaign) -> str:
+        records = campaign.simulator.request_log.historical()
+        hit = [record for record in records if text in record.error_message]
+        return f"{len(hit)} of {len(records)} historical requests answered '{text}'"
+
+    return proof
+
+
+def _requests_with_outcome(outcome: str) -> Callable[[Campaign], str]:
+    def proof(campaign: Campaign) -> str:
+        records = campaign.simulator.request_log.historical()
+        hit = [record for record in records if record.outcome == outcome]
+        return f"{len(hit)} of {len(records)} historical requests {outcome}"
+
+    return proof
+
+
+def _counts_used(name: str, given: int) -> Callable[[Campaign], str]:
+    def proof(campaign: Campaign) -> str:
+        left = campaign.simulator.faults.snapshot().get("*", {}).get(name, 0)
+        return f"{name} fired {given - left} of {given} times"
+
+    return proof
+
+
+def _slowest_answer(campaign: Campaign) -> str:
+    waits = [
+        (record.answered_at - record.received_at).total_seconds()
+        for record in campaign.simulator.request_log.historical()
+        if record.answered_at is not None
+    ]
+    return f"slowest historical answer {max(waits, default=0):.1f} s ({campaign.latency_ms} ms fixed)"
+
+
+def _halted_minutes(campaign: Campaign) -> str:
+    served, now = campaign.simulator.served, campaign.simulator.simulator.now()
+    symbol = next(listing.symbol for listing in campaign.universe if listing.primary_exchange != "ASX")
+    minutes = served.intraday_bars(symbol, TRADING_DAY, 60, True, now)
+    return f"{symbol} served {len(minutes)} of 390 minutes on {TRADING_DAY}; its daily bar unchanged"
+
+
+def _sessions_without_trade(campaign: Campaign) -> str:
+    import psycopg
+
+    served = campaign.simulator.served
+    missing = [
+        listing.symbol
+        for listing in campaign.universe
+        if campaign.simulator.model.sessions(listing.symbol, DAY_BEFORE, DAY_BEFORE)
+        and not served.traded(listing.symbol, DAY_BEFORE)
+    ]
+    with psycopg.connect(campaign.market_db) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FILTER (WHERE settled_at IS NOT NULL), COUNT(*) FROM no_data_sessions"
+            " WHERE session = %s",
+            (DAY_BEFORE,),
+        ).fetchone()
+    settled, recorded = row if row else (0, 0)
+    return (
+        f"{len(missing)} symbols without a trade on {DAY_BEFORE} in the model; "
+        f"{recorded} recorded no data, {settled} settled"
+    )
+
+
+def _preliminary_bars(campaign: Campaign) -> str:
+    served, now = campaign.simulator.served, campaign.simulator.simulator.now()
+    preliminary = 0
+    for listing in campaign.universe:
+        contract = served.contract(listing.symbol, now)
+        if contract is not None and not served.view(contract, now).is_final(TRADING_DAY):
+            preliminary += 1
+    return f"{preliminary} symbols' {TRADING_DAY} bars served preliminary as of {now:%Y-%m-%d %H:%M} UTC"
+
+
+def _split_served(campaign: Campaign) -> str:
+    served, now = campaign.simulator.served, campaign.simulator.simulator.now()
+    contract = served.contract(SPLIT_SYMBOL, now)
+    factor = served.view(contract, now).split_factor() if contract is not None else 0
+    return f"{SPLIT_SYMBOL}'s history served on a basis {factor} times smaller"
 
 
 def _clear_faults(campaign: Campaign, run_id: str) -> str:
@@ -151,6 +268,99 @@ def _kill_task_process(campaign: Campaign, run_id: str) -> str:
     killed = campaign.kill_a_collect_task_process()
     return f"SIGKILL to a running collect task's process ({killed})"
 
+
+#: The campaign's trading date (campaign.run.TRADING_DATE), the day before it and the market's clock
+#: the morning after it in UTC: both exchanges closed, the date's bars still preliminary.
+TRADING_DAY = dt.date(2025, 1, 15)
+DAY_BEFORE = dt.date(2025, 1, 14)
+MORNING_AFTER = dt.datetime(2025, 1, 16, 2, 0, tzinfo=dt.UTC)
+SPLIT_SYMBOL = "SQQQ"
+
+#: IB's bad days (docs/ib-behaviours.md): one scenario per behaviour the collector must handle.
+HARSH_IB_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "sessions without a trade (illiquid_sessions)",
+        "IB",
+        before=_sim_faults({"*": {"illiquid_sessions": [DAY_BEFORE.isoformat()]}}),
+        after=_fired(_sessions_without_trade, clear=False),
+        in_soak=False,
+        notes="every symbol skips the session before the date: recorded as no data, not settled by one "
+        "answer; the next run that leaves it out again settles it (test_harsh_ib_sessions.py)",
+    ),
+    Scenario(
+        "trading halts and quiet minutes (halts, illiquid_minutes)",
+        "IB",
+        before=_sim_faults(
+            {
+                "*": {
+                    "halts": {"date": TRADING_DAY.isoformat(), "from": "11:00", "to": "13:30"},
+                    "illiquid_minutes": 0.2,
+                }
+            }
+        ),
+        after=_fired(_halted_minutes, clear=False),
+        in_soak=False,
+        notes="the minutes inside the halt and the quiet ones have no bar; the daily bar is unchanged and "
+        "every other minute is stored as IB serves it (tests/integration/test_harsh_ib_sessions.py too)",
+    ),
+    Scenario(
+        "late corrections: the date's bars preliminary (late_correction_days)",
+        "IB",
+        before=_sim_faults({"*": {"late_correction_days": 2}}, market_now=MORNING_AFTER),
+        after=_fired(_preliminary_bars, clear=False),
+        in_soak=False,
+        notes="IB answers as of the morning after: the preliminary bars are stored as served; later runs' "
+        "lookback revises them (tests/integration/test_harsh_ib_sessions.py)",
+    ),
+    Scenario(
+        "split re-basing history (split)",
+        "IB",
+        before=_sim_faults(
+            {SPLIT_SYMBOL: {"split": {"date": DAY_BEFORE.isoformat(), "ratio": 4}}}, MORNING_AFTER
+        ),
+        after=_fired(_split_served, clear=False),
+        in_soak=False,
+        notes="the window's bars arrive on the new basis; no session is taken for no data",
+    ),
+    Scenario(
+        "HMDS farm broken, answers stalled past the request timeout (hmds_farm_stall)",
+        "IB",
+        during=_sim_faults({"*": {"hmds_farm_stall": 1, "outage_ms": 15_000}}),
+        after=_fired(_requests_with_outcome("cancelled")),
+        notes="2105 to every client; answers wait for 2106 (15 s, past the 10 s request_timeout): the hook "
+        "sends each timed-out request again once the farm is back",
+    ),
+    Scenario(
+        "HMDS farm broken, requests failing with 162 (hmds_farm_fail)",
+        "IB",
+        during=_sim_faults({"*": {"hmds_farm_fail": 1, "outage_ms": 5_000}}),
+        after=_fired(_requests_failed_with("farm connection is broken")),
+        notes="162 'HMDS data farm connection is broken' until 2106: sent again after it, never no data",
+    ),
+    Scenario(
+        "connect notices and an account sync slower than connect_timeout",
+        "IB",
+        before=_sim_faults({"*": {"connect_notices": True, "account_sync_ms": 20_000}}),
+        after=_fired(
+            lambda campaign: "every connection: 2104/2106/2158, a 20 s account sync (connect_timeout 5 s)"
+        ),
+        notes="the hook waits for the API handshake only",
+    ),
+    Scenario(
+        "wire mess: shuffled, duplicated and split answers",
+        "IB",
+        during=_sim_faults({"*": {"bars_out_of_order": True, "duplicate_bar": True, "split_answer": 4}}),
+        after=_fired(_counts_used("split_answer", 4)),
+        notes="4 answers lose their newest bar (the date's) past historicalDataEnd: a gap asked again by a "
+        "second run, never settled no data",
+    ),
+    Scenario(
+        "IB's HMDS queue: latency grows with open requests (latency_per_open_request_ms)",
+        "IB",
+        during=_sim_faults({"*": {"latency_per_open_request_ms": 200}}),
+        after=_fired(_slowest_answer),
+    ),
+)
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline: no fault", "IB"),
@@ -283,4 +493,5 @@ SCENARIOS: tuple[Scenario, ...] = (
         repeat_allowance=1,
         notes="both ask IB for the date's daily bars at once: one repeat per session is explained",
     ),
+    *HARSH_IB_SCENARIOS,
 )

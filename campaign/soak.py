@@ -114,7 +114,7 @@ def soak(days: int, seed: int, symbols: int, executor: str, max_minutes: float) 
     rng = random.Random(seed)
     started = time.monotonic()
     clock = SettableClock(dt.datetime.combine(FIRST_DATE, dt.time(), dt.UTC))
-    catalogue = [s for s in SCENARIOS if executor in s.executors]
+    catalogue = [s for s in SCENARIOS if executor in s.executors and s.in_soak]
     with Campaign(symbols, SOAK_LATENCY_MS, 10, executor, clock=clock) as campaign:
         dates = trading_dates(campaign, FIRST_DATE, days)
         report = SoakReport(

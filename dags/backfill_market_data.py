@@ -3,8 +3,9 @@
 **validate** (nothing is sent on a bad param) → **find_gaps** (the gap report and the requests) →
 **collect_gap** (mapped per symbol with gaps, in the `ibkr` pool) → **summary**. Exchange calendars
 decide what is missing; sessions IB has no bar for go to `no_data_sessions`, changed bars to
-`bar_revisions`. `dry_run` sends nothing. From a shell: `make backfill FROM=2025-01-01 TO=2025-12-31`.
-See docs/backfill.md.
+`bar_revisions`; each exchange and timeframe whose sessions in the range are complete gets an asset
+event. `dry_run` sends nothing. From a shell: `make backfill FROM=2025-01-01 TO=2025-12-31`. See
+docs/backfill.md and docs/assets.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ibkr_market_data.alerts import MarketDataFailureNotifier
+from ibkr_market_data.assets import MARKET_DATA_ALIAS
 from ibkr_market_data.dag_defaults import DEFAULT_ARGS, GAP_TASK_TIMEOUT, START_DATE, selection_params
 from ibkr_market_data.settings import IBKR_POOL
 from ibkr_market_data.tasks.ib_session import run_context
@@ -83,13 +85,19 @@ def backfill_market_data():
 
     # The alert hangs on summary, not on the DAG: Airflow builds a DAG callback's context by
     # validating the params, and this DAG's required dates fail that in dag.test().
-    @task(trigger_rule="all_done", on_failure_callback=MarketDataFailureNotifier())
+    # Events go to the alias for the assets completed only (docs/assets.md).
+    @task(
+        trigger_rule="all_done", on_failure_callback=MarketDataFailureNotifier(), outlets=[MARKET_DATA_ALIAS]
+    )
     def summary(
         request: BackfillRequestPayload | None, gaps: list[PlannedGroupPayload] | None
     ) -> dict[str, int]:
-        from ibkr_market_data.tasks import backfill
+        from ibkr_market_data.tasks import assets, backfill
 
-        return backfill.summarize(request, gaps, run_context())
+        counts = backfill.summarize(request, gaps, run_context())
+        if request is not None:
+            assets.emit_backfill_events(request, get_current_context()["outlet_events"], run_context())
+        return counts
 
     request = validate()
     gaps = find_gaps(request)

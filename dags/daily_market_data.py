@@ -2,9 +2,11 @@
 
 One run per trading date, 30 minutes after the last close among the exchanges trading it:
 **resolve_date** → **plan** (what is missing over each symbol's lookback window) → **collect**
-(mapped, in the `ibkr` pool) → **summary** (counts per status, data-quality checks). A rerun requests
-nothing already stored; every attempt is a row in `collection_logs`. Trigger by hand with a `date`,
-`dry_run`, filters and a `timeframe`. See docs/daily-dag.md.
+(mapped, in the `ibkr` pool) → **corporate_actions** (splits, conId changes, delistings; see
+docs/corporate-actions.md) → **summary** (counts per status, data-quality checks, an asset event per
+exchange and timeframe completed). A rerun requests nothing already stored; every attempt is a row in
+`collection_logs`. Trigger by hand with a `date`, `dry_run`, filters and a `timeframe`. See
+docs/daily-dag.md and docs/assets.md.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import TYPE_CHECKING
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ibkr_market_data.alerts import MarketDataFailureNotifier
-from ibkr_market_data.dag_defaults import DAILY_RUN_TIMEOUT, DEFAULT_ARGS, START_DATE, selection_params
+from ibkr_market_data.assets import MARKET_DATA_ALIAS
+from ibkr_market_data.dag_defaults import (
+    DAILY_RUN_TIMEOUT,
+    DEFAULT_ARGS,
+    GAP_TASK_TIMEOUT,
+    START_DATE,
+    selection_params,
+)
 from ibkr_market_data.settings import (
     CLOSE_DELAY_MINUTES,
     DAILY_EXCHANGES,
@@ -71,7 +80,7 @@ if TYPE_CHECKING:
     },
 )
 def daily_market_data():
-    """Wire the daily run: resolve_date, plan, collect per group, summary."""
+    """Wire the daily run: resolve_date, plan, collect per group, corporate_actions, summary."""
 
     @task
     def resolve_date() -> str:
@@ -99,15 +108,28 @@ def daily_market_data():
         get_current_context()["label"] = group["label"]  # type: ignore[typeddict-unknown-key]
         return daily.collect(group, run_context())
 
-    @task(trigger_rule="all_done")
-    def summary(trading_date: str | None, groups: list[PlannedGroupPayload] | None) -> dict[str, int]:
-        from ibkr_market_data.tasks import daily
+    # A split re-fetches the symbol's stored history: as long as a backfill's share, at worst.
+    @task(pool=IBKR_POOL, trigger_rule="all_done", execution_timeout=GAP_TASK_TIMEOUT)
+    def corporate_actions(trading_date: str | None) -> dict[str, int]:
+        from ibkr_market_data.tasks import corporate_actions
 
-        return daily.summarize(trading_date, groups, get_current_context()["params"], run_context())
+        return corporate_actions.settle(trading_date, get_current_context()["params"], run_context())
+
+    # The alias, not one outlet per asset: an outlet Asset gets an event on every success, and only
+    # the exchanges whose session is complete should (docs/assets.md).
+    @task(trigger_rule="all_done", outlets=[MARKET_DATA_ALIAS])
+    def summary(trading_date: str | None, groups: list[PlannedGroupPayload] | None) -> dict[str, int]:
+        from ibkr_market_data.tasks import assets, daily
+
+        context = get_current_context()
+        counts = daily.summarize(trading_date, groups, context["params"], run_context())
+        if trading_date is not None:
+            assets.emit_daily_events(trading_date, context["outlet_events"], run_context())
+        return counts
 
     trading_date = resolve_date()
     groups = plan(trading_date)
-    collect.expand(group=groups) >> summary(trading_date, groups)
+    collect.expand(group=groups) >> corporate_actions(trading_date) >> summary(trading_date, groups)
 
 
 dag_object = daily_market_data()

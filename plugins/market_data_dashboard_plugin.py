@@ -1,6 +1,7 @@
 """Mount the market-data dashboard in Airflow's API server at /market-data and link it from the UI's nav.
 
-The app is ``ibkr_market_data.dashboard.app``; every route requires an Airflow user. See docs/operations.md.
+The app is ``ibkr_market_data.dashboard.app``; every route needs permission to read the market-data
+DAGs' runs. See docs/operations.md#the-dashboard.
 """
 
 from airflow.plugins_manager import AirflowPlugin

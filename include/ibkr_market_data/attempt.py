@@ -266,7 +266,8 @@ def _decide(target: CollectionTarget, fetched: list[Bar] | Exception) -> _Decisi
     in_window = [bar for bar in fetched if first <= target.session_of(bar) <= last]
     if not in_window:
         return _Decision(error=IbkrNoDataError(f"IB sent {len(fetched)} bars, none for {first}..{last}"))
-    wanted = latest_per_timestamp(in_window)
+    # IB can send a bar twice, or out of order: store each time once, oldest first.
+    wanted = sorted(latest_per_timestamp(in_window), key=lambda bar: bar.timestamp)
     if len(wanted) < len(in_window):
         log.warning(
             "%s %s: dropped %d duplicate bars (IB sent a time twice); the last of each is stored",
@@ -306,6 +307,8 @@ def _write_outcome(
             )
         if record_absent and decision.status != AttemptStatus.FAILED:
             _record_absent(conn, target, timeframe, {target.session_of(bar) for bar in decision.bars}, run)
+        if target.expected_bars and decision.status == AttemptStatus.COMPLETED:
+            _record_short_sessions(conn, target, timeframe, decision.bars, run)
         repository.finish_attempt(
             conn,
             log_id,
@@ -422,12 +425,66 @@ def _by_timeframe(targets: Sequence[CollectionTarget]) -> dict[str, list[Collect
 def _record_absent(
     conn: Connection, target: CollectionTarget, timeframe: str, received: set[dt.date], run: RunContext
 ) -> None:
-    """Record the window's sessions that IB sent no bar for and that have none stored."""
+    """Record the window's sessions that IB sent no bar for and that have none stored.
+
+    One absence may be IB's passing trouble or an answer cut short, so a session is settled only when
+    IB leaves it out again: in an answer that went past it (holds a later session), or on a later
+    day. Until then it is asked again.
+    """
     from ibkr_market_data.backfill_plan import NO_DATA_FROM_IB
 
     if target.session_dates is not None and received.issuperset(target.session_dates):
         return  # a bar for every session: nothing can be absent (and nothing to ask the database)
     absent = [day for day in _missing_sessions(conn, target, timeframe) if day not in received]
-    if absent:
-        repository.record_no_data_sessions(conn, target.symbol_id, timeframe, absent, NO_DATA_FROM_IB, run)
-        log.info("%s: IB sent no bar for %s", target.label, ", ".join(map(str, absent)))
+    newest = max(received, default=None)
+    passed = [day for day in absent if newest is not None and day < newest]
+    at_the_end = [day for day in absent if day not in passed]
+    for sessions, past_them in ((passed, True), (at_the_end, False)):
+        if not sessions:
+            continue
+        repository.record_no_data_sessions(
+            conn, target.symbol_id, timeframe, sessions, NO_DATA_FROM_IB, run, past_them=past_them
+        )
+        log.info(
+            "%s: IB sent no bar for %s (%s)",
+            target.label,
+            ", ".join(map(str, sessions)),
+            "its answer has later sessions" if past_them else "at the end of its answer",
+        )
+
+
+def _record_short_sessions(
+    conn: Connection, target: CollectionTarget, timeframe: str, bars: Sequence[Bar], run: RunContext
+) -> None:
+    """Record the target's intraday sessions answered with fewer bars than their schedule holds.
+
+    Each is held against its stored daily bar; see ``repository.record_short_sessions`` for when it
+    is settled.
+    """
+    from ibkr_market_data.bars import DAILY_TIMEFRAME, adds_up_to
+
+    scheduled = {
+        dt.date.fromisoformat(day): count
+        for day, count in zip(target.sessions, target.expected_bars, strict=False)
+    }
+    by_session: dict[dt.date, list[Bar]] = {}
+    for bar in bars:
+        by_session.setdefault(target.session_of(bar), []).append(bar)
+    short = {day: answered for day, answered in by_session.items() if len(answered) < scheduled.get(day, 0)}
+    if not short:
+        return
+    daily = repository.bars_by_session(conn, target.symbol_id, DAILY_TIMEFRAME, min(short), max(short))
+    found = {
+        day: (len(answered), scheduled[day], adds_up_to(answered, daily.get(day)))
+        for day, answered in short.items()
+    }
+    repository.record_short_sessions(conn, target.symbol_id, timeframe, found, run)
+    for day, (count, expected, agrees) in sorted(found.items()):
+        log.info(
+            "%s %s: IB answered %d of %d scheduled bars (a halt or minutes without a trade); %s",
+            target.label,
+            day,
+            count,
+            expected,
+            "they add up to the daily bar" if agrees else "they do not add up to a stored daily bar yet",
+        )

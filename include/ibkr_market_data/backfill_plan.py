@@ -18,6 +18,7 @@ from ibkr_market_data.errors import InvalidRunParamError, UnknownExchangeError
 from ibkr_market_data.payloads import BackfillRequestPayload
 from ibkr_market_data.repository import SymbolRow
 from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, Timeframe
+from ibkr_market_data.universe import Membership
 
 #: The longest window one request may cover: ``365 D`` is IB's longest duration in days.
 MAX_REQUEST_DAYS = 365
@@ -226,9 +227,18 @@ def symbol_gaps(
     no_data: Iterable[dt.date] = (),
     first_available: dt.date | None = None,
     max_days: int = MAX_REQUEST_DAYS,
+    memberships: Sequence[Membership] = (),
 ) -> SymbolGaps:
-    """Return the gaps of ``row`` in ``[start, end]``, given the dates stored and known to have no data."""
-    sessions = closed_sessions(row.primary_exchange, start, end, now)
+    """Return the gaps of ``row`` in ``[start, end]``, given the dates stored and known to have no data.
+
+    With ``memberships`` (the symbol's universe-file periods), only sessions inside one are expected.
+    """
+    calendar = closed_sessions(row.primary_exchange, start, end, now)
+    sessions = [
+        session
+        for session in calendar
+        if not memberships or any(membership.covers(session) for membership in memberships)
+    ]
     have = set(stored)
     known_empty = set(no_data)
     if first_available is not None:
@@ -242,8 +252,8 @@ def symbol_gaps(
         stored=sum(1 for session in sessions if session in have),
         known_no_data=sum(1 for session in sessions if session in known_empty and session not in have),
         missing=missing,
-        runs=contiguous_runs(sessions, missing),
-        requests=plan_requests(sessions, missing, max_days),
+        runs=contiguous_runs(calendar, missing),
+        requests=plan_requests(calendar, missing, max_days),
     )
 
 
@@ -270,8 +280,11 @@ def report_gaps(
     stored: Mapping[int, Iterable[dt.date]],
     no_data: Mapping[int, Iterable[dt.date]],
     first_available: Mapping[int, dt.date],
+    memberships: Mapping[int, Sequence[Membership]] | None = None,
 ) -> GapReport:
     """Return every row's gaps in the range, given per symbol id the dates stored and known to have no data.
+
+    A symbol is expected only inside its universe-file ``memberships``, where it has any.
 
     A symbol whose primary exchange has no calendar here is skipped with the reason, alone.
     Requests are split by the longest window IB accepts for the range's bar size.
@@ -289,6 +302,7 @@ def report_gaps(
                 no_data.get(row.id, ()),
                 first_available.get(row.id),
                 max_days=request.tf.max_request_days,
+                memberships=(memberships or {}).get(row.id, ()),
             )
         except UnknownExchangeError as exc:
             skips.append(Skip(row.id, row.symbol, str(exc)))

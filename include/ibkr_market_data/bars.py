@@ -138,3 +138,21 @@ def latest_per_timestamp(bars: Sequence[Bar]) -> list[Bar]:
     for bar in bars:
         latest[bar.timestamp] = bar
     return list(latest.values())
+
+
+def adds_up_to(bars: Sequence[Bar], daily: Bar | None) -> bool:
+    """Check whether a session's intraday ``bars`` add up to its ``daily`` bar (OHLC and volume).
+
+    IB builds both from the same trades, so a session whose answer lost a bar (a truncated or split
+    answer) no longer adds up, while one with a halt or minutes without a trade still does.
+    """
+    if not bars or daily is None:
+        return False
+    ordered = sorted(bars, key=lambda bar: bar.timestamp)
+    return (
+        ordered[0].open == daily.open
+        and max(bar.high for bar in ordered) == daily.high
+        and min(bar.low for bar in ordered) == daily.low
+        and ordered[-1].close == daily.close
+        and sum(bar.volume for bar in ordered) == daily.volume
+    )

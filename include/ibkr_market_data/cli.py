@@ -44,24 +44,38 @@ def migrate_command() -> None:
 def load_symbols_command(universe: list[UniverseSymbol] | None = None) -> int:
     """Migrate, load ``universe`` (default: the universe files) and resolve it through IB.
 
-    Return how many symbols are left unresolved.
+    Symbols the universe no longer lists are retired (inactive, their bars kept). Return how many
+    symbols are left unresolved, IB's refusals and those IB could not be asked about.
 
+    :raises BadInputError: a row of a universe file or of ``IBKR_CORPORATE_ACTIONS_FILE`` is bad,
+        before anything is migrated.
     :raises MissingConnectionError: ``market_data_db`` or ``ibkr_default`` is defined nowhere Airflow looks.
     """
     from ibkr_market_data.hooks.ibkr import IbkrHook
+    from ibkr_market_data.known_actions import read_known_actions
     from ibkr_market_data.symbols import load_symbols as load
+    from ibkr_market_data.universe import load_universe
 
+    # Bad files fail here, before anything is migrated or requested.
+    entries = load_universe() if universe is None else universe
+    known = read_known_actions()
     provide_connections([MARKET_DATA_CONN_ID, IBKR_CONN_ID])
     migrate_command()
     with market_connection() as conn, IbkrHook(IBKR_CONN_ID) as hook:
-        report = load(conn, hook, universe)
+        report = load(conn, hook, entries, known)
+    pending = (
+        f", {len(report.pending)} not asked (IB unreachable; the next load asks)" if report.pending else ""
+    )
     print(
         f"symbols: {report.loaded} in the universe, {len(report.resolved)} resolved now, "
-        f"{len(report.unresolved)} unresolved"
+        f"{len(report.unresolved)} unresolved{pending}, "
+        f"{len(report.retired)} retired (in no universe file now)"
     )
     for symbol, reason in sorted(report.unresolved.items()):
         print(f"  unresolved {symbol}: {reason}")
-    return len(report.unresolved)
+    for symbol, reason in sorted(report.pending.items()):
+        print(f"  not asked {symbol}: {reason}")
+    return len(report.unresolved) + len(report.pending)
 
 
 def print_run_summary(dag_id: str, run_id: str) -> None:
@@ -90,13 +104,19 @@ def print_run_summary(dag_id: str, run_id: str) -> None:
         print(f"  stored for {session.line()}")
 
 
-def ensure_symbols() -> None:
-    """Load and resolve the universe if no symbol is active yet."""
+def ensure_symbols(universe: list[UniverseSymbol] | None = None) -> None:
+    """Load and resolve ``universe``; without one, the universe files if no symbol is active yet.
+
+    Also when some symbols still wait for IB's first answer (a load an outage cut short).
+    """
     from ibkr_market_data import repository
 
     migrate_command()
+    if universe is not None:
+        load_symbols_command(universe)
+        return
     with market_connection() as conn:
-        loaded = repository.has_active_symbols(conn)
+        loaded = repository.has_active_symbols(conn) and not repository.has_unanswered_symbols(conn)
     if not loaded:
         load_symbols_command()
 
@@ -130,9 +150,16 @@ def check_collect_date(date: str | None, now: dt.datetime) -> None:
         raise BadInputError(str(exc).replace("Param 'date'", "--date")) from None
 
 
-def collect_command(date: str | None, dry_run: bool = False, timeframe: str = "", symbols: str = "") -> int:
+def collect_command(
+    date: str | None,
+    dry_run: bool = False,
+    timeframe: str = "",
+    symbols: str = "",
+    universe: list[UniverseSymbol] | None = None,
+) -> int:
     """Run the daily DAG once in-process for ``date``, ``timeframe`` and ``symbols``; return the exit status.
 
+    :param universe: load it first (``ensure_symbols``); default: the universe files, if nothing is loaded.
     :raises BadInputError: a bad date or timeframe, an unknown symbol or a missing connection (a dry run
         needs no ``ibkr_default`` once symbols are loaded), before any request.
     """
@@ -142,7 +169,7 @@ def collect_command(date: str | None, dry_run: bool = False, timeframe: str = ""
     check_collect_date(date, dt.datetime.now(dt.UTC))
     check_timeframe(timeframe)
     provide_connections([MARKET_DATA_CONN_ID] if dry_run else [MARKET_DATA_CONN_ID, IBKR_CONN_ID])
-    ensure_symbols()
+    ensure_symbols(universe)
     names = as_name_list(symbols)
     with market_connection() as conn:
         unknown = sorted(set(names) - repository.known_symbol_names(conn))
@@ -171,11 +198,13 @@ def backfill_command(
     dry_run: bool = False,
     recheck_no_data: bool = False,
     timeframe: str = "",
+    universe: list[UniverseSymbol] | None = None,
 ) -> int:
     """Print the gap report, run the backfill DAG once in-process and print its summary.
 
     Return 0 on success, 1 if the run failed.
 
+    :param universe: load it first (``ensure_symbols``); default: the universe files, if nothing is loaded.
     :raises BadInputError: a bad param, an unknown symbol or a missing connection (exit 2), before any
         request.
     """
@@ -198,7 +227,7 @@ def backfill_command(
     except InvalidRunParamError as exc:
         raise BadInputError(str(exc)) from None
     provide_connections([MARKET_DATA_CONN_ID] if dry_run else [MARKET_DATA_CONN_ID, IBKR_CONN_ID])
-    ensure_symbols()
+    ensure_symbols(universe)
     with market_connection() as conn:
         try:
             tasks.check_known_symbols(conn, request)
@@ -386,11 +415,14 @@ def check(args: argparse.Namespace) -> None:
             raise BadInputError(str(exc)) from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, universe: list[UniverseSymbol] | None = None) -> int:
     """Run the parsed command.
 
     Bad input (a value, a connection defined nowhere, or an extra of the ``ibkr`` connection) ends in
     one ``error:`` line and exit 2; an unreachable gateway or database in one ``error:`` line and exit 1.
+
+    :param universe: the symbols ``load-symbols``, ``collect`` and ``backfill`` load; default the
+        universe files (``collect`` and ``backfill`` load them only when no symbol is active).
     """
     import psycopg
 
@@ -402,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             migrate_command()
             return 0
         if args.command == "load-symbols":
-            load_symbols_command()
+            load_symbols_command(universe)
             return 0
         if args.command == "report":
             return report_command(args.start, args.end)
@@ -417,8 +449,9 @@ def run(args: argparse.Namespace) -> int:
                 args.dry_run,
                 args.recheck_no_data,
                 args.timeframe,
+                universe,
             )
-        return collect_command(args.date or None, args.dry_run, args.timeframe, args.symbols)
+        return collect_command(args.date or None, args.dry_run, args.timeframe, args.symbols, universe)
     except (BadInputError, IbkrConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -150,26 +150,44 @@ def default_range(
 
 
 def expected_count(
-    symbol_counts: Iterable[tuple[str, dt.date | None, int]], exchange: str, day: dt.date
+    symbol_counts: Iterable[tuple[str, dt.date | None, Sequence[tuple[dt.date | None, dt.date | None]], int]],
+    exchange: str,
+    day: dt.date,
 ) -> int:
-    """Count the active symbols of ``exchange`` whose data starts on or before ``day``."""
+    """Count the symbols of ``exchange`` expected on ``day``.
+
+    That is those whose data starts on or before it, inside one of their periods (none: always).
+
+    :param symbol_counts: (listing exchange, first available date, periods, count), as
+        ``repository.expected_symbols`` returns them.
+    """
     return sum(
         count
-        for listed_on, first, count in symbol_counts
-        if listed_on == exchange and (first is None or first <= day)
+        for listed_on, first, periods, count in symbol_counts
+        if listed_on == exchange
+        and (first is None or first <= day)
+        and (not periods or any(_within(day, period) for period in periods))
     )
 
 
+def _within(day: dt.date, period: tuple[dt.date | None, dt.date | None]) -> bool:
+    first, last = period
+    return (first is None or first <= day) and (last is None or day <= last)
+
+
 def coverage(conn: psycopg.Connection, start: dt.date, end: dt.date) -> list[CoverageRow]:
-    """Return one row per (trading date, listing exchange of an active symbol) from ``start`` to ``end``.
+    """Return one row per (trading date, listing exchange of an expected symbol) from ``start`` to ``end``.
+
+    A symbol is expected inside its universe memberships while active, and up to its last session
+    once delisted; a symbol removed from the universe files is expected nowhere.
 
     :raises InvalidRangeError: the range is reversed or too long.
     """
     check_report_range(start, end)
-    symbol_counts = repository.active_symbol_counts(conn)
+    symbol_counts = repository.expected_symbols(conn)
     counts = repository.coverage_counts(conn, start, end)
     rows = []
-    for exchange in known_exchanges(listed_on for listed_on, _, _ in symbol_counts):
+    for exchange in known_exchanges(listed_on for listed_on, _, _, _ in symbol_counts):
         for day in calendars.sessions_between(exchange, start, end):
             found = counts.get((day, exchange), {})
             rows.append(

@@ -33,11 +33,13 @@ from ibkr_market_data.timeframes import (
 
 if TYPE_CHECKING:
     from ibkr_market_data.bars import Bar
+    from ibkr_market_data.universe import Membership
 
 NOT_A_TRADING_DAY = "not a trading day"
 ALREADY_COLLECTED = "already collected"
 SESSION_NOT_CLOSED = "session not closed yet"
 NOT_LISTED_YET = "not listed yet"
+OUTSIDE_MEMBERSHIP = "outside its universe membership"
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,8 @@ class StoredState:
     no_data: Mapping[int, Collection[dt.date]] | None = None
     #: IB's head timestamp, where asked: sessions before it are never missing.
     first_available: Mapping[int, dt.date] | None = None
+    #: Universe-file membership periods, where a symbol has any: outside them it is not collected.
+    memberships: Mapping[int, Sequence[Membership]] | None = None
 
 
 def lookback_sessions(exchange: str, trading_date: dt.date, count: int, now: dt.datetime) -> list[dt.date]:
@@ -326,6 +330,10 @@ def _window(
 ) -> list[dt.date] | str:
     """Return the sessions to request for ``row`` (its whole window), or why it sends nothing."""
     exchange = row.primary_exchange
+    memberships = (stored.memberships or {}).get(row.id, ())
+    if memberships and not any(membership.covers(trading_date) for membership in memberships):
+        periods = ", ".join(f"{m.valid_from or ''}..{m.valid_to or ''}" for m in memberships)
+        return f"{OUTSIDE_MEMBERSHIP} ({periods})"
     first_available = (stored.first_available or {}).get(row.id)
     if first_available is not None and first_available > trading_date:
         return f"{NOT_LISTED_YET}: IB has data from {first_available.isoformat()} (head timestamp)"

@@ -42,6 +42,8 @@ class IbErrorCode(enum.IntEnum):
     #: A market data farm connection is broken (2103), inactive but available (2107).
     MARKET_DATA_FARM_BROKEN = 2103
     HISTORICAL_DATA_FARM_BROKEN = 2105
+    #: The historical data farm is connected (again): historical requests are answered.
+    HISTORICAL_DATA_FARM_OK = 2106
     SECURITY_DEFINITION_FARM_BROKEN = 2157
     DELAYED_MARKET_DATA_NOT_ENABLED = 10168
     NO_DATA_DURING_COMPETING_SESSION = 10197
@@ -225,6 +227,10 @@ class MissingConnectionError(BadInputError):
     """An Airflow connection a command needs is defined nowhere Airflow looks; the message names it."""
 
 
+class InvalidUniverseError(BadInputError):
+    """A universe file (or its row) is unusable; the message names ``file:line`` and the column."""
+
+
 class InvalidRangeError(ValueError):
     """A date range is unusable; the message says which bound and what is expected."""
 
@@ -235,6 +241,10 @@ class UnknownTimeframeError(ValueError):
 
 class UnknownExchangeError(ValueError):
     """The exchange has no trading calendar here; add it to ``CALENDAR_CODES``."""
+
+
+class UnknownCorporateActionKindError(ValueError):
+    """A corporate-action kind not known here (a file of known actions, ``IBKR_ADJUST_FOR``), named."""
 
 
 # Bad configuration: a connection extra or an environment variable, named in the message.

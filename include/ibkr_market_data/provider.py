@@ -56,7 +56,7 @@ CONN_FIELDS: dict[str, ConnField] = {
     "account": {
         "label": "Account",
         "schema": {"type": ["string", "null"]},
-        "description": "Account to synchronise at connect; empty when the login has one.",
+        "description": "Unused: the hook synchronises no account at connect.",
     },
     "market_data_type": {
         "label": "Market data type",
@@ -69,7 +69,7 @@ CONN_FIELDS: dict[str, ConnField] = {
     "connect_timeout": {
         "label": "Connect timeout (s)",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
-        "description": f"Handshake and connect-time sync (default {_shown(_DEFAULT.connect_timeout)}).",
+        "description": f"The API handshake (default {_shown(_DEFAULT.connect_timeout)}).",
     },
     "request_timeout": {
         "label": "Request timeout (s)",

@@ -26,6 +26,7 @@ class Check(enum.StrEnum):
     VOLUME_UNITS = "volume_units"
     MISSING_SESSION = "missing_session"
     INTRADAY_VS_DAILY = "intraday_vs_daily"
+    SHORT_SESSION = "short_session"
 
 
 class Severity(enum.StrEnum):
@@ -42,6 +43,7 @@ DEFAULT_SEVERITIES: Mapping[Check, Severity] = {
     Check.VOLUME_UNITS: Severity.WARNING,
     Check.MISSING_SESSION: Severity.WARNING,
     Check.INTRADAY_VS_DAILY: Severity.WARNING,
+    Check.SHORT_SESSION: Severity.WARNING,
 }
 
 
@@ -119,8 +121,10 @@ class IntradaySession:
     low: Decimal
     volume: int
     bars: int
-    #: Bars the session holds by the exchange's schedule: fewer stored and it is not compared.
+    #: Bars the session holds by the exchange's schedule: fewer stored and it is not compared,
+    #: unless IB settled the session with that many (a halt, minutes without a trade).
     scheduled: int
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ class SymbolData:
     revision_ratios: Mapping[dt.date, float] = field(default_factory=dict)
     #: The run's sessions of 1-minute bars, summed up, to hold against the daily bar.
     intraday: Mapping[dt.date, IntradaySession] = field(default_factory=dict)
+    #: Recorded splits (``corporate_actions``): new price / old price, by effective session.
+    split_factors: Mapping[dt.date, float] = field(default_factory=dict)
 
 
 def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list[Finding]:
@@ -168,9 +174,14 @@ def check_symbol(data: SymbolData, rules: QualityRules = QualityRules()) -> list
         if bar.session not in checked:
             continue
         minutes = data.intraday.get(bar.session)
-        disagreement = intraday_disagreement(bar, minutes, rules) if minutes is not None else None
+        if minutes is None:
+            continue
+        disagreement = intraday_disagreement(bar, minutes, rules)
         if disagreement:
             findings.append(_finding(data, bar.session, Check.INTRADAY_VS_DAILY, disagreement, rules))
+        short = short_session(minutes)
+        if short:
+            findings.append(_finding(data, bar.session, Check.SHORT_SESSION, short, rules))
     stored = {bar.session for bar in data.bars}
     for session in sorted(checked - stored - set(data.no_data)):
         findings.append(
@@ -196,7 +207,7 @@ def _bar_findings(
     data: SymbolData,
     rules: QualityRules,
 ) -> Iterable[tuple[Check, str]]:
-    spike = _spike(bar, reference, data.revision_ratios, rules)
+    spike = _spike(bar, reference, data.revision_ratios, rules, data.split_factors)
     if spike:
         yield Check.SPIKE, spike
     stale = _stale(up_to_bar, rules)
@@ -213,6 +224,7 @@ def _spike(
     reference: Sequence[StoredBar],
     revision_ratios: Mapping[dt.date, float],
     rules: QualityRules,
+    split_factors: Mapping[dt.date, float] | None = None,
 ) -> str | None:
     if len(reference) < rules.min_reference or bar.close <= 0:
         return None
@@ -231,6 +243,11 @@ def _spike(
         for session, revised in revision_ratios.items()
     ):
         return None  # IB revised this stretch of history by the same ratio: a corporate action
+    if any(
+        reference[0].session < session <= bar.session and abs(math.log(factor / ratio)) < 0.05
+        for session, factor in (split_factors or {}).items()
+    ):
+        return None  # a recorded split explains the step (history not, or not yet, on the new basis)
     return (
         f"close {bar.close} is {ratio:.2f}x the previous close {closes[-1]:.6g} and outside the "
         f"{low:.6g}..{high:.6g} range of the previous {len(reference)} sessions "
@@ -241,9 +258,9 @@ def _spike(
 def intraday_disagreement(daily: StoredBar, minutes: IntradaySession, rules: QualityRules) -> str | None:
     """Return how a session's 1-minute bars disagree with its daily bar beyond IB's known differences.
 
-    None when they agree, or when the session's 1-minute bars are not all stored.
+    None when they agree, or when the session's 1-minute bars are not all stored (nor settled short).
     """
-    if minutes.bars < minutes.scheduled or daily.high is None or daily.low is None:
+    if (minutes.bars < minutes.scheduled and not minutes.settled) or daily.high is None or daily.low is None:
         return None
     problems = []
     for name, intraday, day in (("high", minutes.high, daily.high), ("low", minutes.low, daily.low)):
@@ -258,6 +275,22 @@ def intraday_disagreement(daily: StoredBar, minutes: IntradaySession, rules: Qua
     if not problems:
         return None
     return "; ".join(problems) + f" (over {minutes.bars} bars)"
+
+
+def short_session(minutes: IntradaySession) -> str | None:
+    """Return how a session's 1-minute bars fall short of its schedule and whether IB settled it, or None."""
+    if minutes.bars >= minutes.scheduled:
+        return None
+    missing = minutes.scheduled - minutes.bars
+    state = (
+        "settled complete: IB answered the same bars twice and they add up to the daily bar"
+        if minutes.settled
+        else "not settled: asked again until IB's answers agree with the daily bar"
+    )
+    return (
+        f"{minutes.bars} of {minutes.scheduled} scheduled 1-minute bars, {missing} minutes without a bar "
+        f"(a halt or minutes without a trade); {state}"
+    )
 
 
 def _robust_sigma(values: Sequence[float]) -> float:

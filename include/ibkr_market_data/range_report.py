@@ -1,14 +1,16 @@
-"""Render coverage, failures and run metrics of a date range as text: the ``report`` command of ``cli``.
+"""Render coverage, failures, corporate actions and run metrics of a date range: ``cli report``'s text.
 
-See docs/operations.md.
+See docs/operations.md and docs/corporate-actions.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ibkr_market_data import coverage, repository
+from ibkr_market_data.corporate_actions import IDENTITY_KINDS, describe_action, describe_identity
 from ibkr_market_data.errors import BadInputError, InvalidRangeError, InvalidRunParamError
 from ibkr_market_data.run_dates import parse_date_param
 
@@ -93,6 +95,8 @@ def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) 
             file=out,
         )
 
+    render_corporate_actions(conn, start, end, out)
+
     metrics = [
         row
         for row in repository.run_metrics(conn, start, end, limit=1000)
@@ -113,3 +117,35 @@ def render(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) 
             f"{_number(row['latency_p95']):>8}{row['retries']:>8}{_number(wall, 1):>9}{row['failed']:>7}",
             file=out,
         )
+
+
+def render_corporate_actions(conn: psycopg.Connection, start: dt.date, end: dt.date, out: TextIO) -> None:
+    """Write the corporate actions effective in the range, the identity changes and the inactive symbols."""
+    actions = repository.corporate_actions_between(conn, start, end)
+    print(f"\nCorporate actions effective in the range: {len(actions)}", file=out)
+    for action in actions:
+        print(f"  {action['effective_session']}  {action['symbol']:<8} {describe_action(action)}", file=out)
+    identity = [action for action in actions if action["kind"] in IDENTITY_KINDS]
+    print(f"\nIdentity changes in the range: {len(identity)}", file=out)
+    for action in identity:
+        print(
+            f"  {action['symbol']:<8} {describe_identity(action)} from {action['effective_session']}",
+            file=out,
+        )
+    inactive = repository.inactive_symbols(conn)
+    recent = [row for row in inactive if _inactive_in(row, start, end)]
+    print(f"\nInactive symbols: {len(inactive)}; {len(recent)} became inactive in the range", file=out)
+    for row in recent:
+        since = row["inactive_since"].date().isoformat() if row["inactive_since"] else "-"
+        print(
+            f"  {row['symbol']:<8} {row['exchange']:<7} since {since}: "
+            f"{row['reason'] or 'no reason recorded'}; {row['daily_bars']} daily bars kept",
+            file=out,
+        )
+
+
+def _inactive_in(row: Mapping[str, Any], start: dt.date, end: dt.date) -> bool:
+    since = row["inactive_since"]
+    return (since is not None and start <= since.date() <= end) or (
+        row["last_session"] is not None and start <= row["last_session"] <= end
+    )

@@ -151,17 +151,18 @@ def symbol_names(symbols: Symbols) -> list[str] | None:
     return names
 
 
-def refuse_adjusted(adjusted: bool) -> None:
-    """Raise ReadRequestError for ``adjusted=True``: only raw prices are stored so far.
+def adjustment_kinds(adjusted: bool) -> tuple[str, ...] | None:
+    """Return what an ``adjusted`` read accounts for (``IBKR_ADJUST_FOR``), or None for raw prices.
 
-    The hook for adjusted prices: once corporate actions are collected, ``adjusted=True`` applies
-    their factors to each chunk instead of raising (docs/reading-data.md, "Adjusted prices").
+    See docs/corporate-actions.md#adjusted-prices.
+
+    :raises UnknownCorporateActionKindError: ``IBKR_ADJUST_FOR`` names a kind it cannot account for.
     """
-    if adjusted:
-        raise ReadRequestError(
-            "adjusted=True: adjusted prices need corporate actions (splits, dividends), which are not "
-            "collected yet; read raw prices (adjusted=False)"
-        )
+    if not adjusted:
+        return None
+    from ibkr_market_data.adjustments import configured_adjust_for
+
+    return configured_adjust_for()
 
 
 def resolve_request(
@@ -244,7 +245,11 @@ def read_windows(request: ReadRequest) -> list[ReadWindow]:
 
 
 def bars_frame(
-    rows: Sequence[tuple[object, ...]], names: dict[int, str], zone: str, intraday: bool
+    rows: Sequence[tuple[object, ...]],
+    names: dict[int, str],
+    zone: str,
+    intraday: bool,
+    adjusted: bool = False,
 ) -> pd.DataFrame:
     """Return ``rows`` (``repository.BAR_COLUMNS`` tuples) as a bars DataFrame indexed by (symbol, timestamp).
 
@@ -252,6 +257,7 @@ def bars_frame(
     :param names: symbol name per symbol id.
     :param zone: the time zone dating the rows' sessions (ignored for daily bars).
     :param intraday: whether the rows are intraday bars (stamped with their UTC start).
+    :param adjusted: adjusted rows: a bar whose session has no factor yet has NaN prices and NA volume.
     """
     import numpy as np
     import pandas as pd
@@ -277,7 +283,9 @@ def bars_frame(
             "high": raw["high"].to_numpy(dtype=np.float64),
             "low": raw["low"].to_numpy(dtype=np.float64),
             "close": raw["close"].to_numpy(dtype=np.float64),
-            "volume": raw["volume"].to_numpy(dtype=np.int64),
+            "volume": raw["volume"].astype("Int64").array
+            if adjusted
+            else raw["volume"].to_numpy(dtype=np.int64),
             "wap": pd.to_numeric(raw["wap"], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan),
             "bar_count": raw["bar_count"].astype("Int64").array,
         },
@@ -313,14 +321,16 @@ def iter_bars(
     :param timeframe: ``1day``, ``1hour``, ``5min`` or ``1min``.
     :param start: the first session date, included (a date or ``YYYY-MM-DD``).
     :param end: the last session date, included.
-    :param adjusted: adjusted prices; not available yet (raises).
+    :param adjusted: prices and volume adjusted for what ``IBKR_ADJUST_FOR`` names (splits and
+        dividends by default), the same rows: docs/corporate-actions.md#adjusted-prices.
     :param conn: a psycopg 3 connection to the market-data database; default: one opened on the
         ``market_data_db`` Airflow connection, closed when the iteration ends.
     :param chunk_rows: the most rows one chunk holds.
-    :raises ReadRequestError: on an unknown symbol or timeframe, a reversed or malformed range,
-        ``adjusted=True`` or ``chunk_rows`` below 1.
+    :raises ReadRequestError: on an unknown symbol or timeframe, a reversed or malformed range, or
+        ``chunk_rows`` below 1.
+    :raises UnknownCorporateActionKindError: ``adjusted=True`` and ``IBKR_ADJUST_FOR`` names a bad kind.
     """
-    refuse_adjusted(adjusted)
+    kinds = adjustment_kinds(adjusted)
     if not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ReadRequestError(f"chunk_rows must be a whole number >= 1, not {chunk_rows!r}")
     check_timeframe(timeframe)
@@ -334,23 +344,47 @@ def iter_bars(
         if conn is None:
             connection.close()
         raise
-    return _chunks(connection, request, windows, chunk_rows, close=conn is None)
+    return _chunks(connection, request, windows, chunk_rows, close=conn is None, kinds=kinds)
 
 
 def _chunks(
-    conn: psycopg.Connection, request: ReadRequest, windows: list[ReadWindow], chunk_rows: int, close: bool
+    conn: psycopg.Connection,
+    request: ReadRequest,
+    windows: list[ReadWindow],
+    chunk_rows: int,
+    close: bool,
+    kinds: tuple[str, ...] | None = None,
 ) -> Generator[pd.DataFrame, None, None]:
     try:
         with conn.transaction():
             for window in windows:
                 names = {listing.id: listing.symbol for listing in window.listings}
                 for rows in repository.bar_batches(
-                    conn, list(names), request.timeframe.name, window.first, window.stop, chunk_rows
+                    conn, list(names), request.timeframe.name, window.first, window.stop, chunk_rows, kinds
                 ):
-                    yield bars_frame(rows, names, window.zone, request.timeframe.intraday)
+                    frame = bars_frame(
+                        rows, names, window.zone, request.timeframe.intraday, kinds is not None
+                    )
+                    if kinds is not None:
+                        _warn_unadjusted(frame)
+                    yield frame
     finally:
         if close:
             conn.close()
+
+
+def _warn_unadjusted(frame: pd.DataFrame) -> None:
+    """Log the symbols of an adjusted chunk with bars whose session has no factor yet (NaN prices)."""
+    unknown = frame["close"].isna()
+    if unknown.any():
+        for symbol, count in unknown[unknown].groupby(level="symbol").size().items():
+            log.warning(
+                "%s: %d bars have no adjustment factor yet (NaN prices, NA volume); the "
+                "market_data_adjustments DAG fetches it, or trigger it with symbols=[%s]",
+                symbol,
+                count,
+                symbol,
+            )
 
 
 def read_bars(
@@ -379,11 +413,12 @@ def read_bars(
     :param timeframe: ``1day``, ``1hour``, ``5min`` or ``1min``.
     :param start: the first session date, included (a date or ``YYYY-MM-DD``).
     :param end: the last session date, included.
-    :param adjusted: adjusted prices; not available yet (raises).
+    :param adjusted: prices and volume adjusted for what ``IBKR_ADJUST_FOR`` names (splits and
+        dividends by default), the same rows: docs/corporate-actions.md#adjusted-prices.
     :param conn: a psycopg 3 connection to the market-data database; default: one opened on the
         ``market_data_db`` Airflow connection and closed before returning.
-    :raises ReadRequestError: on an unknown symbol or timeframe, a reversed or malformed range, or
-        ``adjusted=True``.
+    :raises ReadRequestError: on an unknown symbol or timeframe, or a reversed or malformed range.
+    :raises UnknownCorporateActionKindError: ``adjusted=True`` and ``IBKR_ADJUST_FOR`` names a bad kind.
     """
     import pandas as pd
 

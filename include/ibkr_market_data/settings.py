@@ -23,3 +23,8 @@ CLOSE_DELAY_MINUTES = 30
 DAILY_LOOKBACK_SESSIONS = 5
 #: The most sessions the ``lookback_sessions`` param accepts: one request of ``N D`` stays small.
 MAX_LOOKBACK_SESSIONS = 30
+#: Minutes after the last close of a trading date before the adjustments DAG refreshes factors: after
+#: the daily run, so the newest session has its stored bar.
+ADJUSTMENTS_DELAY_MINUTES = 90
+#: The DAGs whose runs the dashboard shows: reading it needs permission to read the runs of all three.
+MARKET_DATA_DAG_IDS = ("daily_market_data", "backfill_market_data", "market_data_freshness")

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ibkr_market_data_dev import airflow_login
+
 log = logging.getLogger(__name__)
 
 FINISHED = {"success", "failed"}
@@ -85,8 +87,11 @@ class AirflowStack:
         self.workers = workers
         self.worker_concurrency = worker_concurrency
         self.broker_url = broker_url
-        #: Components started one by one rather than by ``airflow standalone`` (always under Celery).
-        self.separate = separate or executor == "celery"
+        #: A configured auth manager (FAB's) kept as is; None: the simple one, everyone admin.
+        self.auth_manager = airflow_login.configured_auth_manager({**os.environ, **self.extra_env})
+        #: Components started one by one rather than by ``airflow standalone`` (always under Celery, and
+        #: under a configured auth manager, which standalone replaces with the simple one).
+        self.separate = separate or executor == "celery" or self.auth_manager is not None
         #: name -> process, each the leader of its own process group.
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
@@ -178,6 +183,8 @@ class AirflowStack:
                 self._spawn("standalone", "standalone")
             else:
                 self.cli("db", "migrate")
+                if self.auth_manager:
+                    airflow_login.create_admin(self)
                 self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
                 for component in COMPONENTS:
                     self._spawn_component(component)
@@ -289,7 +296,10 @@ class AirflowStack:
     # -- REST API -----------------------------------------------------------------------------
 
     def token(self) -> str:
-        """Return a token for the REST API (the simple auth manager hands one out without login)."""
+        """Return a token for the REST API: without login (simple auth manager), else as the local admin."""
+        if self._token is None and self.auth_manager:
+            login = airflow_login.credentials(self.home)
+            self._token = self._request("POST", "/auth/token", login, auth=False)["access_token"]
         if self._token is None:
             self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
         return self._token

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ibkr_market_data.errors import BadInputError
 from ibkr_market_data_dev import local_env, terminal
-from ibkr_market_data_dev.simulated_ib import local_universe, synthetic_count
+from ibkr_market_data_dev.simulated_ib import local_universe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cli.check(args)
+        # Read before anything starts: a bad universe file ends here with its file:line.
+        universe = local_universe() if args.command not in ("report", "export") else None
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -47,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(terminal.database_line(market_db_url))
         with local_env.local_ibkr() as simulator, terminal.in_process_progress(market_db_url):
             print(terminal.simulator_line(simulator))
-            if synthetic_count():
-                cli.load_symbols_command(universe=local_universe())
-            return cli.run(args)
+            # The local universe (with any synthetic symbols) is loaded by every command, so a symbol
+            # an earlier command loaded and this one's universe lacks is retired, not collected.
+            return cli.run(args, universe=universe)
 
 
 def export(args: argparse.Namespace) -> int:

@@ -67,13 +67,29 @@ def check_local_setup() -> None:
     which configures ``market_data_db`` itself.
     """
     from ibkr_market_data.settings import IBKR_CONN_ID, MARKET_DATA_CONN_ID
-    from ibkr_market_data_dev.simulated_ib import SYNTHETIC_SYMBOLS_VARIABLE, synthetic_count
+    from ibkr_market_data_dev.simulated_ib import (
+        SIMULATOR_VARIABLES,
+        SYNTHETIC_SYMBOLS_VARIABLE,
+        simulator_settings,
+        synthetic_count,
+    )
 
     try:
         synthetic = synthetic_count()
     except ValueError as exc:
         raise LocalSetupError(str(exc)) from None
     ibkr_configured = is_configured(IBKR_CONN_ID)
+    if ibkr_configured:
+        ignored = [name for name in SIMULATOR_VARIABLES if os.environ.get(name)]
+        if ignored:
+            log.warning(
+                "%s: ignored, %s is configured (no simulator is started)", ", ".join(ignored), IBKR_CONN_ID
+            )
+    else:
+        try:
+            simulator_settings()
+        except ValueError as exc:
+            raise LocalSetupError(str(exc)) from None
     if synthetic and ibkr_configured:
         raise LocalSetupError(
             f"{SYNTHETIC_SYMBOLS_VARIABLE} adds symbols only the TWS simulator knows, but {IBKR_CONN_ID} "
@@ -168,9 +184,10 @@ def airflow_metadata_url(fernet_key: str) -> str:
 
 
 @contextmanager
-def local_ibkr(port: int = 0, seed: int = 42) -> Iterator[SimulatorThread | None]:
+def local_ibkr(port: int = 0) -> Iterator[SimulatorThread | None]:
     """Serve ``ibkr_default`` from the TWS simulator while the block runs, unless it is configured.
 
+    The simulator takes ``IBKR_SIM_FAULTS``, ``IBKR_SIM_NOW`` and ``IBKR_SIM_SEED`` as ``make sim`` does.
     Yields the running simulator, or None when ``ibkr_default`` is configured.
     """
     from ibkr_market_data.settings import IBKR_CONN_ID
@@ -178,10 +195,10 @@ def local_ibkr(port: int = 0, seed: int = 42) -> Iterator[SimulatorThread | None
     if is_configured(IBKR_CONN_ID):
         yield None
         return
-    from ibkr_market_data_dev.simulated_ib import simulator_config
+    from ibkr_market_data_dev.simulated_ib import simulator_config, simulator_settings
     from tws_simulator.testing import SimulatorThread
 
-    with SimulatorThread(simulator_config(port=port, seed=seed)) as simulator:
+    with SimulatorThread(simulator_config(port=port, **simulator_settings())) as simulator:
         os.environ["AIRFLOW_CONN_IBKR_DEFAULT"] = (
             f"ibkr://{simulator.host}:{simulator.port}?client_id=1&client_id_range=32"
         )

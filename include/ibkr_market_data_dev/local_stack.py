@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from ibkr_market_data_dev import local_env, terminal
+from ibkr_market_data_dev import airflow_login, local_env, terminal
 from ibkr_market_data_dev.simulated_ib import local_universe
 
 log = logging.getLogger("ibkr_market_data_dev.local_stack")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(log: {terminal.shown(stack.log_file)}); its UI answers in ~40 s"
             )
             with stack:
-                print(f"Airflow up at {stack.base_url} (no login locally)")
+                print(f"Airflow up at {stack.base_url} ({airflow_login.login_hint(stack)})")
                 stack.import_pools(local_env.REPO_ROOT / "pools.json")
                 stack.import_connections(local_env.REPO_ROOT / "connections.json")
                 stack.wait_for_dag(DAG_ID)
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"state: {run['state']}")
                 if args.exit_after_run:
                     return 0 if run["state"] == "success" else 1
-                print(f"Airflow UI: {stack.base_url} (login not required locally). Ctrl-C stops everything.")
+                login = airflow_login.login_hint(stack)
+                print(f"Airflow UI: {stack.base_url} ({login}). Ctrl-C stops everything.")
                 try:
                     while True:
                         signal.pause()

@@ -78,6 +78,41 @@ def local_universe(environ: Mapping[str, str] = os.environ) -> list[UniverseSymb
     ]
 
 
+#: What ``make sim`` reads, and the simulator the local commands start reads too.
+SIMULATOR_VARIABLES = ("IBKR_SIM_FAULTS", "IBKR_SIM_NOW", "IBKR_SIM_SEED")
+
+
+def simulator_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Return ``SimulatorConfig`` settings from ``IBKR_SIM_FAULTS``, ``IBKR_SIM_NOW`` and ``IBKR_SIM_SEED``.
+
+    They mean what they mean for ``make sim`` (docs/ib-behaviours.md#setting-them).
+
+    :raises ValueError: a variable is bad; the message names it and the bad value.
+    """
+    from tws_simulator.__main__ import check_faults_against, parse_faults
+    from tws_simulator.testing import fixed_clock
+
+    settings: dict[str, Any] = {}
+    faults = parse_faults(environ.get("IBKR_SIM_FAULTS", ""))
+    if faults:
+        check_faults_against(faults, local_listings(environ))
+        settings["faults"] = faults
+    now = environ.get("IBKR_SIM_NOW", "").strip()
+    if now:
+        try:
+            moment = dt.datetime.fromisoformat(now)
+        except ValueError:
+            raise ValueError(f"IBKR_SIM_NOW is {now!r}, not an ISO 8601 time") from None
+        settings["clock"] = fixed_clock(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+    seed = environ.get("IBKR_SIM_SEED", "").strip()
+    if seed:
+        try:
+            settings["seed"] = int(seed)
+        except ValueError:
+            raise ValueError(f"IBKR_SIM_SEED is {seed!r}, not a whole number") from None
+    return settings
+
+
 def simulator_config(**overrides: Any) -> SimulatorConfig:
     """Return a ``SimulatorConfig`` serving :func:`local_listings`, with ``overrides`` applied."""
     settings: dict[str, Any] = {"universe": local_listings(), **overrides}

@@ -261,9 +261,13 @@ class ClientConnection(asyncio.Protocol):
         self._send(OutgoingMessage.NEXT_VALID_ID, 1, simulator.config.next_valid_id)
         self._send(OutgoingMessage.MANAGED_ACCOUNTS, 1, simulator.config.account)
         faults = simulator.faults
-        if faults.fires(ALL_SYMBOLS, "connect_notices"):
-            for notice in ib_errors.CONNECT_NOTICES:
-                self.send_error(ib_errors.NO_REQUEST, notice)
+        notices = list(ib_errors.CONNECT_NOTICES) if faults.fires(ALL_SYMBOLS, "connect_notices") else []
+        if simulator.hmds_outage.active:
+            # IB Gateway tells a client that connects what state each farm is in: this one is broken.
+            notices = [notice for notice in notices if notice != ib_errors.HMDS_FARM_OK]
+            notices.append(ib_errors.HMDS_FARM_BROKEN)
+        for notice in notices:
+            self.send_error(ib_errors.NO_REQUEST, notice)
         sync_ms = faults.number(ALL_SYMBOLS, "account_sync_ms")
         if sync_ms:
             self._synced_at = asyncio.get_running_loop().time() + sync_ms / 1000.0
@@ -570,13 +574,14 @@ class ClientConnection(asyncio.Protocol):
         )
         rows = answer.bars
         key = f"{simulator.config.seed}|wire|{symbol}|{query.start:%Y%m%d%H%M%S}|{len(rows)}"
+        # Message 17 ends the request in the client: the newest bar sent after it arrives as an update
+        # (90). It is taken before any shuffle, so it is the newest whatever order the rest come in.
+        late = rows[-1:] if rows and faults.fires(symbol, "split_answer") else []
+        rows = rows[: len(rows) - len(late)]
         if faults.fires(symbol, "bars_out_of_order"):
             rows = history.out_of_order(rows, key)
         if faults.fires(symbol, "duplicate_bar"):
             rows = history.with_duplicate(rows, key)
-        # Message 17 ends the request in the client: a bar sent after it arrives as an update (90).
-        late = rows[-1:] if rows and faults.fires(symbol, "split_answer") else []
-        rows = rows[: len(rows) - len(late)]
         fields: list[str] = [
             str(int(OutgoingMessage.HISTORICAL_DATA)),
             str(record.req_id),

@@ -321,9 +321,12 @@ def select_bars(
     index = model.session_index(contract)
     until = min(query.end, now).timestamp()
     start = query.start.timestamp()
+    # ADJUSTED_LAST: the TRADES bars, adjusted for dividends as well (served.py).
+    adjusted = query.what_to_show == "ADJUSTED_LAST"
     if query.bar_seconds is None:
         lo, hi = index.closing_within(start, until)
-        daily = [view.daily_bar(day) for day in index.dates[lo:hi] if day >= contract.listing_date]
+        daily_bar = view.adjusted_daily_bar if adjusted else view.daily_bar
+        daily = [daily_bar(day) for day in index.dates[lo:hi] if day >= contract.listing_date]
         return [bar for bar in daily if bar is not None]
     check_duration(query)
     if (until - start) / query.bar_seconds > max_bars:
@@ -334,7 +337,8 @@ def select_bars(
     for day in index.dates[lo:hi]:
         if day < contract.listing_date:
             continue
-        bars = view.intraday_bars(day, query.bar_seconds, query.use_rth)
+        intraday_bars = view.adjusted_intraday_bars if adjusted else view.intraday_bars
+        bars = intraday_bars(day, query.bar_seconds, query.use_rth)
         _, hours_end = model.trading_hours(contract, day, query.use_rth)
         for position, bar in enumerate(bars):
             bar_start = bar.date.timestamp()  # type: ignore[union-attr]

@@ -47,6 +47,14 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Dividend:
+    """A cash dividend of ``amount`` per share (as paid); ``ex_date`` is the first session without it."""
+
+    ex_date: dt.date
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class Delisting:
     """The contract is gone from ``effective`` on; history requests by conId answer ``history_error``."""
 
@@ -71,12 +79,16 @@ class MarketProperties:
     halts: tuple[Halt, ...] = ()
     late_correction_days: int = 0
     splits: tuple[Split, ...] = ()
+    dividends: tuple[Dividend, ...] = ()
     delisting: Delisting | None = None
     con_id_change: ConIdChange | None = None
 
     @property
     def changes_bars(self) -> bool:
-        """Return whether any property changes which bars are served, or their values."""
+        """Return whether any property changes which TRADES bars are served, or their values.
+
+        Dividends do not: IB's TRADES history is not adjusted for them, only ``ADJUSTED_LAST`` is.
+        """
         return bool(
             self.illiquid_sessions
             or self.illiquid_minutes
@@ -174,6 +186,30 @@ def parse_splits(value: Any) -> tuple[Split, ...]:
     return tuple(sorted(splits, key=lambda split: split.effective))
 
 
+def _positive_decimal(name: str, value: Any) -> Decimal:
+    try:
+        exact = (
+            Decimal(str(value)) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+    except InvalidOperation:
+        exact = None
+    if exact is None or not exact.is_finite() or exact <= 0:
+        raise BadPropertyValue(f"{name} takes a number > 0, not {value!r}")
+    return exact
+
+
+def parse_dividends(value: Any) -> tuple[Dividend, ...]:
+    """Read ``dividend``: ``{"date", "amount"}`` or a list (the ex-date; the amount per share as paid)."""
+    dividends: dict[dt.date, Dividend] = {}
+    for item in _listed(value):
+        fields = _object("dividend", item, ("date", "amount"))
+        ex_date = _date("dividend", fields["date"])
+        if ex_date in dividends:
+            raise BadPropertyValue(f"dividend: two on {ex_date.isoformat()}; give one with their sum")
+        dividends[ex_date] = Dividend(ex_date, _positive_decimal("dividend: amount", fields["amount"]))
+    return tuple(sorted(dividends.values(), key=lambda dividend: dividend.ex_date))
+
+
 def parse_delisting(value: Any) -> Delisting:
     """Read ``delisting``: a date, or ``{"date", "error"}`` with error 162 (default) or 200."""
     if not isinstance(value, dict):
@@ -201,6 +237,7 @@ PARSERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "halts": (parse_halts, "halts"),
     "late_correction_days": (parse_late_correction_days, "late_correction_days"),
     "split": (parse_splits, "splits"),
+    "dividend": (parse_dividends, "dividends"),
     "delisting": (parse_delisting, "delisting"),
     "con_id_change": (parse_con_id_change, "con_id_change"),
 }

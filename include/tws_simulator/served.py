@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from tws_simulator.market import MarketModel, SimBar, SimContract, seeded_uniforms
-from tws_simulator.properties import NO_PROPERTIES, MarketProperties
+from tws_simulator.properties import NO_PROPERTIES, BadPropertyValue, MarketProperties
 
 if TYPE_CHECKING:
     from tws_simulator.faults import FaultPlan
@@ -32,6 +32,23 @@ def adjusted_price(price: Decimal, factor: Decimal) -> Decimal:
     """Return ``price`` divided by a split ``factor``, to :data:`ADJUSTED_PLACES` places, never zero."""
     adjusted = (price / factor).quantize(_ADJUSTED_QUANTUM, rounding=ROUND_HALF_EVEN)
     return max(adjusted, _ADJUSTED_QUANTUM).normalize()
+
+
+def dividend_adjusted(bar: SimBar, factor: Decimal) -> SimBar:
+    """Return ``bar`` as ADJUSTED_LAST serves it: prices times a dividend ``factor``, volume kept."""
+
+    def times(price: Decimal) -> Decimal:
+        adjusted = (price * factor).quantize(_ADJUSTED_QUANTUM, rounding=ROUND_HALF_EVEN)
+        return max(adjusted, _ADJUSTED_QUANTUM).normalize()
+
+    return dataclasses.replace(
+        bar,
+        open=times(bar.open),
+        high=times(bar.high),
+        low=times(bar.low),
+        close=times(bar.close),
+        wap=times(bar.wap),
+    )
 
 
 def split_adjusted(bar: SimBar, factor: Decimal) -> SimBar:
@@ -88,6 +105,44 @@ class SymbolView:
                 factor *= split.ratio
         return factor
 
+    def dividend_factor(self, session: dt.date) -> Decimal:
+        """Return what ADJUSTED_LAST multiplies ``session``'s prices by (1 without a dividend after it).
+
+        One ``1 - amount / close before the ex-date`` per dividend gone ex after ``session`` and by this
+        view's day (CRSP's backward adjustment, which IB follows). The close is the last traded one
+        before the ex-date, on the share basis of the ex-date, as the amount is.
+
+        :raises BadPropertyValue: a dividend is not below the close before its ex-date.
+        """
+        factor = Decimal(1)
+        for dividend in self.properties.dividends:
+            if session < dividend.ex_date <= self.as_of_day:
+                close = self.close_before(dividend.ex_date)
+                if close is None:
+                    continue  # no session before it: nothing to adjust
+                if dividend.amount >= close:
+                    raise BadPropertyValue(
+                        f"dividend of {dividend.amount} on {dividend.ex_date.isoformat()} is not below "
+                        f"{self.contract.symbol}'s close of {close} before it"
+                    )
+                factor *= 1 - dividend.amount / close
+        return factor
+
+    def close_before(self, ex_date: dt.date) -> Decimal | None:
+        """Return the last traded close before ``ex_date`` on the share basis of ``ex_date`` (None: none)."""
+        lo, _ = self._index.between(ex_date, ex_date)
+        for position in range(lo - 1, -1, -1):
+            day = self._index.dates[position]
+            if day < self.contract.listing_date:
+                return None
+            if self.traded(day):
+                basis = Decimal(1)
+                for split in self.properties.splits:
+                    if split.effective <= ex_date:
+                        basis *= split.ratio
+                return self.model.daily_bar(self.contract.symbol, day).close / basis
+        return None
+
     def is_final(self, session: dt.date) -> bool:
         """Return whether ``session``'s daily bar is served final (its late corrections are over)."""
         days = self.properties.late_correction_days
@@ -131,6 +186,25 @@ class SymbolView:
         )
         factor = self.split_factor()
         return bars if factor == 1 else tuple(split_adjusted(bar, factor) for bar in bars)
+
+    def adjusted_daily_bar(self, session: dt.date) -> SimBar | None:
+        """Return the daily ADJUSTED_LAST bar of ``session``: the TRADES bar adjusted for dividends too.
+
+        :raises tws_simulator.market.NoSuchSession: ``session`` is no session of the symbol.
+        """
+        bar = self.daily_bar(session)
+        if bar is None or not self.properties.dividends:
+            return bar
+        factor = self.dividend_factor(session)
+        return bar if factor == 1 else dividend_adjusted(bar, factor)
+
+    def adjusted_intraday_bars(self, session: dt.date, bar_seconds: int, use_rth: bool) -> tuple[SimBar, ...]:
+        """Return the intraday ADJUSTED_LAST bars of ``session``: each takes its session's dividend factor."""
+        bars = self.intraday_bars(session, bar_seconds, use_rth)
+        if not bars or not self.properties.dividends:
+            return bars
+        factor = self.dividend_factor(session)
+        return bars if factor == 1 else tuple(dividend_adjusted(bar, factor) for bar in bars)
 
     def quiet_minutes(self, session: dt.date) -> frozenset[float]:
         """Return the starts (epoch seconds) of the regular-hours minutes of ``session`` without a trade.
@@ -246,6 +320,20 @@ class ServedMarket:
 
         Only sessions closed by ``as_of`` have a bar; sessions without one (no trade) are left out.
         """
+        return self._daily_bars(symbol, start, end, as_of, adjusted=False)
+
+    def adjusted_daily_bars(
+        self, symbol: str, start: dt.date, end: dt.date, as_of: dt.datetime
+    ) -> list[SimBar]:
+        """Return the daily ADJUSTED_LAST bars IB serves as of ``as_of`` for sessions ``start`` to ``end``.
+
+        Adjusted for splits and dividends: each bar of :meth:`daily_bars` times its session's dividend factor.
+        """
+        return self._daily_bars(symbol, start, end, as_of, adjusted=True)
+
+    def _daily_bars(
+        self, symbol: str, start: dt.date, end: dt.date, as_of: dt.datetime, adjusted: bool
+    ) -> list[SimBar]:
         contract = self.model.contract(symbol)
         view = self.view(contract, as_of)
         index = self.model.session_index(contract)
@@ -253,10 +341,14 @@ class ServedMarket:
         for session in self.model.sessions(symbol, start, end):
             position = index.position(session)
             if position is not None and index.closes[position] <= as_of.timestamp():
-                bar = view.daily_bar(session)
+                bar = view.adjusted_daily_bar(session) if adjusted else view.daily_bar(session)
                 if bar is not None:
                     bars.append(bar)
         return bars
+
+    def dividend_factor(self, symbol: str, session: dt.date, as_of: dt.datetime) -> Decimal:
+        """Return what ADJUSTED_LAST multiplies ``session``'s prices by as of ``as_of`` (splits aside)."""
+        return self.view(self.model.contract(symbol), as_of).dividend_factor(session)
 
     def daily_bar(self, symbol: str, session: dt.date, as_of: dt.datetime) -> SimBar | None:
         """Return the daily bar IB serves for ``session`` as of ``as_of``, None if it serves none."""

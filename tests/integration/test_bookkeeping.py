@@ -225,7 +225,7 @@ def test_no_data_answered_on_two_different_days_is_complete(db_conn, symbol_ids)
     )
     db_conn.commit()
     assert nasdaq(db_conn, day).complete is False
-    db_conn.execute("UPDATE no_data_sessions SET first_seen = first_seen - INTERVAL '1 day'")
+    db_conn.execute("UPDATE no_data_sessions SET settled_at = NOW()")
     db_conn.commit()
     row = nasdaq(db_conn, day)
     assert (row.no_data, row.missing, row.complete) == (1, 0, True)

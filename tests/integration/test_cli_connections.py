@@ -40,6 +40,7 @@ def small_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Have ``load-symbols`` load two symbols instead of the whole shipped universe."""
     universe = [entry for entry in load_universe() if entry.symbol in SYMBOLS]
     monkeypatch.setattr("ibkr_market_data.symbols.load_universe", lambda: universe)
+    monkeypatch.setattr("ibkr_market_data.universe.load_universe", lambda: universe)  # the CLI reads it
 
 
 def ibkr_uri(simulator) -> str:

@@ -4,12 +4,18 @@ import json
 
 import pytest
 
+from ibkr_market_data.settings import MARKET_DATA_DAG_IDS
 from ibkr_market_data_dev.local_env import REPO_ROOT
 
 POOLS = json.loads((REPO_ROOT / "pools.json").read_text())
-DAG_IDS = {"daily_market_data", "backfill_market_data", "market_data_freshness"}
+DAG_IDS = {"daily_market_data", "backfill_market_data", "market_data_freshness", "market_data_adjustments"}
 #: The tasks that talk to IB: each holds one of the ibkr pool's slots, and only they do.
-IB_TASKS = {("daily_market_data", "collect"), ("backfill_market_data", "collect_gap")}
+IB_TASKS = {
+    ("daily_market_data", "collect"),
+    ("daily_market_data", "corporate_actions"),
+    ("backfill_market_data", "collect_gap"),
+    ("market_data_adjustments", "refresh_adjustments"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +28,7 @@ def dag_bag(airflow_db):
 def test_dags_import_without_errors(dag_bag):
     assert dag_bag.import_errors == {}
     assert set(dag_bag.dag_ids) == DAG_IDS
+    assert set(MARKET_DATA_DAG_IDS) <= DAG_IDS  # the DAGs the dashboard's permission check names
 
 
 def every_task(dag_bag):

@@ -75,7 +75,8 @@ def test_a_bad_quality_setting_is_one_error_line_and_exit_2_before_anything_star
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "error: IBKR_QUALITY_SEVERITIES entry 'spike=fatal' must be check=severity, checks: spike, "
-        "stale_price, volume_units, missing_session, intraday_vs_daily; severities: ignore, warning, error"
+        "stale_price, volume_units, missing_session, intraday_vs_daily, short_session; severities: ignore, "
+        "warning, error"
     ]
 
 
@@ -101,6 +102,7 @@ def test_an_unreachable_gateway_is_one_error_line_and_exit_1(
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     monkeypatch.setenv("AIRFLOW_CONN_IBKR_DEFAULT", f"ibkr://127.0.0.1:{port}?connect_timeout=2")
+    monkeypatch.setattr("ibkr_market_data.symbols.RESOLVE_OUTAGE_SECONDS", 1.0)  # waited out, then the error
     assert cli.main(["load-symbols"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
@@ -157,3 +159,57 @@ def test_synthetic_symbols_are_served_loaded_and_fetched_locally(
     assert [(symbol, con_id, active) for symbol, con_id, active, _ in rows] == [
         (listing.symbol, listing.con_id, True) for listing in synthetic
     ]
+
+    # A plain command after it (make run, make collect) loads the shipped universe alone: the
+    # synthetic symbols are retired, not tried again, and their rows stay.
+    monkeypatch.delenv("IBKR_SYNTHETIC_SYMBOLS")
+    with local_env.local_ibkr():
+        assert cli.load_symbols_command(universe=local_universe()) == 0
+    with psycopg.connect(market_db) as conn:
+        synthetic_state = conn.execute(
+            "SELECT DISTINCT active, inactive_reason FROM symbols WHERE source_list = 'synthetic'"
+        ).fetchall()
+        active = conn.execute("SELECT COUNT(*) FROM symbols WHERE active").fetchone()[0]
+    assert synthetic_state == [(False, "removed from the universe files")]
+    assert active == 320
+
+
+def test_the_local_simulator_takes_the_faults_clock_and_seed_make_sim_takes(
+    market_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    monkeypatch.delenv("AIRFLOW_CONN_IBKR_DEFAULT", raising=False)
+    monkeypatch.setenv("IBKR_SIM_FAULTS", '{"AAPL": {"illiquid_sessions": ["2025-06-24"]}}')
+    monkeypatch.setenv("IBKR_SIM_NOW", "2025-06-30T12:00:00")
+    monkeypatch.setenv("IBKR_SIM_SEED", "7")
+    with local_env.local_ibkr() as simulator:
+        assert simulator is not None
+        assert simulator.faults.snapshot() == {"AAPL": {"illiquid_sessions": ["2025-06-24"]}}
+        assert simulator.simulator.now() == dt.datetime(2025, 6, 30, 12, tzinfo=dt.UTC)
+        assert simulator.config.seed == 7
+        assert not simulator.served.traded("AAPL", dt.date(2025, 6, 24))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("IBKR_SIM_FAULTS", '{"AAPL": {"halt": true}}', "Unknown fault 'halt'"),
+        ("IBKR_SIM_FAULTS", '{"NOPE": {"no_data": true}}', "symbols the universe does not list: NOPE"),
+        ("IBKR_SIM_NOW", "yesterday", "IBKR_SIM_NOW is 'yesterday'"),
+    ],
+)
+def test_a_bad_simulator_setting_stops_the_local_commands_with_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, named: str
+) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_IBKR_DEFAULT", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_MARKET_DATA_DB", raising=False)
+    monkeypatch.setenv(variable, value)
+    started: list[object] = []
+    monkeypatch.setattr(local_env, "local_ibkr", lambda *args, **kwargs: started.append(args))
+
+    assert local_cli.main(["collect", "--date", "2025-01-15"]) == 2
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and named in errors[0], errors
+    assert started == []

@@ -231,12 +231,6 @@ def test_a_range_without_bars_is_an_empty_frame_of_the_same_shape(db_conn, store
         (lambda conn: reader.read_bars("AAPL", "1day", "2025-01-17", "2025-01-15", conn=conn), "after end"),
         (lambda conn: reader.iter_bars("AAPL", "1day", "2025-01-17", "2025-01-15", conn=conn), "after end"),
         (lambda conn: reader.read_coverage(["NOPE"], "1day", "2025-01-15", "2025-01-17", conn=conn), "NOPE"),
-        (
-            lambda conn: reader.read_bars(
-                "AAPL", "1day", "2025-01-15", "2025-01-17", adjusted=True, conn=conn
-            ),
-            "adjusted",
-        ),
     ],
     ids=[
         "unknown symbol",
@@ -244,7 +238,6 @@ def test_a_range_without_bars_is_an_empty_frame_of_the_same_shape(db_conn, store
         "reversed range",
         "reversed range, streamed",
         "coverage",
-        "adjusted",
     ],
 )
 def test_bad_input_is_refused_with_an_error_naming_it(db_conn, stored, call, named) -> None:
@@ -268,7 +261,7 @@ def test_coverage_tells_no_bar_from_not_collected(db_conn, symbol_ids) -> None:
     days = [dt.date(2025, 1, d) for d in (13, 14, 15, 16, 17, 21, 22)]
     repository.upsert_bars(db_conn, aapl, "1day", [daily_bar(days[0]), daily_bar(days[5])])
     repository.record_no_data_sessions(db_conn, aapl, "1day", [days[1]], "no data from IB", RUN)
-    db_conn.execute("UPDATE no_data_sessions SET first_seen = first_seen - INTERVAL '1 day'")  # settled
+    db_conn.execute("UPDATE no_data_sessions SET settled_at = NOW()")  # settled
     # A failed window of three sessions, the first of which IB has no data for: no data wins.
     failed = repository.start_attempt(
         db_conn, RUN, aapl, "1day", *(dt.datetime.combine(d, dt.time()) for d in (days[1], days[3]))

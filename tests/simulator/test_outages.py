@@ -57,6 +57,35 @@ def test_a_broken_hmds_farm_stalls_every_historical_answer_until_2106(
     assert tws_simulator.violations() == []
 
 
+@pytest.mark.parametrize("connect_notices", [False, True])
+def test_a_client_connecting_while_the_hmds_farm_is_broken_is_told_so_at_connect(
+    tws_simulator, ib_client_factory, connect_notices
+) -> None:
+    tws_simulator.faults.set(None, connect_notices=connect_notices)
+    tws_simulator.faults.set("AAPL", hmds_farm_stall=1, outage_ms=600)
+    ib = ib_client_factory(tws_simulator)
+    latecomer = IB()
+    late_seen = notices(latecomer)
+
+    async def connect_during_the_outage():
+        answer = asyncio.ensure_future(
+            ib.reqHistoricalDataAsync(stock(tws_simulator, "AAPL"), END, "1 W", "1 day", "TRADES", True)
+        )
+        await asyncio.wait_for(ib.errorEvent, 5)  # 2105: the farm is broken
+        await latecomer.connectAsync(
+            tws_simulator.host, tws_simulator.port, clientId=3, readonly=True, timeout=5
+        )
+        return await answer
+
+    try:
+        assert len(ib.run(connect_during_the_outage())) == 5
+        run_until(latecomer, lambda: (-1, 2106) in late_seen)
+    finally:
+        latecomer.disconnect()
+    at_connect = [(-1, 2104), (-1, 2158)] if connect_notices else []
+    assert late_seen == [*at_connect, (-1, 2105), (-1, 2106)], "broken at connect, then OK: never OK first"
+
+
 def test_a_farm_that_breaks_on_every_request_still_answers_each_after_its_outage(
     tws_simulator, ib_client_factory
 ) -> None:

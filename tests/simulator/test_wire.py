@@ -70,6 +70,14 @@ def test_a_split_answer_ends_before_its_newest_bar_which_only_an_update_subscrib
     ib.cancelHistoricalData(live)
 
 
+def test_a_shuffled_split_answer_still_holds_back_its_newest_bar(tws_simulator, ib) -> None:
+    tws_simulator.faults.set("AAPL", split_answer=1, bars_out_of_order=1, duplicate_bar=1)
+    truncated = week_of(ib, tws_simulator)
+    newest = model_week(tws_simulator)[-1]
+    assert len(truncated) == 5 and newest.date not in {bar.date for bar in truncated}
+    assert sorted({bar.date for bar in truncated}) == [bar.date for bar in model_week(tws_simulator)[:-1]]
+
+
 @pytest.mark.parametrize(
     ("symbol", "before", "after", "zone"),
     [

@@ -236,3 +236,16 @@ def test_a_symbol_on_an_exchange_without_a_calendar_is_skipped_and_the_others_ge
     assert (skip.symbol_id, skip.symbol) == (ON_CHIXAU.id, "XRO")
     assert skip.reason.startswith("No trading calendar for exchange 'CHIXAU'; known: AMEX, ARCA, ASX")
     assert report.lines()[-1] == f"  XRO: skipped, {skip.reason}"
+
+
+def test_a_symbol_is_expected_only_inside_its_universe_memberships():
+    from ibkr_market_data.universe import Membership
+
+    periods = [Membership("nasdaq100", None, d("2025-03-07")), Membership("etfs", d("2025-03-24"), None)]
+    gaps = symbol_gaps(AAPL, d("2025-03-03"), d("2025-03-28"), NOW, stored=[], memberships=periods)
+    assert gaps.missing == sessions("NASDAQ", "2025-03-03", "2025-03-07") + sessions(
+        "NASDAQ", "2025-03-24", "2025-03-28"
+    )
+    assert gaps.sessions == 10 and len(gaps.runs) == 2
+    # No membership rows: every session is expected, as before.
+    assert symbol_gaps(AAPL, d("2025-03-03"), d("2025-03-28"), NOW, stored=[]).sessions == 20

@@ -32,3 +32,16 @@ def test_ranges_are_checked():
     with pytest.raises(InvalidRangeError, match="at most 400"):
         coverage.check_report_range(DAY - dt.timedelta(days=401), DAY)
     coverage.check_report_range(DAY - dt.timedelta(days=400), DAY)
+
+
+def test_expected_counts_keep_to_periods_and_the_first_available_date():
+    groups = [
+        ("NASDAQ", None, (), 3),  # always expected
+        ("NASDAQ", None, ((None, dt.date(2025, 1, 13)),), 1),  # delisted after its last session
+        ("NASDAQ", None, ((dt.date(2025, 1, 14), None),), 2),  # joined the list on the 14th
+        ("NASDAQ", dt.date(2025, 1, 15), (), 4),  # IB has data from the 15th
+        ("ASX", None, (), 5),
+    ]
+    assert coverage.expected_count(groups, "NASDAQ", dt.date(2025, 1, 13)) == 4
+    assert coverage.expected_count(groups, "NASDAQ", DAY) == 5
+    assert coverage.expected_count(groups, "NASDAQ", dt.date(2025, 1, 15)) == 9

@@ -182,3 +182,18 @@ def test_a_session_is_complete_with_all_the_bars_of_its_schedule():
     day = dt.date(2025, 11, 28)
     counts = {AAPL.id: {day: 210, dt.date(2025, 11, 26): 389}}
     assert complete_sessions([AAPL], ONE_MINUTE, counts) == {AAPL.id: {day}}
+
+
+def test_a_symbol_outside_its_universe_membership_is_skipped_with_its_periods():
+    from ibkr_market_data.daily_plan import OUTSIDE_MEMBERSHIP
+    from ibkr_market_data.universe import Membership
+
+    state = StoredState(
+        bars={}, memberships={AAPL.id: [Membership("nasdaq100", dt.date(2025, 3, 24), None)], BHP.id: []}
+    )
+    plan = plan_daily(DAY, [AAPL, BHP], state, NOW, lookback=1)
+    assert [target.symbol for target in plan.targets] == ["BHP"]
+    [skip] = plan.skips
+    assert (skip.symbol, skip.reason) == ("AAPL", f"{OUTSIDE_MEMBERSHIP} (2025-03-24..)")
+    inside = StoredState(bars={}, memberships={AAPL.id: [Membership("nasdaq100", None, DAY)]})
+    assert [target.symbol for target in plan_daily(DAY, [AAPL], inside, NOW, lookback=1).targets] == ["AAPL"]

@@ -82,6 +82,20 @@ def test_a_move_the_revised_history_shares_is_a_corporate_action_not_a_spike():
     assert [(f.session, f.check) for f in unexplained] == [(bars[-5].session, Check.SPIKE)]
 
 
+def test_a_recorded_split_explains_the_step_of_history_not_yet_on_the_new_basis():
+    """A 4:1 split recorded in ``corporate_actions``: the old-basis bars before it step down by 4."""
+    bars = walk()
+    for position in range(-3, 0):
+        bars = with_close(bars, position, Decimal("0.25"))
+    expected = [bar.session for bar in bars[-3:]]
+    effective = bars[-3].session
+    assert check_symbol(data(bars, expected=expected, split_factors={effective: 0.25})) == []
+    # Another ratio, or a split outside the reference window, explains nothing.
+    for factors in ({effective: 0.5}, {bars[-30].session: 0.25}):
+        found = check_symbol(data(bars, expected=expected, split_factors=factors))
+        assert [(f.session, f.check) for f in found] == [(effective, Check.SPIKE)]
+
+
 def test_a_volatile_symbols_ordinary_move_is_not_a_spike():
     bars = with_close(walk(daily_sigma=0.08, seed=3), -1, Decimal("1.35"))
     assert check_symbol(data(bars)) == []
@@ -198,6 +212,23 @@ def test_intraday_bars_that_disagree_with_the_daily_bar_are_found(change, named)
     assert all(finding.severity is Severity.WARNING for finding in findings)
 
 
-def test_a_session_with_minutes_missing_is_not_compared_with_its_daily_bar():
+def test_a_session_with_minutes_missing_is_not_compared_with_its_daily_bar_but_found_short():
     bars = with_range(walk())
-    assert check_symbol(data(bars, intraday=minute_sessions(bars, volume_share=0.3, bar_count=389))) == []
+    findings = check_symbol(data(bars, intraday=minute_sessions(bars, volume_share=0.3, bar_count=389)))
+    assert {finding.check for finding in findings} == {Check.SHORT_SESSION}
+    assert len(findings) == 10
+    assert all("389 of 390 scheduled" in finding.detail for finding in findings)
+    assert all("not settled: asked again" in finding.detail for finding in findings)
+
+
+def test_a_short_session_ib_settled_is_compared_with_its_daily_bar_and_found_settled():
+    bars = with_range(walk())
+    settled = {
+        day: dataclasses.replace(minutes, settled=True)
+        for day, minutes in minute_sessions(bars, volume_share=0.3, bar_count=300).items()
+    }
+    findings = check_symbol(data(bars, intraday=settled))
+    assert {finding.check for finding in findings} == {Check.SHORT_SESSION, Check.INTRADAY_VS_DAILY}
+    short = [finding for finding in findings if finding.check is Check.SHORT_SESSION]
+    assert all("settled complete" in finding.detail for finding in short)
+    assert all(finding.severity is Severity.WARNING for finding in short)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ibkr_market_data import reader
-from ibkr_market_data.errors import ReadRequestError
+from ibkr_market_data.errors import ReadRequestError, UnknownCorporateActionKindError
 from ibkr_market_data.reader import CoverageStatus, ReadRequest
 from ibkr_market_data.repository import Listing
 from ibkr_market_data.timeframes import DAILY, FIVE_MINUTES
@@ -57,10 +57,15 @@ def test_symbol_names_take_one_name_several_or_none() -> None:
         reader.symbol_names(["AAPL", ""])
 
 
-def test_adjusted_prices_are_refused_until_corporate_actions_are_collected() -> None:
-    reader.refuse_adjusted(False)
-    with pytest.raises(ReadRequestError, match="adjusted=True: adjusted prices need corporate actions"):
-        reader.refuse_adjusted(True)
+def test_adjusted_reads_account_for_what_ibkr_adjust_for_names(monkeypatch) -> None:
+    assert reader.adjustment_kinds(False) is None
+    monkeypatch.delenv("IBKR_ADJUST_FOR", raising=False)
+    assert reader.adjustment_kinds(True) == ("split", "dividend")
+    monkeypatch.setenv("IBKR_ADJUST_FOR", "split")
+    assert reader.adjustment_kinds(True) == ("split",)
+    monkeypatch.setenv("IBKR_ADJUST_FOR", "bonus")
+    with pytest.raises(UnknownCorporateActionKindError, match="unknown corporate-action kind 'bonus'"):
+        reader.adjustment_kinds(True)
 
 
 def test_daily_bars_share_one_window_of_session_dates() -> None:

@@ -128,3 +128,68 @@ def test_a_unicode_line_separator_inside_a_value_stays_in_the_value(tmp_path):
         [_write(tmp_path, HEADER, GOOD_ROW.replace("Apple Inc", "Apple\x85\u2028Inc"))]
     )
     assert entry.name == "Apple\x85\u2028Inc"
+
+
+# -- membership periods (optional ``from`` / ``to``) ----------------------------------------------
+
+PERIOD_HEADER = HEADER + ",from,to"
+
+
+def test_a_membership_period_loads_and_an_empty_end_stays_open(tmp_path):
+    import datetime as dt
+
+    path = _write(tmp_path, PERIOD_HEADER, GOOD_ROW + ",2025-03-24,", GOOD_ROW.replace("AAPL", "MSFT") + ",,")
+    aapl, msft = load_universe_files([path])
+    assert (aapl.valid_from, aapl.valid_to) == (dt.date(2025, 3, 24), None)
+    assert (msft.valid_from, msft.valid_to) == (None, None)
+    [membership] = aapl.memberships
+    assert membership.covers(dt.date(2025, 3, 24)) and not membership.covers(dt.date(2025, 3, 21))
+
+
+def test_a_row_whose_to_is_before_its_from_is_refused_naming_file_and_line(tmp_path):
+    path = _write(
+        tmp_path, PERIOD_HEADER, GOOD_ROW + ",,", GOOD_ROW.replace("AAPL", "MSFT") + ",2025-06-01,2025-05-31"
+    )
+    with pytest.raises(ValueError) as raised:
+        load_universe_files([path])
+    assert str(raised.value) == (
+        "custom.csv:3: column 'to' (2025-05-31) is before column 'from' (2025-06-01); "
+        "the membership period must run forward"
+    )
+
+
+@pytest.mark.parametrize(("cells", "column"), [("2025-13-01,", "from"), (",31/05/2025", "to")])
+def test_a_period_date_that_is_no_date_is_refused_naming_the_column(tmp_path, cells, column):
+    path = _write(tmp_path, PERIOD_HEADER, GOOD_ROW + "," + cells)
+    with pytest.raises(
+        ValueError, match=rf"^custom\.csv:2: column '{column}' is '.*', not a date YYYY-MM-DD$"
+    ):
+        load_universe_files([path])
+
+
+def test_an_unknown_header_column_is_refused_so_a_misspelt_period_is_not_ignored(tmp_path):
+    path = _write(tmp_path, HEADER + ",form", GOOD_ROW + ",2025-01-01")
+    with pytest.raises(ValueError, match=r"^custom\.csv:1: the header has unknown column\(s\) form; known: "):
+        load_universe_files([path])
+
+
+def test_a_symbol_in_two_files_keeps_both_memberships(tmp_path):
+    import datetime as dt
+
+    first = tmp_path / "index_a.csv"
+    second = tmp_path / "index_b.csv"
+    first.write_text(f"{PERIOD_HEADER}\n{GOOD_ROW},2025-01-01,2025-03-31\n", encoding="utf-8")
+    second.write_text(f"{PERIOD_HEADER}\n{GOOD_ROW},2025-06-01,\n", encoding="utf-8")
+    [entry] = load_universe_files([first, second])
+    assert [(m.source_list, m.valid_from, m.valid_to) for m in entry.memberships] == [
+        ("index_a", dt.date(2025, 1, 1), dt.date(2025, 3, 31)),
+        ("index_b", dt.date(2025, 6, 1), None),
+    ]
+
+
+def test_universe_errors_are_bad_input_so_the_cli_prints_one_error_line(tmp_path):
+    from ibkr_market_data.errors import BadInputError
+
+    path = _write(tmp_path, PERIOD_HEADER, GOOD_ROW + ",2025-06-01,2025-05-31")
+    with pytest.raises(BadInputError):
+        load_universe_files([path])

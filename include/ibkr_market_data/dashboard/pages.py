@@ -1,4 +1,4 @@
-"""Render the dashboard's pages: plain tables, a coverage heatmap and an inline SVG chart, no JavaScript.
+"""Render the dashboard's pages: plain tables and a coverage heatmap, no JavaScript (charts: charts.py).
 
 Every value is escaped; cells carry ``data-*`` attributes with their numbers, so a browser test can
 read them back without parsing text. See docs/operations.md.
@@ -52,6 +52,7 @@ def _page(root: str, title: str, body: str) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<nav><a href='{escape(root)}/'>Market data</a>"
+        f"<a href='{escape(root)}/corporate-actions'>Corporate actions</a>"
         f"<a href='{escape(root)}/api/coverage'>JSON: coverage</a>"
         f"<a href='{escape(root)}/docs'>API</a></nav>"
         f"<h1>{escape(title)}</h1>{body}</body></html>"
@@ -80,8 +81,9 @@ def _table(table_id: str, headers: Sequence[str], rows: Iterable[Sequence[str]],
     return f"<div class='scroll'><table id='{table_id}'><tr>{head}</tr>{body}</table></div>"
 
 
-def _symbol_link(root: str, symbol: str) -> str:
-    return f"<td><a href='{escape(root)}/symbols/{quote(symbol)}'>{escape(symbol)}</a></td>"
+def _symbol_link(root: str, symbol: str, session: dt.date | None = None) -> str:
+    query = f"?{urlencode({'session': session.isoformat()})}" if session else ""
+    return f"<td><a href='{escape(root)}/symbols/{quote(symbol)}{query}'>{escape(symbol)}</a></td>"
 
 
 def _duration(seconds: float | None) -> str:
@@ -91,10 +93,10 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
 
 
-def heatmap(rows: Sequence[CoverageRow]) -> str:
+def heatmap(rows: Sequence[CoverageRow], root: str = "") -> str:
     """Render the coverage heatmap: exchanges down, trading dates across, each cell stored/expected.
 
-    A cell is coloured by completeness.
+    A cell is coloured by completeness and links to its session's page (each symbol's status there).
     """
     if not rows:
         return "<p class='muted' id='coverage'>No active symbols, or no trading date in the range.</p>"
@@ -125,7 +127,9 @@ def heatmap(rows: Sequence[CoverageRow]) -> str:
             cells.append(
                 f"<td class='{css}' title='{escape(title)}' data-exchange='{escape(exchange)}' "
                 f"data-date='{day.isoformat()}' data-expected='{row.expected}' data-stored='{row.stored}' "
-                f"data-failed='{row.failed}' data-no-data='{row.no_data}'>{row.stored}/{row.expected}</td>"
+                f"data-failed='{row.failed}' data-no-data='{row.no_data}'>"
+                f"<a href='{escape(root)}/sessions/{quote(exchange)}/{day.isoformat()}'>"
+                f"{row.stored}/{row.expected}</a></td>"
             )
         lines.append(f"<tr>{''.join(cells)}</tr>")
     legend = (
@@ -185,7 +189,7 @@ def overview_page(
     ]
     failure_rows = [
         [
-            _symbol_link(root, row["symbol"]),
+            _symbol_link(root, row["symbol"], row["date"]),
             _cell(row["exchange"]),
             _cell(row["date"]),
             _cell(row["error_code"], numeric=True),
@@ -215,7 +219,7 @@ def overview_page(
     body = (
         f"<p class='muted'>Trading dates {start} to {end}. "
         f"Data is due {delay.total_seconds() / 3600:g} h after each session's close.</p>"
-        f"{form}<h2>Coverage</h2>{heatmap(rows)}"
+        f"{form}<h2>Coverage</h2>{heatmap(rows, root)}"
         "<h2>Freshness</h2>"
         + _table(
             "freshness",
@@ -274,95 +278,83 @@ def overview_page(
     return _page(root, "Market data", body)
 
 
-def price_chart(bars: Sequence[Mapping[str, Any]], width: int = 900, height: int = 300) -> str:
-    """Render an SVG of daily bars: a high-low line per session and the closes joined."""
-    if not bars:
-        return "<p class='muted' id='chart'>No bars stored in this range.</p>"
-    pad_left, pad, plot_w, plot_h = 80, 20, width - 100, height - 60
-    lows = [float(bar["low"]) for bar in bars]
-    highs = [float(bar["high"]) for bar in bars]
-    bottom, top = min(lows), max(highs)
-    span = (top - bottom) or max(top * 0.01, 1e-8)
-
-    def x(index: int) -> float:
-        return pad_left + (plot_w * (index + 0.5) / len(bars))
-
-    def y(price: float) -> float:
-        return pad + plot_h * (1 - (price - bottom) / span)
-
-    ranges = "".join(
-        f"<line x1='{x(i):.1f}' x2='{x(i):.1f}' "
-        f"y1='{y(float(bar['high'])):.1f}' y2='{y(float(bar['low'])):.1f}' "
-        "stroke='#9aa5b1' stroke-width='1'/>"
-        for i, bar in enumerate(bars)
-    )
-    closes = " ".join(f"{x(i):.1f},{y(float(bar['close'])):.1f}" for i, bar in enumerate(bars))
-    labels = (
-        f"<text x='{pad_left - 6}' y='{y(top) + 4:.1f}' text-anchor='end'>{top:g}</text>"
-        f"<text x='{pad_left - 6}' y='{y(bottom) + 4:.1f}' text-anchor='end'>{bottom:g}</text>"
-        f"<text x='{pad_left}' y='{height - 12}'>{bars[0]['date']}</text>"
-        f"<text x='{pad_left + plot_w}' y='{height - 12}' text-anchor='end'>{bars[-1]['date']}</text>"
-    )
-    return (
-        f"<svg id='chart' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"font-size='11' data-bars='{len(bars)}' role='img' aria-label='daily bars'>"
-        f"<rect x='{pad_left}' y='{pad}' width='{plot_w}' height='{plot_h}' fill='#fbfcfd' stroke='#d8dde3'/>"
-        f"{ranges}<polyline id='closes' points='{closes}' fill='none' stroke='#1f6feb' stroke-width='1.5'/>"
-        f"{labels}</svg>"
-    )
-
-
-def symbol_page(
+def corporate_actions_page(
     root: str,
-    symbol: Mapping[str, Any],
-    bars: Sequence[Mapping[str, Any]],
-    attempts: Sequence[Mapping[str, Any]],
+    start: dt.date,
+    end: dt.date,
+    actions: Sequence[Mapping[str, Any]],
+    identities: Sequence[Mapping[str, Any]],
+    inactive: Sequence[Mapping[str, Any]],
 ) -> str:
-    """Render a symbol's page: its listing, a chart and table of its bars, and its attempts."""
-    info = (
-        f"<p>{escape(str(symbol['exchange']))} · {escape(str(symbol['currency']))} "
-        f"· conId {escape(str(symbol['con_id']))}"
-        f" · {'active' if symbol['active'] else 'inactive: ' + escape(str(symbol['inactive_reason'] or ''))}"
-        f"{' · data from ' + str(symbol['first_available_date']) if symbol['first_available_date'] else ''}"
-        "</p>"
+    """Render the corporate actions of a range, every symbol's conIds over time and the inactive symbols."""
+    from ibkr_market_data.corporate_actions import describe_action
+
+    query = urlencode({"from": start.isoformat(), "to": end.isoformat()})
+    form = (
+        f"<form method='get' action='{escape(root)}/corporate-actions'>From "
+        f"<input type='date' name='from' value='{start}'> to <input type='date' name='to' value='{end}'> "
+        f"<button type='submit'>Show</button> "
+        f"<a href='{escape(root)}/api/corporate-actions?{escape(query)}'>JSON</a></form>"
     )
-    bar_rows = [
+    action_rows = [
         [
-            _cell(bar["date"]),
-            *(_cell(bar[key], numeric=True) for key in ("open", "high", "low", "close", "volume")),
+            _cell(row["effective_session"]),
+            _symbol_link(root, row["symbol"], row["effective_session"]),
+            _cell(row["exchange"]),
+            f"<td data-kind='{escape(row['kind'])}'>{escape(row['kind'])}</td>",
+            _cell(row["ratio"], numeric=True),
+            _cell(describe_action(row)),
+            _cell(row["detected_at"]),
         ]
-        for bar in reversed(bars[-20:])
+        for row in actions
     ]
-    attempt_rows = [
+    identity_rows = [
         [
-            _cell(row["date"] if row["first_date"] == row["date"] else f"{row['first_date']}..{row['date']}"),
-            _cell(row["status"]),
-            _cell(row["error_code"], numeric=True),
-            _cell(row["error_message"]),
-            _cell(row["try_number"], numeric=True),
-            _cell(row["records_collected"], numeric=True),
-            _cell(row["request_seconds"], numeric=True),
-            _cell(row["dag_id"]),
-            _cell(row["run_id"]),
-            _cell(row["completed_at"]),
+            _symbol_link(root, row["symbol"]),
+            _cell(row["exchange"]),
+            _cell(row["con_id"], numeric=True),
+            _cell(row["valid_from"]),
+            _cell(row["valid_to"]),
         ]
-        for row in attempts
+        for row in identities
     ]
-    api = f"{escape(root)}/api/symbols/{quote(str(symbol['symbol']))}"
+    inactive_rows = [
+        [
+            _symbol_link(root, row["symbol"]),
+            _cell(row["exchange"]),
+            _cell(row["reason"]),
+            _cell(row["last_session"]),
+            _cell(row["inactive_since"]),
+            _cell(row["daily_bars"], numeric=True),
+        ]
+        for row in inactive
+    ]
     body = (
-        info
-        + f"<p><a href='{api}'>JSON</a></p><h2>Daily bars ({len(bars)})</h2>"
-        + price_chart(bars)
-        + _table("bars", ["date", "open", "high", "low", "close", "volume"], bar_rows, "No bars.")
-        + "<h2>Attempts</h2>"
+        f"<p class='muted'>Effective {start} to {end}. Raw bars stay raw; what IB did to each symbol is "
+        "recorded here (splits re-fetch the symbol's history on the new basis).</p>"
+        f"{form}<h2>Corporate actions ({len(actions)})</h2>"
         + _table(
-            "attempts",
-            ["date", "status", "IB code", "message", "try", "bars", "request s", "DAG", "run", "finished"],
-            attempt_rows,
-            "No attempt recorded.",
+            "corporate-actions",
+            ["effective", "symbol", "exchange", "kind", "ratio", "what", "recorded"],
+            action_rows,
+            "No corporate action effective in the range.",
+        )
+        + "<h2>Identity changes</h2>"
+        + _table(
+            "identities",
+            ["symbol", "exchange", "conId", "from", "to"],
+            identity_rows,
+            "No symbol has had more than one conId.",
+        )
+        + f"<h2>Inactive symbols ({len(inactive)})</h2>"
+        + _table(
+            "inactive",
+            ["symbol", "exchange", "reason", "last session", "inactive since", "daily bars kept"],
+            inactive_rows,
+            "Every symbol is active.",
         )
     )
-    return _page(root, str(symbol["symbol"]), body)
+    return _page(root, "Corporate actions and identities", body)
 
 
 def error_page(root: str, status: int, detail: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from airflow.sdk import BaseHook
 
-from ibkr_market_data.bars import SMALL_BAR_SIZES, Bar, bars_from_ib
+from ibkr_market_data.bars import DAILY_BAR_SIZE, SMALL_BAR_SIZES, Bar, bars_from_ib
 from ibkr_market_data.client_ids import ClientIdLease, LocalClientIdLease
 from ibkr_market_data.contracts import ContractSpec, ResolvedContract
 from ibkr_market_data.errors import (
@@ -46,6 +46,8 @@ ClientIdLeaseFactory = Callable[[int, int], ClientIdLease]
 
 #: ``formatDate`` asking for dates and times in the exchange's zone (daily bars are then session dates).
 FORMAT_DATE_EXCHANGE_LOCAL: Final = 1
+#: ``whatToShow`` of daily bars adjusted for splits and dividends; IB allows no end date with it.
+ADJUSTED_LAST: Final = "ADJUSTED_LAST"
 #: ``formatDate`` asking for epoch seconds, which the client turns into aware UTC datetimes.
 FORMAT_DATE_EPOCH_UTC: Final = 2
 
@@ -81,11 +83,11 @@ class IbkrHook(BaseHook):
     * ``client_id`` (int, default 1): first API client id this hook may use.
     * ``client_id_range`` (int 1-32, default 32): how many ids from ``client_id`` it may lease; each
       live connection leases one, so this bounds concurrent connections (TWS allows 32 clients).
-    * ``readonly`` (bool, default true): connect read-only; no order state is synchronised.
+    * ``readonly`` (bool, default true): read-only; the hook places no orders and synchronises none.
       Accepts true/false, 1/0, yes/no, on/off; anything else is refused.
-    * ``account`` (str, default empty): account to synchronise at connect; empty for the only one.
+    * ``account`` (str, default empty): unused: the hook synchronises no account at connect.
     * ``market_data_type`` (int 1-4, default 1): 1 live, 2 frozen, 3 delayed, 4 delayed-frozen.
-    * ``connect_timeout`` (seconds > 0, default 10): handshake and connect-time sync.
+    * ``connect_timeout`` (seconds > 0, default 10): the API handshake.
     * ``request_timeout`` (seconds > 0, default 60): one historical, contract or head-timestamp
       request; on expiry the request is cancelled (where IB can) and ``IbkrTimeoutError`` raised.
 
@@ -207,6 +209,8 @@ class IbkrHook(BaseHook):
                 raise IbkrClientIdInUseError(str(exc)) from exc
             ib = IB()
             ib.RaiseRequestErrors = True
+            # Listening before the handshake: IB Gateway tells a new client which farms are broken.
+            link = IbLink(ib, pause_limit=config.request_timeout)
             try:
                 await self._connect(ib, client_id)
             except IbkrClientIdInUseError:
@@ -215,8 +219,7 @@ class IbkrHook(BaseHook):
             except IbkrError:
                 lease.release_all()
                 raise
-            self._ib, self.client_id = ib, client_id
-            self._link = IbLink(ib, pause_limit=config.request_timeout)
+            self._ib, self.client_id, self._link = ib, client_id, link
             if config.market_data_type != MarketDataType.LIVE:
                 ib.reqMarketDataType(int(config.market_data_type))
             self.log.info("Connected to IB at %s:%s as client %s", config.host, config.port, client_id)
@@ -232,15 +235,11 @@ class IbkrHook(BaseHook):
                 clash.set_result(message)
 
         ib.errorEvent += on_error
+        # The API handshake alone: the collector reads no positions, orders or account, so it does not
+        # wait for their sync, which takes as long as IB takes (ib_async's fetchFields=NONE).
+        ib.wrapper.clientId = client_id
         connect = asyncio.ensure_future(
-            ib.connectAsync(
-                config.host,
-                config.port,
-                clientId=client_id,
-                timeout=config.connect_timeout,
-                readonly=config.readonly,
-                account=config.account,
-            )
+            ib.client.connectAsync(config.host, config.port, client_id, config.connect_timeout)
         )
         try:
             await asyncio.wait({connect, clash}, return_when=asyncio.FIRST_COMPLETED)
@@ -432,6 +431,19 @@ class IbkrHook(BaseHook):
             request_key = f"{spec}|{end}|{duration}|{bar_size}|{what_to_show}|{int(use_rth)}"
             turn = (f"{spec}|{what_to_show}", request_key)
         return await self._send(f"historical data for {spec}", historical_data, turn)
+
+    def fetch_adjusted_daily_bars(self, spec: ContractSpec, duration: str) -> list[Bar]:
+        """Return IB's split- and dividend-adjusted daily bars (``ADJUSTED_LAST``) over ``duration`` to now.
+
+        IB refuses an end date with ADJUSTED_LAST (321), so the request never has one: it reaches
+        back from now, one request per symbol. See docs/corporate-actions.md#adjusted-prices.
+
+        :param spec: the contract.
+        :param duration: IB's duration string, such as ``"2 Y"``.
+        :raises IbkrNoDataError: IB has no bars in the window.
+        :raises IbkrError: one subclass per failure class, see ``ibkr_market_data.errors``.
+        """
+        return self.fetch_bars(spec, "", duration, DAILY_BAR_SIZE, what_to_show=ADJUSTED_LAST)
 
     def _historical_request(
         self,

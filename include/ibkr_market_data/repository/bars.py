@@ -53,6 +53,21 @@ def existing_bar_dates(
         return found
 
 
+def bars_by_session(
+    conn: Connection, symbol_id: int, timeframe: str, start: dt.date, end: dt.date
+) -> dict[dt.date, Bar]:
+    """Return the symbol's stored ``timeframe`` bars dated ``start`` to ``end``, by date (daily bars)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT timestamp, open, high, low, close, volume, wap, bar_count FROM market_data
+            WHERE symbol_id = %s AND timeframe = %s AND timestamp >= %s AND timestamp < %s
+            """,
+            (symbol_id, timeframe, start, end + dt.timedelta(days=1)),
+        )
+        return {row[0].date(): Bar(*row) for row in cursor.fetchall()}
+
+
 @dataclass(frozen=True)
 class UpsertResult:
     """How many bars a write inserted, and how many replaced a stored bar that differed."""

@@ -255,3 +255,26 @@ def run_failures(conn: Connection, dag_id: str, run_id: str) -> list[tuple[str, 
             {"dag_id": dag_id, "run_id": run_id, "failed": AttemptStatus.FAILED, "daily": DAILY_TIMEFRAME},
         )
         return [(symbol, reason, code) for symbol, reason, code in cursor.fetchall()]
+
+
+def run_collected_listings(conn: Connection, dag_id: str, run_id: str) -> dict[tuple[str, str], int]:
+    """Return the bars a run collected per (listing exchange, timeframe) it stored bars or no-data for.
+
+    Only attempts that ended ``completed`` or ``no_data`` count: a run whose attempts were all
+    skipped (nothing missing) or failed added nothing there.
+
+    :param conn: an open connection to the market-data database.
+    :param dag_id: the run's DAG.
+    :param run_id: the run.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.primary_exchange, cl.timeframe, COALESCE(SUM(cl.records_collected), 0)
+            FROM collection_logs cl JOIN symbols s ON s.id = cl.symbol_id
+            WHERE cl.dag_id = %s AND cl.run_id = %s AND cl.status = ANY(%s)
+            GROUP BY 1, 2
+            """,
+            (dag_id, run_id, [AttemptStatus.COMPLETED.value, AttemptStatus.NO_DATA.value]),
+        )
+        return {(exchange, timeframe): int(bars) for exchange, timeframe, bars in cursor.fetchall()}

@@ -61,7 +61,7 @@ def active_symbol_counts(conn: Connection) -> list[tuple[str, dt.date | None, in
 
 
 #: ``missing``: the (day, symbol_id) pairs without a bar to expect, ``kind`` ``no_data`` (IB sent none,
-#: settled in ``no_data_sessions``: empty on two different days; one empty answer is not enough) or
+#: settled in ``no_data_sessions`` (``settled_at``: IB confirmed it; one empty answer is not enough) or
 #: else ``failed`` (an attempt whose window covers the day failed). Stored bars are not looked at: a
 #: caller lets them win. Named parameters: ``timeframe`` and those of ``_day_bounds``. Also read by
 #: ``repository.reads.session_outcomes``, so the dashboard and the read API mean the same thing.
@@ -70,7 +70,7 @@ MISSING_SESSIONS = """
         -- Settled only, as repository.no_data_session_dates has it for the planner.
         SELECT n.session AS day, n.symbol_id FROM no_data_sessions n
         WHERE n.timeframe = %(timeframe)s AND n.session BETWEEN %(start_day)s AND %(end_day)s
-          AND n.last_seen::date > n.first_seen::date
+          AND n.settled_at IS NOT NULL
     ),
     failed AS (
         SELECT DISTINCT covered.day::date AS day, cl.symbol_id FROM collection_logs cl
@@ -88,18 +88,34 @@ MISSING_SESSIONS = """
     )
 """
 
+#: The days each symbol is expected (as ``expected_symbols`` says); no membership row: every day.
+_EXPECTED_PERIODS = """
+    expected_periods AS (
+        SELECT s.id AS symbol_id,
+               COALESCE(um.valid_from, '-infinity'::date) AS first_day,
+               LEAST(COALESCE(um.valid_to, 'infinity'::date),
+                     COALESCE(s.last_session, 'infinity'::date)) AS last_day
+        FROM symbols s LEFT JOIN universe_memberships um ON um.symbol_id = s.id
+        WHERE s.active OR s.last_session IS NOT NULL
+    ),"""
+
 #: Parameters: those of ``MISSING_SESSIONS``.
 _COVERAGE_COUNTS = (  # constant fragments only: values are bound
     "WITH"  # noqa: S608
+    + _EXPECTED_PERIODS
     + MISSING_SESSIONS
     + """
     SELECT md.timestamp::date, s.primary_exchange, 'stored', COUNT(*)
-    FROM market_data md JOIN symbols s ON s.id = md.symbol_id AND s.active
+    FROM market_data md JOIN symbols s ON s.id = md.symbol_id
     WHERE md.timeframe = %(timeframe)s AND md.timestamp BETWEEN %(start)s AND %(end)s
+      AND EXISTS (SELECT 1 FROM expected_periods p WHERE p.symbol_id = md.symbol_id
+                  AND md.timestamp::date BETWEEN p.first_day AND p.last_day)
     GROUP BY 1, 2
     UNION ALL
     SELECT m.day, s.primary_exchange, m.kind, COUNT(*)
-    FROM missing m JOIN symbols s ON s.id = m.symbol_id AND s.active
+    FROM missing m JOIN symbols s ON s.id = m.symbol_id
+     AND EXISTS (SELECT 1 FROM expected_periods p WHERE p.symbol_id = m.symbol_id
+                 AND m.day BETWEEN p.first_day AND p.last_day)
     -- A lateral probe, one index lookup per missing pair: as NOT EXISTS the planner, which
     -- cannot estimate generate_series, hashes the whole of market_data instead.
     LEFT JOIN LATERAL (
@@ -112,10 +128,43 @@ _COVERAGE_COUNTS = (  # constant fragments only: values are bound
 )
 
 
+def expected_symbols(
+    conn: Connection,
+) -> list[tuple[str, dt.date | None, tuple[tuple[dt.date | None, dt.date | None], ...], int]]:
+    """Count the symbols expected per (listing exchange, first available date, periods they are expected in).
+
+    A period is (first day, last day), None for open; no period: always. Active symbols are expected
+    inside their universe memberships, delisted ones up to their last session, the others never.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.id, s.primary_exchange, s.first_available_date, s.last_session,
+                   um.valid_from, um.valid_to
+            FROM symbols s LEFT JOIN universe_memberships um ON um.symbol_id = s.id
+            WHERE s.active OR s.last_session IS NOT NULL
+            ORDER BY s.id, um.valid_from NULLS FIRST
+            """
+        )
+        symbols: dict[int, tuple[str, dt.date | None, list[tuple[dt.date | None, dt.date | None]]]] = {}
+        for symbol_id, exchange, first, last_session, valid_from, valid_to in cursor.fetchall():
+            _, _, periods = symbols.setdefault(symbol_id, (exchange, first, []))
+            last_day = min((day for day in (valid_to, last_session) if day is not None), default=None)
+            periods.append((valid_from, last_day))
+    counts: dict[tuple[str, dt.date | None, tuple[tuple[dt.date | None, dt.date | None], ...]], int] = {}
+    for exchange, first, periods in symbols.values():
+        key = (exchange, first, tuple(periods) if periods != [(None, None)] else ())
+        counts[key] = counts.get(key, 0) + 1
+    return [(exchange, first, periods, count) for (exchange, first, periods), count in counts.items()]
+
+
 def coverage_counts(
     conn: Connection, start: dt.date, end: dt.date, timeframe: str = "1day"
 ) -> dict[tuple[dt.date, str], dict[str, int]]:
-    """Count the active symbols' ``stored``, ``no_data`` and ``failed`` sessions per (date, listing exchange).
+    """Count the expected symbols' ``stored``, ``no_data`` and ``failed`` sessions per (date, exchange).
+
+    Expected as ``expected_symbols`` says: active inside the universe memberships, delisted up to the
+    last session.
 
     A (symbol, session) counts once, in the first of: stored (a bar exists), no data (settled in
     ``no_data_sessions``: IB answered empty on two different days, as the planner requires), failed

@@ -14,6 +14,7 @@ from psycopg import Connection
 from ibkr_market_data.quality import Finding, IntradaySession, StoredBar
 from ibkr_market_data.repository.bars import intraday_session_totals
 from ibkr_market_data.repository.collection_logs import RunContext
+from ibkr_market_data.repository.no_data import settled_short_sessions
 
 
 def bars_for_checks(
@@ -50,13 +51,16 @@ def intraday_sessions(
     if not days:
         return {}
     found: dict[int, dict[dt.date, IntradaySession]] = {}
+    settled = settled_short_sessions(conn, list(zones), timeframe, min(days), max(days))
     for symbol_id, session, high, low, volume, count in intraday_session_totals(
         conn, zones, timeframe, min(days), max(days)
     ):
         expected = scheduled.get(symbol_id, {}).get(session)
         if expected is not None:
+            settled_bars = settled.get(symbol_id, {}).get(session)
+            whole = settled_bars is not None and count >= settled_bars
             found.setdefault(symbol_id, {})[session] = IntradaySession(
-                high, low, int(volume), count, expected
+                high, low, int(volume), count, expected, settled=whole
             )
     return found
 

@@ -60,6 +60,15 @@ _BARS = """
     ORDER BY symbol_id, timestamp
 """
 
+#: The same, adjusted: ``adjusted_market_data`` (migration 0010) with the kinds as the first parameter.
+_ADJUSTED_BARS = """
+    SELECT symbol_id, "timestamp", open::float8, high::float8, low::float8, close::float8, volume,
+           wap::float8, bar_count
+    FROM adjusted_market_data(%s::text[])
+    WHERE timeframe = %s AND symbol_id = ANY(%s) AND "timestamp" >= %s AND "timestamp" < %s
+    ORDER BY symbol_id, "timestamp"
+"""
+
 _cursor_numbers = itertools.count(1)
 
 
@@ -70,6 +79,7 @@ def bar_batches(
     first: dt.datetime,
     stop: dt.datetime,
     batch_rows: int,
+    adjust_for: Sequence[str] | None = None,
 ) -> Iterator[list[tuple[object, ...]]]:
     """Yield the bars of ``symbol_ids`` stamped in ``[first, stop)``, ``batch_rows`` at most at a time.
 
@@ -83,11 +93,15 @@ def bar_batches(
     :param first: the first timestamp to read (naive UTC, as stored), included.
     :param stop: the timestamp to stop at, excluded.
     :param batch_rows: the most rows one batch holds.
+    :param adjust_for: adjusted rows, for these corporate-action kinds (checked by the caller); None: raw.
     """
     # A name per cursor: two reads may interleave on one connection.
     with conn.cursor(name=f"ibkr_bars_{next(_cursor_numbers)}", binary=True) as cursor:
         cursor.itersize = batch_rows
-        cursor.execute(_BARS, (timeframe, list(symbol_ids), first, stop))
+        if adjust_for is None:
+            cursor.execute(_BARS, (timeframe, list(symbol_ids), first, stop))
+        else:
+            cursor.execute(_ADJUSTED_BARS, (list(adjust_for), timeframe, list(symbol_ids), first, stop))
         while batch := cursor.fetchmany(batch_rows):
             yield batch
 

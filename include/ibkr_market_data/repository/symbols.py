@@ -72,7 +72,7 @@ def unresolved_symbols(conn: Connection) -> list[SymbolRow]:
 
 
 def mark_resolved(conn: Connection, symbol_id: int, con_id: int, primary_exchange: str) -> None:
-    """Store the contract IB resolved symbol ``symbol_id`` to, and activate it.
+    """Store the contract IB resolved symbol ``symbol_id`` to, and activate it; its first identity.
 
     :param primary_exchange: the listing exchange IB answered, which may correct the universe's.
     """
@@ -80,10 +80,14 @@ def mark_resolved(conn: Connection, symbol_id: int, con_id: int, primary_exchang
         cursor.execute(
             """
             UPDATE symbols SET con_id = %s, primary_exchange = %s, active = TRUE, inactive_reason = NULL,
-                               resolved_at = NOW(), updated_at = NOW()
+                               inactive_since = NULL, resolved_at = NOW(), updated_at = NOW()
             WHERE id = %s
             """,
             (con_id, primary_exchange, symbol_id),
+        )
+        cursor.execute(
+            "INSERT INTO symbol_identities (symbol_id, con_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (symbol_id, con_id),
         )
 
 
@@ -105,7 +109,8 @@ def mark_unresolved(conn: Connection, symbol_id: int, reason: str) -> None:
     """Deactivate symbol ``symbol_id``, recording why IB could not resolve it."""
     with conn.cursor() as cursor:
         cursor.execute(
-            "UPDATE symbols SET active = FALSE, inactive_reason = %s, updated_at = NOW() WHERE id = %s",
+            "UPDATE symbols SET active = FALSE, inactive_reason = %s, updated_at = NOW(),"
+            " inactive_since = COALESCE(inactive_since, NOW()) WHERE id = %s",
             (reason, symbol_id),
         )
 
@@ -155,6 +160,16 @@ def has_active_symbols(conn: Connection) -> bool:
     """Check whether any symbol is active."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE active)")
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
+
+def has_unanswered_symbols(conn: Connection) -> bool:
+    """Check whether any symbol waits for IB's first answer: no conId and no reason IB gave."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM symbols WHERE con_id IS NULL AND inactive_reason IS NULL)"
+        )
         row = cursor.fetchone()
         return bool(row and row[0])
 

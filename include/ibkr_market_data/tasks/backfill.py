@@ -6,6 +6,7 @@ stored or known to have no data. See docs/backfill.md.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,7 @@ from ibkr_market_data.payloads import (
 )
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import parse_date_param
-from ibkr_market_data.tasks.database import market_connection, stored_sessions
+from ibkr_market_data.tasks.database import market_connection, sessions_with_bars, stored_sessions
 from ibkr_market_data.tasks.ib_session import ib_session
 from ibkr_market_data.tasks.params import (
     as_name_list,
@@ -166,6 +167,7 @@ def _gaps(
         stored=stored_sessions(conn, request.tf, rows, request.start, request.end),
         no_data=no_data,
         first_available=repository.first_available_dates(conn, [row.id for row in rows]),
+        memberships=repository.membership_periods(conn, [row.id for row in rows]),
     )
 
 
@@ -248,12 +250,16 @@ def collect_gap(
     with ib_session(paced=True) as (conn, hook):
         gaps = cast(list[GapPayload], repository.planned_group(conn, run, group["index"]))
         conn.commit()
+        rows = resolve_again(conn, hook, [SymbolRow(**gap["row"]) for gap in gaps], run, _now(now))
         for gap in gaps:
+            if gap["symbol_id"] not in rows:
+                outcomes.append(GapOutcome(gap["symbol"], AttemptStatus.SKIPPED).to_dict())
+                continue
             try:
                 outcome = fill_symbol_gaps(
                     conn,
                     hook,
-                    SymbolRow(**gap["row"]),
+                    rows[gap["symbol_id"]],
                     dt.date.fromisoformat(gap["start"]),
                     dt.date.fromisoformat(gap["end"]),
                     run,
@@ -278,6 +284,36 @@ def collect_gap(
                 retryable=any(failure.retryable for failure in failures),
             )
     return outcomes
+
+
+def resolve_again(
+    conn: psycopg.Connection, hook: IbkrHook, rows: Sequence[SymbolRow], run: RunContext, now: dt.datetime
+) -> dict[int, SymbolRow]:
+    """Resolve ``rows`` again before their history is asked for; return them by id, as they are now.
+
+    A new conId replaces the old one in the row returned; a delisted symbol (IB keeps no history of
+    it) is left out, with a ``skipped`` row naming the delisting.
+    """
+    from ibkr_market_data.identity import IdentityStatus, recheck_identities
+
+    fresh = {row.id: row for row in rows}
+    for outcome in recheck_identities(conn, hook, rows, now.date(), DETECTED_BY_BACKFILL):
+        if outcome.status is IdentityStatus.CON_ID_CHANGE:
+            fresh[outcome.symbol_id] = dataclasses.replace(
+                fresh[outcome.symbol_id], con_id=outcome.new_con_id
+            )
+        elif outcome.status is IdentityStatus.DELISTED:
+            del fresh[outcome.symbol_id]
+            moment = session_timestamp(now.date())
+            repository.log_skipped(
+                conn, run, [(outcome.symbol_id, outcome.reason)], DAILY.name, moment, moment
+            )
+            conn.commit()
+    return fresh
+
+
+#: ``corporate_actions.detected_by`` of a change found when a backfill resolved its symbols again.
+DETECTED_BY_BACKFILL = "backfill"
 
 
 @dataclass
@@ -354,7 +390,8 @@ def fill_symbol_gaps(
         outcome.bars_collected += result.records_collected
         outcome.bars_inserted += result.bars_inserted
         outcome.bars_revised += result.bars_revised
-        have = stored_sessions(conn, tf, [row], first, last).get(row.id, set())
+        # A session with some bars is not absent: short of its schedule, it awaits IB's confirmation.
+        have = sessions_with_bars(conn, tf, [row], first, last).get(row.id, set())
         absent = [day for day in gaps.missing if first <= day <= last and day not in have]
         if not absent:
             continue
@@ -408,7 +445,10 @@ def _fresh_gaps(
         else repository.no_data_session_dates(conn, [row.id], tf.name, start, end).get(row.id, set())
     )
     first_available = repository.first_available_dates(conn, [row.id]).get(row.id)
-    return symbol_gaps(row, start, end, now, stored, no_data, first_available, tf.max_request_days)
+    memberships = repository.membership_periods(conn, [row.id]).get(row.id, [])
+    return symbol_gaps(
+        row, start, end, now, stored, no_data, first_available, tf.max_request_days, memberships
+    )
 
 
 def _ask_first_available(
@@ -442,7 +482,7 @@ def _record_no_data(
     if before:
         assert first_available is not None
         repository.record_no_data_sessions(
-            conn, row.id, tf.name, before, before_first_available(first_available), run
+            conn, row.id, tf.name, before, before_first_available(first_available), run, confirmed=True
         )
     if after:
         repository.record_no_data_sessions(conn, row.id, tf.name, after, NO_DATA_FROM_IB, run)
@@ -466,7 +506,8 @@ def still_missing(
     A backfill judges each symbol by all its windows: one never sent (its task died between two
     requests) leaves exactly such a session.
     """
-    wanted = set(symbol_ids)
+    # A symbol delisted since the plan has no history left at IB: it is not missing anything.
+    wanted = set(symbol_ids) - set(repository.last_sessions(conn, list(symbol_ids)))
     rows = [row for row in repository.select_symbols(conn, active_only=False) if row.id in wanted]
     no_data = repository.no_data_session_dates(
         conn, [row.id for row in rows], request.timeframe, request.start, request.end, settled_only=False

@@ -187,6 +187,7 @@ def stored_state(
         bars=bars,
         no_data=repository.no_data_session_dates(conn, ids, tf.name, since, day),
         first_available=first_available,
+        memberships=repository.membership_periods(conn, ids),
     )
 
 

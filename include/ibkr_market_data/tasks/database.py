@@ -53,7 +53,8 @@ def stored_sessions(
     """Return per symbol the sessions from ``start`` to ``end`` whose ``tf`` bars are stored whole.
 
     Daily: the session's bar. Intraday: as many bars as the exchange's schedule holds that day,
-    early closes included; a symbol whose exchange has no calendar has none.
+    early closes included, or as many as IB settled it with (a halt, minutes without a trade); a
+    symbol whose exchange has no calendar has none.
     """
     from ibkr_market_data import calendars
     from ibkr_market_data.daily_plan import complete_sessions
@@ -67,4 +68,28 @@ def stored_sessions(
         if row.primary_exchange.upper() in calendars.CALENDAR_CODES
     }
     counts = repository.session_bar_counts(conn, zones, tf.name, start, end)
-    return complete_sessions(rows, tf, counts)
+    complete = complete_sessions(rows, tf, counts)
+    for symbol_id, settled in repository.settled_short_sessions(conn, ids, tf.name, start, end).items():
+        stored = counts.get(symbol_id, {})
+        whole = {day for day, bars in settled.items() if stored.get(day, 0) >= bars}
+        if whole:
+            complete[symbol_id] = complete.get(symbol_id, set()) | whole
+    return complete
+
+
+def sessions_with_bars(
+    conn: psycopg.Connection, tf: Timeframe, rows: Sequence[SymbolRow], start: dt.date, end: dt.date
+) -> dict[int, set[dt.date]]:
+    """Return per symbol the sessions from ``start`` to ``end`` with at least one stored ``tf`` bar."""
+    from ibkr_market_data import calendars
+
+    ids = [row.id for row in rows]
+    if not tf.intraday:
+        return repository.existing_bar_dates(conn, ids, tf.name, start, end)
+    zones = {
+        row.id: calendars.time_zone(row.primary_exchange)
+        for row in rows
+        if row.primary_exchange.upper() in calendars.CALENDAR_CODES
+    }
+    counts = repository.session_bar_counts(conn, zones, tf.name, start, end)
+    return {symbol_id: set(sessions) for symbol_id, sessions in counts.items()}

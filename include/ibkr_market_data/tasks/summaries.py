@@ -118,7 +118,15 @@ class MinuteSessions:
 
     @classmethod
     def of_targets(cls, targets: Sequence[TargetPayload]) -> MinuteSessions:
-        """Return the 1-minute sessions of a run's planned targets."""
+        """Return the 1-minute sessions of a run's planned targets, and those of its daily sessions.
+
+        A daily session's stored minutes are held against its bar too: an earlier run may have
+        collected them (a halted session it settled short is not asked for again).
+        """
+        from ibkr_market_data import calendars
+        from ibkr_market_data.bars import DAILY_BAR_SIZE
+        from ibkr_market_data.daily_plan import scheduled_bars
+
         scheduled: dict[int, dict[dt.date, int]] = {}
         zones: dict[int, str] = {}
         for target in targets:
@@ -129,6 +137,15 @@ class MinuteSessions:
                 (dt.date.fromisoformat(day), count) for day, count in sessions
             )
             zones[target["symbol_id"]] = target["time_zone"]
+        for target in targets:
+            exchange = target["primary_exchange"]
+            if target["bar_size"] != DAILY_BAR_SIZE or exchange.upper() not in calendars.CALENDAR_CODES:
+                continue
+            symbol_sessions = scheduled.setdefault(target["symbol_id"], {})
+            for day in target.get("sessions") or (target["session"],):
+                session = dt.date.fromisoformat(day)
+                symbol_sessions.setdefault(session, scheduled_bars(exchange, session, ONE_MINUTE))
+            zones.setdefault(target["symbol_id"], calendars.time_zone(exchange))
         return cls(scheduled, zones)
 
 
@@ -157,6 +174,12 @@ def check_quality(
     except InvalidQualitySettingError as exc:
         raise PermanentError(str(exc)) from None
     ids = sorted(expected_sessions)
+    # A delisted symbol has no session after its last one: none is expected of it.
+    last_sessions = repository.last_sessions(conn, ids)
+    expected_sessions = {
+        symbol_id: [day for day in days if symbol_id not in last_sessions or day <= last_sessions[symbol_id]]
+        for symbol_id, days in expected_sessions.items()
+    }
     all_sessions = [day for days in expected_sessions.values() for day in days]
     if not all_sessions:
         return []
@@ -165,6 +188,7 @@ def check_quality(
     bars = repository.bars_for_checks(conn, ids, DAILY_TIMEFRAME, since, last)
     no_data = repository.no_data_session_dates(conn, ids, DAILY_TIMEFRAME, first, last, settled_only=False)
     revisions = repository.revision_ratios(conn, ids, DAILY_TIMEFRAME, since, last)
+    splits = repository.split_price_factors(conn, ids, since, last)
     minutes = (
         repository.intraday_sessions(conn, ONE_MINUTE.name, minute_sessions.scheduled, minute_sessions.zones)
         if minute_sessions
@@ -180,6 +204,7 @@ def check_quality(
                 no_data=no_data.get(symbol_id, ()),
                 revision_ratios=revisions.get(symbol_id, {}),
                 intraday=minutes.get(symbol_id, {}),
+                split_factors=splits.get(symbol_id, {}),
             )
             for symbol_id in ids
         ),

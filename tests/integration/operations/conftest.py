@@ -134,10 +134,17 @@ def week(db_conn: psycopg.Connection) -> dict[str, int]:
     # Answered empty again the next day: settled, so it counts as complete.
     db_conn.execute(
         """
-        INSERT INTO no_data_sessions (symbol_id, timeframe, session, reason, first_seen, last_seen)
-        VALUES (%s, '1day', %s, 'no data from IB', %s, %s)
+        INSERT INTO no_data_sessions
+            (symbol_id, timeframe, session, reason, first_seen, last_seen, settled_at)
+        VALUES (%s, '1day', %s, 'no data from IB', %s, %s, %s)
         """,
-        (ids["SPY"], D14, midnight(D14) + dt.timedelta(hours=22), midnight(D15) + dt.timedelta(hours=22)),
+        (
+            ids["SPY"],
+            D14,
+            midnight(D14) + dt.timedelta(hours=22),
+            midnight(D15) + dt.timedelta(hours=22),
+            midnight(D15) + dt.timedelta(hours=22),
+        ),
     )
     insert_bar(db_conn, ids["BHP"], D15)  # 15th: GYG's first date fails; MSFT fails, then succeeds
     insert_attempt(db_conn, ids["GYG"], D15, "failed", error_code=None, error_message="Timed out after 20 s")

@@ -129,14 +129,15 @@ def test_overview_page_shows_the_heatmap_cells_and_failures(week, client):
     )
     assert "title='NASDAQ does not trade 2025-01-20'" in page
     assert "No market data permissions" in page
-    assert "<a href='/market-data/symbols/MSFT'>MSFT</a>" in page
+    assert "<a href='/market-data/symbols/MSFT?session=2025-01-14'>MSFT</a>" in page
 
 
 def test_symbol_page_charts_its_bars_and_lists_its_attempts(week, client):
     page = client.get("/symbols/msft", params={"from": "2025-01-01", "to": "2025-01-31"})
     assert page.status_code == 200
-    assert "data-bars='2'" in page.text  # the 13th and the 15th
-    assert page.text.count("<tr>") >= 1 + 2 + 1 + 3  # bars table and the three attempts
+    assert "data-candles='2'" in page.text  # the 13th and the 15th
+    attempts = page.text[page.text.index("id='attempts'") :]
+    assert attempts.count("<tr>") == 1 + 3  # the three attempts
     data = client.get("/api/symbols/MSFT", params={"from": "2025-01-01", "to": "2025-01-31"}).json()
     assert [bar["date"] for bar in data["bars"]] == ["2025-01-13", "2025-01-15"]
     assert [a["status"] for a in data["attempts"]] == ["completed", "failed", "failed"]

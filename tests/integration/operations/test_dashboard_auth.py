@@ -29,7 +29,17 @@ def admin_token() -> str:
     return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
 
 
-@pytest.mark.parametrize("path", ["/market-data/", "/market-data/api/coverage", "/market-data/symbols/AAPL"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/market-data/",
+        "/market-data/api/coverage",
+        "/market-data/symbols/AAPL",
+        "/market-data/api/symbols/AAPL/candles",
+        "/market-data/sessions/NASDAQ/2025-01-13",
+        "/market-data/static/plotly.min.js",
+    ],
+)
 def test_without_a_valid_token_every_page_is_refused(airflow_api, path):
     assert airflow_api.get(path).status_code == 401
     forged = airflow_api.get(path, headers={"Authorization": "Bearer not-a-jwt"})

@@ -139,7 +139,7 @@ def test_the_dashboard_shows_what_the_database_holds(airflow_stack, stack_market
 
     page.locator("#failures a", has_text="MSFT").first.click()
     page.wait_for_selector("#chart")
-    assert page.url.endswith("/market-data/symbols/MSFT")
+    assert page.url.endswith(f"/market-data/symbols/MSFT?session={RUN_DATE.isoformat()}")
     page.goto(
         f"{airflow_stack.base_url}/market-data/symbols/MSFT?from={FIRST.isoformat()}&to={RUN_DATE.isoformat()}"
     )

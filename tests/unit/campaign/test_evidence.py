@@ -97,3 +97,15 @@ def test_a_scenario_fired_only_when_every_proof_did_and_an_injection_without_one
     yes, no = Proof("a", True, "seen"), Proof("b", False, "not seen")
     assert fired_verdict([yes], ["x"]) == (True, "a: seen")
     assert fired_verdict([yes, no], ["x"])[0] is False
+
+
+def test_ibs_queue_fired_when_an_answer_waited_as_if_two_requests_were_open() -> None:
+    queued = SimulatorTrace(
+        residual={"*": {**LATENCY, "latency_per_open_request_ms": 200}},
+        fired={},
+        answers=[Answer("bars:5", waited=0.35), Answer("bars:5", waited=0.72)],
+        notices={},
+    )
+    assert only(simulator_proofs(queued)).fired
+    alone = SimulatorTrace(queued.residual, {}, [Answer("bars:5", waited=0.5)], {})
+    assert not only(simulator_proofs(alone)).fired
