@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ibkr_market_data import repository
-from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.corporate_actions import first_session_after
 from ibkr_market_data.errors import IbkrError, IbkrUnknownContractError
 
@@ -85,13 +84,7 @@ def recheck_identities(
 def _recheck(
     conn: Connection, resolver: ContractResolver, row: SymbolRow, today: dt.date, detected_by: str
 ) -> IdentityOutcome:
-    spec = ContractSpec(
-        symbol=row.symbol,
-        exchange=row.exchange,
-        primary_exchange=row.primary_exchange,
-        currency=row.currency,
-        sec_type=row.sec_type,
-    )
+    spec = row.listed_contract()
     try:
         resolved = resolver.resolve_contract(spec)
     except IbkrUnknownContractError as exc:

@@ -95,13 +95,7 @@ def load_symbols(
     for row in repository.unresolved_symbols(conn):
         if row.id not in ids.values():
             continue  # no universe file lists it any more: nothing to resolve
-        spec = ContractSpec(
-            symbol=row.symbol,
-            exchange=row.exchange,
-            primary_exchange=row.primary_exchange,
-            currency=row.currency,
-            sec_type=row.sec_type,
-        )
+        spec = row.listed_contract()
         try:
             resolved = _resolve(hook, spec, outage)
         except (IbkrContractError, IbkrPermissionError, IbkrRequestError) as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from psycopg import Connection
 
+from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.universe import UniverseSymbol
 
 
@@ -23,6 +24,16 @@ class SymbolRow:
     con_id: int | None
     priority: int
     active: bool
+
+    def listed_contract(self) -> ContractSpec:
+        """Return the contract as the universe lists it, without the conId IB gave it."""
+        return ContractSpec(
+            symbol=self.symbol,
+            exchange=self.exchange,
+            primary_exchange=self.primary_exchange,
+            currency=self.currency,
+            sec_type=self.sec_type,
+        )
 
 
 _SYMBOL_COLUMNS = "id, symbol, exchange, primary_exchange, currency, sec_type, con_id, priority, active"

@@ -56,18 +56,12 @@ def stored_sessions(
     early closes included, or as many as IB settled it with (a halt, minutes without a trade); a
     symbol whose exchange has no calendar has none.
     """
-    from ibkr_market_data import calendars
     from ibkr_market_data.daily_plan import complete_sessions
 
     ids = [row.id for row in rows]
     if not tf.intraday:
         return repository.existing_bar_dates(conn, ids, tf.name, start, end)
-    zones = {
-        row.id: calendars.time_zone(row.primary_exchange)
-        for row in rows
-        if row.primary_exchange.upper() in calendars.CALENDAR_CODES
-    }
-    counts = repository.session_bar_counts(conn, zones, tf.name, start, end)
+    counts = _session_bar_counts(conn, tf, rows, start, end)
     complete = complete_sessions(rows, tf, counts)
     for symbol_id, settled in repository.settled_short_sessions(conn, ids, tf.name, start, end).items():
         stored = counts.get(symbol_id, {})
@@ -81,15 +75,21 @@ def sessions_with_bars(
     conn: psycopg.Connection, tf: Timeframe, rows: Sequence[SymbolRow], start: dt.date, end: dt.date
 ) -> dict[int, set[dt.date]]:
     """Return per symbol the sessions from ``start`` to ``end`` with at least one stored ``tf`` bar."""
+    if not tf.intraday:
+        return repository.existing_bar_dates(conn, [row.id for row in rows], tf.name, start, end)
+    counts = _session_bar_counts(conn, tf, rows, start, end)
+    return {symbol_id: set(sessions) for symbol_id, sessions in counts.items()}
+
+
+def _session_bar_counts(
+    conn: psycopg.Connection, tf: Timeframe, rows: Sequence[SymbolRow], start: dt.date, end: dt.date
+) -> dict[int, dict[dt.date, int]]:
+    """Return per symbol with an exchange calendar its stored ``tf`` bars per session."""
     from ibkr_market_data import calendars
 
-    ids = [row.id for row in rows]
-    if not tf.intraday:
-        return repository.existing_bar_dates(conn, ids, tf.name, start, end)
     zones = {
         row.id: calendars.time_zone(row.primary_exchange)
         for row in rows
         if row.primary_exchange.upper() in calendars.CALENDAR_CODES
     }
-    counts = repository.session_bar_counts(conn, zones, tf.name, start, end)
-    return {symbol_id: set(sessions) for symbol_id, sessions in counts.items()}
+    return repository.session_bar_counts(conn, zones, tf.name, start, end)
