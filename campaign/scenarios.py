@@ -423,7 +423,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "IB",
         during=_fault(no_data=2),
         after=_clear_faults,
-        notes="a later run must ask again",
+        notes="the run asks IB again after a 162 and stores the bars before it ends green",
     ),
     Scenario(
         "outside client holds client ids (326)",

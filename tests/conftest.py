@@ -21,6 +21,8 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 # Most tests are about daily bars: by default only those are collected here (the shipped default
 # adds intraday bars for priority-1 symbols). The intraday tests (test_intraday.py) opt in.
 os.environ["IBKR_INTRADAY_MAX_PRIORITY"] = "0"
+# The daily run asks IB again after a 162 "no data" (test_no_data_reask.py): here without its pause.
+os.environ["IBKR_NO_DATA_REASK_SECONDS"] = "0"
 
 pytest_plugins = [
     "tws_simulator.pytest_plugin",

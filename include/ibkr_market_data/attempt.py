@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,35 @@ from ibkr_market_data.repository import AttemptStatus, RunContext
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Seconds the daily run waits before asking IB once more after a 162 "no data"; ``off``: never.
+NO_DATA_REASK_VARIABLE = "IBKR_NO_DATA_REASK_SECONDS"
+DEFAULT_NO_DATA_REASK_SECONDS = 5.0
+
+
+def no_data_reask_seconds(environ: Mapping[str, str] = os.environ) -> float | None:
+    """Return the pause before the daily run asks IB again after a 162 "no data", or None when off.
+
+    A malformed value logs a warning and keeps the default: a typo must not turn the re-ask off.
+    """
+    raw = environ.get(NO_DATA_REASK_VARIABLE, "").strip().lower()
+    if not raw:
+        return DEFAULT_NO_DATA_REASK_SECONDS
+    if raw == "off":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 600:
+        log.warning(
+            "%s=%r is not a number of seconds from 0 to 600 or 'off'; using %g",
+            NO_DATA_REASK_VARIABLE,
+            raw,
+            DEFAULT_NO_DATA_REASK_SECONDS,
+        )
+        return DEFAULT_NO_DATA_REASK_SECONDS
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -122,6 +152,7 @@ def collect_group(
                     run,
                     record_absent,
                     stored.get((target.symbol_id, target.timeframe.name), no_bars),
+                    in_flight_slot=limit,
                 )
 
         return await asyncio.gather(*(one(target) for target in targets), return_exceptions=True)
@@ -156,30 +187,38 @@ async def collect_target_async(
     record_absent: bool = False,
     stored: Mapping[dt.date, int] | None = None,
     store: BarStore | None = None,
+    in_flight_slot: asyncio.Semaphore | None = None,
 ) -> SymbolOutcome:
     """Collect ``target``: commit its ``pending`` row, await its request, then store the outcome.
 
     The database work before and after the request runs without a pause and ends in a commit or
-    rollback, so attempts interleaved on one psycopg connection never share a transaction.
+    rollback, so attempts interleaved on one psycopg connection never share a transaction. When
+    ``record_absent`` and IB answers 162 "no data", IB is asked once more after a pause
+    (``IBKR_NO_DATA_REASK_SECONDS``): a passing 162 must not leave the run green with its bars
+    missing. See docs/ib-behaviours.md.
 
     :param stored: the target's bars already stored per session, when the caller read them.
+    :param in_flight_slot: the group's slot this attempt holds; given back during the pause.
     :raises CollectionError: as ``collect_target``.
     """
     attempt = _begin_attempt(conn, target, run, stored)
     if isinstance(attempt, SymbolOutcome):
         return attempt
-    sent_before = hook.requests_sent
-    started = time.monotonic()
-    fetched: list[Bar] | Exception
-    try:
-        fetched = await hook.fetch_bars_async(
-            target.contract(), target.end_date_time, target.duration, target.bar_size
-        )
-    except (IbkrError, InvalidBarError) as exc:
-        fetched = exc
-    request_seconds = time.monotonic() - started
-    # Other attempts of a group count theirs meanwhile; this one sent its request or none.
-    requests_sent = min(hook.requests_sent - sent_before, 1)
+    fetched, requests_sent, request_seconds = await _request(hook, target)
+    if record_absent and isinstance(fetched, IbkrNoDataError):
+        pause = _reask_pause(conn, target, run)
+        if pause is not None:
+            log.info(
+                "%s %s: no data from IB (%s); asking again in %g s, once",
+                target.label,
+                target.session,
+                fetched.reason,
+                pause,
+            )
+            await _pause(pause, in_flight_slot)
+            fetched, sent_again, seconds_again = await _request(hook, target)
+            requests_sent += sent_again
+            request_seconds += seconds_again
     decision, result = _write_outcome(
         conn,
         target,
@@ -192,6 +231,54 @@ async def collect_target_async(
         record_absent=record_absent,
     )
     return _conclude(target, decision, result)
+
+
+async def _request(hook: BarSource, target: CollectionTarget) -> tuple[list[Bar] | Exception, int, float]:
+    """Send the target's request; return IB's answer (or its error), the requests sent and seconds taken."""
+    sent_before = hook.requests_sent
+    started = time.monotonic()
+    fetched: list[Bar] | Exception
+    try:
+        fetched = await hook.fetch_bars_async(
+            target.contract(), target.end_date_time, target.duration, target.bar_size
+        )
+    except (IbkrError, InvalidBarError) as exc:
+        fetched = exc
+    # Other attempts of a group count theirs meanwhile; this one sent its request or none.
+    return fetched, min(hook.requests_sent - sent_before, 1), time.monotonic() - started
+
+
+def _reask_pause(conn: Connection, target: CollectionTarget, run: RunContext) -> float | None:
+    """Return the pause before asking IB again after a 162 "no data", or None to accept the answer.
+
+    One re-ask per target and run: none when re-asking is off, or when an earlier try of this run
+    already recorded no data for the target's sessions (it asked twice then).
+    """
+    pause = no_data_reask_seconds()
+    if pause is None:
+        return None
+    try:
+        recorded = repository.no_data_recorded_by_run(
+            conn, target.symbol_id, target.timeframe.name, target.first_session_date, target.session_date, run
+        )
+        conn.commit()  # end the read: the next statement on this connection may be another attempt's
+    except psycopg.Error as exc:
+        # Asking again costs one request; writing the outcome then meets the database's trouble.
+        log.warning("%s: cannot read this run's no-data records (%s); asking IB again", target.label, exc)
+        return pause
+    return None if recorded else pause
+
+
+async def _pause(seconds: float, in_flight_slot: asyncio.Semaphore | None) -> None:
+    """Wait ``seconds`` without holding the group's in-flight slot: its other symbols go on meanwhile."""
+    if in_flight_slot is None:
+        await asyncio.sleep(seconds)
+        return
+    in_flight_slot.release()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await in_flight_slot.acquire()
 
 
 def _begin_attempt(

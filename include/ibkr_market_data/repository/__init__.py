@@ -75,6 +75,7 @@ from ibkr_market_data.repository.identities import (
 from ibkr_market_data.repository.leases import release_client_ids, try_lease_client_id
 from ibkr_market_data.repository.no_data import (
     first_available_dates,
+    no_data_recorded_by_run,
     no_data_session_dates,
     record_no_data_sessions,
     record_short_sessions,
@@ -241,6 +242,7 @@ __all__ = [
     "delete_unresolved_symbol",
     "symbol_id_by_con_id",
     "mark_unresolved",
+    "no_data_recorded_by_run",
     "no_data_session_dates",
     "recent_requests",
     "record_no_data_sessions",

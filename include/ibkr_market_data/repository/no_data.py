@@ -45,6 +45,29 @@ def no_data_session_dates(
         return found
 
 
+def no_data_recorded_by_run(
+    conn: Connection, symbol_id: int, timeframe: str, start: dt.date, end: dt.date, run: RunContext
+) -> bool:
+    """Check whether ``run`` (any of its tries) recorded no data for a session of ``[start, end]``.
+
+    A row names the run that last saw the session without data, so the daily run asks IB again
+    after a 162 only once: not when an earlier try of the same run already did.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM no_data_sessions
+                WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s
+                  AND dag_id = %s AND run_id = %s
+            )
+            """,
+            (symbol_id, timeframe, start, end, run.dag_id, run.run_id),
+        )
+        found = cursor.fetchone()
+    return bool(found and found[0])
+
+
 def record_no_data_sessions(
     conn: Connection,
     symbol_id: int,
