@@ -11,7 +11,12 @@ from ibkr_market_data.repository.adjustments import (
     stored_bars,
     stored_days,
 )
-from ibkr_market_data.repository.alert_deliveries import OwedAlert, owed_alerts, record_alert_delivery
+from ibkr_market_data.repository.alert_deliveries import (
+    OwedAlert,
+    owed_alerts,
+    record_alert_delivery,
+    recorded_channels,
+)
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
     UpsertResult,
@@ -86,8 +91,10 @@ from ibkr_market_data.repository.operations import (
     ALL_EXCHANGES,
     RECENT_RUN_DAYS,
     AlertedGap,
+    NoDataShare,
     active_symbol_counts,
     coverage_counts,
+    earlier_no_data_shares,
     expected_symbols,
     failures,
     latest_runs,
@@ -98,6 +105,7 @@ from ibkr_market_data.repository.operations import (
     record_run_metrics,
     run_failure_details,
     run_metrics,
+    run_no_data_shares,
     symbol_attempts,
     symbol_bars,
     symbol_row,
@@ -200,6 +208,9 @@ __all__ = [
     "revision_ratios",
     "run_quality_findings",
     "AlertedGap",
+    "NoDataShare",
+    "earlier_no_data_shares",
+    "run_no_data_shares",
     "RECENT_RUN_DAYS",
     "active_symbol_counts",
     "bars_by_session",
@@ -213,6 +224,7 @@ __all__ = [
     "OwedAlert",
     "owed_alerts",
     "record_alert_delivery",
+    "recorded_channels",
     "record_request_seconds",
     "record_run_metrics",
     "run_failure_details",

@@ -279,5 +279,6 @@ def summarize(
         "planned symbols",
         expected_sessions=expected,
         minute_sessions=MinuteSessions.of_targets(cast(list[TargetPayload], targets)),
+        alert_unusual_no_data=True,
     )
     return report.counts
