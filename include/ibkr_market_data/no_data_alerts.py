@@ -33,11 +33,13 @@ DEFAULT_MIN_TARGETS = 20
 MEDIAN_FACTOR = 2.0
 #: How many earlier runs (with at least the minimum of targets) the median is taken over.
 TRAILING_RUNS = 20
+#: A share of at least this alerts whatever the usual: a farm broken for weeks stays news.
+ALWAYS_UNUSUAL = 0.5
 
 
 @dataclass(frozen=True)
 class NoDataRule:
-    """When a share is unusual: at least ``share`` and ``MEDIAN_FACTOR`` × the usual, of ``min_targets``."""
+    """When a share is unusual: of ``min_targets``, at least ``share`` and twice the usual (or a half)."""
 
     share: float = DEFAULT_SHARE
     min_targets: int = DEFAULT_MIN_TARGETS
@@ -100,7 +102,7 @@ def unusual_shares(
             continue
         history = earlier.get(row.exchange) or []
         usual = statistics.median(history) if history else None
-        if row.share >= max(rule.share, MEDIAN_FACTOR * (usual or 0.0)):
+        if row.share >= max(rule.share, min(MEDIAN_FACTOR * (usual or 0.0), ALWAYS_UNUSUAL)):
             found.append(UnusualShare(row.exchange, row.no_data, row.requested, usual))
     return found
 
@@ -122,8 +124,8 @@ def message(dag_id: str, run_id: str, found: Sequence[UnusualShare], rule: NoDat
         "An unusual share of IB's answers were 162 (no data): a market-data farm may be answering "
         "empty. The run is not failed; the sessions stay unsettled and the next runs ask again.",
         *(item.line() for item in found),
-        f"Alerting at a share of at least {rule.share:.0%} and {MEDIAN_FACTOR:g} times the usual, "
-        f"from {rule.min_targets} targets ({SHARE_ENV}, {MIN_TARGETS_ENV}).",
+        f"Alerting at a share of at least {rule.share:.0%} and {MEDIAN_FACTOR:g} times the usual (at "
+        f"most {ALWAYS_UNUSUAL:.0%}), from {rule.min_targets} targets ({SHARE_ENV}, {MIN_TARGETS_ENV}).",
     ]
     return subject, "\n".join(lines)
 
