@@ -55,3 +55,14 @@ def test_each_exchange_is_held_against_its_own_history():
     shares = [NoDataShare("ALL", 22, 100), NoDataShare("ASX", 22, 22), NoDataShare("NASDAQ", 0, 78)]
     found = unusual_shares(shares, {"ALL": [0.1], "ASX": [0.0], "NASDAQ": [0.0]}, RULE)
     assert [(item.exchange, item.usual) for item in found] == [("ALL", 0.1), ("ASX", 0.0)]
+
+
+def test_a_bad_setting_fails_the_runs_first_check_naming_it(monkeypatch):
+    from ibkr_market_data.errors import InvalidRunParamError
+    from ibkr_market_data.tasks.params import check_quality_settings
+
+    monkeypatch.setenv("IBKR_NO_DATA_ALERT_SHARE", "lots")
+    with pytest.raises(InvalidRunParamError, match="^IBKR_NO_DATA_ALERT_SHARE='lots': give a share"):
+        check_quality_settings()
+    monkeypatch.setenv("IBKR_NO_DATA_ALERT_SHARE", "0.3")
+    check_quality_settings()
