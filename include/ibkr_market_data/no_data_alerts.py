@@ -122,7 +122,8 @@ def message(dag_id: str, run_id: str, found: Sequence[UnusualShare], rule: NoDat
     lines = [
         subject + ".",
         "An unusual share of IB's answers were 162 (no data): a market-data farm may be answering "
-        "empty. The run is not failed; the sessions stay unsettled and the next runs ask again.",
+        "empty. The run is not failed. The next run asks for these sessions again; a second empty "
+        "answer settles them as having no data, and only a backfill with recheck_no_data asks again.",
         *(item.line() for item in found),
         f"Alerting at a share of at least {rule.share:.0%} and {MEDIAN_FACTOR:g} times the usual (at "
         f"most {ALWAYS_UNUSUAL:.0%}), from {rule.min_targets} targets ({SHARE_ENV}, {MIN_TARGETS_ENV}).",
