@@ -13,6 +13,10 @@ COPY --chown=airflow:root pyproject.toml /opt/ibkr-market-data/
 COPY --chown=airflow:root include/ibkr_market_data /opt/ibkr-market-data/include/ibkr_market_data
 RUN pip install --no-cache-dir --no-deps /opt/ibkr-market-data
 
+# Prints a Docker secret for Airflow's *_CMD settings, URL-encoded into a URL where one is given
+# (docker-compose.yaml). The secrets themselves are files mounted at run time, never in the image.
+COPY --chown=airflow:root deploy/read_secret.py /opt/ibkr-market-data/read_secret.py
+
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins
 COPY --chown=airflow:root pools.json /opt/airflow/pools.json

@@ -1,12 +1,13 @@
 """Collect every active symbol's bars for one trading date from Interactive Brokers.
 
 One run per trading date, 30 minutes after the last close among the exchanges trading it:
-**resolve_date** → **plan** (what is missing over each symbol's lookback window) → **collect**
-(mapped, in the `ibkr` pool) → **corporate_actions** (splits, conId changes, delistings; see
-docs/corporate-actions.md) → **summary** (counts per status, data-quality checks, an asset event per
-exchange and timeframe completed). A rerun requests nothing already stored; every attempt is a row in
-`collection_logs`. Trigger by hand with a `date`, `dry_run`, filters and a `timeframe`. See
-docs/daily-dag.md and docs/assets.md.
+**resolve_date** → **plan** (what is missing over each symbol's lookback window; on a fresh install
+it first loads the universe through IB) → **collect** (mapped, in the `ibkr` pool) →
+**corporate_actions** (splits, conId changes, delistings; see docs/corporate-actions.md) →
+**summary** (counts per status, data-quality checks, an alert on an unusual share of no-data answers,
+an asset event per exchange and timeframe completed). A rerun requests nothing already stored; every
+attempt is a row in `collection_logs`. Trigger by hand with a `date`, `dry_run`, filters and a
+`timeframe`. See docs/daily-dag.md and docs/assets.md.
 """
 
 from __future__ import annotations

@@ -193,12 +193,14 @@ def send_to(channel: str, subject: str, text: str) -> ChannelOutcome:
         return ChannelOutcome(channel, False, f"email through {smtp_conn_id()}: {exc}")
 
 
-def send_alert(subject: str, text: str) -> list[ChannelOutcome]:
+def send_alert(subject: str, text: str, channels: Sequence[str] | None = None) -> list[ChannelOutcome]:
     """Send one alert to every configured channel and return each one's outcome (empty: logged only).
 
     A channel that fails does not keep the alert from the others; nothing is raised.
+
+    :param channels: only these channels; default every configured one.
     """
-    channels = configured_channels()
+    channels = configured_channels() if channels is None else list(channels)
     if not channels:
         log.warning(
             "Alert %r not sent: no connection %s or %s is configured.\n%s",

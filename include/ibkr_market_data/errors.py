@@ -294,6 +294,10 @@ class CollectionError(Exception):
         self.retryable = retryable
 
 
+class SymbolsNotLoadedError(RuntimeError):
+    """No symbol was ever loaded and IB cannot be reached to load them: the task retries."""
+
+
 class PlanNotFoundError(LookupError):
     """The group a task was handed is not in ``planned_groups`` (its plan was replaced or expired)."""
 

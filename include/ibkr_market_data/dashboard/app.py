@@ -171,7 +171,11 @@ def create_app(
         def work(conn: psycopg.Connection) -> JSONResponse:
             rows = coverage.freshness(conn, dt.datetime.now(dt.UTC), delay)
             return JSONResponse(
-                {"delay_minutes": delay.total_seconds() / 60, "exchanges": [row.as_json() for row in rows]}
+                {
+                    "delay_minutes": delay.total_seconds() / 60,
+                    "symbols_loaded": repository.has_resolved_symbols(conn),
+                    "exchanges": [row.as_json() for row in rows],
+                }
             )
 
         return await read(work)
@@ -279,8 +283,20 @@ def create_app(
             runs = repository.latest_runs(conn, 20)
             failed = repository.failures(conn, first, last, 100)
             metrics = repository.run_metrics(conn, limit=60)
+            loaded = repository.has_resolved_symbols(conn)
             return HTMLResponse(
-                pages.overview_page(root(request), first, last, rows, fresh, delay, runs, failed, metrics)
+                pages.overview_page(
+                    root(request),
+                    first,
+                    last,
+                    rows,
+                    fresh,
+                    delay,
+                    runs,
+                    failed,
+                    metrics,
+                    symbols_loaded=loaded,
+                )
             )
 
         return await read(work)

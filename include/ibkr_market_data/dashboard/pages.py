@@ -155,8 +155,12 @@ def overview_page(
     runs: Sequence[Mapping[str, Any]],
     failed: Sequence[Mapping[str, Any]],
     metrics: Sequence[Mapping[str, Any]],
+    symbols_loaded: bool = True,
 ) -> str:
-    """Render the overview: coverage, freshness, latest runs, failures and run metrics of a range."""
+    """Render the overview: coverage, freshness, latest runs, failures and run metrics of a range.
+
+    :param symbols_loaded: False until IB resolved a symbol: the page says so first.
+    """
     query = urlencode({"from": start.isoformat(), "to": end.isoformat()})
     form = (
         f"<form method='get' action='{escape(root)}/'>From <input type='date' name='from' value='{start}'> "
@@ -216,8 +220,14 @@ def overview_page(
         ]
         for row in metrics
     ]
+    not_loaded = (
+        ""
+        if symbols_loaded
+        else "<p class='late' id='no-symbols'>No symbols loaded yet: the first daily run that reaches IB "
+        "loads the universe files. Until then nothing is collected; see the daily run's plan task.</p>"
+    )
     body = (
-        f"<p class='muted'>Trading dates {start} to {end}. "
+        f"{not_loaded}<p class='muted'>Trading dates {start} to {end}. "
         f"Data is due {delay.total_seconds() / 3600:g} h after each session's close.</p>"
         f"{form}<h2>Coverage</h2>{heatmap(rows, root)}"
         "<h2>Freshness</h2>"

@@ -64,3 +64,10 @@ def owed_alerts(conn: Connection, channels: Sequence[str], max_age: dt.timedelta
             (list(channels), max_age),
         )
         return [OwedAlert(*row) for row in cursor.fetchall()]
+
+
+def recorded_channels(conn: Connection, alert_key: str) -> set[str]:
+    """Return the channels already sent alert ``alert_key``, whether they took it or not."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT channel FROM alert_deliveries WHERE alert_key = %s", (alert_key,))
+        return {row[0] for row in cursor.fetchall()}

@@ -484,3 +484,63 @@ def run_failure_details(conn: Connection, dag_id: str, run_id: str) -> list[dict
             (dag_id, run_id),
         )
         return _rows(cursor)
+
+
+@dataclass(frozen=True)
+class NoDataShare:
+    """How many of a run's requested targets (completed, failed or no data) IB answered with no data."""
+
+    exchange: str
+    no_data: int
+    requested: int
+
+    @property
+    def share(self) -> float:
+        """Return the no-data answers' share of the requested targets, 0 when none was requested."""
+        return self.no_data / self.requested if self.requested else 0.0
+
+
+def run_no_data_shares(conn: Connection, dag_id: str, run_id: str) -> list[NoDataShare]:
+    """Return the run's recorded no-data shares (``run_metrics``): the whole run first, then each exchange."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT exchange, no_data, completed + failed + no_data FROM run_metrics
+            WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s
+            ORDER BY exchange <> %(all)s, exchange
+            """,
+            {"dag_id": dag_id, "run_id": run_id, "all": ALL_EXCHANGES},
+        )
+        return [NoDataShare(*row) for row in cursor.fetchall()]
+
+
+def earlier_no_data_shares(
+    conn: Connection, dag_id: str, run_id: str, min_requested: int, runs: int
+) -> dict[str, list[float]]:
+    """Return per exchange (and ``ALL``) the no-data shares of the ``runs`` runs before ``run_id``.
+
+    Only runs that requested at least ``min_requested`` targets of that exchange count; newest first.
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH this_run AS (
+                SELECT started_at FROM run_metrics
+                WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s AND exchange = %(all)s
+            ),
+            earlier AS (
+                SELECT m.exchange, m.no_data::float / (m.completed + m.failed + m.no_data) AS share,
+                       ROW_NUMBER() OVER (PARTITION BY m.exchange ORDER BY m.started_at DESC) AS age
+                FROM run_metrics m, this_run
+                WHERE m.dag_id = %(dag_id)s AND m.run_id <> %(run_id)s
+                  AND m.started_at < this_run.started_at
+                  AND m.completed + m.failed + m.no_data >= GREATEST(%(min)s, 1)
+            )
+            SELECT exchange, share FROM earlier WHERE age <= %(runs)s ORDER BY exchange, age
+            """,
+            {"dag_id": dag_id, "run_id": run_id, "all": ALL_EXCHANGES, "min": min_requested, "runs": runs},
+        )
+        shares: dict[str, list[float]] = {}
+        for exchange, share in cursor.fetchall():
+            shares.setdefault(exchange, []).append(share)
+        return shares

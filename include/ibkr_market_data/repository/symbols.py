@@ -175,6 +175,14 @@ def has_active_symbols(conn: Connection) -> bool:
         return bool(row and row[0])
 
 
+def has_resolved_symbols(conn: Connection) -> bool:
+    """Check whether IB ever resolved a symbol: none has a conId before the universe's first load."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM symbols WHERE con_id IS NOT NULL)")
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
+
 def has_unanswered_symbols(conn: Connection) -> bool:
     """Check whether any symbol waits for IB's first answer: no conId and no reason IB gave."""
     with conn.cursor() as cursor:

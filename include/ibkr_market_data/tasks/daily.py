@@ -125,6 +125,7 @@ def plan(
     """
     day = dt.date.fromisoformat(trading_date)
     lookback = lookback_param(params, run_type)
+    load_universe_once(dry_run=bool(params.get("dry_run")))
     with market_connection() as conn:
         symbols = select_wanted_symbols(
             conn,
@@ -167,6 +168,49 @@ def plan(
         planned = repository.save_plan(conn, run, groups)
         conn.commit()
     return [group.to_dict() for group in planned]
+
+
+def load_universe_once(dry_run: bool = False) -> None:
+    """Load the universe files and resolve them through IB, as ``load-symbols`` does, if none ever was.
+
+    A fresh install starts without IB (a gateway may wait for its 2FA): the first run that reaches
+    IB loads the symbols. IB is connected to first, so an unreachable gateway writes nothing.
+
+    :param dry_run: a dry run writes nothing: it only logs that no symbol is loaded yet.
+    :raises SymbolsNotLoadedError: IB cannot be reached; the task retries.
+    """
+    with market_connection() as conn:
+        if repository.has_resolved_symbols(conn):
+            return
+    if dry_run:
+        log.warning("No symbols loaded yet: the first run that reaches IB loads the universe files")
+        return
+    from ibkr_market_data.errors import BadInputError, IbkrError, PermanentError, SymbolsNotLoadedError
+    from ibkr_market_data.known_actions import read_known_actions
+    from ibkr_market_data.symbols import load_symbols
+    from ibkr_market_data.universe import load_universe
+
+    try:  # bad files fail before IB is asked
+        universe, known = load_universe(), read_known_actions()
+    except BadInputError as exc:
+        raise PermanentError(str(exc)) from None
+    log.info("No symbols loaded yet: loading the universe files and resolving them through IB")
+    try:
+        with ib_session() as (conn, ibkr):
+            ibkr.get_conn()
+            report = load_symbols(conn, ibkr, universe, known)
+    except IbkrError as exc:
+        raise SymbolsNotLoadedError(
+            f"IB not reachable: symbols not loaded yet ({exc}). The first run that reaches TWS / IB "
+            "Gateway loads them (is the gateway logged in?); this task retries."
+        ) from exc
+    log.info(
+        "Universe loaded: %d symbols, %d resolved, %d unresolved, %d not asked",
+        report.loaded,
+        len(report.resolved),
+        len(report.unresolved),
+        len(report.pending),
+    )
 
 
 def stored_state(
@@ -258,7 +302,13 @@ def summarize(
     if trading_date is None:
         raise upstream_failed("No trading date", "resolve_date")
     if groups is None:
-        raise upstream_failed(f"Trading date {trading_date}", "plan")
+        try:
+            with market_connection() as conn:
+                loaded = repository.has_resolved_symbols(conn)
+        except Exception:  # the database's own failure is in the plan's log: name the task, at once
+            loaded = True
+        what = f"Trading date {trading_date}" + ("" if loaded else ": no symbols loaded yet")
+        raise upstream_failed(what, "plan")
     if params.get("dry_run"):
         log.info("Dry run for %s: nothing was requested or written", trading_date)
         return {}
@@ -279,5 +329,6 @@ def summarize(
         "planned symbols",
         expected_sessions=expected,
         minute_sessions=MinuteSessions.of_targets(cast(list[TargetPayload], targets)),
+        alert_unusual_no_data=True,
     )
     return report.counts

@@ -107,13 +107,14 @@ def select_wanted_symbols(
 
 
 def check_quality_settings() -> None:
-    """Refuse a bad ``IBKR_QUALITY_SEVERITIES`` before any request.
+    """Refuse a bad ``IBKR_QUALITY_SEVERITIES`` or no-data alert setting before any request.
 
     :raises InvalidRunParamError: naming the bad entry.
     """
-    from ibkr_market_data import quality
+    from ibkr_market_data import no_data_alerts, quality
 
     try:
         quality.rules_from_env()
+        no_data_alerts.rule_from_env()
     except InvalidQualitySettingError as exc:
         raise InvalidRunParamError(str(exc)) from None

@@ -73,6 +73,7 @@ def summarize_run(
     still_missing: Collection[int] = (),
     expected_sessions: Mapping[int, Collection[dt.date]] | None = None,
     minute_sessions: MinuteSessions | None = None,
+    alert_unusual_no_data: bool = False,
 ) -> RunSummary:
     """Read the run's summary, record its metrics and log it; return it.
 
@@ -84,14 +85,21 @@ def summarize_run(
     :param expected_sessions: per planned symbol, the sessions the run set out to have: the
         data-quality checks run over them, and errors this run is first to find fail it too.
     :param minute_sessions: the 1-minute sessions the run collected, held against their daily bars.
+    :param alert_unusual_no_data: alert when the run's share of no-data answers is unusual
+        (``no_data_alerts``); the alert does not fail the run.
     :raises PermanentError: naming the failed and unfinished symbols and the new data-quality errors.
     """
-    from ibkr_market_data import run_metrics
+    from ibkr_market_data import no_data_alerts, run_metrics
     from ibkr_market_data.run_summary import read_run_summary
 
     with market_connection() as conn:
         report = read_run_summary(conn, run.dag_id, run.run_id, planned, still_missing)
         run_metrics.record(conn, run.dag_id, run.run_id)
+        if alert_unusual_no_data:
+            try:
+                no_data_alerts.check_run(conn, run.dag_id, run.run_id)
+            except InvalidQualitySettingError as exc:
+                raise PermanentError(str(exc)) from None
         quality_problems = (
             check_quality(conn, run, planned, expected_sessions, minute_sessions=minute_sessions)
             if expected_sessions

@@ -132,6 +132,23 @@ def test_overview_page_shows_the_heatmap_cells_and_failures(week, client):
     assert "<a href='/market-data/symbols/MSFT?session=2025-01-14'>MSFT</a>" in page
 
 
+def test_before_any_symbol_is_loaded_the_overview_says_so_instead_of_an_empty_page(client, db_conn):
+    """A stack started without a logged-in gateway: symbols wait for the first run that reaches IB."""
+    db_conn.execute(
+        "INSERT INTO symbols (symbol, exchange, primary_exchange, currency) "
+        "VALUES ('AAPL', 'SMART', 'NASDAQ', 'USD')"
+    )
+    db_conn.commit()  # upserted by a load IB never answered: not loaded yet
+    page = client.get("/").text
+    assert "<p class='late' id='no-symbols'>No symbols loaded yet:" in page
+    assert client.get("/api/freshness").json()["symbols_loaded"] is False
+
+
+def test_once_ib_resolved_a_symbol_the_overview_has_no_such_notice(week, client):
+    assert "id='no-symbols'" not in client.get("/").text
+    assert client.get("/api/freshness").json()["symbols_loaded"] is True
+
+
 def test_symbol_page_charts_its_bars_and_lists_its_attempts(week, client):
     page = client.get("/symbols/msft", params={"from": "2025-01-01", "to": "2025-01-31"})
     assert page.status_code == 200
