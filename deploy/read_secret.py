@@ -4,14 +4,14 @@
     python read_secret.py FILE TEMPLATE     TEMPLATE with {secret} replaced by the URL-encoded text
 
 Airflow uses a ``_CMD`` command's output as it is, so nothing is printed after the value. The secret
-itself never reaches a command line. See docs/production.md#secrets.
+itself never reaches a command line. Run it with ``python -I -S``: it needs the standard library
+only, and every Airflow process start runs it once per setting. See docs/production.md#secrets.
 """
 
 from __future__ import annotations
 
 import sys
 import urllib.parse
-from pathlib import Path
 
 
 def secret_value(path: str, template: str | None = None) -> str:
@@ -19,7 +19,8 @@ def secret_value(path: str, template: str | None = None) -> str:
 
     :raises ValueError: the secret is empty, or the template has no ``{secret}``.
     """
-    secret = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    with open(path, encoding="utf-8") as file:
+        secret = file.read().rstrip("\r\n")
     if not secret:
         raise ValueError(f"{path} is empty: write the secret into it")
     if template is None:

@@ -233,7 +233,8 @@ def _interpolated(value: str, secrets_dir: Path) -> str:
     """Return ``value`` as compose hands it over (defaults, ``$$``), run on ``secrets_dir`` and this repo."""
     value = re.sub(r"\$\{[A-Z_][A-Z0-9_]*:-([^}]*)\}", r"\1", value).replace("$$", "$")
     value = value.replace("/run/secrets/", f"{secrets_dir}/")
-    return value.replace("python /opt/ibkr-market-data/read_secret.py", f"{sys.executable} {READ_SECRET}")
+    value = value.replace("/opt/ibkr-market-data/read_secret.py", str(READ_SECRET))
+    return value.replace("python -I -S ", f"{sys.executable} -I -S ")
 
 
 READ_SECRET = ROOT / "deploy" / "read_secret.py"
