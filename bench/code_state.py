@@ -70,12 +70,14 @@ def stale_reasons(measured: Mapping[str, Any] | None, current: Mapping[str, Any]
     A section with no recorded trees (measured before they were recorded) is stale.
     """
     if not measured or "trees" not in measured:
-        return ["measured before the code it measures was recorded"]
+        return ["the code it measured was not recorded (measured before bench/code_state.py)"]
     reasons = [
-        f"{path} changed" for path, tree in current["trees"].items() if measured["trees"].get(path) != tree
+        f"{path} changed since it was measured"
+        for path, tree in current["trees"].items()
+        if measured["trees"].get(path) != tree
     ]
     if measured.get("uncommitted_digest") != current.get("uncommitted_digest"):
-        reasons.append("uncommitted changes differ")
+        reasons.append("uncommitted changes differ from those it measured")
     return reasons
 
 

@@ -39,7 +39,7 @@ def test_a_committed_product_change_makes_the_section_stale(repo):
     measured = snapshot(PATHS, repo)
     (repo / "product" / "grouping.py").write_text("GROUPS = 34\n")
     git(repo, "commit", "-qam", "product")
-    assert stale_reasons(measured, snapshot(PATHS, repo)) == ["product changed"]
+    assert stale_reasons(measured, snapshot(PATHS, repo)) == ["product changed since it was measured"]
 
 
 def test_uncommitted_product_edits_are_recorded_and_compared(repo):
@@ -48,10 +48,12 @@ def test_uncommitted_product_edits_are_recorded_and_compared(repo):
     edited = snapshot(PATHS, repo)
     assert edited["uncommitted"] == ["product/grouping.py"]
     assert "uncommitted changes to product/grouping.py" in describe(edited)
-    assert stale_reasons(clean, edited) == ["uncommitted changes differ"]
+    assert stale_reasons(clean, edited) == ["uncommitted changes differ from those it measured"]
     assert stale_reasons(edited, snapshot(PATHS, repo)) == [], "the same edits: still fresh"
     (repo / "product" / "new.py").write_text("x = 1\n")
-    assert stale_reasons(edited, snapshot(PATHS, repo)) == ["uncommitted changes differ"], "a new file"
+    assert stale_reasons(edited, snapshot(PATHS, repo)) == [
+        "uncommitted changes differ from those it measured"
+    ], "a new file"
 
 
 def test_a_section_measured_before_trees_were_recorded_is_stale(repo):
