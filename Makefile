@@ -53,8 +53,8 @@ export: install  ## stored bars as Parquet, changed files only: make export FROM
 sim: install  ## the TWS simulator on 127.0.0.1:$${IBKR_SIM_PORT:-4002}
 	$(PY) -m tws_simulator --universe $(wildcard include/ibkr_market_data/universe/*.csv)
 
-bench: install  ## benchmarks; figures go to bench/results.md [ONLY=sim,reads,...]
-	$(PY) -m bench.run $(if $(ONLY),--only "$(ONLY)")
+bench: install  ## benchmarks; figures go to bench/results.md [ONLY=sim,reads,...] [ESTIMATE=1] [REPEATS=3] [DAILY_SYMBOLS=n] [SCALE_SIZES=320,1000]
+	$(PY) -m bench.run $(if $(ONLY),--only "$(ONLY)") $(if $(ESTIMATE),--estimate) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(DAILY_SYMBOLS),--daily-symbols $(DAILY_SYMBOLS)) $(if $(SCALE_SIZES),--scale-sizes $(SCALE_SIZES))
 
 faults: install  ## the fault campaign against real daily runs; results go to campaign/results.md [ONLY=name,...] [EXECUTOR=celery] [SYMBOLS=24]
 	$(PY) -m campaign.run $(if $(ONLY),--only "$(ONLY)") $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(SYMBOLS),--symbols $(SYMBOLS))

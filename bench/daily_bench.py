@@ -130,10 +130,12 @@ def restored_environment(*names: str) -> Iterator[None]:
 
 
 @contextmanager
-def _market_db() -> Iterator[str]:
-    url = local_postgres.create_database(local_postgres.server_url(), prefix="ibkr_market_data_test_bench")
+def _metadata_database() -> Iterator[str]:
+    """Yield an empty database for Airflow's metadata; dropped on the way out."""
+    url = local_postgres.create_database(
+        local_postgres.server_url(), prefix="ibkr_market_data_test_bench_meta"
+    )
     try:
-        schema.upgrade(url)
         yield url
     finally:
         local_postgres.drop_database(url)
@@ -163,20 +165,6 @@ def _load_universe(market_db: str, ibkr_uri: str) -> dict[str, Any]:
         "unresolved": sorted(report.unresolved),
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-def planned_symbols(market_db: str, day: dt.date) -> int:
-    """Count the targets the daily DAG's plan task will make for ``day`` (nothing stored yet)."""
-    from ibkr_market_data import repository
-    from ibkr_market_data.daily_plan import StoredState, lookback_start, plan_daily
-    from ibkr_market_data.settings import DAILY_LOOKBACK_SESSIONS
-
-    with psycopg.connect(market_db) as conn:
-        symbols = repository.select_symbols(conn, exchanges=list(DAILY_EXCHANGES))
-        ids = [row.id for row in symbols]
-        since = lookback_start(day, DAILY_LOOKBACK_SESSIONS)
-        stored = StoredState(bars=repository.existing_bar_dates(conn, ids, "1day", since, day))
-    return len(plan_daily(day, symbols, stored, dt.datetime.now(dt.UTC), DAILY_LOOKBACK_SESSIONS).targets)
 
 
 def _dags_folder(workdir: Path) -> Path:
@@ -309,12 +297,98 @@ def daily_checks(market_db: str, simulator: Any, day: dt.date, run_id: str, requ
 
 # -- the section --------------------------------------------------------------------------------
 
+#: The daily DAG's conf per workload: the shipped default (daily bars for every symbol, intraday bars
+#: for priority 1, as configured) and daily bars only.
+WORKLOADS: dict[str, dict[str, Any]] = {"default": {}, "daily_only": {"timeframe": "1day"}}
+#: Task instances of the trivial DAG beside its mapped ones (make_items, done).
+TRIVIAL_UNMAPPED = 2
+#: The goal: a daily run costs at most this many times Airflow's floor for as many task instances.
+TARGET_RATIO = 1.3
 
-def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> dict[str, Any]:
-    """Start everything, measure ``repeats`` pairs of runs, tear everything down; the figures."""
+
+def trivial_items(daily_task_instances: int) -> int:
+    """Return the trivial DAG's ``n`` that makes as many task instances as the daily run had."""
+    return max(0, daily_task_instances - TRIVIAL_UNMAPPED)
+
+
+def requests_by_bar_size(simulator: Any, since: int) -> dict[str, int]:
+    """Return the historical requests the simulator received after the first ``since``, per bar size."""
+    counts: dict[str, int] = {}
+    for record in simulator.request_log.historical()[since:]:
+        counts[record.bar_size] = counts.get(record.bar_size, 0) + 1
+    return counts
+
+
+def measure_pair(
+    stack: AirflowStack,
+    monitor: TreeMonitor,
+    market_db: str,
+    template_db: str,
+    simulator: Any,
+    day: dt.date,
+    workload: str,
+) -> dict[str, Any]:
+    """Measure one daily run on a fresh database, verify it, then the trivial floor at as many instances."""
+    from bench import fresh_db, verify
+
+    fresh_db.recreate(market_db, template_db)
+    bars_before = fresh_db.bar_count(market_db)
+    requests_before = len(simulator.request_log.historical())
+    started = dt.datetime.now(dt.UTC)
+    conf = {"date": day.isoformat(), **WORKLOADS[workload]}
+    daily = measure_run(stack, monitor, DAILY_DAG_ID, conf, "collect")
+    daily["checks"] = daily_checks(market_db, simulator, day, daily["run_id"], requests_before)
+    daily["requests_by_bar_size"] = requests_by_bar_size(simulator, requests_before)
+    verification = verify.verify_run(market_db, simulator, DAILY_DAG_ID, daily["run_id"], started)
+    daily["verification"] = verification.to_dict()
+    daily["bars_before"] = bars_before
+    log.info("%s run verified: %s", workload, daily["verification"])
+    trivial = measure_run(
+        stack, monitor, TRIVIAL_DAG_ID, {"n": trivial_items(daily["task_instances"])}, "work"
+    )
+    return {
+        "workload": workload,
+        "date": day.isoformat(),
+        "daily": daily,
+        "trivial": trivial,
+        "verified": verification.ok and bars_before == 0 and daily["state"] == "success",
+        "same_task_instances": daily["task_instances"] == trivial["task_instances"],
+        **ratios(daily, trivial),
+    }
+
+
+def ratios(daily: dict[str, Any], trivial: dict[str, Any]) -> dict[str, float | None]:
+    """Return the daily run against the floor: wall per task instance and CPU per task instance."""
+    daily_tis, trivial_tis = daily["task_instances"] or 1, trivial["task_instances"] or 1
+    per_instance = (
+        (daily["wall_s"] / daily_tis) / (trivial["wall_s"] / trivial_tis) if trivial["wall_s"] else None
+    )
+    cpu = (daily["cpu_s"] / daily_tis) / (trivial["cpu_s"] / trivial_tis) if trivial["cpu_s"] else None
+    return {
+        "wall_s_per_instance": round(daily["wall_s"] / daily_tis, 3),
+        "trivial_wall_s_per_instance": round(trivial["wall_s"] / trivial_tis, 3),
+        "ratio_per_instance": round(per_instance, 3) if per_instance is not None else None,
+        "cpu_ratio_per_instance": round(cpu, 3) if cpu is not None else None,
+    }
+
+
+def run(
+    repeats: int = 3,
+    latency_ms: int = LATENCY_MS,
+    keep: bool = False,
+    symbols: int | None = None,
+    workloads: tuple[str, ...] = tuple(WORKLOADS),
+) -> dict[str, Any]:
+    """Start everything, measure ``repeats`` pairs per workload, each on a fresh database; the figures.
+
+    :param symbols: make only the first this many symbols (by priority) active; all when None.
+    """
+    from bench import fresh_db
+    from bench.scale_bench import activate_first
+
     slots = pool_slots()
     latency_s = latency_ms / 1000
-    dates = trading_dates(repeats)
+    (day,) = trading_dates(1)
     workdir = Path(tempfile.mkdtemp(prefix="ibkr-market-data-bench-"))
     results: dict[str, Any] = {
         "settings": {
@@ -322,25 +396,31 @@ def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> d
             "pool_slots": slots,
             "parallelism": slots,
             "repeats": repeats,
-            "dates": [day.isoformat() for day in dates],
-            "executor": "LocalExecutor (airflow standalone, SQLite metadata)",
+            "date": day.isoformat(),
+            "workloads": {name: WORKLOADS[name] for name in workloads},
+            "fresh_database_per_repeat": True,
+            "executor": "LocalExecutor (airflow standalone, metadata on PostgreSQL)",
         },
         "runs": [],
     }
     with ExitStack() as cleanup:
         cleanup.enter_context(restored_environment("AIRFLOW_CONN_IBKR_DEFAULT"))
+        # SQLite metadata locked up the scheduler on a loaded machine ("database is locked").
+        metadata_db = cleanup.enter_context(_metadata_database())
         # This process imports Airflow (the IBKR hook) to load the universe: keep it out of ~/airflow.
         os.environ.setdefault("AIRFLOW_HOME", str(workdir / "client-home"))
         if keep:
             log.info("Keeping %s (Airflow home and logs)", workdir)
         else:
             cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        market_db = cleanup.enter_context(_market_db())
+        template_db = cleanup.enter_context(fresh_db.template())
         simulator = cleanup.enter_context(_simulator())
         ibkr_uri = (
             f"ibkr://{simulator.host}:{simulator.port}?client_id=1&client_id_range=32&request_timeout=20"
         )
-        results["universe"] = _load_universe(market_db, ibkr_uri)
+        results["universe"] = _load_universe(template_db, ibkr_uri)
+        results["settings"]["active_symbols"] = activate_first(template_db, symbols or 10**9)
+        market_db = cleanup.enter_context(fresh_db.measured(template_db))
         simulator.faults.set(None, latency_ms=latency_ms)
 
         stack = AirflowStack(
@@ -353,6 +433,7 @@ def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> d
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
                 "AIRFLOW__CORE__PARALLELISM": str(slots),
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": schema.sqlalchemy_url(metadata_db),
             },
         )
         started = time.perf_counter()
@@ -369,22 +450,13 @@ def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> d
         time.sleep(IDLE_SECONDS)
         results["idle_cpu_s_per_s"] = round((monitor.cpu_now() - idle_before) / IDLE_SECONDS, 3)
 
-        for repeat, day in enumerate(dates):
-            symbols = planned_symbols(market_db, day)
-            order = ("trivial", "daily") if repeat % 2 == 0 else ("daily", "trivial")
-            pair: dict[str, Any] = {"date": day.isoformat(), "planned_symbols": symbols, "order": list(order)}
-            for kind in order:
-                if kind == "trivial":
-                    pair["trivial"] = measure_run(stack, monitor, TRIVIAL_DAG_ID, {"n": symbols}, "work")
-                else:
-                    requests_before = len(simulator.request_log.historical())
-                    daily = measure_run(stack, monitor, DAILY_DAG_ID, {"date": day.isoformat()}, "collect")
-                    daily["checks"] = daily_checks(
-                        market_db, simulator, day, daily["run_id"], requests_before
-                    )
-                    pair["daily"] = daily
-            pair["ratio_daily_to_trivial"] = round(pair["daily"]["wall_s"] / pair["trivial"]["wall_s"], 2)
-            results["runs"].append(pair)
+        for repeat in range(repeats):
+            # Alternate the workloads' order, so a drift of the machine falls on both alike.
+            order = workloads if repeat % 2 == 0 else tuple(reversed(workloads))
+            for workload in order:
+                pair = measure_pair(stack, monitor, market_db, template_db, simulator, day, workload)
+                pair["repeat"] = repeat + 1
+                results["runs"].append(pair)
         results["logs"] = str(workdir / "home" / "logs") if keep else None
 
     results["summary"] = summarize(results, latency_s, slots)
@@ -393,62 +465,34 @@ def run(repeats: int = 1, latency_ms: int = LATENCY_MS, keep: bool = False) -> d
 
 
 def summarize(results: dict[str, Any], latency_s: float, slots: int) -> dict[str, Any]:
-    """Medians over the repeats, and the bounds for the same number of symbols."""
-    runs = results["runs"]
-    symbols = int(statistics.median(pair["planned_symbols"] for pair in runs))
+    """Per workload: medians with min–max of the figures, and the verdict on the per-instance ratio."""
+    from bench.figures import spread, verdict
+    from ibkr_market_data.grouping import in_flight_per_connection
 
-    def median_of(kind: str, key: str) -> float | None:
-        values = [pair[kind][key] for pair in runs if pair[kind].get(key) is not None]
-        return _median(values)
-
-    trivial_wall = median_of("trivial", "wall_s")
-    summary: dict[str, Any] = {
-        "symbols": symbols,
-        "ratio_daily_to_trivial": _median([pair["ratio_daily_to_trivial"] for pair in runs]),
-    }
-    for kind in ("trivial", "daily"):
-        summary[kind] = {
-            key: median_of(kind, key)
-            for key in (
-                "wall_s",
-                "airflow_queued_to_end_s",
-                "cpu_s",
-                "cpu_s_per_task",
-                "peak_rss_mib",
-                "peak_pss_mib",
-                "mapped_duration_median_s",
-                "mapped_queue_wait_median_s",
-                "mapped_tasks_per_s",
-                "other_processes_cpu_share",
-            )
-        }
-    for kind in ("trivial", "daily"):
-        components = sorted({name for pair in runs for name in pair[kind]["cpu_s_by_component"]})
-        summary[kind]["cpu_s_by_component"] = {
-            name: _median([pair[kind]["cpu_s_by_component"].get(name, 0.0) for pair in runs])
-            for name in components
-        }
-    summary["ib_bound_s"] = round(ib_bound_seconds(symbols, slots, latency_s), 1)
-    summary["ib_bound_formula"] = f"ceil({symbols} / {slots}) x {latency_s:g} s"
-    summary["original_s"] = round(original_schedule_seconds(symbols, latency_s), 1)
-    summary["original_formula"] = (
-        f"ceil({symbols} / {ORIGINAL_BATCH_SIZE}) x {ORIGINAL_BATCH_PAUSE_SECONDS} s"
-        f" + {symbols} x ({ORIGINAL_REQUEST_DELAY_SECONDS} s + {latency_s:g} s)"
-    )
-    summary["target_ratio"] = 1.3
-    summary["meets_target"] = (
-        summary["ratio_daily_to_trivial"] is not None and summary["ratio_daily_to_trivial"] <= 1.3
-    )
-    summary["all_collected"] = all(
-        pair["daily"]["state"] == "success"
-        and pair["daily"]["checks"]["market_data_rows"] == pair["planned_symbols"]
-        and pair["daily"]["checks"]["simulator_violations"] == 0
-        for pair in runs
-    )
-    if trivial_wall:
-        summary["ratios_vs_trivial"] = {
-            "daily": round(summary["daily"]["wall_s"] / trivial_wall, 2),
-            "ib_bound": round(summary["ib_bound_s"] / trivial_wall, 3),
-            "original": round(summary["original_s"] / trivial_wall, 1),
+    in_flight = min(48, slots * in_flight_per_connection(slots))
+    summary: dict[str, Any] = {"target_ratio": TARGET_RATIO}
+    for workload in dict.fromkeys(pair["workload"] for pair in results["runs"]):
+        pairs = [pair for pair in results["runs"] if pair["workload"] == workload]
+        verified = [pair["verified"] and pair["same_task_instances"] for pair in pairs]
+        statuses = pairs[0]["daily"]["checks"]["collection_log_statuses"]
+        symbols = results["settings"].get("active_symbols")
+        requests = spread([pair["daily"]["checks"]["ib_historical_requests"] for pair in pairs], 0)
+        summary[workload] = {
+            "verdict": verdict([pair["ratio_per_instance"] for pair in pairs], TARGET_RATIO, verified),
+            "cpu_ratio_per_instance": spread([pair["cpu_ratio_per_instance"] for pair in pairs]),
+            "daily_wall_s": spread([pair["daily"]["wall_s"] for pair in pairs], 1),
+            "trivial_wall_s": spread([pair["trivial"]["wall_s"] for pair in pairs], 1),
+            "task_instances": spread([pair["daily"]["task_instances"] for pair in pairs], 0),
+            "wall_s_per_instance": spread([pair["wall_s_per_instance"] for pair in pairs], 3),
+            "trivial_wall_s_per_instance": spread([pair["trivial_wall_s_per_instance"] for pair in pairs], 3),
+            "wall_s_per_symbol": spread(
+                [pair["daily"]["wall_s"] / symbols for pair in pairs] if symbols else [], 3
+            ),
+            "ib_requests": requests,
+            "requests_by_bar_size": pairs[0]["daily"]["requests_by_bar_size"],
+            "collection_log_statuses": statuses,
+            "planned_bars": spread([pair["daily"]["verification"]["planned_bars"] for pair in pairs], 0),
+            "verified_repeats": sum(verified),
+            "ib_bound_s": round(ib_bound_seconds(int(requests["median"] or 0), in_flight, latency_s), 1),
         }
     return summary

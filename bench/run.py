@@ -71,23 +71,18 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def code_state() -> str:
-    """Return the commit measured and the files that differ from it outside bench/ (what was measured)."""
-    import subprocess
+def code_state(section: str = "daily") -> str:
+    """Return the commit measured and the uncommitted changes to the product code ``section`` measures."""
+    from bench.code_state import describe, paths_of, snapshot
 
-    def git(*args: str) -> str:
-        result = subprocess.run(
-            ["git", *args], cwd=BENCH_DIR.parent, capture_output=True, text=True, check=False
-        )
-        return result.stdout.rstrip("\n")
+    return describe(snapshot(paths_of(section)))
 
-    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    changed = [
-        line[3:]
-        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-        if not line[3:].startswith("bench/")
-    ]
-    return f"{commit} + uncommitted changes to {', '.join(changed)}" if changed else commit
+
+def code_now(sections: list[str] | tuple[str, ...] = SECTIONS) -> dict[str, Any]:
+    """Return the product code each section measures, as it is now: what ``render`` marks stale against."""
+    from bench.code_state import paths_of, snapshot
+
+    return {name: snapshot(paths_of(name)) for name in sections}
 
 
 # -- sections -----------------------------------------------------------------------------------
@@ -113,11 +108,11 @@ def run_sim(repeats: int) -> dict[str, Any]:
     }
 
 
-def run_daily(repeats: int, latency_ms: int, keep: bool) -> dict[str, Any]:
+def run_daily(repeats: int, latency_ms: int, keep: bool, symbols: int | None) -> dict[str, Any]:
     """Run the daily section: the daily DAG beside Airflow's floor under a real scheduler."""
     from bench import daily_bench
 
-    return daily_bench.run(repeats=repeats, latency_ms=latency_ms, keep=keep)
+    return daily_bench.run(repeats=repeats, latency_ms=latency_ms, keep=keep, symbols=symbols)
 
 
 def run_backfill(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -140,7 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sections asked for, writing the results after each; return 1 if any section failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
-    parser.add_argument("--repeats", type=int, default=1, help="daily section repeats (each ~3 min)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats of the daily and scale sections (a verdict needs 3)"
+    )
+    parser.add_argument(
+        "--daily-symbols", type=int, default=None, help="the daily section's active symbols (default: all)"
+    )
+    parser.add_argument(
+        "--scale-sizes", default=None, help="the scale section's sizes, comma-separated (default 320..10,000)"
+    )
+    parser.add_argument("--estimate", action="store_true", help="print how long each section takes; run none")
     parser.add_argument("--sim-repeats", type=int, default=3)
     parser.add_argument("--latency-ms", type=int, default=200, help="simulator latency on every request")
     parser.add_argument("--keep", action="store_true", help="keep the daily section's Airflow home and logs")
@@ -158,10 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    if options.repeats < 1:
+        parser.error(f"argument --repeats: {options.repeats} is not a number of repeats (1 or more)")
+    scale_sizes = _sizes(parser, options.scale_sizes)
+    if options.estimate:
+        from bench.estimate import estimate_text
+
+        previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+        print(estimate_text(only, options.repeats, scale_sizes, options.daily_symbols, previous))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # The daily and scale sections measure the daily run of daily bars, as their earlier figures
-    # did; intraday bars have their own section (storage). Set it to measure both.
-    os.environ.setdefault("IBKR_INTRADAY_MAX_PRIORITY", "0")
+    # The daily and scale sections measure the shipped default workload (daily bars for every
+    # symbol, intraday bars for priority 1): IBKR_INTRADAY_MAX_PRIORITY is left as the user has it.
     # A TERM (CI cancelling the job) unwinds like Ctrl-C, so every section cleans up after itself.
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -179,15 +191,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log.info("Section %s", name)
         started = time.perf_counter()
+        from bench.code_state import describe, paths_of, snapshot
+
+        measured_code = snapshot(paths_of(name))
         entry: dict[str, Any] = {
             "measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "code": code_state(),
+            "code": describe(measured_code),
+            "code_state": measured_code,
         }
         try:
             if name == "sim":
                 figures = run_sim(options.sim_repeats)
             elif name == "daily":
-                figures = run_daily(options.repeats, options.latency_ms, options.keep)
+                figures = run_daily(options.repeats, options.latency_ms, options.keep, options.daily_symbols)
             elif name == "dashboard":
                 from bench import dashboard_bench
 
@@ -195,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "scale":
                 from bench import scale_bench
 
-                figures = scale_bench.run()
+                figures = scale_bench.run(sizes=scale_sizes or scale_bench.SIZES, repeats=options.repeats)
             elif name == "storage":
                 from bench import storage_bench
 
@@ -208,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import charts_bench
 
                 figures = charts_bench.run(options.charts_symbols)
+            elif name == "first_run":
+                from bench import first_run_bench
+
+                figures = first_run_bench.run()
             else:
                 figures = run_backfill(results)
                 if figures is None:
@@ -225,7 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _sizes(parser: argparse.ArgumentParser, text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        parser.error(f"argument --scale-sizes: {text!r} is not a comma-separated list of symbol counts")
+    return sizes
+
+
 def _write(results: dict[str, Any]) -> None:
+    results["code_now"] = code_now()
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     RESULTS_MD.write_text(markdown(results))
 

@@ -29,7 +29,12 @@ from ibkr_market_data_dev.local_env import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-SIZES = (320, 1_000, 2_000, 5_000)
+SIZES = (320, 1_000, 2_000, 5_000, 10_000)
+#: Extra rows beyond the daily runs of SIZES: (symbols, the daily DAG's timeframe param).
+EXTRA_ROWS: tuple[tuple[int, str], ...] = ((1_000, "1min"),)
+#: The goal: 10,000 symbols a day in two minutes, median of three, at the shipped defaults.
+GOAL_SYMBOLS = 10_000
+GOAL_SECONDS = 120.0
 LATENCY_MS = 200
 CELERY_WORKERS = 2
 #: The local Redis, a database of its own so a test suite's broker (database 0) never meets it.
@@ -57,14 +62,13 @@ def in_flight_total(slots: int) -> int:
 
 
 @contextmanager
-def _databases(count: int) -> Iterator[list[str]]:
-    """Yield the market-data database, migrated, then ``count - 1`` empty ones for Airflow's metadata."""
+def _metadata_databases(count: int) -> Iterator[list[str]]:
+    """Yield ``count`` empty databases for Airflow's metadata."""
     server = local_postgres.server_url()
     urls = [
         local_postgres.create_database(server, prefix="ibkr_market_data_test_scale") for _ in range(count)
     ]
     try:
-        schema.upgrade(urls[0])
         yield urls
     finally:
         for url in urls:
@@ -145,15 +149,20 @@ def _dags_folder(workdir: Path) -> Path:
     return dags
 
 
-def _measure_sizes(
+def _measure_rows(
     stack: AirflowStack,
     market_db: str,
+    template_db: str,
     simulator: Any,
-    sizes: Sequence[int],
-    dates: Sequence[dt.date],
+    rows: Sequence[tuple[int, str]],
+    day: dt.date,
+    repeats: int,
     latency_s: float,
     executor: str,
 ) -> list[dict[str, Any]]:
+    """Measure each (symbols, timeframe) row ``repeats`` times, each on a fresh copy of the template."""
+    from bench import fresh_db, verify
+
     stack.start()
     try:
         stack.import_pools(daily_bench.POOLS_FILE)
@@ -161,45 +170,112 @@ def _measure_sizes(
         stack.unpause(daily_bench.DAILY_DAG_ID)
         roots = [process.pid for process in stack.processes.values()]
         monitor = TreeMonitor(roots)
-        rows = []
-        for size, day in zip(sizes, dates, strict=True):
-            active = activate_first(market_db, size)
-            requests_before = len(simulator.request_log.historical())
-            figures = daily_bench.measure_run(
-                stack, monitor, daily_bench.DAILY_DAG_ID, {"date": day.isoformat()}, "collect"
-            )
-            checks = daily_bench.daily_checks(market_db, simulator, day, figures["run_id"], requests_before)
-            slots = daily_bench.pool_slots()
-            rows.append(
-                {
-                    "executor": executor,
-                    "symbols": active,
-                    "date": day.isoformat(),
-                    "state": figures["state"],
-                    "wall_s": figures["wall_s"],
-                    "cpu_s": figures["cpu_s"],
-                    "peak_pss_mib": figures["peak_pss_mib"],
-                    "peak_rss_mib": figures["peak_rss_mib"],
-                    "task_instances": figures["task_instances"],
-                    "ib_bound_s": round(ib_bound_seconds(active, in_flight_total(slots), latency_s), 1),
-                    "checks": checks,
-                }
-            )
-            log.info("%s, %d symbols: %s in %.1f s", executor, active, figures["state"], figures["wall_s"])
+        measured = []
+        slots = daily_bench.pool_slots()
+        for size, timeframe in rows:
+            for repeat in range(repeats):
+                fresh_db.recreate(market_db, template_db)
+                active = activate_first(market_db, size)
+                bars_before = fresh_db.bar_count(market_db)
+                requests_before = len(simulator.request_log.historical())
+                started = dt.datetime.now(dt.UTC)
+                conf = {"date": day.isoformat(), **({"timeframe": timeframe} if timeframe else {})}
+                figures = daily_bench.measure_run(stack, monitor, daily_bench.DAILY_DAG_ID, conf, "collect")
+                checks = daily_bench.daily_checks(
+                    market_db, simulator, day, figures["run_id"], requests_before
+                )
+                verification = verify.verify_run(
+                    market_db, simulator, daily_bench.DAILY_DAG_ID, figures["run_id"], started
+                )
+                requests = checks["ib_historical_requests"]
+                measured.append(
+                    {
+                        "executor": executor,
+                        "symbols": active,
+                        "timeframe": timeframe or "configured",
+                        "repeat": repeat + 1,
+                        "date": day.isoformat(),
+                        "state": figures["state"],
+                        "wall_s": figures["wall_s"],
+                        "cpu_s": figures["cpu_s"],
+                        "peak_pss_mib": figures["peak_pss_mib"],
+                        "peak_rss_mib": figures["peak_rss_mib"],
+                        "task_instances": figures["task_instances"],
+                        "ib_requests": requests,
+                        "requests_by_bar_size": daily_bench.requests_by_bar_size(simulator, requests_before),
+                        "ib_bound_s": round(ib_bound_seconds(requests, in_flight_total(slots), latency_s), 1),
+                        "checks": checks,
+                        "verification": verification.to_dict(),
+                        "verified": verification.ok and bars_before == 0 and figures["state"] == "success",
+                    }
+                )
+                log.info(
+                    "%s, %d symbols %s, repeat %d: %s in %.1f s, verified %s",
+                    executor,
+                    active,
+                    timeframe or "configured",
+                    repeat + 1,
+                    figures["state"],
+                    figures["wall_s"],
+                    measured[-1]["verified"],
+                )
     finally:
         stack.stop()
+    return measured
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per executor, size and timeframe: wall median (min–max) and its verdict on 2 min."""
+    from bench.figures import spread, verdict
+
+    rows = []
+    keys = dict.fromkeys((run["executor"], run["symbols"], run["timeframe"]) for run in runs)
+    for executor, symbols, timeframe in keys:
+        repeats = [
+            run
+            for run in runs
+            if (run["executor"], run["symbols"], run["timeframe"]) == (executor, symbols, timeframe)
+        ]
+        rows.append(
+            {
+                "executor": executor,
+                "symbols": symbols,
+                "timeframe": timeframe,
+                "wall_s": verdict(
+                    [run["wall_s"] for run in repeats], GOAL_SECONDS, [r["verified"] for r in repeats]
+                ),
+                "task_instances": spread([run["task_instances"] for run in repeats], 0),
+                "ib_requests": spread([run["ib_requests"] for run in repeats], 0),
+                "planned_bars": spread([run["verification"]["planned_bars"] for run in repeats], 0),
+                "cpu_s": spread([run["cpu_s"] for run in repeats], 1),
+                "peak_pss_mib": spread([run["peak_pss_mib"] for run in repeats], 0),
+                "ib_bound_s": repeats[0]["ib_bound_s"],
+                "verified_repeats": sum(1 for run in repeats if run["verified"]),
+                "goal_row": executor == "LocalExecutor"
+                and symbols >= GOAL_SYMBOLS
+                and timeframe == "configured",
+            }
+        )
     return rows
 
 
 def run(
     sizes: Sequence[int] = SIZES,
-    celery_sizes: Sequence[int] = (SIZES[-1],),
+    repeats: int = 3,
+    extra_rows: Sequence[tuple[int, str]] = EXTRA_ROWS,
+    celery_sizes: Sequence[int] = (),
     latency_ms: int = LATENCY_MS,
 ) -> dict[str, Any]:
-    """Measure the daily run at each size on LocalExecutor, and at ``celery_sizes`` on Celery."""
+    """Measure the daily run at each size (and the extra rows) on LocalExecutor, ``repeats`` times each.
+
+    Each repeat runs on a fresh copy of a template holding the whole universe, on one trading date.
+    """
+    from bench import fresh_db
+
     latency_s = latency_ms / 1000
+    rows = [(size, "") for size in sizes] + [row for row in extra_rows if row[0] <= max(sizes)]
     extra = max(0, max(sizes) - 320)
-    dates = daily_bench.trading_dates(len(sizes) + len(celery_sizes), FIRST_DATE)
+    (day,) = daily_bench.trading_dates(1, FIRST_DATE)
     workdir = Path(tempfile.mkdtemp(prefix="ibkr-market-data-scale-"))
     results: dict[str, Any] = {
         "settings": {
@@ -208,40 +284,53 @@ def run(
             "in_flight_total": in_flight_total(daily_bench.pool_slots()),
             "celery_workers": CELERY_WORKERS,
             "sizes": list(sizes),
+            "rows": [list(row) for row in rows],
+            "repeats": repeats,
+            "date": day.isoformat(),
+            "fresh_database_per_repeat": True,
         }
     }
     with ExitStack() as cleanup:
         cleanup.enter_context(daily_bench.restored_environment("AIRFLOW_CONN_IBKR_DEFAULT", "AIRFLOW_HOME"))
         os.environ["AIRFLOW_HOME"] = str(workdir / "client-home")
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        market_db, local_metadata, celery_metadata = cleanup.enter_context(_databases(3))
+        template_db = cleanup.enter_context(fresh_db.template(prefix="ibkr_market_data_test_bench_scale"))
+        local_metadata, celery_metadata = cleanup.enter_context(_metadata_databases(2))
         simulator = cleanup.enter_context(_simulator(extra))
         ibkr_uri = (
             f"ibkr://{simulator.host}:{simulator.port}?client_id=1&client_id_range=32&request_timeout=30"
         )
-        results["universe"] = _load_universe(market_db, ibkr_uri, extra)
+        results["universe"] = _load_universe(template_db, ibkr_uri, extra)
+        market_db = cleanup.enter_context(
+            fresh_db.measured(template_db, prefix="ibkr_market_data_test_bench_scale")
+        )
         simulator.faults.set(None, latency_ms=latency_ms)
-        rows = _measure_sizes(
+        runs = _measure_rows(
             _stack(workdir, market_db, local_metadata, ibkr_uri, "local"),
             market_db,
+            template_db,
             simulator,
-            sizes,
-            dates[: len(sizes)],
+            rows,
+            day,
+            repeats,
             latency_s,
             "LocalExecutor",
         )
         if celery_sizes:
-            rows += _measure_sizes(
+            runs += _measure_rows(
                 _stack(workdir, market_db, celery_metadata, ibkr_uri, "celery"),
                 market_db,
+                template_db,
                 simulator,
-                celery_sizes,
-                dates[len(sizes) :],
+                [(size, "") for size in celery_sizes],
+                day,
+                repeats,
                 latency_s,
                 f"CeleryExecutor, {CELERY_WORKERS} workers",
             )
-    results["runs"] = rows
-    results["plot"] = plot(rows, PLOT_FILE)
+    results["runs"] = runs
+    results["summary"] = summarize(runs)
+    results["plot"] = plot(results["summary"], PLOT_FILE)
     return results
 
 
@@ -253,15 +342,21 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> str:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
-    for executor in dict.fromkeys(row["executor"] for row in rows):
-        points = sorted((row["symbols"], row["wall_s"]) for row in rows if row["executor"] == executor)
-        axes.plot(*zip(*points, strict=True), marker="o", label=f"daily run, {executor}")
-    bound = sorted({(row["symbols"], row["ib_bound_s"]) for row in rows})
-    axes.plot(*zip(*bound, strict=True), linestyle="--", color="grey", label="IB's bound")
+    daily = [row for row in rows if row["timeframe"] == "configured" and row["wall_s"]["median"] is not None]
+    for executor in dict.fromkeys(row["executor"] for row in daily):
+        mine = sorted((row for row in daily if row["executor"] == executor), key=lambda row: row["symbols"])
+        x = [row["symbols"] for row in mine]
+        median = [row["wall_s"]["median"] for row in mine]
+        low = [row["wall_s"]["median"] - row["wall_s"]["min"] for row in mine]
+        high = [row["wall_s"]["max"] - row["wall_s"]["median"] for row in mine]
+        axes.errorbar(x, median, yerr=[low, high], marker="o", capsize=3, label=f"daily run, {executor}")
+    bound = sorted({(row["symbols"], row["ib_bound_s"]) for row in daily})
+    if bound:
+        axes.plot(*zip(*bound, strict=True), linestyle="--", color="grey", label="IB's bound")
     axes.axhline(120, color="red", linewidth=0.8, linestyle=":", label="goal: 2 minutes")
     axes.set_xlabel("active symbols")
     axes.set_ylabel("trigger to success, s")
-    axes.set_title("Daily run wall time by universe size (2 CPUs)")
+    axes.set_title("Daily run by universe size, median and min-max (2 CPUs)")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

@@ -93,6 +93,13 @@ class CollectionTarget:
         return by_bar_size(self.bar_size)
 
     @property
+    def planned_bars(self) -> int:
+        """The bars the request should return: its sessions' scheduled bars, or one a daily session."""
+        if self.expected_bars:
+            return sum(self.expected_bars)
+        return max(1, len(self.sessions))
+
+    @property
     def label(self) -> str:
         """How logs and map indexes name it: the symbol, and its timeframe when intraday (``AAPL 5min``)."""
         if not self.timeframe.intraday:

@@ -30,7 +30,7 @@ from ibkr_market_data.bars import Bar
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.daily_plan import session_timestamp
 from ibkr_market_data.errors import IbkrError, IbkrNoDataError, InvalidRunParamError, UnknownTimeframeError
-from ibkr_market_data.grouping import group_items, max_mapped_tasks
+from ibkr_market_data.grouping import BAR_SECONDS, REQUEST_SECONDS, group_count, group_items
 from ibkr_market_data.payloads import (
     BackfillRequestPayload,
     GapOutcomePayload,
@@ -40,6 +40,7 @@ from ibkr_market_data.payloads import (
 )
 from ibkr_market_data.repository import AttemptStatus, RunContext, SymbolRow
 from ibkr_market_data.run_dates import parse_date_param
+from ibkr_market_data.settings import IBKR_POOL_SLOTS
 from ibkr_market_data.tasks.database import market_connection, sessions_with_bars, stored_sessions
 from ibkr_market_data.tasks.ib_session import ib_session
 from ibkr_market_data.tasks.params import (
@@ -171,10 +172,21 @@ def _gaps(
     )
 
 
+#: Seconds of a regular US session, to estimate the intraday bars a gap's sessions hold.
+REGULAR_SESSION_SECONDS = 23_400
+
+
+def gap_seconds(gap: GapPayload) -> float:
+    """Return the expected seconds of filling ``gap``: its requests' latency and its bars' writes."""
+    bar_seconds = TIMEFRAMES[gap["timeframe"]].bar_seconds
+    bars_per_session = REGULAR_SESSION_SECONDS // bar_seconds if bar_seconds else 1
+    return gap["requests"] * REQUEST_SECONDS + gap["missing"] * bars_per_session * BAR_SECONDS
+
+
 def find_gaps(
     request_data: BackfillRequestPayload, run: RunContext, now: dt.datetime | None = None
 ) -> list[PlannedGroupPayload]:
-    """Log the gap report; plan the symbols with gaps in at most ``IBKR_MAX_MAPPED_TASKS`` groups.
+    """Log the gap report; plan the symbols with gaps in as many groups as their gaps' work pays for.
 
     Symbols without gaps, and those no gap can be found for (an exchange without a calendar), get
     their ``skipped`` row in ``collection_logs`` here.
@@ -219,7 +231,10 @@ def find_gaps(
             }
             for gaps in report.with_gaps
         ]
-        groups = group_items(items, max_mapped_tasks(), lambda gap: gap["symbol"])
+        # A backfill group fills its gaps one after another: one request in flight.
+        work = sum(gap_seconds(gap) for gap in items)
+        count = group_count(len(items), work, IBKR_POOL_SLOTS, in_flight=1)
+        groups = group_items(items, count, lambda gap: gap["symbol"], gap_seconds)
         if len(groups) < len(items):
             log.info("Grouped %d symbols with gaps into %d task instances", len(items), len(groups))
         planned = repository.save_plan(conn, run, groups)

@@ -20,7 +20,13 @@ from ibkr_market_data.daily_plan import (
     session_timestamp,
 )
 from ibkr_market_data.errors import InvalidRunParamError
-from ibkr_market_data.grouping import group_items, in_flight_per_connection, max_mapped_tasks
+from ibkr_market_data.grouping import (
+    group_count,
+    group_items,
+    in_flight_per_connection,
+    max_mapped_tasks,
+    request_seconds,
+)
 from ibkr_market_data.payloads import GroupOutcomePayload, PlannedGroupPayload, TargetPayload
 from ibkr_market_data.repository import AttemptStatus, RunContext
 from ibkr_market_data.run_dates import check_trading_date, resolve_trading_date
@@ -235,19 +241,28 @@ def stored_state(
     )
 
 
+def target_seconds(target: CollectionTarget) -> float:
+    """Return the expected seconds of ``target``'s request: its latency and its bars' writes."""
+    return request_seconds(target.planned_bars)
+
+
 def group_targets(targets: Sequence[CollectionTarget]) -> list[tuple[str, list[TargetPayload]]]:
-    """Return the targets in at most ``IBKR_MAX_MAPPED_TASKS`` groups, logging how they were grouped."""
-    groups = group_items(targets, max_mapped_tasks(), lambda target: target.label)
+    """Return the targets in as many groups as their expected work pays for, logging how."""
+    in_flight = in_flight_per_connection(IBKR_POOL_SLOTS)
+    work = sum(target_seconds(target) for target in targets)
+    count = group_count(len(targets), work, IBKR_POOL_SLOTS, in_flight)
+    groups = group_items(targets, count, lambda target: target.label, target_seconds)
     if len(groups) < len(targets):
         log.info(
-            "Grouped %d symbols into %d task instances of %d-%d symbols (IBKR_MAX_MAPPED_TASKS=%d), "
-            "each with up to %d requests in flight on its connection",
+            "Grouped %d targets (%.0f s of expected IB work) into %d task instances of %d-%d targets "
+            "(%s), each with up to %d requests in flight on its connection",
             len(targets),
+            work,
             len(groups),
             min(len(chunk) for _, chunk in groups),
             max(len(chunk) for _, chunk in groups),
-            max_mapped_tasks(),
-            in_flight_per_connection(IBKR_POOL_SLOTS),
+            "IBKR_MAX_MAPPED_TASKS" if max_mapped_tasks() is not None else "sized by the work",
+            in_flight,
         )
     return [(label, [target.to_dict() for target in chunk]) for label, chunk in groups]
 
