@@ -33,7 +33,8 @@ TIMEOUT_SECONDS = 900
 MILESTONES = {
     "Airflow: starting": "airflow_starting_s",
     "Airflow up at": "airflow_up_s",
-    "run triggered": "triggered_s",
+    "run triggered": "run_followed_s",
+    "run started by the scheduler": "run_followed_s",
 }
 SUMMARY_LINE = "state: "
 
@@ -68,6 +69,31 @@ def stored_bars() -> int | None:
     return int(row[0]) if row else 0
 
 
+def _databases() -> set[str]:
+    with psycopg.connect(local_postgres.server_url(), autocommit=True) as conn:
+        return {name for (name,) in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def drop_created(before: set[str], home: Path) -> list[str]:
+    """Drop what this repeat's ``make run`` created: ``market_data`` if new, and its home's metadata database.
+
+    Only those two names: other databases appearing meanwhile belong to someone else on this machine.
+    """
+    from psycopg import sql
+
+    from ibkr_market_data_dev.local_env import airflow_metadata_database
+
+    ours = {MARKET_DATA_DATABASE}
+    key_file = home / "fernet.key"
+    if key_file.exists():
+        ours.add(airflow_metadata_database(key_file.read_text().strip()))
+    created = sorted((_databases() - before) & ours)
+    with psycopg.connect(local_postgres.server_url(), autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return created
+
+
 def measure_once(workdir: Path) -> dict[str, Any]:
     """Run ``make run ARGS=--exit-after-run`` in a fresh export; the seconds to each milestone."""
     clone = workdir / "clone"
@@ -75,6 +101,7 @@ def measure_once(workdir: Path) -> dict[str, Any]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "IBKR_SIM"))}
     env |= {"AIRFLOW_PORT": str(free_port()), "IBKR_SIM_PORT": str(free_port())}
     bars_before = stored_bars()
+    databases_before = _databases()
     figures: dict[str, Any] = {"bars_before": bars_before}
     started = time.perf_counter()
     # -o: the shared virtualenv is installed; the export's newer requirement files must not rebuild it.
@@ -90,7 +117,7 @@ def measure_once(workdir: Path) -> dict[str, Any]:
     assert process.stdout is not None
     for line in process.stdout:
         elapsed = round(time.perf_counter() - started, 1)
-        tail = (tail + [line.rstrip()])[-15:]
+        tail = (tail + [line.rstrip()])[-60:]
         for prefix, key in MILESTONES.items():
             if line.startswith(prefix) and key not in figures:
                 figures[key] = elapsed
@@ -99,6 +126,8 @@ def measure_once(workdir: Path) -> dict[str, Any]:
             figures["state"] = line[len(SUMMARY_LINE) :].strip()
     figures["exit_code"] = process.wait(timeout=TIMEOUT_SECONDS)
     figures["exit_s"] = round(time.perf_counter() - started, 1)
+    # The next repeat is a first run too: what this one created goes (never what was there before).
+    figures["dropped_databases"] = drop_created(databases_before, clone / ".local" / "airflow")
     figures["output_tail"] = tail
     # A first run collects what the shipped default plans; bars already stored mean less work.
     figures["verified"] = figures["exit_code"] == 0 and figures.get("state") == "success" and not bars_before

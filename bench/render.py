@@ -482,6 +482,39 @@ def scale_markdown(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def first_run_markdown(section: dict[str, Any]) -> list[str]:
+    """Render the first runs: one row per repeat, then the verdict on the command-to-summary time."""
+    from bench.figures import verdict_text
+
+    rows = [
+        [
+            i + 1,
+            run.get("airflow_up_s"),
+            run.get("run_followed_s"),
+            run.get("summary_s"),
+            run.get("state"),
+            run["exit_code"],
+            run["bars_before"],
+            "yes" if run["verified"] else "**no**",
+        ]
+        for i, run in enumerate(section["runs"])
+    ]
+    lines = _table(
+        [
+            "repeat",
+            "Airflow up, s",
+            "run followed, s",
+            "summary, s",
+            "state",
+            "exit",
+            "bars before",
+            "verified",
+        ],
+        rows,
+    )
+    return lines + [f"Command to the first run's summary: {verdict_text(section['summary_s'], ' s')}.", ""]
+
+
 def generic_markdown(value: Any, depth: int = 4) -> list[str]:
     """Render a dict as Markdown: scalars in one two-column table, lists of dicts as tables, dicts nested."""
     if not isinstance(value, dict):
@@ -529,7 +562,12 @@ def markdown(results: dict[str, Any]) -> str:
         "charts": "Charts: the dashboard's symbol page on a year of 1-minute bars",
         "first_run": "First `make run` on a warm install",
     }
-    renderers = {"sim": sim_markdown, "daily": daily_markdown, "scale": scale_markdown}
+    renderers = {
+        "sim": sim_markdown,
+        "daily": daily_markdown,
+        "scale": scale_markdown,
+        "first_run": first_run_markdown,
+    }
     for name in SECTIONS:
         entry = results["sections"].get(name)
         if entry is None:

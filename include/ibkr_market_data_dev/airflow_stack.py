@@ -401,7 +401,11 @@ class AirflowStack:
         """Return run ``run_id`` of ``dag_id`` once finished, calling ``on_poll(run)`` at each look before."""
 
         def finished() -> Any:
-            run = self.dag_run(dag_id, run_id)
+            try:
+                run = self.dag_run(dag_id, run_id)
+            except OSError as exc:  # a busy API server missed its read timeout: ask again
+                log.warning("Polling run %s failed, asking again: %s", run_id, exc)
+                return None
             if run["state"] in FINISHED:
                 return run
             if on_poll is not None:

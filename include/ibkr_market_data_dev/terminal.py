@@ -138,7 +138,13 @@ class ProgressLine:
         if not final and self.clock() - self.last_time < self.every:
             return
         self.last_time = self.clock()
-        line = text()
+        try:
+            line = text()
+        except OSError as exc:  # a busy API server missed its read timeout: the run goes on regardless
+            log.warning("Could not show the progress: %s", exc)
+            if not final:
+                return
+            line = self.last_text
         if self.tty:
             self.stream.write(f"\r\x1b[K{line}" + ("\n" if final else ""))
         elif line != self.last_text:

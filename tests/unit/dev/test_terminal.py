@@ -53,6 +53,25 @@ def test_off_a_terminal_a_progress_line_is_printed_once_an_interval_has_passed_a
     assert asked == ["at 15 s", "at 15 s", "final", "final"], "the text is only worked out when it is due"
 
 
+def test_a_progress_line_the_api_server_is_too_busy_to_answer_is_skipped_not_raised(caplog) -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = ProgressLine(out, every=15, clock=clock)
+
+    def timed_out() -> str:
+        raise TimeoutError("timed out")
+
+    clock.now = 15
+    progress.update(lambda: "progress: 2/20 tasks done")
+    clock.now = 30
+    progress.update(timed_out)
+    progress.update(timed_out, final=True)
+    clock.now = 45
+    progress.update(lambda: "progress: 20/20 tasks done", final=True)
+
+    assert out.getvalue().splitlines() == ["progress: 2/20 tasks done", "progress: 20/20 tasks done"]
+    assert [r.getMessage() for r in caplog.records].count("Could not show the progress: timed out") == 2
+
+
 @pytest.mark.parametrize(("minutes", "lines"), [(3, 8), (10, 14), (60, 24)])
 def test_a_run_polled_every_second_prints_a_few_progress_lines_per_doubling_of_its_length(
     minutes: int, lines: int
