@@ -185,6 +185,13 @@ class Campaign:
     # -- set-up --------------------------------------------------------------------------------
 
     def __enter__(self) -> Campaign:
+        try:
+            return self._set_up()
+        except BaseException:
+            self.__exit__()  # a set-up that fails half way leaves no stack or server behind
+            raise
+
+    def _set_up(self) -> Campaign:
         self.market_server = ThrowawayPostgres()
         self._resources.callback(self.market_server.remove)
         self.market_server.start()

@@ -443,5 +443,18 @@ class AirflowStack:
         self._request("PATCH", path, {"new_state": state})
 
     def set_dag_run_state(self, dag_id: str, run_id: str, state: str) -> None:
-        """Set a run's state (queued, success or failed), as "Mark as" in the UI does."""
-        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": state})
+        """Set a run's state (queued, success or failed), as "Mark as" in the UI does.
+
+        A database error (HTTP 500) is asked again up to 4 times: the scheduler updating the same run
+        row at that moment makes the API server's update fail, and a second try goes through.
+        """
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        for attempt in range(1, 6):
+            try:
+                self._request("PATCH", path, {"state": state})
+                return
+            except AirflowStackError as exc:
+                if "HTTP 500" not in str(exc) or attempt == 5:
+                    raise
+                log.warning("PATCH %s failed (try %d of 5), asking again: %s", path, attempt, exc)
+                time.sleep(attempt)
