@@ -7,6 +7,7 @@ or a scheduler that a fault may kill alone). See docs/development.md#running-air
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -150,7 +151,15 @@ class AirflowStack:
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
             + metadata.replace("+psycopg", "").replace("+psycopg2", ""),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            # The broker is the machine's shared Redis: a queue of this home's own keeps another
+            # stack's workers (a test's, a campaign's) from taking this stack's tasks.
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
         }
+
+    @property
+    def celery_queue(self) -> str:
+        """The Celery queue this stack's tasks go to and its workers serve: one per Airflow home."""
+        return "ibkr_market_data_" + hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:12]
 
     def _jwt_secret(self) -> str:
         """One random secret per Airflow home, kept in it with owner-only permissions."""

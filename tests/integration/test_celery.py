@@ -37,6 +37,8 @@ LOOKBACK = DAILY_LOOKBACK_SESSIONS
 SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[:40]
 #: How soon the scheduler gives up on a silent task, and on a task queued with no worker taking it.
 RECOVERY_SETTINGS = {
+    # One symbol per task instance, so that a symbol's requests can be held to its own task's tries.
+    "IBKR_MAX_MAPPED_TASKS": str(len(SYMBOLS)),
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
