@@ -15,8 +15,9 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -44,6 +45,10 @@ LOAD_WORKERS = 2
 LOAD_SESSIONS_PER_STATEMENT = 5
 LAYOUTS = {"unpartitioned": "0006", "partitioned": "head"}
 RUN = RunContext("storage_bench", "bench")
+#: The writers measured, each on sessions of its own; the last is the floor the others are held to.
+WRITERS = ("store_backfilled_bars", "upsert_bars", FLOOR := "plain COPY (the floor)")
+#: Issue 24's goal for the daily upsert and the backfill path, in bars per second.
+WRITE_GOAL = 100_000
 
 _READ_BARS = """
     SELECT timestamp, open, high, low, close, volume, wap, bar_count FROM market_data
@@ -67,7 +72,7 @@ def run(symbols: int = SYMBOLS) -> dict[str, Any]:
             log.info("Storage bench, %s: %s", layout, load)
             measured[layout] = {
                 "load": load,
-                "writes": _measure_writes(url, symbols, fresh_sessions[: 2 * WRITE_REPEATS]),
+                "writes": _measure_writes(url, symbols, fresh_sessions[: len(WRITERS) * WRITE_REPEATS]),
                 "reads": _measure_reads(url, symbols, sessions),
                 "size": _sizes(url),
             }
@@ -262,22 +267,24 @@ def _measure_writes(url: str, symbols: int, fresh_sessions: Sequence[dt.date]) -
         conn.commit()
         partition_ms = (time.perf_counter() - started) * 1000
 
-    def backfill(conn: Any, symbol_id: int, bars: list[Bar]) -> Any:
-        return repository.store_backfilled_bars(conn, symbol_id, "1min", bars, RUN)
-
-    def upsert(conn: Any, symbol_id: int, bars: list[Bar]) -> Any:
-        return repository.upsert_bars(conn, symbol_id, "1min", bars)
-
+    writers: dict[str, Callable[[Any, int, list[Bar]], Any]] = {
+        "store_backfilled_bars": lambda conn, symbol_id, bars: repository.store_backfilled_bars(
+            conn, symbol_id, "1min", bars, RUN
+        ),
+        "upsert_bars": lambda conn, symbol_id, bars: repository.upsert_bars(conn, symbol_id, "1min", bars),
+        FLOOR: _plain_copy,
+    }
     rates: dict[str, list[float]] = {}
     unexpected: list[str] = []
     for repeat in range(WRITE_REPEATS):
-        for offset, (name, write) in enumerate(
-            (("store_backfilled_bars", backfill), ("upsert_bars", upsert))
-        ):
-            bars = _session_bars(fresh_sessions[2 * repeat + offset])
+        for offset, name in enumerate(WRITERS):
+            bars = _session_bars(fresh_sessions[len(WRITERS) * repeat + offset])
             expected = len(bars) * len(symbol_ids)
-            for kind, counts in (("new session", (expected, 0)), ("unchanged re-write", (0, 0))):
-                rate, inserted, revised = _timed_session(url, symbol_ids, bars, write)
+            kinds = [("new session", (expected, 0))]
+            if name != FLOOR:  # plain COPY cannot write a stored bar again: it has no re-write
+                kinds.append(("unchanged re-write", (0, 0)))
+            for kind, counts in kinds:
+                rate, inserted, revised = _timed_session(url, symbol_ids, bars, writers[name])
                 rates.setdefault(f"{name}, {kind}", []).append(rate)
                 if (inserted, revised) != counts:
                     unexpected.append(
@@ -293,6 +300,23 @@ def _measure_writes(url: str, symbols: int, fresh_sessions: Sequence[dt.date]) -
         "bars_per_s": {name: round(statistics.median(values)) for name, values in rates.items()},
         "repeats": {name: [round(value) for value in values] for name, values in rates.items()},
     }
+
+
+class _Copied(NamedTuple):
+    inserted: int
+    revised: int = 0
+
+
+def _plain_copy(conn: Any, symbol_id: int, bars: list[Bar]) -> _Copied:
+    """COPY ``bars`` into ``market_data`` with nothing else: no staging, no comparison, no log."""
+    with conn.cursor() as cursor:
+        with cursor.copy(
+            "COPY market_data (symbol_id, timeframe, timestamp, open, high, low, close, volume, wap,"
+            " bar_count) FROM STDIN"
+        ) as copy:
+            for bar in bars:
+                copy.write_row((symbol_id, "1min", *astuple(bar)))
+        return _Copied(cursor.rowcount)
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -403,6 +427,19 @@ def _compare(
         row("bulk load, keys and index: s", "load", "keys_and_index_seconds"),
         row("VACUUM ANALYZE after the load: s", "load", "vacuum_analyze_seconds"),
     ]
+    rates = partitioned["writes"]["bars_per_s"]
+    floor = rates[f"{FLOOR}, new session"]
+    against_floor = [
+        {
+            "figure": f"{name}: bars/s",
+            "value": rate,
+            "plain COPY into the same table": floor,
+            "share of the floor": round(rate / floor, 2),
+            f"goal {WRITE_GOAL:,}": "met" if rate >= WRITE_GOAL else "not met",
+        }
+        for name, rate in rates.items()
+        if not name.startswith(FLOOR)
+    ]
     return {
         "data": (
             f"{partitioned['load']['rows']:,} rows in each layout: {symbols} symbols x {len(sessions)} "
@@ -424,6 +461,7 @@ def _compare(
         ),
         "month_partition_created_ms": partitioned["writes"]["month_partition_ms"],
         "writes": writes,
+        "writes against the COPY floor (partitioned, a year of data stored)": against_floor,
         "reads": reads,
         "size": sizes,
         "load": loads,
