@@ -92,7 +92,10 @@ def test_an_intraday_answer_split_before_its_newest_bar_is_asked_again_and_store
     assert requests_sent(market_db, run.run_id) == [2]
 
 
-def test_a_retried_try_does_not_ask_a_short_tail_again(tws_simulator_factory, monkeypatch, market_db):
+@pytest.mark.parametrize("timeframe", ["1day", "1min"])
+def test_a_retried_try_does_not_ask_a_short_tail_again(
+    tws_simulator_factory, monkeypatch, market_db, timeframe
+):
     """One re-ask per target and run: a second try of the group accepts its short answer at once."""
     monkeypatch.setenv("IBKR_MAX_MAPPED_TASKS", "1")  # AAPL and MSFT in one group, retried together
     market = start_market(
@@ -102,14 +105,25 @@ def test_a_retried_try_does_not_ask_a_short_tail_again(tws_simulator_factory, mo
         after_close(WED),
         faults={"AAPL": {"split_answer": 3}, "MSFT": {"pacing_violation": 1}},
     )
-    run = daily_run(market, WED, symbols=("AAPL", "MSFT"), lookback=3)
+    lookback = 3 if timeframe == "1day" else 1
+    run = daily_run(market, WED, symbols=("AAPL", "MSFT"), lookback=lookback, timeframe=timeframe)
 
     assert market.historical_requests("AAPL") == 3, "two in the first try, one in the second"
-    assert no_data(market_db, "AAPL") == {WED: False}, "three split answers: a gap the next run asks again"
-    assert daily_run(market, WED, symbols=("AAPL",), lookback=3).requests == 1
-    first = lookback_sessions("NASDAQ", WED, 3, after_close(WED))[0]
-    assert stored_daily(market_db, "AAPL") == market.served_daily("AAPL", first, WED)
     assert run.problems == ""
+    if timeframe == "1day":
+        assert no_data(market_db, "AAPL") == {WED: False}, (
+            "three split answers: a gap the next run asks again"
+        )
+    else:
+        assert short_sessions(market_db, "1min") == {WED: (389, 390, 2, False, False)}, (
+            "two tries, two answers"
+        )
+    assert daily_run(market, WED, symbols=("AAPL",), lookback=lookback, timeframe=timeframe).requests == 1
+    if timeframe == "1day":
+        first = lookback_sessions("NASDAQ", WED, 3, after_close(WED))[0]
+        assert stored_daily(market_db, "AAPL") == market.served_daily("AAPL", first, WED)
+    else:
+        assert stored_intraday(market_db, "AAPL") == market.served_intraday("AAPL", WED)
 
 
 @pytest.mark.parametrize(
@@ -185,3 +199,20 @@ def test_a_session_without_a_trade_at_the_tail_costs_one_extra_request_and_is_re
     market.at(after_close(THU))
     assert daily_run(market, THU, lookback=3).requests == 1, "WED inside the answer now: no extra request"
     assert no_data(market_db, "AAPL") == {WED: True}, "left out again past it: settled as before"
+
+
+def test_a_session_without_a_trade_at_the_tail_of_an_intraday_answer_costs_one_extra_request(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    market = start_market(
+        tws_simulator_factory,
+        monkeypatch,
+        market_db,
+        after_close(WED),
+        faults={"AAPL": {"illiquid_sessions": [WED.isoformat()]}},
+    )
+    run = daily_run(market, WED, lookback=2, timeframe="5min")
+
+    assert run.problems == "" and run.requests == 2, "asked once more, then accepted"
+    assert stored_intraday(market_db, "AAPL", "5min") == market.served_intraday("AAPL", TUE, 300)
+    assert no_data(market_db, "AAPL", "5min") == {WED: False}, "recorded as before: at the end, unsettled"
