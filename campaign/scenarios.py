@@ -351,8 +351,8 @@ HARSH_IB_SCENARIOS: tuple[Scenario, ...] = (
         "IB",
         during=_sim_faults({"*": {"bars_out_of_order": True, "duplicate_bar": True, "split_answer": 4}}),
         after=_fired(_counts_used("split_answer", 4)),
-        notes="4 answers lose their newest bar (the date's) past historicalDataEnd: a gap asked again by a "
-        "second run, never settled no data",
+        notes="4 answers lose their newest bar (the date's) past historicalDataEnd: each asked again at once "
+        "in its attempt and stored whole by the run itself (ib-behaviours.md#a-short-tail-asked-again)",
     ),
     Scenario(
         "IB's HMDS queue: latency grows with open requests (latency_per_open_request_ms)",

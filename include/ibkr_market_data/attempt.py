@@ -195,7 +195,8 @@ async def collect_target_async(
     rollback, so attempts interleaved on one psycopg connection never share a transaction. When
     ``record_absent`` and IB answers 162 "no data", IB is asked once more after a pause
     (``IBKR_NO_DATA_REASK_SECONDS``): a passing 162 must not leave the run green with its bars
-    missing. See docs/ib-behaviours.md.
+    missing. An answer whose newest session is short and unexplained (IB ended it before its newest
+    bars) is asked once more at once, and both answers are stored. See docs/ib-behaviours.md.
 
     :param stored: the target's bars already stored per session, when the caller read them.
     :param in_flight_slot: the group's slot this attempt holds; given back during the pause.
@@ -219,6 +220,13 @@ async def collect_target_async(
             fetched, sent_again, seconds_again = await _request(hook, target)
             requests_sent += sent_again
             request_seconds += seconds_again
+    elif record_absent and isinstance(fetched, list) and (short := _short_tail(conn, target, run, fetched)):
+        # IB ended the answer before its newest bars (a split answer): they come with the next one.
+        log.info("%s %s: %s; asking IB again at once, once", target.label, target.session, short)
+        again, sent_again, seconds_again = await _request(hook, target)
+        requests_sent += sent_again
+        request_seconds += seconds_again
+        fetched = _union(fetched, again, target)
     decision, result = _write_outcome(
         conn,
         target,
@@ -267,6 +275,70 @@ def _reask_pause(conn: Connection, target: CollectionTarget, run: RunContext) ->
         log.warning("%s: cannot read this run's no-data records (%s); asking IB again", target.label, exc)
         return pause
     return None if recorded else pause
+
+
+def _short_tail(
+    conn: Connection, target: CollectionTarget, run: RunContext, bars: Sequence[Bar]
+) -> str | None:
+    """Return how the answer's tail is short, or None when its newest session is whole or explained.
+
+    Short: a daily answer without the newest session's bar, or an intraday one whose newest session
+    stops before its scheduled close without adding up to its stored daily bar (a halt or quiet
+    minutes inside the session, or at its close when the daily bar says so, are not asked again).
+    None too when an earlier try of this run already recorded the tail short: it asked twice then.
+    """
+    newest = target.session_date
+    answered = latest_per_timestamp([bar for bar in bars if target.session_of(bar) == newest])
+    try:
+        if not target.time_zone:
+            short = None if answered else f"IB's answer holds no bar for {newest}"
+        else:
+            short = _short_intraday_tail(conn, target, answered)
+        if short is None:
+            return None
+        timeframe = target.timeframe.name
+        asked = repository.no_data_recorded_by_run(
+            conn, target.symbol_id, timeframe, newest, newest, run
+        ) or repository.short_session_recorded_by_run(conn, target.symbol_id, timeframe, newest, run)
+        conn.commit()  # end the read: the next statement on this connection may be another attempt's
+    except psycopg.Error as exc:
+        # Asking again costs one request; writing the outcome then meets the database's trouble.
+        log.warning("%s: cannot read the stored daily bar or this run's records (%s)", target.label, exc)
+        return f"IB's answer for {newest} may be short"
+    return None if asked else short
+
+
+def _short_intraday_tail(conn: Connection, target: CollectionTarget, answered: Sequence[Bar]) -> str | None:
+    """Return how the newest intraday session stops short of its close, or None if whole or explained."""
+    from ibkr_market_data import calendars
+    from ibkr_market_data.bars import DAILY_TIMEFRAME, adds_up_to
+
+    newest = target.session_date
+    scheduled = dict(zip(target.sessions, target.expected_bars, strict=False)).get(newest.isoformat(), 0)
+    if len(answered) >= scheduled:
+        return None  # whole, or a window without a schedule (a backfill's): nothing to hold it against
+    bar_seconds = dt.timedelta(seconds=target.timeframe.bar_seconds or 0)
+    close = calendars.session_close(target.primary_exchange, newest).replace(tzinfo=None)
+    last_end = max((bar.timestamp + bar_seconds for bar in answered), default=None)
+    if last_end is not None and last_end >= close:
+        return None  # the close is there: what is missing is inside the session (a halt, quiet minutes)
+    daily = repository.bars_by_session(conn, target.symbol_id, DAILY_TIMEFRAME, newest, newest).get(newest)
+    conn.commit()  # end the read: the next statement on this connection may be another attempt's
+    if adds_up_to(answered, daily):
+        return None  # the daily bar explains the quiet close
+    ends = f"ending {last_end:%H:%M} UTC" if last_end else "none"
+    return f"{len(answered)} of {scheduled} bars of {newest} ({ends}, the close {close:%H:%M} UTC)"
+
+
+def _union(first: list[Bar], again: list[Bar] | Exception, target: CollectionTarget) -> list[Bar]:
+    """Return the bars of both answers, the second's where both hold a time; the first if it failed."""
+    if isinstance(again, Exception):
+        log.info(
+            "%s %s: asked again, IB answered %s; the first answer stands", target.label, target.session, again
+        )
+        return first
+    times = {bar.timestamp for bar in again}
+    return [*(bar for bar in first if bar.timestamp not in times), *again]
 
 
 async def _pause(seconds: float, in_flight_slot: asyncio.Semaphore | None) -> None:

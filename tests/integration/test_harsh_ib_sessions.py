@@ -146,12 +146,14 @@ def test_a_truncated_answer_never_settles_a_short_session_however_often_it_comes
         tws_simulator_factory, monkeypatch, market_db, after_close(WED), faults={"AAPL": {"halts": halt}}
     )
     daily_run(market, WED, lookback=1)  # the daily bar
-    market.simulator.faults.set("AAPL", split_answer=2)  # the newest minute after the answer's end
-    daily_run(market, WED, lookback=1, timeframe="1min")
-    daily_run(market, WED, lookback=1, timeframe="1min")
+    # The newest minute after the answer's end, four times: each run asks again once, in vain.
+    market.simulator.faults.set("AAPL", split_answer=4)
+    assert daily_run(market, WED, lookback=1, timeframe="1min").requests == 2
+    assert short_sessions(market_db) == {WED: (239, 390, 1, False, False)}, "two answers, one run: one"
+    assert daily_run(market, WED, lookback=1, timeframe="1min").requests == 2
     assert short_sessions(market_db) == {WED: (239, 390, 2, False, False)}, "the same short answer twice"
 
-    daily_run(market, WED, lookback=1, timeframe="1min")
+    assert daily_run(market, WED, lookback=1, timeframe="1min").requests == 1, "the close is there"
     assert short_sessions(market_db) == {WED: (240, 390, 1, True, False)}, "a different count starts over"
     daily_run(market, WED, lookback=1, timeframe="1min")
     assert short_sessions(market_db) == {WED: (240, 390, 2, True, True)}

@@ -159,13 +159,14 @@ def test_shuffled_answers_with_a_bar_sent_twice_are_stored_once_each_oldest_firs
             assert by_id == sorted(by_id), f"{timeframe} bars written oldest first"
 
 
-def test_an_answer_split_before_its_newest_bar_leaves_a_gap_that_is_asked_again(
+def test_an_answer_split_twice_before_its_newest_bar_leaves_a_gap_the_next_run_asks_again(
     tws_simulator_factory, monkeypatch, market_db
 ):
     market = start_market(tws_simulator_factory, monkeypatch, market_db, AFTER_WED)
-    market.simulator.faults.set("AAPL", split_answer=1)  # the newest bar comes after the answer's end
+    market.simulator.faults.set("AAPL", split_answer=2)  # the newest bar comes after the answer's end
     first = daily_run(market, WED, lookback=3)
 
+    assert first.requests == 2, "the short answer is asked again once, in the same attempt"
     assert WED not in stored_daily(market_db, "AAPL") and len(stored_daily(market_db, "AAPL")) == 2
     assert no_data(market_db, "AAPL") == {WED: False}, "a gap to ask again, not settled no data"
     assert attempts(market_db, first.run_id) == [("AAPL", "1day", "completed", 1)]

@@ -87,6 +87,7 @@ from ibkr_market_data.repository.no_data import (
     run_backfill_totals,
     set_first_available_date,
     settled_short_sessions,
+    short_session_recorded_by_run,
 )
 from ibkr_market_data.repository.operations import (
     ALL_EXCHANGES,
@@ -261,6 +262,7 @@ __all__ = [
     "recent_requests",
     "record_no_data_sessions",
     "record_short_sessions",
+    "short_session_recorded_by_run",
     "record_request",
     "release_client_ids",
     "run_backfill_totals",

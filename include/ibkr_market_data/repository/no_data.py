@@ -68,6 +68,28 @@ def no_data_recorded_by_run(
     return bool(found and found[0])
 
 
+def short_session_recorded_by_run(
+    conn: Connection, symbol_id: int, timeframe: str, session: dt.date, run: RunContext
+) -> bool:
+    """Check whether ``run`` (any of its tries) recorded ``session`` answered with fewer bars than scheduled.
+
+    The daily run asks IB again for a session whose answer stops short of its close only once: not
+    when an earlier try of the same run already recorded the short answer (it asked twice then).
+    """
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM short_sessions
+                WHERE symbol_id = %s AND timeframe = %s AND session = %s AND dag_id = %s AND run_id = %s
+            )
+            """,
+            (symbol_id, timeframe, session, run.dag_id, run.run_id),
+        )
+        found = cursor.fetchone()
+    return bool(found and found[0])
+
+
 def record_no_data_sessions(
     conn: Connection,
     symbol_id: int,
