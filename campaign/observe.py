@@ -13,6 +13,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from campaign.invariants import Bars, Expected, Key, Request, Revision, Snapshot, Values
@@ -232,19 +233,13 @@ def requests_of(records: Iterable[RequestRecord], model: MarketModel) -> list[Re
 # -- processes ---------------------------------------------------------------------------------
 
 
-def process_group(leader: int) -> list[int]:
-    """Return the pids of the process group led by ``leader`` (its task processes among them)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == leader:
-            found.append(int(entry.name))
-    return found
+def process_tree(root: int) -> list[int]:
+    """Return ``root`` and every descendant of it: task runners that lead process groups of their own too."""
+    try:
+        process = psutil.Process(root)
+        return [root, *(child.pid for child in process.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def pids_with_title(title: str) -> Iterator[int]:
@@ -283,6 +278,31 @@ def client_ports(pids: Iterable[int], server_port: int) -> set[int]:
             if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == server_port:
                 ports.add(int(local.rsplit(":", 1)[1], 16))
     return ports
+
+
+#: /proc/net/tcp's code of an established connection (a FIN read moves it on, a reset removes it).
+_ESTABLISHED = "01"
+
+
+def established(server_port: int, ports: Collection[int]) -> set[int]:
+    """Return which of the client ``ports`` still have an established connection to ``server_port``.
+
+    Read on the server's side: a port leaves the set once the kernel holds the client's end
+    (its FIN or reset arrived), whether or not the server has read it yet.
+    """
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            port = int(remote.rsplit(":", 1)[1], 16)
+            if int(local.rsplit(":", 1)[1], 16) == server_port and port in ports and state == _ESTABLISHED:
+                found.add(port)
+    return found
 
 
 def _readlink(path: Path) -> str:

@@ -307,7 +307,7 @@ class Campaign:
         Waits (up to a minute) until a request is open, so that the stop cuts one; returns how
         many were cut (each then ``abandoned`` in the stopped simulator's log).
         """
-        held = self._await_open_requests(None)
+        held = self._await_open_requests()
         self.simulator.stop()
         cut = self._abandoned(held)
         self._trails.append(self._trail())
@@ -450,32 +450,50 @@ class Campaign:
         self.prove("run tried while refused", bool(failed), f"{len(failed)} tries failed while it was down")
 
     def restart_scheduler(self, down_seconds: float) -> str:
-        """SIGKILL the scheduler (its LocalExecutor's task processes go with it); restart it later."""
+        """SIGKILL the scheduler and every process under it (LocalExecutor: its task runners); restart it.
+
+        With the LocalExecutor it waits (up to a minute) until a task runner under it holds an IB
+        request open, and kills then (see :meth:`_kill_if_holding`).
+        """
         leader = self.stack.processes["scheduler"].pid
         local = self.executor == "local"
         running = self._running_collects(self.current_run)
+        killed: list[int] = []
+
+        def kill() -> None:
+            killed.extend(self.stack.kill("scheduler"))
+
         cut: list[RequestRecord] = []
         if local:
-            cut = self._await_open_requests(lambda: observe.process_group(leader))
-        pid = self.stack.kill_and_restart("scheduler", down_seconds)
-        gone = not Path(f"/proc/{pid}").exists()
+            cut = self._await_kill_holding(lambda: observe.process_tree(leader), kill)
+        if not killed:
+            kill()
+        gone = not Path(f"/proc/{leader}").exists()
         cut_now = self._abandoned(cut)
+        time.sleep(down_seconds)
+        restarted = self.stack.restart("scheduler")
         fired = gone and running > 0 and (cut_now > 0 or not local)
         self.prove(
             "scheduler SIGKILL",
             fired,
-            f"pid {pid} gone with {running} collect tasks running"
-            + (f", {cut_now} open requests cut" if local else "")
-            + f"; restarted as pid {self.stack.processes['scheduler'].pid}",
+            f"pid {leader} gone with {running} collect tasks running ({len(killed)} processes killed)"
+            + (f", {cut_now} of {len(cut)} open requests cut" if local else "")
+            + f"; restarted as pid {restarted}",
         )
-        return f"scheduler (pid {pid})"
+        return f"scheduler (pid {leader})"
 
     def kill_a_celery_worker(self) -> str:
-        """SIGKILL one Celery worker (its running tasks go with it) and start it again."""
+        """SIGKILL one Celery worker and its task runners (once one holds a request open); start it again."""
         name = sorted(self.stack.worker_pids())[0]
         leader = self.stack.processes[name].pid
-        cut = self._await_open_requests(lambda: observe.process_group(leader))
-        self.stack.kill_worker(name)
+        killed: list[int] = []
+
+        def kill() -> None:
+            killed.extend(self.stack.kill_worker(name))
+
+        cut = self._await_kill_holding(lambda: observe.process_tree(leader), kill)
+        if not killed:
+            kill()
         cut_now = self._abandoned(cut)
         self.prove(f"Celery {name} SIGKILL", cut_now > 0, f"{cut_now} open requests of its tasks cut")
         self.stack.start_worker(int(name.removeprefix("worker")))
@@ -485,26 +503,34 @@ class Campaign:
         """SIGKILL the process of a running collect task the moment it has an IB request open.
 
         The process is the task runner titled ``airflow worker -- <ti id>``; its sockets to the
-        simulator name the requests it holds open. It is killed once one of them is younger than
-        half the answer latency, so the answer cannot slip out first. Proof: they end ``abandoned``.
+        simulator name the requests it holds open (see :meth:`_kill_if_holding`). Proof: they
+        end ``abandoned``.
         """
         deadline = time.monotonic() + timeout
-        fresh = dt.timedelta(milliseconds=self.latency_ms / 2)
         while time.monotonic() < deadline:
             for ti in self.stack.task_instances(DAILY, self.current_run):
                 if ti["task_id"] != "collect" or ti["state"] != "running":
                     continue
-                pids = list(observe.pids_with_title(f"airflow worker -- {ti['id']}"))
-                held = self._fresh_open_requests(pids, fresh, seconds=3)
+                title = f"airflow worker -- {ti['id']}"
+                pids: list[int] = []
+
+                def titled(title: str = title, pids: list[int] = pids) -> list[int]:
+                    pids[:] = observe.pids_with_title(title)
+                    return pids
+
+                def kill(pids: list[int] = pids) -> None:
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+
+                held = self._kill_if_holding(titled, kill)
                 if not held:
                     continue
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
                 cut = self._abandoned(held)
                 label = ti.get("rendered_map_index") or ti["map_index"]
                 self.prove(
                     "task process SIGKILL",
-                    cut > 0,
+                    cut > 0 and cut == len(held),
                     f"pid {', '.join(map(str, pids))} ran collect {label} with {len(held)} requests open; "
                     f"{cut} cut",
                 )
@@ -515,41 +541,57 @@ class Campaign:
         self.prove("task process SIGKILL", False, "no collect task process held an open request")
         return "none had a request open"
 
-    def _fresh_open_requests(
-        self, pids: list[int], younger_than: dt.timedelta, seconds: float
-    ) -> list[RequestRecord]:
-        """Watch ``pids``' requests for ``seconds``; return them once one open is ``younger_than``."""
+    def _requests_open(self, pids: Iterable[int]) -> list[RequestRecord]:
+        """Return the historical requests the processes ``pids`` hold open, by their sockets' ports."""
         ports = observe.client_ports(pids, self.port)
-        deadline = time.monotonic() + seconds
-        while ports and time.monotonic() < deadline:
-            held = observe.open_requests(self.simulator.request_log.historical(), ports)
-            now = dt.datetime.now(dt.UTC)
-            if any(now - record.received_at < younger_than for record in held):
+        return observe.open_requests(self.simulator.request_log.historical(), ports) if ports else []
+
+    def _kill_if_holding(
+        self, pids_of: Callable[[], list[int]], kill: Callable[[], None], closing: float = 30
+    ) -> list[RequestRecord]:
+        """Call ``kill`` if the processes ``pids_of()`` hold requests open; return those requests.
+
+        The kill happens with the simulator paused, so no timing decides the proof: a request
+        seen open is still open when its process dies, and the simulator resumes only once the
+        kernel holds each of its sockets' ends (or ``closing`` seconds passed); it then reads
+        those ends before answering anything, and the requests end ``abandoned``.
+        Returns [] (and kills nothing) when they hold none.
+        """
+        if not self._requests_open(pids_of()):  # looked at first unpaused: the run is not held for nothing
+            return []
+        with self.simulator.paused():
+            held = self._requests_open(pids_of())
+            if not held:
+                return []
+            kill()
+            ports = {record.client_port for record in held}
+            deadline = time.monotonic() + closing
+            while observe.established(self.port, ports) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return held
+
+    def _await_kill_holding(
+        self, pids_of: Callable[[], list[int]], kill: Callable[[], None], timeout: float = 60
+    ) -> list[RequestRecord]:
+        """Wait (up to ``timeout``) until :meth:`_kill_if_holding` kills; return the requests it cut."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held = self._kill_if_holding(pids_of, kill)
+            if held:
                 return held
-            time.sleep(0.01)
+            time.sleep(0.2)
         return []
 
-    def _await_open_requests(
-        self, pids_of: Callable[[], list[int]] | None, timeout: float = 60
-    ) -> list[RequestRecord]:
-        """Wait until processes (``pids_of``; None: any client) hold historical requests open; return them.
+    def _await_open_requests(self, timeout: float = 60) -> list[RequestRecord]:
+        """Wait until a client holds historical requests open; return them once one is fresh.
 
-        Returns once one of them is younger than half the answer latency, so that a kill or stop
-        that follows at once finds it still open.
+        Returns once one of them is younger than half the answer latency, so that a stop of the
+        simulator that follows at once finds it still open.
         """
         fresh = dt.timedelta(milliseconds=self.latency_ms / 2)
         deadline = time.monotonic() + timeout
-        ports: set[int] = set()
-        look_again = 0.0
         while time.monotonic() < deadline:
-            if pids_of is not None and time.monotonic() >= look_again:
-                # Reading /proc is slow: the processes' sockets are looked up twice a second.
-                ports, look_again = observe.client_ports(pids_of(), self.port), time.monotonic() + 0.5
-            records = self.simulator.request_log.historical()
-            if pids_of is None:
-                held = [r for r in records if r.outcome == "pending"]
-            else:
-                held = observe.open_requests(records, ports)
+            held = [r for r in self.simulator.request_log.historical() if r.outcome == "pending"]
             now = dt.datetime.now(dt.UTC)
             if any(now - record.received_at < fresh for record in held):
                 return held

@@ -269,6 +269,9 @@ def _kill_task_process(campaign: Campaign, run_id: str) -> str:
     return f"SIGKILL to a running collect task's process ({killed})"
 
 
+#: Answer latency of the overlapping-backfill scenario: collect tasks with more requests run longer.
+OVERLAP_LATENCY_MS = 2000
+
 #: The campaign's trading date (campaign.run.TRADING_DATE), the day before it and the market's clock
 #: the morning after it in UTC: both exchanges closed, the date's bars still preliminary.
 TRADING_DAY = dt.date(2025, 1, 15)
@@ -489,9 +492,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "daily run and an overlapping backfill at once",
         "Airflow",
+        before=_fault(latency_ms=OVERLAP_LATENCY_MS),
         overlapping_backfill=True,
         repeat_allowance=1,
-        notes="both ask IB for the date's daily bars at once: one repeat per session is explained",
+        notes="both ask IB for the date's daily bars at once: one repeat per session is explained. The "
+        "two runs share the ibkr pool, which a 12-symbol daily run fills alone; with every answer taking "
+        f"{OVERLAP_LATENCY_MS / 1000:g} s the daily run's collect tasks end apart, and the backfill's take "
+        "the freed slots beside those still running",
     ),
     *HARSH_IB_SCENARIOS,
 )

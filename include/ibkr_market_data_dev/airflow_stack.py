@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ibkr_market_data_dev import airflow_login
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,27 @@ def _group_alive(group: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def kill_tree(leader: int) -> list[int]:
+    """SIGKILL the process group led by ``leader`` and every descendant of ``leader``; return their pids.
+
+    Airflow's task runners lead process groups of their own: a ``killpg`` of their executor's
+    group alone leaves them running. The group is stopped first, so that none forks meanwhile.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGSTOP)
+    try:
+        root = psutil.Process(leader)
+        pids = {leader, *(child.pid for child in root.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        pids = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)
+    return sorted(pids)
 
 
 def _wait_until(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -224,25 +247,41 @@ class AirflowStack:
             if name.startswith("worker") and process.poll() is None
         }
 
-    def kill_worker(self, name: str) -> None:
-        """SIGKILL a Celery worker's whole process group, as if its machine died mid-task."""
+    def kill_worker(self, name: str) -> list[int]:
+        """SIGKILL a Celery worker's processes, its task runners too, as if its machine died mid-task.
+
+        Returns the pids killed.
+        """
         process = self.processes[name]
-        os.killpg(process.pid, signal.SIGKILL)
+        killed = kill_tree(process.pid)
         process.wait(timeout=30)
+        return killed
 
-    def kill_and_restart(self, component: str, down_seconds: float) -> int:
-        """SIGKILL ``component``'s process group, task processes too; start it ``down_seconds`` later.
+    def kill(self, component: str) -> list[int]:
+        """SIGKILL ``component``'s processes, its task runners too; return their pids, its own first.
 
-        Returns the killed process id. Only for components started apart (``separate``).
+        Only for components started apart (``separate``); :meth:`restart` starts it again.
         """
         if component not in COMPONENTS or component not in self.processes:
             raise ValueError(f"{component!r} is not a component started apart; have {sorted(self.processes)}")
         process = self.processes[component]
-        os.killpg(process.pid, signal.SIGKILL)
+        killed = kill_tree(process.pid)
         process.wait(timeout=30)
+        return [process.pid, *(pid for pid in killed if pid != process.pid)]
+
+    def restart(self, component: str) -> int:
+        """Start ``component`` (killed by :meth:`kill`) again; return its new pid."""
+        return self._spawn_component(component).pid
+
+    def kill_and_restart(self, component: str, down_seconds: float) -> int:
+        """SIGKILL ``component``'s processes, task runners too; start it ``down_seconds`` later.
+
+        Returns the killed process id. Only for components started apart (``separate``).
+        """
+        pid = self.kill(component)[0]
         time.sleep(down_seconds)
-        self._spawn_component(component)
-        return process.pid
+        self.restart(component)
+        return pid
 
     def _spawn_component(self, component: str) -> subprocess.Popen[bytes]:
         # Airflow's log server binds every interface ([::]:8793, not configurable); the API server

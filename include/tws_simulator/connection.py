@@ -328,6 +328,11 @@ class ClientConnection(asyncio.Protocol):
             if self._open.get(record.req_id) is not pending:
                 return  # cancelled meanwhile
             pending.timer = None
+            if self._transport is None or self._transport.is_closing():
+                # The client's end of the socket is read (connection_lost comes next): nobody to answer.
+                self._forget(record.req_id, pending)
+                self.simulator.request_log.finish(record, "abandoned")
+                return
             faults = self.simulator.faults
             if self._held_by_outage(record, pending, run):
                 return

@@ -7,10 +7,11 @@ See docs/simulator.md#start-it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from tws_simulator.config import SimulatorConfig
@@ -141,6 +142,31 @@ class SimulatorThread:
     def connected_client_ids(self) -> set[int]:
         """Return the client ids of the live connections (read across threads: a snapshot)."""
         return set(self.simulator.clients)
+
+    @contextlib.contextmanager
+    def paused(self, at_most: float = 60.0) -> Iterator[None]:
+        """Hold the simulator's event loop for the block: it reads, answers and times out nothing.
+
+        Clients' bytes wait in the kernel meanwhile. A test kills a client here and, once the
+        kernel holds the socket's end, resumes: the end is read before any answer that fell due.
+        The loop resumes after ``at_most`` seconds whatever the block does.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("SimulatorThread not started")
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(at_most)
+
+        loop.call_soon_threadsafe(hold)
+        try:
+            if not holding.wait(at_most):
+                raise TimeoutError(f"The simulator's loop did not pause within {at_most:g} s")
+            yield
+        finally:
+            release.set()
 
     # -- lifetime --------------------------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import socket
+import time
 
 import pytest
 from ib_insync import Stock
 
+from tests.simulator.waiting import run_until
 from tws_simulator.request_log import RequestLog, RequestRecord
 
 
@@ -80,3 +84,40 @@ def test_notices_are_logged_per_client_and_records_carry_the_clients_port(
     assert [(notice.client_id, notice.code) for notice in log.notices(326)] == [(21, 326)]
     log.clear()
     assert log.notices() == []
+
+
+def _peer_closed(connection) -> bool:
+    """Return whether the kernel holds the client's end of ``connection``'s socket (EOF to read)."""
+    raw = connection._transport.get_extra_info("socket")
+    with socket.fromfd(raw.fileno(), raw.family, raw.type) as sock:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            return True
+
+
+def test_a_request_whose_client_vanished_before_its_answer_fell_due_is_abandoned(
+    tws_simulator, ib_client_factory
+) -> None:
+    # The loop reads the client's end and fires the due answer in one turn: the answer must not count.
+    tws_simulator.faults.set(None, latency_ms=1000)
+    ib = ib_client_factory(tws_simulator)
+    contract = Stock("AAPL", "SMART", "USD")
+    asyncio.ensure_future(
+        ib.reqHistoricalDataAsync(contract, "20250627 23:59:59 US/Eastern", "1 W", "1 day", "TRADES", True)
+    )
+    log = tws_simulator.request_log
+    run_until(ib, lambda: log.historical(outcome="pending"))
+    [connection] = tws_simulator.simulator.connections
+    [pending] = connection._open.values()
+    due = pending.timer.when()
+    with tws_simulator.paused():
+        ib.disconnect()
+        deadline = time.monotonic() + 5
+        while not (_peer_closed(connection) and time.monotonic() >= due):
+            assert time.monotonic() < deadline, "the client's socket did not close"
+            time.sleep(0.01)
+    assert log.wait_until(lambda _: log.outcomes("historical") != ["pending"])
+    assert log.outcomes("historical") == ["abandoned"]
