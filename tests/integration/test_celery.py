@@ -52,9 +52,8 @@ def celery_stack(market_db_server: str) -> Iterator[tuple[AirflowStack, Simulato
     metadata_db = local_postgres.create_database(market_db_server)
     schema.upgrade(market_db)
     try:
-        # Slow answers keep collect tasks running on both workers when one is killed.
         with (
-            SimulatorThread(simulator_config(port=0, faults={"*": {"latency_ms": 500}})) as simulator,
+            SimulatorThread(simulator_config(port=0)) as simulator,
             running_stack(
                 market_db,
                 metadata_db,
@@ -67,6 +66,9 @@ def celery_stack(market_db_server: str) -> Iterator[tuple[AirflowStack, Simulato
                 broker_url=local_env.celery_broker_url(),
             ) as stack,
         ):
+            # Slow answers keep collect tasks running on both workers when one is killed. Set once
+            # the symbols are loaded: resolving 40 contracts at this pace only slowed the setup.
+            simulator.faults.set(None, latency_ms=500)
             yield stack, simulator, market_db
     finally:
         local_postgres.drop_database(market_db)
