@@ -34,7 +34,8 @@ DAG_ID = "daily_market_data"
 TRADING_DATE = dt.date(2025, 1, 15)
 #: Each run fetches every symbol's last sessions: all of them are checked, not only the date's.
 LOOKBACK = DAILY_LOOKBACK_SESSIONS
-SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[:40]
+#: Twice the two workers' slots: both are full when one is killed, and tasks are still queued then.
+SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[: 4 * WORKER_SLOTS]
 #: How soon the scheduler gives up on a silent task, and on a task queued with no worker taking it.
 RECOVERY_SETTINGS = {
     # One symbol per task instance, so that a symbol's requests can be held to its own task's tries.
@@ -67,7 +68,7 @@ def celery_stack(market_db_server: str) -> Iterator[tuple[AirflowStack, Simulato
             ) as stack,
         ):
             # Slow answers keep collect tasks running on both workers when one is killed. Set once
-            # the symbols are loaded: resolving 40 contracts at this pace only slowed the setup.
+            # the symbols are loaded: resolving every contract at this pace only slowed the setup.
             simulator.faults.set(None, latency_ms=500)
             yield stack, simulator, market_db
     finally:
