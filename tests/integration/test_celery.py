@@ -9,10 +9,12 @@ timeout, and their retries run on the other worker. Nothing may be lost, revised
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import astuple
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -34,7 +36,8 @@ DAG_ID = "daily_market_data"
 TRADING_DATE = dt.date(2025, 1, 15)
 #: Each run fetches every symbol's last sessions: all of them are checked, not only the date's.
 LOOKBACK = DAILY_LOOKBACK_SESSIONS
-SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[:40]
+#: Twice the two workers' slots: both are full when one is killed, and tasks are still queued then.
+SYMBOLS = tuple(s.symbol for s in load_universe() if s.primary_exchange == "NASDAQ")[: 4 * WORKER_SLOTS]
 #: How soon the scheduler gives up on a silent task, and on a task queued with no worker taking it.
 RECOVERY_SETTINGS = {
     # One symbol per task instance, so that a symbol's requests can be held to its own task's tries.
@@ -43,6 +46,10 @@ RECOVERY_SETTINGS = {
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
+    # A retry 1 s after its failure, not 30 s (a cluster policy): where retries run is what counts here.
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent / "celery_settings"), os.environ.get("PYTHONPATH", "")]
+    ),
 }
 
 
@@ -52,9 +59,8 @@ def celery_stack(market_db_server: str) -> Iterator[tuple[AirflowStack, Simulato
     metadata_db = local_postgres.create_database(market_db_server)
     schema.upgrade(market_db)
     try:
-        # Slow answers keep collect tasks running on both workers when one is killed.
         with (
-            SimulatorThread(simulator_config(port=0, faults={"*": {"latency_ms": 500}})) as simulator,
+            SimulatorThread(simulator_config(port=0)) as simulator,
             running_stack(
                 market_db,
                 metadata_db,
@@ -67,6 +73,9 @@ def celery_stack(market_db_server: str) -> Iterator[tuple[AirflowStack, Simulato
                 broker_url=local_env.celery_broker_url(),
             ) as stack,
         ):
+            # Slow answers keep collect tasks running on both workers when one is killed. Set once
+            # the symbols are loaded: resolving every contract at this pace only slowed the setup.
+            simulator.faults.set(None, latency_ms=500)
             yield stack, simulator, market_db
     finally:
         local_postgres.drop_database(market_db)

@@ -1,6 +1,9 @@
-"""The dev stack's environment: what keeps two stacks on one machine apart."""
+"""The dev stack's environment: what keeps two stacks on one machine apart; how a stack ends."""
 
-from ibkr_market_data_dev.airflow_stack import AirflowStack
+import signal
+import subprocess
+
+from ibkr_market_data_dev.airflow_stack import AirflowStack, _group_alive
 
 
 def celery_stack(home):
@@ -18,3 +21,20 @@ def test_two_celery_stacks_on_one_broker_use_queues_of_their_own(tmp_path):
         celery_stack(tmp_path / "first").environment()["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
         == (first["AIRFLOW__OPERATORS__DEFAULT_QUEUE"])
     )
+
+
+def test_kill_ends_every_process_group_with_sigkill_and_stop_reaps_them(tmp_path):
+    stack = AirflowStack(tmp_path)
+    # A leader with a child in its group, as standalone has its components: neither ends on its own.
+    for name in ("standalone", "worker1"):
+        stack.processes[name] = subprocess.Popen(
+            ["sh", "-c", "sleep 600 & wait"], start_new_session=True, stdout=subprocess.DEVNULL
+        )
+    processes = list(stack.processes.values())
+
+    stack.kill()
+    stack.stop()
+
+    assert [process.returncode for process in processes] == [-signal.SIGKILL] * 2
+    assert not any(_group_alive(process.pid) for process in processes)
+    assert stack.processes == {}
