@@ -496,8 +496,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         overlapping_backfill=True,
         repeat_allowance=1,
         notes="the backfill's collect tasks run beside the daily run's; each reads what is stored before it "
-        "asks, so a session the other run stored first is not asked again (one repeat per session would "
-        "be explained: none happened in the runs recorded). The two runs share the ibkr pool, which a "
+        "asks, so a session the other run stored first is not asked again, and one both ask for at once "
+        "is one repeat, explained. The two runs share the ibkr pool, which a "
         "12-symbol daily run fills alone; with every answer taking "
         f"{OVERLAP_LATENCY_MS / 1000:g} s the daily run's collect tasks end apart, and the backfill's take "
         "the freed slots beside those still running",
