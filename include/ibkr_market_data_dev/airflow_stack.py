@@ -334,14 +334,13 @@ class AirflowStack:
             process.wait(timeout=30)
         self.processes.clear()
 
-    def kill(self) -> None:
-        """SIGKILL every process group at once: a throwaway stack, whose shutdown nobody waits for.
+    def kill_all(self) -> None:
+        """SIGKILL every component with its task runners: a throwaway stack, whose shutdown nobody waits for.
 
         ``stop()`` still reaps them. Airflow's graceful shutdown takes ~6 s (API server, scheduler).
         """
         for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_tree(process.pid)
 
     def __enter__(self) -> AirflowStack:
         self.start()

@@ -32,7 +32,7 @@ def test_kill_ends_every_process_group_with_sigkill_and_stop_reaps_them(tmp_path
         )
     processes = list(stack.processes.values())
 
-    stack.kill()
+    stack.kill_all()
     stack.stop()
 
     assert [process.returncode for process in processes] == [-signal.SIGKILL] * 2
