@@ -20,7 +20,7 @@ from campaign.invariants import Bars, Expected, Key, Request, Revision, Snapshot
 from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, TimeframePolicy, by_bar_size
 from ibkr_market_data_dev.simulated_ib import stored_bar
 from tws_simulator import history
-from tws_simulator.market import MarketModel, SimBar
+from tws_simulator.market import MarketModel, NoSuchSession, SimBar
 from tws_simulator.request_log import RequestRecord
 from tws_simulator.served import ServedMarket
 
@@ -100,13 +100,16 @@ def served_bars(served: ServedMarket, keys: Iterable[Key], as_of: dt.datetime) -
         symbol, timeframe, session = key
         tf = TIMEFRAMES[timeframe]
         view = served.view(model.contract(symbol), as_of)
-        if tf.bar_seconds is None:
-            bar = view.daily_bar(session)
-            plain: tuple[SimBar, ...] = (model.daily_bar(symbol, session),)
-            served_now: tuple[SimBar, ...] = () if bar is None else (bar,)
-        else:
-            served_now = view.intraday_bars(session, tf.bar_seconds, True)
-            plain = model.intraday_bars(symbol, session, tf.bar_seconds, True)
+        try:
+            if tf.bar_seconds is None:
+                bar = view.daily_bar(session)
+                plain: tuple[SimBar, ...] = (model.daily_bar(symbol, session),)
+                served_now: tuple[SimBar, ...] = () if bar is None else (bar,)
+            else:
+                served_now = view.intraday_bars(session, tf.bar_seconds, True)
+                plain = model.intraday_bars(symbol, session, tf.bar_seconds, True)
+        except NoSuchSession:  # before the symbol's listing: the window asks, IB serves nothing
+            served_now = plain = ()
         bars[key] = dict(bar_values(bar) for bar in served_now)
         if len(served_now) == len(plain) and served_now:
             whole.add(key)
