@@ -250,7 +250,7 @@ def measure_backfill_year(url: str, simulator: Any) -> dict[str, Any]:
         "historical_requests_sent": requests,
         "head_timestamp_requests_sent": len(simulator.request_log.head_timestamps()),
         "requests_per_gap": round(requests / totals["runs"], 3) if totals["runs"] else None,
-        "no_data_sessions": sum(int(outcome["no_data_sessions"]) for outcome in outcomes),
+        "no_data_sessions": sum(int(outcome["no_data_sessions"]) for group in outcomes for outcome in group),
         "bars_written": bars,
         "plan_seconds": round(planned - started, 2),
         "wall_seconds": round(finished - started, 2),
