@@ -269,7 +269,13 @@ def client_ports(pids: Iterable[int], server_port: int) -> set[int]:
                     inodes.add(target[8:-1])
         except OSError:
             continue
-    ports = set()
+    return {
+        local for local, remote, _, inode in _tcp_connections() if inode in inodes and remote == server_port
+    }
+
+
+def _tcp_connections() -> Iterator[tuple[int, int, str, str]]:
+    """Yield each IPv4 and IPv6 TCP connection's local port, remote port, state code and socket inode."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -277,10 +283,8 @@ def client_ports(pids: Iterable[int], server_port: int) -> set[int]:
             continue
         for line in lines:
             fields = line.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == server_port:
-                ports.add(int(local.rsplit(":", 1)[1], 16))
-    return ports
+            local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+            yield local, remote, fields[3], fields[9]
 
 
 #: /proc/net/tcp's code of an established connection (a FIN read moves it on, a reset removes it).
@@ -293,19 +297,11 @@ def established(server_port: int, ports: Collection[int]) -> set[int]:
     Read on the server's side: a port leaves the set once the kernel holds the client's end
     (its FIN or reset arrived), whether or not the server has read it yet.
     """
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, remote, state = fields[1], fields[2], fields[3]
-            port = int(remote.rsplit(":", 1)[1], 16)
-            if int(local.rsplit(":", 1)[1], 16) == server_port and port in ports and state == _ESTABLISHED:
-                found.add(port)
-    return found
+    return {
+        remote
+        for local, remote, state, _ in _tcp_connections()
+        if local == server_port and remote in ports and state == _ESTABLISHED
+    }
 
 
 def _readlink(path: Path) -> str:

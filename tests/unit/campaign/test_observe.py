@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 
-from campaign.observe import served_bars
+from campaign.observe import client_ports, established, served_bars
 from ibkr_market_data_dev.simulated_ib import shipped_listings
 from tws_simulator.faults import FaultPlan
 from tws_simulator.market import LISTING_DATES, MarketModel
@@ -26,3 +28,20 @@ def test_a_session_before_the_symbols_listing_is_served_empty_not_an_error() -> 
     assert len(result.expected.bars[("GYG", "1day", listed)]) == 1
     assert result.expected.whole == {("GYG", "1day", listed)}
     assert result.changed_by_properties == 0
+
+
+def test_a_process_s_connections_to_a_server_are_found_and_leave_established_once_closed() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    client_port = client.getsockname()[1]
+    try:
+        assert client_ports([os.getpid()], port) == {client_port}
+        assert established(port, {client_port}) == {client_port}
+        client.close()
+        assert established(port, {client_port}) == set()
+    finally:
+        client.close()
+        accepted.close()
+        server.close()
