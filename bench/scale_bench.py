@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from bench import daily_bench
-from bench.process_tree import TreeMonitor
+from bench.process_tree import TreeMonitor, postmaster_pid
 from ibkr_market_data import schema
 from ibkr_market_data_dev import local_postgres
 from ibkr_market_data_dev.airflow_stack import AirflowStack
@@ -169,7 +169,7 @@ def _measure_rows(
         stack.wait_for_dag(daily_bench.DAILY_DAG_ID)
         stack.unpause(daily_bench.DAILY_DAG_ID)
         roots = [process.pid for process in stack.processes.values()]
-        monitor = TreeMonitor(roots)
+        monitor = TreeMonitor(roots, server_pids=[postmaster_pid(market_db)])
         measured = []
         slots = daily_bench.pool_slots()
         for size, timeframe in rows:
