@@ -197,14 +197,16 @@ def _task_instances(stack: AirflowStack, dag_id: str, run_id: str) -> list[dict[
     return _retrying(lambda: stack.task_instances(dag_id, run_id), "Listing task instances")
 
 
-def _wait_finished(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+def _wait_finished(
+    stack: AirflowStack, dag_id: str, run_id: str, timeout_s: float = RUN_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
     while True:
         run = _retrying(lambda: stack.dag_run(dag_id, run_id), f"Polling run {run_id}")
         if run["state"] in {"success", "failed"}:
             return run
         if time.monotonic() > deadline:
-            raise AirflowStackError(f"Run {run_id} of {dag_id} did not finish within {RUN_TIMEOUT_SECONDS} s")
+            raise AirflowStackError(f"Run {run_id} of {dag_id} did not finish within {timeout_s:g} s")
         time.sleep(POLL_SECONDS)
 
 
@@ -238,14 +240,19 @@ def _task_figures(task_instances: list[dict[str, Any]], mapped_task: str) -> dic
 
 
 def measure_run(
-    stack: AirflowStack, monitor: TreeMonitor, dag_id: str, conf: dict[str, Any], mapped_task: str
+    stack: AirflowStack,
+    monitor: TreeMonitor,
+    dag_id: str,
+    conf: dict[str, Any],
+    mapped_task: str,
+    timeout_s: float = RUN_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
-    """Trigger ``dag_id`` and measure it until it finishes."""
+    """Trigger ``dag_id`` and measure it until it finishes, or fail after ``timeout_s``."""
     monitor.start()
     started = time.perf_counter()
     try:
         run_id = stack.trigger(dag_id, conf)
-        run = _wait_finished(stack, dag_id, run_id)
+        run = _wait_finished(stack, dag_id, run_id, timeout_s)
         wall = time.perf_counter() - started
     finally:
         usage = monitor.stop()
