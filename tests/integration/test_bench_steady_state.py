@@ -82,3 +82,22 @@ def test_bars_stored_by_the_bench_but_not_named_are_counted_as_stored_before_the
 
     assert not verification.ok and verification.preexisting == len(SYMBOLS) * (LOOKBACK - 1)
     assert filled.bars > 0
+
+
+def test_sessions_before_a_listing_are_filled_as_settled_no_data(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    """GYG lists on 2025-06-16: a lookback to 2025-06-18 holds two sessions IB serves nothing for."""
+    market = start_market(tws_simulator_factory, monkeypatch, market_db, NOW, symbols=("GYG",))
+    day = dt.date(2025, 6, 18)
+
+    filled = steady_state.prefill(market.db, market.simulator.served, day, LOOKBACK, market.clock())
+
+    with psycopg.connect(market.db) as conn:
+        settled = conn.execute(
+            "SELECT session FROM no_data_sessions WHERE settled_at IS NOT NULL ORDER BY session"
+        ).fetchall()
+    assert settled == [(dt.date(2025, 6, 12),), (dt.date(2025, 6, 13),)]
+    assert (filled.no_data_sessions, filled.bars) == (2, 2)
+    result = daily_run(market, day, ("GYG",), lookback=LOOKBACK, timeframe="")
+    assert result.requests == 1 and not result.problems
