@@ -105,15 +105,17 @@ def test_a_collect_holds_a_short_intraday_tail_against_the_planned_close_without
     run = RunContext(DAG_ID, "manual__short_tail_without_a_calendar")
     params = {"date": WED.isoformat(), "symbols": ["AAPL"], "lookback_sessions": 1, "timeframe": "1min"}
     [group] = daily.plan(WED.isoformat(), params, run, now=market.clock())
-    built: list[str] = []
-    build = calendars._calendar
-    monkeypatch.setattr(calendars, "_calendar", lambda code: built.append(code) or build(code))
+    looked_up: list[str] = []
+    table = calendars.session_table
+    monkeypatch.setattr(
+        calendars, "session_table", lambda exchange: looked_up.append(exchange) or table(exchange)
+    )
 
     outcome = daily.collect(group, run)
 
     assert market.simulator.faults.fired().get("split_answer") == 1, "the answer was split"
     assert market.historical_requests("AAPL") == 2, "the short tail was asked again"
-    assert built == [], "the collect task looked up an exchange calendar"
+    assert looked_up == [], "the collect task looked up an exchange calendar"
     assert outcome["completed"] == 1
     assert stored_intraday(market_db, "AAPL") == market.served_intraday("AAPL", WED)
 
