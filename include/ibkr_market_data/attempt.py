@@ -19,7 +19,7 @@ import psycopg
 from psycopg import Connection
 
 from ibkr_market_data import repository
-from ibkr_market_data.bars import Bar, latest_per_timestamp
+from ibkr_market_data.bars import DAILY_TIMEFRAME, Bar, adds_up_to, latest_per_timestamp
 from ibkr_market_data.contracts import ContractSpec
 from ibkr_market_data.daily_plan import ALREADY_COLLECTED, CollectionTarget, session_timestamp
 from ibkr_market_data.errors import (
@@ -309,25 +309,27 @@ def _short_tail(
 
 
 def _short_intraday_tail(conn: Connection, target: CollectionTarget, answered: Sequence[Bar]) -> str | None:
-    """Return how the newest intraday session stops short of its close, or None if whole or explained."""
-    from ibkr_market_data import calendars
-    from ibkr_market_data.bars import DAILY_TIMEFRAME, adds_up_to
+    """Return how the newest intraday session stops short of its close, or None if whole or explained.
 
+    The close comes with the target from the plan: a collect task builds no exchange calendar. A
+    target planned without it (by an older release) is held against its daily bar alone.
+    """
     newest = target.session_date
     scheduled = dict(zip(target.sessions, target.expected_bars, strict=False)).get(newest.isoformat(), 0)
     if len(answered) >= scheduled:
         return None  # whole, or a window without a schedule (a backfill's): nothing to hold it against
     bar_seconds = dt.timedelta(seconds=target.timeframe.bar_seconds or 0)
-    close = calendars.session_close(target.primary_exchange, newest).replace(tzinfo=None)
+    close = target.newest_close
     last_end = max((bar.timestamp + bar_seconds for bar in answered), default=None)
-    if last_end is not None and last_end >= close:
+    if last_end is not None and close is not None and last_end >= close:
         return None  # the close is there: what is missing is inside the session (a halt, quiet minutes)
     daily = repository.bars_by_session(conn, target.symbol_id, DAILY_TIMEFRAME, newest, newest).get(newest)
     conn.commit()  # end the read: the next statement on this connection may be another attempt's
     if adds_up_to(answered, daily):
         return None  # the daily bar explains the quiet close
     ends = f"ending {last_end:%H:%M} UTC" if last_end else "none"
-    return f"{len(answered)} of {scheduled} bars of {newest} ({ends}, the close {close:%H:%M} UTC)"
+    closes = f", the close {close:%H:%M} UTC" if close else ""
+    return f"{len(answered)} of {scheduled} bars of {newest} ({ends}{closes})"
 
 
 def _union(first: list[Bar], again: list[Bar] | Exception, target: CollectionTarget) -> list[Bar]:
@@ -620,8 +622,6 @@ def _record_short_sessions(
     Each is held against its stored daily bar; see ``repository.record_short_sessions`` for when it
     is settled.
     """
-    from ibkr_market_data.bars import DAILY_TIMEFRAME, adds_up_to
-
     scheduled = {
         dt.date.fromisoformat(day): count
         for day, count in zip(target.sessions, target.expected_bars, strict=False)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ibkr_market_data.errors import BrokenBarsError, InvalidBarError
@@ -55,10 +56,16 @@ class Bar:
         return self.timestamp.date()
 
 
+@lru_cache(maxsize=1 << 16, typed=True)
+def _float_decimal(value: float) -> Decimal:
+    # A day of minute bars repeats the same few hundred prices: each is converted once.
+    return Decimal(repr(value))
+
+
 def _decimal(value: Any, field: str, when: object) -> Decimal:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         raise InvalidBarError(f"bar {when}: {field} is {value!r}, not a finite number")
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return _float_decimal(value) if isinstance(value, float) else Decimal(value)
 
 
 def _timestamp(value: dt.date | dt.datetime) -> dt.datetime:
@@ -86,13 +93,22 @@ def bar_from_ib(ib_bar: BarData) -> Bar:
         low=_decimal(ib_bar.low, "low", when),
         close=_decimal(ib_bar.close, "close", when),
         volume=int(volume),
-        wap=None if wap is None or wap < 0 or not math.isfinite(wap) else Decimal(repr(wap)),
+        wap=None if wap is None or wap < 0 or not math.isfinite(wap) else _decimal(wap, "wap", when),
         bar_count=max(int(ib_bar.barCount), 0),
     )
 
 
 def validate_bar(bar: Bar) -> None:
     """Raise InvalidBarError naming the first rule ``bar`` breaks."""
+    low, high = bar.low, bar.high
+    if (
+        bar.volume >= 0
+        and all(price.is_finite() for price in (low, high, bar.open, bar.close))
+        and low > 0
+        and low <= bar.open <= high
+        and low <= bar.close <= high
+    ):
+        return  # every rule below holds: a whole response is checked without building its messages
     when = bar.timestamp.isoformat()
     prices = {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
     for name, price in prices.items():

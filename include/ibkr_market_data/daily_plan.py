@@ -61,10 +61,12 @@ class CollectionTarget:
     #: ISO dates of the sessions the request covers, where the plan knows them: collecting then
     #: needs no exchange calendar, which costs ~0.5 CPU-s to build.
     sessions: Sequence[str] = ()
-    #: Intraday only: the exchange's time zone (a bar's session is its start's date there) and, per
-    #: session of ``sessions``, the bars its schedule holds (early closes hold fewer).
+    #: Intraday only: the exchange's time zone (a bar's session is its start's date there), per
+    #: session of ``sessions`` the bars its schedule holds (early closes hold fewer), and when the
+    #: newest session closes (ISO, UTC): a short tail is held against it without a calendar.
     time_zone: str = ""
     expected_bars: Sequence[int] = ()
+    session_close: str = ""
 
     def contract(self) -> ContractSpec:
         """Return the contract the request is for."""
@@ -105,6 +107,13 @@ class CollectionTarget:
         if not self.timeframe.intraday:
             return self.symbol
         return f"{self.symbol} {self.timeframe.name}"
+
+    @property
+    def newest_close(self) -> dt.datetime | None:
+        """When the newest session closes, naive UTC as bars are timed; None where the plan did not say."""
+        if not self.session_close:
+            return None
+        return dt.datetime.fromisoformat(self.session_close).astimezone(dt.UTC).replace(tzinfo=None)
 
     def session_of(self, bar: Bar) -> dt.date:
         """Return the session of ``bar``: its date, in the exchange's zone for an intraday bar."""
@@ -182,6 +191,7 @@ def intraday_target(row: SymbolRow, tf: Timeframe, sessions: Sequence[dt.date]) 
         tf,
         time_zone=calendars.time_zone(exchange),
         expected=tuple(scheduled_bars(exchange, day, tf) for day in sessions),
+        close=calendars.session_close(exchange, last).isoformat(),
     )
 
 
@@ -194,6 +204,7 @@ def _target(
     tf: Timeframe = DAILY,
     time_zone: str = "",
     expected: Sequence[int] = (),
+    close: str = "",
 ) -> CollectionTarget:
     return CollectionTarget(
         symbol_id=row.id,
@@ -211,6 +222,7 @@ def _target(
         bar_size=tf.bar_size,
         time_zone=time_zone,
         expected_bars=tuple(expected),
+        session_close=close,
     )
 
 

@@ -27,6 +27,7 @@ class TargetPayload(TypedDict):
     sessions: list[str]
     time_zone: str
     expected_bars: list[int]
+    session_close: str
 
 
 class CollectOutcomePayload(TypedDict):

@@ -223,10 +223,21 @@ class AirflowStack:
                 if self.executor == "celery":
                     for number in range(1, self.workers + 1):
                         self.start_worker(number)
-            _wait_until(self._healthy, timeout, "the Airflow API's health check")
+            self.wait_until_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def wait_until_ready(self, timeout: float = 240) -> None:
+        """Wait for the API's health check, then for the execution API's first answer.
+
+        The API server builds its execution API on the first request to it (about 10 s, longer on
+        a busy machine). Asked by the first task instead, it times out after 5 s and retries with
+        backoff: the first run's first task started 7-30 s late. Asked here, that cost overlaps
+        whatever runs while Airflow starts (``make run`` loads the universe meanwhile).
+        """
+        _wait_until(self._healthy, timeout, "the Airflow API's health check")
+        _wait_until(self._execution_api_answers, timeout, "the execution API's health check")
 
     def start_worker(self, number: int) -> subprocess.Popen[bytes]:
         """Start (or restart) Celery worker ``number``, named ``worker<number>@<host>``."""
@@ -312,6 +323,13 @@ class AirflowStack:
         except (urllib.error.URLError, OSError, ValueError):
             return False
         return health.get("scheduler", {}).get("status") == "healthy"
+
+    def _execution_api_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/execution/health", timeout=60) as response:
+                return json.load(response).get("status") == "healthy"
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
 
     def stop(self) -> None:
         """SIGTERM every process group; whatever is still alive 30 s after its leader gets SIGKILL."""

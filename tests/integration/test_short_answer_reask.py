@@ -13,7 +13,10 @@ import pytest
 
 from ibkr_market_data import calendars
 from ibkr_market_data.daily_plan import lookback_sessions
+from ibkr_market_data.repository import RunContext
+from ibkr_market_data.tasks import daily
 from tests.integration.daily_runs import (
+    DAG_ID,
     attempts,
     daily_run,
     no_data,
@@ -90,6 +93,31 @@ def test_an_intraday_answer_split_before_its_newest_bar_is_asked_again_and_store
     assert no_data(market_db, "AAPL", timeframe) == {} and short_sessions(market_db, timeframe) == {}
     assert run.problems == "" and run.requests == 2
     assert requests_sent(market_db, run.run_id) == [2]
+
+
+def test_a_collect_holds_a_short_intraday_tail_against_the_planned_close_without_a_calendar(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    """The plan hands each intraday target its newest close: a collect task builds no calendar."""
+    market = start_market(
+        tws_simulator_factory, monkeypatch, market_db, after_close(WED), faults={"AAPL": {"split_answer": 1}}
+    )
+    run = RunContext(DAG_ID, "manual__short_tail_without_a_calendar")
+    params = {"date": WED.isoformat(), "symbols": ["AAPL"], "lookback_sessions": 1, "timeframe": "1min"}
+    [group] = daily.plan(WED.isoformat(), params, run, now=market.clock())
+    looked_up: list[str] = []
+    table = calendars.session_table
+    monkeypatch.setattr(
+        calendars, "session_table", lambda exchange: looked_up.append(exchange) or table(exchange)
+    )
+
+    outcome = daily.collect(group, run)
+
+    assert market.simulator.faults.fired().get("split_answer") == 1, "the answer was split"
+    assert market.historical_requests("AAPL") == 2, "the short tail was asked again"
+    assert looked_up == [], "the collect task looked up an exchange calendar"
+    assert outcome["completed"] == 1
+    assert stored_intraday(market_db, "AAPL") == market.served_intraday("AAPL", WED)
 
 
 @pytest.mark.parametrize("timeframe", ["1day", "1min"])

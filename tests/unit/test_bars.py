@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ibkr_market_data.bars import bar_from_ib, bars_from_ib, latest_per_timestamp
+from ibkr_market_data.bars import Bar, bar_from_ib, bars_from_ib, latest_per_timestamp, validate_bar
 from ibkr_market_data.errors import BrokenBarsError, InvalidBarError
 
 
@@ -50,6 +50,9 @@ def test_intraday_times_are_stored_as_utc():
         ({"close": math.nan}, "close is nan"),
         ({"low": 0.0, "open": 0.0}, "not a positive price"),
         ({"open": 12.0}, "open 12.0 is outside low..high"),
+        ({"close": 9.5}, "close 9.5 is outside low..high"),
+        ({"close": 11.5}, "close 11.5 is outside low..high"),
+        ({"open": 9.0, "low": 9.5}, "open 9.0 is outside low..high"),
     ],
 )
 def test_a_broken_bar_is_named_and_the_good_ones_are_handed_back(overrides, message):
@@ -59,6 +62,14 @@ def test_a_broken_bar_is_named_and_the_good_ones_are_handed_back(overrides, mess
     assert isinstance(raised.value, InvalidBarError)
     assert raised.value.valid == [bar_from_ib(good)]
     assert len(raised.value.broken) == 1
+
+
+@pytest.mark.parametrize("field", ["open", "high", "low", "close"])
+def test_a_price_that_is_not_a_number_is_named_not_compared(field):
+    prices = dict(open=Decimal("10.5"), high=Decimal("11"), low=Decimal("10"), close=Decimal("10.5"))
+    bar = Bar(dt.datetime(2025, 1, 15), **{**prices, field: Decimal("NaN")}, volume=1, wap=None, bar_count=1)
+    with pytest.raises(InvalidBarError, match=f"{field} NaN is not a positive price"):
+        validate_bar(bar)
 
 
 def test_a_time_sent_twice_keeps_its_last_bar_in_first_seen_order():

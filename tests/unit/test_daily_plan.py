@@ -173,6 +173,9 @@ def test_intraday_plan_asks_only_for_sessions_not_complete_one_request_per_span(
     assert (five.first_session_date, five.session_date, five.duration) == (window[1], window[3], "3 D")
     assert list(five.sessions) == [d.isoformat() for d in window[1:4]]
     assert list(five.expected_bars) == [78, 78, 78]
+    # The newest session's close travels with the target: a collect task needs no calendar for it.
+    assert five.session_close == "2025-01-16T21:00:00+00:00"
+    assert five.newest_close == dt.datetime(2025, 1, 16, 21, 0)
     # Every session complete: nothing is sent.
     done = plan_daily(day, [AAPL], StoredState(bars={AAPL.id: set(window)}), INTRADAY_NOW, 5, ONE_MINUTE)
     assert done.targets == [] and [s.reason for s in done.skips] == [ALREADY_COLLECTED]

@@ -1,7 +1,11 @@
 """The dev stack's environment: what keeps two stacks on one machine apart; how a stack ends."""
 
+import http.server
+import json
 import signal
 import subprocess
+import threading
+from typing import ClassVar
 
 from ibkr_market_data_dev.airflow_stack import AirflowStack, _group_alive
 
@@ -38,3 +42,33 @@ def test_kill_ends_every_process_group_with_sigkill_and_stop_reaps_them(tmp_path
     assert [process.returncode for process in processes] == [-signal.SIGKILL] * 2
     assert not any(_group_alive(process.pid) for process in processes)
     assert stack.processes == {}
+
+
+class _AirflowApi(http.server.BaseHTTPRequestHandler):
+    """The two health checks of a started Airflow; records the paths asked, in order."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self):
+        self.asked.append(self.path)
+        body = {
+            "/api/v2/monitor/health": {"scheduler": {"status": "healthy"}},
+            "/execution/health": {"status": "healthy"},
+        }.get(self.path)
+        self.send_response(200 if body else 404)
+        self.end_headers()
+        self.wfile.write(json.dumps(body or {}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_started_stack_has_had_its_execution_api_answer_before_the_first_task_asks(tmp_path):
+    """The API server builds the execution API on its first request: the stack asks, not a task."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AirflowApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        AirflowStack(tmp_path, port=server.server_address[1]).wait_until_ready(timeout=10)
+    finally:
+        server.shutdown()
+    assert _AirflowApi.asked == ["/api/v2/monitor/health", "/execution/health"]
