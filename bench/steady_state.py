@@ -1,9 +1,10 @@
 """Fill a bench database up to the day before its trading date, as a collector running daily finds it.
 
 Every active symbol's sessions of the lookback before the trading date, in every timeframe the
-plan collects for it, are written straight from the simulator's served model (no IB request),
-with the no-data and short-session records a daily run leaves. The measured run then collects
-the trading date's session alone. See docs/benchmarks.md#steady-state.
+plan collects for it (or the plans of the scale section's rows), are written straight from the
+simulator's served model (no IB request), with the no-data and short-session records a daily run
+leaves. The measured run then collects the trading date's session alone. See
+docs/benchmarks.md#steady-state.
 """
 
 from __future__ import annotations
