@@ -42,9 +42,12 @@ INTRADAY_SESSION_BARS = 390 + 78 + 7
 LOOKBACK = 5
 #: Symbols of the scale section's 1-minute row (``scale_bench.EXTRA_ROWS``), 390 bars a session each.
 MINUTE_ROW_SYMBOLS = 1_000
-#: Writing a bar of the steady-state template from the simulator's model, once per section
-#: (estimated; replace with the measured rate).
-PREFILL_BAR_SECONDS = 1 / 20_000
+#: Writing a bar of the steady-state template from the simulator's model, once per section: the
+#: scale section's fill at 320 symbols took 15.1 s for 191,180 bars on the loaded 2-CPU machine
+#: (1,000 symbols' 1-minute fill, 1.54 million bars, 291 s under a load of 11; 2026-12-06).
+PREFILL_BAR_SECONDS = 15.1 / 191_180
+#: Copying the filled template for a run (1.54 million bars: 2.8 s).
+COPY_SECONDS = 3
 
 
 def _groups(items: int) -> int:
@@ -98,7 +101,9 @@ def scale_seconds(repeats: int, sizes: Sequence[int]) -> float:
     extra = run_seconds(minute_row, minute_row * 390) if max(sizes) >= minute_row else 0.0
     load = max(sizes) * LOAD_SECONDS_PER_SYMBOL
     prefill = scale_prefill_bars(sizes) * PREFILL_BAR_SECONDS
-    return STACK_SECONDS + load + prefill + repeats * sum(rows) + EXTRA_ROW_REPEATS * extra
+    runs = repeats * len(sizes) + (EXTRA_ROW_REPEATS if extra else 0)
+    measured = repeats * sum(rows) + EXTRA_ROW_REPEATS * extra + runs * COPY_SECONDS
+    return STACK_SECONDS + load + prefill + measured
 
 
 def estimates(
