@@ -344,8 +344,9 @@ def run(
         results["universe"] = _load_universe(template_db, ibkr_uri, extra)
         # Steady state: every row's plan finds its earlier sessions stored, as IB serves them.
         activate_first(template_db, 10**9)
+        plans = rows + [(size, "") for size in celery_sizes]
         prefill = steady_state.prefill(
-            template_db, simulator.served, day, DAILY_LOOKBACK_SESSIONS, simulator.simulator.now(), plans=rows
+            template_db, simulator.served, day, DAILY_LOOKBACK_SESSIONS, simulator.simulator.now(), plans
         )
         filled = {"lookback_sessions": DAILY_LOOKBACK_SESSIONS, **prefill.to_dict()}
         results["settings"]["steady_state"] = filled
