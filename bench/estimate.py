@@ -38,8 +38,16 @@ BAR_SECONDS = 48 / 237_380
 PRIORITY_ONE = 104
 #: Intraday bars of a regular session: 390 1-minute, 78 5-minute and 7 hourly bars.
 INTRADAY_SESSION_BARS = 390 + 78 + 7
-#: Sessions a run on an empty database fills (the shipped lookback).
+#: The shipped lookback: a steady-state template holds its sessions before the trading date.
 LOOKBACK = 5
+#: Symbols of the scale section's 1-minute row (``scale_bench.EXTRA_ROWS``), 390 bars a session each.
+MINUTE_ROW_SYMBOLS = 1_000
+#: Writing a bar of the steady-state template from the simulator's model, once per section: the
+#: scale section's fill at 320 symbols took 15.1 s for 191,180 bars on the loaded 2-CPU machine
+#: (1,000 symbols' 1-minute fill, 1.54 million bars, 291 s under a load of 11; 2026-12-06).
+PREFILL_BAR_SECONDS = 15.1 / 191_180
+#: Copying the filled template for a run (1.54 million bars: 2.8 s).
+COPY_SECONDS = 3
 
 
 def _groups(items: int) -> int:
@@ -68,19 +76,34 @@ def daily_seconds(repeats: int, symbols: int) -> float:
     return STACK_SECONDS + repeats * (pair + floor)
 
 
-def scale_seconds(repeats: int, sizes: Sequence[int]) -> float:
-    """Return the scale section's seconds: the universe, then every row ``repeats`` times.
+def scale_prefill_bars(sizes: Sequence[int]) -> int:
+    """Return the bars the scale section's template is filled with: every row's earlier sessions."""
+    intraday = min(max(sizes), PRIORITY_ONE)
+    per_session = max(sizes) + intraday * INTRADAY_SESSION_BARS
+    if max(sizes) >= MINUTE_ROW_SYMBOLS:  # the 1-minute row: priority 1's 1-minute bars are there
+        per_session += (MINUTE_ROW_SYMBOLS - intraday) * 390
+    return (LOOKBACK - 1) * per_session
 
-    Each run starts on an empty database: the priority-1 symbols fill their lookback's intraday
-    sessions, and the 1-minute row, run once, 1,000 symbols' (1.95 million bars).
+
+def scale_seconds(repeats: int, sizes: Sequence[int]) -> float:
+    """Return the scale section's seconds: the universe and its prefill, then every row ``repeats`` times.
+
+    At steady state a run collects the trading date: a daily bar per symbol and one intraday
+    session per priority-1 symbol; the 1-minute row, run once, 1,000 symbols' session (390,000 bars).
     """
     from bench.scale_bench import EXTRA_ROW_REPEATS
 
-    fill = PRIORITY_ONE * LOOKBACK * INTRADAY_SESSION_BARS
-    rows = [run_seconds(size + 3 * LOOKBACK * PRIORITY_ONE, size * LOOKBACK + fill) for size in sizes]
-    extra = run_seconds(1_000 * LOOKBACK, 1_000 * LOOKBACK * 390) if max(sizes) >= 1_000 else 0.0
+    rows = []
+    for size in sizes:
+        intraday = min(size, PRIORITY_ONE)
+        rows.append(run_seconds(size + 3 * intraday, size + intraday * INTRADAY_SESSION_BARS))
+    minute_row = MINUTE_ROW_SYMBOLS
+    extra = run_seconds(minute_row, minute_row * 390) if max(sizes) >= minute_row else 0.0
     load = max(sizes) * LOAD_SECONDS_PER_SYMBOL
-    return STACK_SECONDS + load + repeats * sum(rows) + EXTRA_ROW_REPEATS * extra
+    prefill = scale_prefill_bars(sizes) * PREFILL_BAR_SECONDS
+    runs = repeats * len(sizes) + (EXTRA_ROW_REPEATS if extra else 0)
+    measured = repeats * sum(rows) + EXTRA_ROW_REPEATS * extra + runs * COPY_SECONDS
+    return STACK_SECONDS + load + prefill + measured
 
 
 def estimates(

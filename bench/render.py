@@ -436,21 +436,34 @@ def scale_summary_markdown(section: dict[str, Any]) -> list[str]:
     from bench.figures import verdict_text
 
     settings = section["settings"]
+    steady = settings.get("steady_state")
+    if steady:
+        database = (
+            f"a database holding the whole universe at **steady state**: for every row's symbols and "
+            f"timeframes, the sessions of the {steady['lookback_sessions']}-session lookback before the date "
+            f"({steady['bars']:,} bars, {steady['no_data_sessions']} no-data and {steady['short_sessions']} "
+            f"short sessions, written once from the simulator's model in {steady['seconds']:g} s), so a run "
+            "collects the trading date's session, a day's work"
+        )
+    else:
+        database = "a database holding the whole universe"
     lines = [
         f"Synthetic symbols beyond the shipped universe, the first N by priority active; trading date "
-        f"{settings['date']}; {settings['repeats']} repeats per row, each on a fresh copy of a database "
-        f"holding the whole universe; simulator latency {settings['latency_ms']} ms; pool `ibkr` "
+        f"{settings['date']}; {settings['repeats']} repeats per row, each on a fresh copy of {database}; "
+        f"simulator latency {settings['latency_ms']} ms; pool `ibkr` "
         f"{settings['pool_slots']} slots, {settings['in_flight_total']} requests in flight at most. "
         "Timeframe `configured` is the shipped default (daily bars, intraday bars for priority 1). A run "
-        "counts only when every planned bar is stored by it, equal to the simulator's served model. "
-        f"Universe: {section['universe']['loaded']:,} symbols loaded in {section['universe']['seconds']} s.",
+        "counts only when every planned bar is stored by it, equal to the simulator's served model"
+        + (", and its plan asked for no earlier session the template lacked" if steady else "")
+        + f". Universe: {section['universe']['loaded']:,} symbols loaded in "
+        f"{section['universe']['seconds']} s.",
         "",
     ]
     rows = [
         [
             row["executor"],
             row["symbols"],
-            row["timeframe"],
+            f"{row['timeframe']}{', steady state' if steady else ''}",
             ("**goal** " if row["goal_row"] else "") + verdict_text(row["wall_s"], " s"),
             _spread_text(row["task_instances"]),
             _spread_text(row["ib_requests"]),

@@ -1,16 +1,17 @@
 """Fill a bench database up to the day before its trading date, as a collector running daily finds it.
 
 Every active symbol's sessions of the lookback before the trading date, in every timeframe the
-plan collects for it, are written straight from the simulator's served model (no IB request),
-with the no-data and short-session records a daily run leaves. The measured run then collects
-the trading date's session alone. See docs/benchmarks.md#steady-state.
+plan collects for it (or the plans of the scale section's rows), are written straight from the
+simulator's served model (no IB request), with the no-data and short-session records a daily run
+leaves. The measured run then collects the trading date's session alone. See
+docs/benchmarks.md#steady-state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,37 +45,71 @@ class Prefill:
         }
 
 
-def prefill(market_db: str, served: Any, trading_date: dt.date, lookback: int, as_of: dt.datetime) -> Prefill:
+#: The plan of a run at the shipped defaults: every active symbol, in its configured timeframes.
+CONFIGURED_PLAN: tuple[tuple[int | None, str], ...] = ((None, ""),)
+
+
+def prefill(
+    market_db: str,
+    served: Any,
+    trading_date: dt.date,
+    lookback: int,
+    as_of: dt.datetime,
+    plans: Sequence[tuple[int | None, str]] = CONFIGURED_PLAN,
+) -> Prefill:
     """Store every planned key of ``trading_date``'s lookback before it, as IB serves it ``as_of``.
 
     The symbols and timeframes are the plan's own (``select_wanted_symbols``, ``timeframes_of`` at
-    the configured timeframes), the sessions its lookback window (``lookback_sessions``).
+    each plan's timeframe param), the sessions its lookback window (``lookback_sessions``).
 
     :param served: the simulator's ``ServedMarket``.
+    :param plans: the runs to fill for, each (how many symbols, the daily DAG's ``timeframe``
+        param, ``""`` for the configured ones). A count takes the first resolved active symbols by
+        priority, then id, as ``scale_bench.activate_first`` makes them active; None takes all. A
+        symbol and timeframe two plans share is filled once.
     """
     from ibkr_market_data import calendars
     from ibkr_market_data.daily_plan import lookback_sessions
-    from ibkr_market_data.tasks.params import select_wanted_symbols, selected_exchanges, timeframes_of
 
     started = time.perf_counter()
     keys: set[Key] = set()
     bars = no_data = short = 0
     with psycopg.connect(market_db) as conn:
-        rows = select_wanted_symbols(conn, [], selected_exchanges({}))
-        for tf, symbols in timeframes_of(rows, None).items():
-            for row in symbols:
-                exchange = row.primary_exchange
-                if exchange.upper() not in calendars.CALENDAR_CODES:
-                    continue  # the plan skips it with the reason
-                window = lookback_sessions(exchange, trading_date, lookback, as_of)
-                sessions = [day for day in window if day < trading_date]
-                stored = _store_sessions(conn, served, row, tf, sessions, as_of)
-                bars += stored.bars
-                no_data += stored.no_data
-                short += stored.short
-                keys.update((row.symbol, tf.name, day) for day in sessions)
-                conn.commit()
+        for row, tf in _planned_timeframes(conn, plans):
+            exchange = row.primary_exchange
+            if exchange.upper() not in calendars.CALENDAR_CODES:
+                continue  # the plan skips it with the reason
+            window = lookback_sessions(exchange, trading_date, lookback, as_of)
+            sessions = [day for day in window if day < trading_date]
+            stored = _store_sessions(conn, served, row, tf, sessions, as_of)
+            bars += stored.bars
+            no_data += stored.no_data
+            short += stored.short
+            keys.update((row.symbol, tf.name, day) for day in sessions)
+            conn.commit()
     return Prefill(frozenset(keys), bars, no_data, short, round(time.perf_counter() - started, 1))
+
+
+def _planned_timeframes(
+    conn: psycopg.Connection, plans: Sequence[tuple[int | None, str]]
+) -> list[tuple[Any, Any]]:
+    """Return each (symbol row, timeframe) the plans collect, once, in plan order."""
+    from ibkr_market_data.tasks.params import (
+        select_wanted_symbols,
+        selected_exchanges,
+        selected_timeframe,
+        timeframes_of,
+    )
+
+    active = select_wanted_symbols(conn, [], selected_exchanges({}))
+    ranked = sorted((row for row in active if row.con_id is not None), key=lambda row: (row.priority, row.id))
+    wanted: dict[tuple[int, str], tuple[Any, Any]] = {}
+    for size, timeframe in plans:
+        rows = active if size is None else ranked[:size]
+        for tf, symbols in timeframes_of(rows, selected_timeframe({"timeframe": timeframe})).items():
+            for row in symbols:
+                wanted.setdefault((row.id, tf.name), (row, tf))
+    return list(wanted.values())
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,25 @@ SYMBOLS = ("AAPL", "BHP", "SPY")
 LOOKBACK = 5
 
 
+#: AAPL (priority 1) and LYC (ASX, priority 2: daily bars alone at the configured timeframes).
+MIXED = ("AAPL", "LYC")
+
+
 @pytest.fixture
 def market(tws_simulator_factory, monkeypatch, market_db):
     """Return a market with the shipped timeframe policy (intraday bars for priority 1) and SYMBOLS loaded."""
+    return shipped_policy_market(tws_simulator_factory, monkeypatch, market_db, SYMBOLS)
+
+
+def shipped_policy_market(tws_simulator_factory, monkeypatch, market_db, symbols):
     monkeypatch.delenv("IBKR_INTRADAY_MAX_PRIORITY", raising=False)
     monkeypatch.delenv("IBKR_INTRADAY_TIMEFRAMES", raising=False)
-    return start_market(tws_simulator_factory, monkeypatch, market_db, NOW, symbols=SYMBOLS)
+    return start_market(tws_simulator_factory, monkeypatch, market_db, NOW, symbols=symbols)
 
 
-def measured_run(market, prefilled):
+def measured_run(market, prefilled, symbols=SYMBOLS, timeframe=""):
     started = dt.datetime.now(dt.UTC)
-    result = daily_run(market, DAY, SYMBOLS, lookback=LOOKBACK, timeframe="")
+    result = daily_run(market, DAY, symbols, lookback=LOOKBACK, timeframe=timeframe)
     assert not result.problems
     with psycopg.connect(market.db) as conn:
         planned = plan_keys(conn, [(DAG_ID, result.run_id)])
@@ -101,3 +109,40 @@ def test_sessions_before_a_listing_are_filled_as_settled_no_data(
     assert (filled.no_data_sessions, filled.bars) == (2, 2)
     result = daily_run(market, day, ("GYG",), lookback=LOOKBACK, timeframe="")
     assert result.requests == 1 and not result.problems
+
+
+def test_a_template_filled_for_a_1min_plan_holds_its_symbols_1min_sessions(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    """The scale section's 1-minute row: a priority-2 symbol's 1-minute sessions are filled for it."""
+    market = shipped_policy_market(tws_simulator_factory, monkeypatch, market_db, MIXED)
+    plans = (*steady_state.CONFIGURED_PLAN, (len(MIXED), "1min"))
+
+    filled = steady_state.prefill(market.db, market.simulator.served, DAY, LOOKBACK, market.clock(), plans)
+
+    timeframes = {(symbol, tf) for symbol, tf, _ in filled.keys}
+    intraday = {("AAPL", "1min"), ("AAPL", "5min"), ("AAPL", "1hour")}
+    assert timeframes == {("AAPL", "1day"), ("LYC", "1day"), ("LYC", "1min"), *intraday}
+    # AAPL's 1-minute sessions, in both plans, are filled once: 4 sessions x 6 symbol-timeframes.
+    assert len(filled.keys) == (LOOKBACK - 1) * len(timeframes)
+    result, planned, verification = measured_run(market, filled.keys, MIXED, "1min")
+    steady = steady_state.steady_state(planned, filled.keys, DAY)
+    assert steady.ok, steady.examples
+    assert result.requests == len(MIXED)
+    assert verification.ok and verification.planned_keys == len(MIXED), verification.examples
+
+
+def test_a_1min_plan_beyond_the_filled_symbols_is_no_steady_state(
+    tws_simulator_factory, monkeypatch, market_db
+):
+    """Negative control: a 1-minute plan of the first symbol alone leaves LYC's earlier sessions."""
+    market = shipped_policy_market(tws_simulator_factory, monkeypatch, market_db, MIXED)
+    plans = (*steady_state.CONFIGURED_PLAN, (1, "1min"))
+
+    filled = steady_state.prefill(market.db, market.simulator.served, DAY, LOOKBACK, market.clock(), plans)
+
+    assert ("LYC", "1min") not in {(symbol, tf) for symbol, tf, _ in filled.keys}
+    _, planned, _ = measured_run(market, filled.keys, MIXED, "1min")
+    steady = steady_state.steady_state(planned, filled.keys, DAY)
+    assert not steady.ok and steady.earlier_sessions_planned == LOOKBACK - 1
+    assert all(example.startswith("LYC 1min") for example in steady.examples)

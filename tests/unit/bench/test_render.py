@@ -75,3 +75,64 @@ def test_a_daily_section_on_empty_databases_claims_no_steady_state() -> None:
     text = "\n".join(like_for_like_daily_markdown(daily))
     assert "steady state" not in text
     assert "on a fresh copy of the migrated database with the universe loaded" in text
+
+
+def scale_section(steady: bool) -> dict:
+    """Return a one-row scale section, its template filled (``steady``) or not."""
+    from bench.figures import verdict
+
+    spread = {"median": 633.0, "min": 633.0, "max": 633.0, "n": 1}
+    settings = {
+        "date": "2025-03-27",
+        "repeats": 1,
+        "latency_ms": 200,
+        "pool_slots": 16,
+        "in_flight_total": 48,
+    }
+    if steady:
+        settings["steady_state"] = {
+            "lookback_sessions": 5,
+            "keys": 2_528,
+            "bars": 191_180,
+            "no_data_sessions": 4,
+            "short_sessions": 0,
+            "seconds": 15.1,
+        }
+    row = {
+        "executor": "LocalExecutor",
+        "symbols": 320,
+        "timeframe": "configured",
+        "wall_s": verdict([53.8], 120.0, [True]),
+        "task_instances": spread,
+        "ib_requests": spread,
+        "planned_bars": spread,
+        "ib_bound_s": 2.8,
+        "cpu_s": spread,
+        "peak_pss_mib": spread,
+        "verified_repeats": 1,
+        "goal_row": False,
+    }
+    return {
+        "settings": settings,
+        "universe": {"loaded": 320, "seconds": 7.0},
+        "summary": [row],
+        "plot": "scale.png",
+    }
+
+
+def test_a_steady_state_scale_section_says_so_with_its_fill() -> None:
+    from bench.render import scale_markdown
+
+    text = "\n".join(scale_markdown(scale_section(steady=True)))
+    assert "**steady state**" in text and "191,180 bars" in text and "15.1 s" in text
+    assert "| configured, steady state |" in text
+    assert "its plan asked for no earlier session the template lacked" in text
+
+
+def test_a_scale_section_on_an_unfilled_template_claims_no_steady_state() -> None:
+    """Negative control: a section without the fill's figures is not labelled steady state."""
+    from bench.render import scale_markdown
+
+    text = "\n".join(scale_markdown(scale_section(steady=False)))
+    assert "steady state" not in text
+    assert "each on a fresh copy of a database holding the whole universe;" in text
