@@ -6,7 +6,7 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class TargetPayload(TypedDict):
@@ -27,6 +27,9 @@ class TargetPayload(TypedDict):
     sessions: list[str]
     time_zone: str
     expected_bars: list[int]
+    derive: NotRequired[list[str]]
+    session_opens: NotRequired[list[str]]
+    cross_check: NotRequired[bool]
 
 
 class CollectOutcomePayload(TypedDict):
