@@ -12,9 +12,11 @@ from decimal import ROUND_HALF_UP, Decimal
 import psycopg
 import pytest
 
+from campaign import observe
+from campaign.invariants import lost
 from ibkr_market_data import calendars
 from ibkr_market_data.derived import DeriveSettings
-from tests.integration.daily_runs import daily_run, start_market, stored_intraday
+from tests.integration.daily_runs import DAG_ID, daily_run, start_market, stored_intraday
 
 WED, THU = dt.date(2025, 6, 25), dt.date(2025, 6, 26)
 
@@ -102,6 +104,15 @@ def test_one_request_per_symbol_day_builds_the_5_minute_and_hourly_bars_ib_serve
             ("19", "00"),
         )
     ], "09:30, 10:00, ... New York: cut on the hour from local midnight"
+
+    # The benches' and campaign's verification covers the built bars and finds them as IB serves them.
+    with psycopg.connect(market_db) as conn:
+        keys = observe.plan_keys(conn, [(DAG_ID, run.run_id)])
+        snapshot = observe.db_snapshot(conn, market.simulator.model, keys)
+    assert {("AAPL", "5min", WED), ("AAPL", "1hour", WED), ("BHP", "5min", WED)} <= keys
+    served = observe.served_bars(market.simulator.served, keys, market.clock())
+    assert lost(served.expected, snapshot) == []
+    assert sum(len(bars) for bars in served.expected.bars.values()) == 2 + 390 + 78 + 7 + 360 + 72 + 6
 
     # A rerun asks nothing and changes nothing.
     before = {tf: stored_intraday(market_db, "AAPL", tf) for tf in ("5min", "1hour")}
