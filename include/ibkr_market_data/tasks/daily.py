@@ -384,10 +384,10 @@ def summarize(
         for target in targets
         if target["bar_size"] == DAILY_BAR_SIZE
     }
+    planned_targets = [CollectionTarget.from_dict(cast(TargetPayload, target)) for target in targets]
+    derivation.log_built_and_asked(planned_targets)
     with market_connection() as conn:
-        cross_check_problems = derivation.cross_check(
-            conn, run, [CollectionTarget.from_dict(cast(TargetPayload, target)) for target in targets]
-        )
+        cross_check_problems = derivation.cross_check(conn, run, planned_targets)
     report = summarize_run(
         f"Trading date {trading_date}",
         run,

@@ -168,7 +168,8 @@ def cross_check(conn: psycopg.Connection, run: RunContext, targets: Sequence[Col
     """Hold IB's stored 5min/1hour bars of the cross-check's targets against those their minutes build.
 
     A disagreement is a ``derived_vs_ib`` quality finding (recorded, logged); a session whose
-    minutes are not all stored (a failed or halted 1-minute session) is left unchecked. Return the
+    minutes are not all stored (a failed or halted 1-minute session), or without IB's bars (its
+    request failed), is left unchecked. Return the
     run's problems: the findings of severity error this run is the first to see.
 
     :raises PermanentError: ``IBKR_QUALITY_SEVERITIES`` is bad.
@@ -194,6 +195,9 @@ def cross_check(conn: psycopg.Connection, run: RunContext, targets: Sequence[Col
             unchecked += 1
             continue
         asked = repository.session_bars(conn, target.symbol_id, tf.name, session, zone)
+        if not asked:
+            unchecked += 1  # IB's answer failed or had no data: nothing of IB's to compare
+            continue
         opened = calendars.session_open(target.primary_exchange, session).astimezone(dt.UTC)
         built = derived.aggregate(minutes, tf, zone, opened.replace(tzinfo=None))
         checked.setdefault(tf.name, {}).setdefault(target.symbol_id, []).append(session)
@@ -218,5 +222,19 @@ def cross_check(conn: psycopg.Connection, run: RunContext, targets: Sequence[Col
         )
     conn.commit()
     if unchecked:
-        log.info("Cross-check: %d sessions left unchecked, their 1-minute bars not all stored", unchecked)
+        log.info(
+            "Cross-check: %d sessions left unchecked, their minutes or IB's bars not all stored", unchecked
+        )
     return problems
+
+
+def log_built_and_asked(targets: Sequence[CollectionTarget]) -> None:
+    """Log how many 5min/1hour sessions the run's plan built from minutes and how many it asked of IB."""
+    built = sum(len(target.derive) * len(target.sessions) for target in targets)
+    checked = sum(1 for target in targets if target.cross_check)
+    if built or checked:
+        log.info(
+            "5min/1hour sessions: %d built from the 1-minute answers, %d asked of IB for the cross-check",
+            built,
+            checked,
+        )
