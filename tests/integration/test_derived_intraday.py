@@ -7,6 +7,7 @@ compared with what the simulator serves. See docs/intraday.md#derived-bars.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
@@ -14,8 +15,12 @@ import pytest
 
 from campaign import observe
 from campaign.invariants import lost
-from ibkr_market_data import calendars
+from ibkr_market_data import calendars, repository
+from ibkr_market_data.daily_plan import intraday_target
 from ibkr_market_data.derived import DeriveSettings
+from ibkr_market_data.repository import RunContext
+from ibkr_market_data.tasks import derivation
+from ibkr_market_data.timeframes import FIVE_MINUTES
 from tests.integration.daily_runs import DAG_ID, daily_run, start_market, stored_intraday
 
 WED, THU = dt.date(2025, 6, 25), dt.date(2025, 6, 26)
@@ -227,3 +232,20 @@ def test_a_halted_session_builds_short_and_is_not_asked_again_once_its_minutes_s
     assert asked(market, since) == [("AAPL", "1 day"), ("AAPL", "1 min")], "WED's derived bars not asked"
     assert thursday.problems == ""
     assert stored_intraday(market_db, "AAPL", "1hour")[-7:] == expected_built(market, "AAPL", THU, 3600)
+
+
+def test_a_cross_check_session_without_ib_s_bars_is_left_unchecked_not_a_finding(
+    derived_intraday, tws_simulator_factory, monkeypatch, market_db
+):
+    """A sampled request that failed stored nothing of IB's: no bar is 'lacking at IB' for that."""
+    market = start_market(tws_simulator_factory, monkeypatch, market_db, after_close(WED))
+    daily_run(market, WED, symbols=("AAPL",), lookback=1, timeframe="")
+    with psycopg.connect(market_db) as conn:
+        conn.execute("DELETE FROM market_data WHERE timeframe = '5min'")
+        [row] = [row for row in repository.select_symbols(conn, symbols=["AAPL"]) if row.symbol == "AAPL"]
+        target = replace(intraday_target(row, FIVE_MINUTES, [WED]), cross_check=True)
+
+        problems = derivation.cross_check(conn, RunContext(DAG_ID, "manual__unchecked"), [target])
+
+    assert problems == []
+    assert findings(market_db) == []
