@@ -19,7 +19,7 @@ from ibkr_market_data import calendars, repository
 from ibkr_market_data.daily_plan import intraday_target
 from ibkr_market_data.derived import DeriveSettings
 from ibkr_market_data.repository import RunContext
-from ibkr_market_data.tasks import derivation
+from ibkr_market_data.tasks import assets, derivation
 from ibkr_market_data.timeframes import FIVE_MINUTES
 from tests.integration.daily_runs import DAG_ID, daily_run, start_market, stored_intraday
 
@@ -118,6 +118,18 @@ def test_one_request_per_symbol_day_builds_the_5_minute_and_hourly_bars_ib_serve
     served = observe.served_bars(market.simulator.served, keys, market.clock())
     assert lost(served.expected, snapshot) == []
     assert sum(len(bars) for bars in served.expected.bars.values()) == 2 + 390 + 78 + 7 + 360 + 72 + 6
+
+    # The built timeframes complete their assets, as the asked ones did: consumers still get events.
+    with psycopg.connect(market_db) as conn:
+        completions = assets.run_completions(
+            conn, RunContext(DAG_ID, run.run_id), assets.daily_sessions("2025-06-25")
+        )
+    complete = {(item.exchange, item.timeframe) for item in completions if item.complete}
+    assert {("ASX", "5min"), ("ASX", "1hour")} <= complete, "BHP, the only ASX symbol, built both"
+    for exchange in ("ASX", "NASDAQ"):  # NASDAQ's MSFT was not in the run: no event in any timeframe
+        assert {(exchange, tf) in complete for tf in ("1min", "5min", "1hour")} == {
+            (exchange, "1min") in complete
+        }
 
     # A rerun asks nothing and changes nothing.
     before = {tf: stored_intraday(market_db, "AAPL", tf) for tf in ("5min", "1hour")}
