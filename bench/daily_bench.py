@@ -24,9 +24,10 @@ from typing import Any
 
 import psycopg
 
-from bench.process_tree import TreeMonitor
+from bench.process_tree import TreeMonitor, postmaster_pid
+from bench.steady_state import Prefill
 from ibkr_market_data import schema
-from ibkr_market_data.settings import DAILY_EXCHANGES, IBKR_POOL
+from ibkr_market_data.settings import DAILY_EXCHANGES, DAILY_LOOKBACK_SESSIONS, IBKR_POOL
 from ibkr_market_data_dev import local_postgres
 from ibkr_market_data_dev.airflow_stack import AirflowStack, AirflowStackError
 from ibkr_market_data_dev.local_env import REPO_ROOT
@@ -196,14 +197,16 @@ def _task_instances(stack: AirflowStack, dag_id: str, run_id: str) -> list[dict[
     return _retrying(lambda: stack.task_instances(dag_id, run_id), "Listing task instances")
 
 
-def _wait_finished(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+def _wait_finished(
+    stack: AirflowStack, dag_id: str, run_id: str, timeout_s: float = RUN_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
     while True:
         run = _retrying(lambda: stack.dag_run(dag_id, run_id), f"Polling run {run_id}")
         if run["state"] in {"success", "failed"}:
             return run
         if time.monotonic() > deadline:
-            raise AirflowStackError(f"Run {run_id} of {dag_id} did not finish within {RUN_TIMEOUT_SECONDS} s")
+            raise AirflowStackError(f"Run {run_id} of {dag_id} did not finish within {timeout_s:g} s")
         time.sleep(POLL_SECONDS)
 
 
@@ -237,14 +240,19 @@ def _task_figures(task_instances: list[dict[str, Any]], mapped_task: str) -> dic
 
 
 def measure_run(
-    stack: AirflowStack, monitor: TreeMonitor, dag_id: str, conf: dict[str, Any], mapped_task: str
+    stack: AirflowStack,
+    monitor: TreeMonitor,
+    dag_id: str,
+    conf: dict[str, Any],
+    mapped_task: str,
+    timeout_s: float = RUN_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
-    """Trigger ``dag_id`` and measure it until it finishes."""
+    """Trigger ``dag_id`` and measure it until it finishes, or fail after ``timeout_s``."""
     monitor.start()
     started = time.perf_counter()
     try:
         run_id = stack.trigger(dag_id, conf)
-        run = _wait_finished(stack, dag_id, run_id)
+        run = _wait_finished(stack, dag_id, run_id, timeout_s)
         wall = time.perf_counter() - started
     finally:
         usage = monitor.stop()
@@ -265,6 +273,8 @@ def measure_run(
         "peak_pss_mib": usage.peak_pss_mib,
         "peak_processes": usage.peak_processes,
         "bench_process_cpu_s": usage.own_cpu_seconds,
+        "postgres_cpu_s": usage.server_cpu_seconds,
+        "postgres_cpu_s_per_task": round(usage.server_cpu_seconds / tasks, 2),
         "other_processes_cpu_s": usage.other_cpu_seconds,
         "other_processes_cpu_share": round(usage.other_cpu_seconds / (wall * (os.cpu_count() or 1)), 2),
         "load_average_after": usage.load_average_after,
@@ -327,22 +337,38 @@ def measure_pair(
     simulator: Any,
     day: dt.date,
     workload: str,
+    prefill: Prefill,
 ) -> dict[str, Any]:
-    """Measure one daily run on a fresh database, verify it, then the trivial floor at as many instances."""
+    """Measure one daily run on a fresh copy of the template, verify it, then the floor at as many instances.
+
+    :param prefill: what the template holds (``steady_state.prefill``): not the run's work.
+    """
     from bench import fresh_db, verify
+    from bench.steady_state import intraday_requests_per_symbol_day, steady_state
+    from campaign.observe import plan_keys
 
     fresh_db.recreate(market_db, template_db)
-    bars_before = fresh_db.bar_count(market_db)
+    # A fresh copy holds the template's bars and nothing else: no earlier repeat's.
+    bars_before = fresh_db.bar_count(market_db) - prefill.bars
     requests_before = len(simulator.request_log.historical())
     started = dt.datetime.now(dt.UTC)
     conf = {"date": day.isoformat(), **WORKLOADS[workload]}
     daily = measure_run(stack, monitor, DAILY_DAG_ID, conf, "collect")
     daily["checks"] = daily_checks(market_db, simulator, day, daily["run_id"], requests_before)
     daily["requests_by_bar_size"] = requests_by_bar_size(simulator, requests_before)
-    verification = verify.verify_run(market_db, simulator, DAILY_DAG_ID, daily["run_id"], started)
+    with psycopg.connect(market_db) as conn:
+        planned = plan_keys(conn, [(DAILY_DAG_ID, daily["run_id"])])
+    steady = steady_state(planned, prefill.keys, day)
+    daily["steady_state"] = steady.to_dict()
+    daily["intraday_requests"] = intraday_requests_per_symbol_day(
+        daily["requests_by_bar_size"], planned, prefill.keys
+    )
+    verification = verify.verify_run(
+        market_db, simulator, DAILY_DAG_ID, daily["run_id"], started, stored_by_bench=prefill.keys
+    )
     daily["verification"] = verification.to_dict()
     daily["bars_before"] = bars_before
-    log.info("%s run verified: %s", workload, daily["verification"])
+    log.info("%s run verified: %s; steady state: %s", workload, daily["verification"], daily["steady_state"])
     trivial = measure_run(
         stack, monitor, TRIVIAL_DAG_ID, {"n": trivial_items(daily["task_instances"])}, "work"
     )
@@ -351,7 +377,7 @@ def measure_pair(
         "date": day.isoformat(),
         "daily": daily,
         "trivial": trivial,
-        "verified": verification.ok and bars_before == 0 and daily["state"] == "success",
+        "verified": verification.ok and steady.ok and bars_before == 0 and daily["state"] == "success",
         "same_task_instances": daily["task_instances"] == trivial["task_instances"],
         **ratios(daily, trivial),
     }
@@ -383,7 +409,7 @@ def run(
 
     :param symbols: make only the first this many symbols (by priority) active; all when None.
     """
-    from bench import fresh_db
+    from bench import fresh_db, steady_state
     from bench.scale_bench import activate_first
 
     slots = pool_slots()
@@ -420,6 +446,13 @@ def run(
         )
         results["universe"] = _load_universe(template_db, ibkr_uri)
         results["settings"]["active_symbols"] = activate_first(template_db, symbols or 10**9)
+        # Steady state: the template holds the lookback's sessions before the date, as IB serves them.
+        prefill = steady_state.prefill(
+            template_db, simulator.served, day, DAILY_LOOKBACK_SESSIONS, simulator.simulator.now()
+        )
+        filled = {"lookback_sessions": DAILY_LOOKBACK_SESSIONS, **prefill.to_dict()}
+        results["settings"]["steady_state"] = filled
+        log.info("Template filled up to the day before %s: %s", day, filled)
         market_db = cleanup.enter_context(fresh_db.measured(template_db))
         simulator.faults.set(None, latency_ms=latency_ms)
 
@@ -445,7 +478,8 @@ def run(
             stack.unpause(dag_id)
         results["settings"]["stack_start_s"] = round(time.perf_counter() - started, 1)
         assert stack.process is not None
-        monitor = TreeMonitor(stack.process.pid)
+        # PostgreSQL's backends do the runs' writes (and Airflow's metadata): not "other processes".
+        monitor = TreeMonitor(stack.process.pid, server_pids=[postmaster_pid(market_db)])
         idle_before = monitor.cpu_now()
         time.sleep(IDLE_SECONDS)
         results["idle_cpu_s_per_s"] = round((monitor.cpu_now() - idle_before) / IDLE_SECONDS, 3)
@@ -454,7 +488,7 @@ def run(
             # Alternate the workloads' order, so a drift of the machine falls on both alike.
             order = workloads if repeat % 2 == 0 else tuple(reversed(workloads))
             for workload in order:
-                pair = measure_pair(stack, monitor, market_db, template_db, simulator, day, workload)
+                pair = measure_pair(stack, monitor, market_db, template_db, simulator, day, workload, prefill)
                 pair["repeat"] = repeat + 1
                 results["runs"].append(pair)
         results["logs"] = str(workdir / "home" / "logs") if keep else None
@@ -490,6 +524,27 @@ def summarize(results: dict[str, Any], latency_s: float, slots: int) -> dict[str
             ),
             "ib_requests": requests,
             "requests_by_bar_size": pairs[0]["daily"]["requests_by_bar_size"],
+            "requests_per_symbol_timeframe": spread(
+                [
+                    pair["daily"]["checks"]["ib_historical_requests"] / steady["symbol_timeframes"]
+                    for pair in pairs
+                    if (steady := pair["daily"].get("steady_state")) and steady["symbol_timeframes"]
+                ],
+                2,
+            ),
+            "intraday_requests_per_symbol_day": spread(
+                [
+                    figure
+                    for pair in pairs
+                    if (figure := pair["daily"].get("intraday_requests", {}).get("per_symbol_day"))
+                    is not None
+                ],
+                2,
+            ),
+            "intraday_requests": pairs[0]["daily"].get("intraday_requests"),
+            "steady_state_repeats": sum(
+                1 for pair in pairs if pair["daily"].get("steady_state", {}).get("ok")
+            ),
             "collection_log_statuses": statuses,
             "planned_bars": spread([pair["daily"]["verification"]["planned_bars"] for pair in pairs], 0),
             "verified_repeats": sum(verified),

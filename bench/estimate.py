@@ -31,6 +31,15 @@ INSTANCE_SECONDS = 0.3
 LOAD_SECONDS_PER_SYMBOL = 0.023
 #: The IB latency a run waits for per request, over the 48 requests in flight.
 REQUEST_SECONDS = 0.2 / 48
+#: Serving, decoding, storing and verifying a bar on the 2-CPU machine: the default workload's
+#: first fill took 48 s more than daily bars alone for 237,380 more bars (2026-12-06).
+BAR_SECONDS = 48 / 237_380
+#: Priority-1 symbols of the shipped universe: intraday bars at the configured timeframes.
+PRIORITY_ONE = 104
+#: Intraday bars of a regular session: 390 1-minute, 78 5-minute and 7 hourly bars.
+INTRADAY_SESSION_BARS = 390 + 78 + 7
+#: Sessions a run on an empty database fills (the shipped lookback).
+LOOKBACK = 5
 
 
 def _groups(items: int) -> int:
@@ -41,24 +50,37 @@ def _groups(items: int) -> int:
     return group_count(items, work, IBKR_POOL_SLOTS, in_flight_per_connection(IBKR_POOL_SLOTS), environ={})
 
 
-def run_seconds(items: int) -> float:
-    """Return a daily run's modelled seconds for ``items`` requests."""
-    return RUN_SECONDS + (_groups(items) + 4) * INSTANCE_SECONDS + items * REQUEST_SECONDS
+def run_seconds(items: int, bars: int = 0) -> float:
+    """Return a daily run's modelled seconds for ``items`` requests fetching ``bars`` bars."""
+    instances = (_groups(items) + 4) * INSTANCE_SECONDS
+    return RUN_SECONDS + instances + items * REQUEST_SECONDS + bars * BAR_SECONDS
 
 
 def daily_seconds(repeats: int, symbols: int) -> float:
-    """Return the daily section's seconds: two workloads, each a daily run and its floor, per repeat."""
-    default_items = symbols * 2  # 632 items for 320 symbols: a third of them priority 1, 3 intraday each
-    pair = run_seconds(default_items) + run_seconds(symbols)
+    """Return the daily section's seconds: two workloads, each a daily run and its floor, per repeat.
+
+    At steady state a run collects the trading date: one intraday session per priority-1 symbol.
+    """
+    intraday = min(symbols, PRIORITY_ONE)
+    default_items = symbols + 3 * intraday
+    pair = run_seconds(default_items, intraday * INTRADAY_SESSION_BARS) + run_seconds(symbols)
     floor = 2 * (RUN_SECONDS + (_groups(symbols) + 4) * INSTANCE_SECONDS)
     return STACK_SECONDS + repeats * (pair + floor)
 
 
 def scale_seconds(repeats: int, sizes: Sequence[int]) -> float:
-    """Return the scale section's seconds: the universe, then every row ``repeats`` times."""
-    rows = [size * 2 for size in sizes] + [1_000 * 20]  # 1-minute row: ~20 daily requests' worth of bars
+    """Return the scale section's seconds: the universe, then every row ``repeats`` times.
+
+    Each run starts on an empty database: the priority-1 symbols fill their lookback's intraday
+    sessions, and the 1-minute row, run once, 1,000 symbols' (1.95 million bars).
+    """
+    from bench.scale_bench import EXTRA_ROW_REPEATS
+
+    fill = PRIORITY_ONE * LOOKBACK * INTRADAY_SESSION_BARS
+    rows = [run_seconds(size + 3 * LOOKBACK * PRIORITY_ONE, size * LOOKBACK + fill) for size in sizes]
+    extra = run_seconds(1_000 * LOOKBACK, 1_000 * LOOKBACK * 390) if max(sizes) >= 1_000 else 0.0
     load = max(sizes) * LOAD_SECONDS_PER_SYMBOL
-    return STACK_SECONDS + load + repeats * sum(run_seconds(items) for items in rows)
+    return STACK_SECONDS + load + repeats * sum(rows) + EXTRA_ROW_REPEATS * extra
 
 
 def estimates(

@@ -1,8 +1,9 @@
 """A fresh market-data database for every measured repeat, copied from a migrated template.
 
-``template()`` creates and migrates a throwaway database once (the universe is loaded into it by
-the section); ``recreate()`` drops the measured database and copies the template into it
-(``CREATE DATABASE … TEMPLATE …``), so no repeat finds another's bars. See docs/benchmarks.md#rules.
+``template()`` creates and migrates a throwaway database once (the section loads the universe into
+it, and the daily section the days before its trading date: ``bench.steady_state``); ``recreate()``
+drops the measured database and copies the template into it (``CREATE DATABASE … TEMPLATE …``), so
+no repeat finds another's bars. See docs/benchmarks.md#rules.
 """
 
 from __future__ import annotations

@@ -93,6 +93,28 @@ def _rollup(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def descendants(root_pid: int) -> set[int]:
+    """Return the root and every process below it (a PostgreSQL server: the postmaster, its backends)."""
+    try:
+        root = psutil.Process(root_pid)
+        return {root_pid} | {child.pid for child in root.children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def postmaster_pid(url: str) -> int:
+    """Return the pid of the PostgreSQL server ``url`` names: the parent of the backend serving us.
+
+    :raises psutil.NoSuchProcess: the server runs where this machine cannot see its processes.
+    """
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None  # a SELECT without FROM returns its one row
+        return psutil.Process(int(row[0])).ppid()
+
+
 def machine_busy_seconds() -> float:
     """Return the CPU seconds all CPUs spent not idle since boot."""
     times = psutil.cpu_times()
@@ -111,6 +133,8 @@ class Usage:
 
     cpu_seconds: float
     own_cpu_seconds: float
+    #: The PostgreSQL servers' (``TreeMonitor.server_pids``): the runs' writes and Airflow's metadata.
+    server_cpu_seconds: float
     other_cpu_seconds: float
     load_average_after: float
     peak_rss_mib: float
@@ -123,9 +147,15 @@ class Usage:
 class TreeMonitor:
     """Samples a process tree's memory on a thread; ``start()``/``stop()`` bracket one measurement."""
 
-    def __init__(self, root_pid: int | Sequence[int], interval: float = 0.5) -> None:
+    def __init__(
+        self, root_pid: int | Sequence[int], interval: float = 0.5, server_pids: Sequence[int] = ()
+    ) -> None:
         #: One tree (standalone's), or several (components started apart, as for Celery).
         self.root_pids = [root_pid] if isinstance(root_pid, int) else list(root_pid)
+        #: The PostgreSQL servers the runs write to (their postmasters): the run's own work, counted
+        #: apart from the tree and from other processes.
+        self.server_pids = list(server_pids)
+        self._server_before = 0.0
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +167,10 @@ class TreeMonitor:
 
     def _pids(self) -> set[int]:
         return set().union(*(tree_pids(pid) for pid in self.root_pids))
+
+    def server_cpu_now(self) -> float:
+        """Return the CPU seconds the servers have used so far, exited backends included."""
+        return cpu_seconds(set().union(*(descendants(pid) for pid in self.server_pids)))
 
     def cpu_now(self) -> float:
         """Return the CPU seconds (user + system) the tree's processes have used so far."""
@@ -178,6 +212,7 @@ class TreeMonitor:
         self._stop.clear()
         self._cpu_before = self.cpu_now()
         self._own_before = own_cpu_seconds()
+        self._server_before = self.server_cpu_now()
         self._busy_before = machine_busy_seconds()
         self._sample()
         self._thread = threading.Thread(target=self._loop, name="tree-monitor", daemon=True)
@@ -187,6 +222,7 @@ class TreeMonitor:
         """Stop sampling and return what the tree used since :meth:`start`."""
         cpu_after = self.cpu_now()
         own = own_cpu_seconds() - self._own_before
+        server = self.server_cpu_now() - self._server_before
         busy = machine_busy_seconds() - self._busy_before
         self._stop.set()
         if self._thread is not None:
@@ -205,7 +241,8 @@ class TreeMonitor:
         return Usage(
             cpu_seconds=round(total, 1),
             own_cpu_seconds=round(own, 1),
-            other_cpu_seconds=round(max(0.0, busy - own - total), 1),
+            server_cpu_seconds=round(server, 1),
+            other_cpu_seconds=round(max(0.0, busy - own - total - server), 1),
             load_average_after=round(os.getloadavg()[0], 1),
             peak_rss_mib=round(self._peak_rss / MIB),
             peak_pss_mib=round(self._peak_pss / MIB),

@@ -90,14 +90,28 @@ def like_for_like_daily_markdown(section: dict[str, Any]) -> list[str]:
     from bench.figures import verdict_text
 
     settings, summary = section["settings"], section["summary"]
+    steady = settings.get("steady_state")
+    if steady:
+        database = (
+            f"**steady state**: each repeat on a fresh copy of a template holding the universe and, for "
+            f"every active symbol and timeframe collected, the sessions of the {steady['lookback_sessions']}"
+            f"-session lookback before the date ({steady['bars']:,} bars, {steady['no_data_sessions']} "
+            f"no-data and {steady['short_sessions']} short sessions, written from the simulator's model "
+            "in "
+            f"{steady['seconds']:g} s), so a run collects the trading date's session, a day's work"
+        )
+    else:
+        database = "each repeat on a fresh copy of the migrated database with the universe loaded"
     lines = [
-        f"{settings.get('active_symbols', '?')} active symbols, trading date {settings['date']}, each repeat "
-        f"on a fresh copy of the migrated database with the universe loaded; simulator latency "
+        f"{settings.get('active_symbols', '?')} active symbols, trading date {settings['date']}, {database}; "
+        f"simulator latency "
         f"{settings['latency_ms']} ms; pool `ibkr` {settings['pool_slots']} slots; {settings['executor']}. "
         "Each daily run is followed by Airflow's floor, the trivial DAG at the same number of task "
         "instances; the ratio is wall time per task instance (equal counts, so also per symbol). A run "
         "counts only when every bar its plan asked for is stored, equal to the simulator's served model, "
-        "and written by that run. Figures: median (min–max) of the repeats.",
+        "and written by that run"
+        + (", and its plan asked for no earlier session the template lacked" if steady else "")
+        + ". Figures: median (min–max) of the repeats.",
         "",
     ]
     rows = []
@@ -107,7 +121,7 @@ def like_for_like_daily_markdown(section: dict[str, Any]) -> list[str]:
             continue
         rows.append(
             [
-                f"{workload} ({_fmt(conf) if conf else 'as shipped'})",
+                f"{workload} ({_fmt(conf) if conf else 'as shipped'}{', steady state' if steady else ''})",
                 verdict_text(figures["verdict"], "x"),
                 _spread_text(figures["cpu_ratio_per_instance"], "x"),
                 _spread_text(figures["daily_wall_s"], " s"),
@@ -172,6 +186,8 @@ def like_for_like_daily_markdown(section: dict[str, Any]) -> list[str]:
         ],
         run_rows,
     )
+    if steady:
+        lines += _steady_state_figures(section)
     contention = max(
         max(pair["trivial"]["other_processes_cpu_share"], pair["daily"]["other_processes_cpu_share"])
         for pair in section["runs"]
@@ -179,11 +195,56 @@ def like_for_like_daily_markdown(section: dict[str, Any]) -> list[str]:
     if contention > 0.1:
         lines += [
             f"**Contended machine**: processes outside this benchmark took up to {contention:.0%} of the "
-            "CPUs during a measured run. The ratios are noisy and the absolute times inflated; rerun on a "
-            "quiet machine for figures to quote.",
+            "CPUs during a measured run"
+            + (" (PostgreSQL's server, the runs' own writes, not counted among them)" if steady else "")
+            + ". The ratios are noisy and the absolute times inflated; rerun on a quiet machine for "
+            "figures to quote.",
             "",
         ]
     return lines
+
+
+def _steady_state_figures(section: dict[str, Any]) -> list[str]:
+    """Render, per workload, the steady state's requests and the CPU beside Airflow's tree."""
+    settings, summary = section["settings"], section["summary"]
+    rows = []
+    for workload in settings["workloads"]:
+        figures = summary.get(workload)
+        if not figures:
+            continue
+        pairs = [pair for pair in section["runs"] if pair["workload"] == workload]
+        intraday = figures.get("intraday_requests") or {}
+        rows.append(
+            [
+                workload,
+                f"{figures['steady_state_repeats']} of {len(pairs)}",
+                _spread_text(figures["requests_per_symbol_timeframe"]),
+                _spread_text(figures["intraday_requests_per_symbol_day"]),
+                intraday.get("by_bar_size") or "–",
+                intraday.get("symbol_days", "–"),
+                _spread_text(_median_of(pairs, "cpu_s")),
+                _spread_text(_median_of(pairs, "postgres_cpu_s")),
+            ]
+        )
+    return _table(
+        [
+            "workload (steady state)",
+            "plan asked the date alone",
+            "IB requests per symbol-timeframe",
+            "intraday requests per symbol-day",
+            "by bar size",
+            "intraday symbol-days collected",
+            "daily run CPU-s, Airflow's tree",
+            "daily run CPU-s, PostgreSQL",
+        ],
+        rows,
+    )
+
+
+def _median_of(pairs: list[dict[str, Any]], figure: str) -> dict[str, Any]:
+    from bench.figures import spread
+
+    return spread([pair["daily"][figure] for pair in pairs if pair["daily"].get(figure) is not None], 1)
 
 
 def daily_markdown(section: dict[str, Any]) -> list[str]:

@@ -88,18 +88,25 @@ def stored_before(conn: Any, model: Any, keys: Collection[Key], started: dt.date
 
 
 def verify_run(
-    market_db: str, simulator: Any, dag_id: str, run_id: str, started: dt.datetime
+    market_db: str,
+    simulator: Any,
+    dag_id: str,
+    run_id: str,
+    started: dt.datetime,
+    stored_by_bench: Collection[Key] = (),
 ) -> Verification:
     """Verify run ``run_id`` of ``dag_id`` against the simulator's served model, as of the simulator's now.
 
     :param started: when the run was triggered (aware); bars created earlier are not its work.
+    :param stored_by_bench: keys the bench stored before the run (a steady state's earlier
+        sessions, ``bench.steady_state``): not the run's work, left out of its planned keys.
     """
     import psycopg
 
     from campaign.observe import db_snapshot, plan_keys, served_bars
 
     with psycopg.connect(market_db) as conn:
-        keys = plan_keys(conn, [(dag_id, run_id)])
+        keys = plan_keys(conn, [(dag_id, run_id)]) - set(stored_by_bench)
         served = served_bars(simulator.served, keys, simulator.simulator.now())
         snapshot = db_snapshot(conn, simulator.model, keys)
         before = stored_before(conn, simulator.model, keys, started)

@@ -23,3 +23,12 @@ def test_recreate_drops_what_a_repeat_wrote_and_copies_the_template():
 def test_recreate_refuses_a_database_that_is_not_the_bench_s():
     with pytest.raises(ValueError, match="Refusing"):
         fresh_db.recreate("postgresql://127.0.0.1/market_data", "postgresql://127.0.0.1/template")
+
+
+def test_the_server_process_found_for_a_database_is_the_parent_of_its_backends(market_db):
+    from bench.process_tree import descendants, postmaster_pid
+
+    server = postmaster_pid(market_db)
+    with psycopg.connect(market_db) as conn:
+        (backend,) = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend in descendants(server)
