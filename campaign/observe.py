@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import psutil
 import psycopg
 
 from campaign.invariants import Bars, Expected, Key, Request, Revision, Snapshot, Values
-from ibkr_market_data.timeframes import DAILY, TIMEFRAMES, TimeframePolicy, by_bar_size
+from ibkr_market_data.derived import DERIVABLE, DeriveSettings, settings_from_env
+from ibkr_market_data.timeframes import DAILY, ONE_MINUTE, TIMEFRAMES, TimeframePolicy, by_bar_size
 from ibkr_market_data_dev.simulated_ib import stored_bar
 from tws_simulator import history
 from tws_simulator.market import MarketModel, NoSuchSession, SimBar
@@ -71,8 +73,10 @@ def plan_keys(conn: psycopg.Connection, runs: Iterable[tuple[str, str]]) -> set[
             if not isinstance(item, dict) or "symbol" not in item or "bar_size" not in item:
                 continue
             sessions = item.get("sessions") or [item.get("session")]
-            timeframe = by_bar_size(item["bar_size"]).name
-            keys.update((item["symbol"], timeframe, dt.date.fromisoformat(day)) for day in sessions if day)
+            # A 1-minute target builds its ``derive`` timeframes from its minutes: planned bars too.
+            days = [dt.date.fromisoformat(day) for day in sessions if day]
+            for timeframe in (by_bar_size(item["bar_size"]).name, *item.get("derive", ())):
+                keys.update((item["symbol"], timeframe, day) for day in days)
     return keys
 
 
@@ -90,9 +94,56 @@ class Served:
     changed_by_properties: int
 
 
-def served_bars(served: ServedMarket, keys: Iterable[Key], as_of: dt.datetime) -> Served:
-    """Return what IB serves as of ``as_of`` for ``keys``; a key is whole when it has every scheduled bar."""
+def derived_keys(keys: Collection[Key], settings: DeriveSettings | None = None) -> set[Key]:
+    """Return the 5min/1hour keys the collector builds from their 1-minute bars rather than asks IB for.
+
+    Those of a key whose 1-minute session is covered too, outside the cross-check's sample
+    (``IBKR_DERIVE_INTRADAY``, ``IBKR_DERIVE_CROSS_CHECK_PERCENT``; read here as the collector reads them).
+    """
+    settings = settings or settings_from_env()
+    if not settings.enabled:
+        return set()
+    derivable = {tf.name for tf in DERIVABLE}
+    return {
+        (symbol, timeframe, session)
+        for symbol, timeframe, session in keys
+        if timeframe in derivable
+        and (symbol, ONE_MINUTE.name, session) in keys
+        and not settings.asks_ib(symbol, session)
+    }
+
+
+def built_from_minutes(bars: Sequence[SimBar], minutes: Sequence[SimBar]) -> tuple[SimBar, ...]:
+    """Return IB's ``bars`` as built from its ``minutes``: WAP weighted by volume, trade counts summed.
+
+    Prices, volume and times stay the simulator's own (``aggregated`` from the same slots), so a
+    derived bar is checked against them; the simulator's own WAP and trade count of a bigger bar are
+    not its minutes' (docs/intraday.md#derived-bars).
+    """
+    ends = [bar.date for bar in bars[1:]]
+    rebuilt = []
+    for at, bar in enumerate(bars):
+        end = ends[at] if at < len(ends) else None
+        parts = [m for m in minutes if m.date >= bar.date and (end is None or m.date < end)]  # type: ignore[operator]
+        volume = sum(part.volume for part in parts)
+        wap = bar.wap
+        if volume:
+            weighted = sum((part.wap * part.volume for part in parts), Decimal(0)) / volume
+            wap = weighted.quantize(Decimal("1e-8"), rounding=ROUND_HALF_UP)
+        rebuilt.append(replace(bar, wap=wap, bar_count=sum(part.bar_count for part in parts)))
+    return tuple(rebuilt)
+
+
+def served_bars(
+    served: ServedMarket, keys: Iterable[Key], as_of: dt.datetime, derived: Collection[Key] | None = None
+) -> Served:
+    """Return what IB serves as of ``as_of`` for ``keys``; a key is whole when it has every scheduled bar.
+
+    :param derived: the keys built from their 1-minute bars; default ``derived_keys(keys)``.
+    """
     model = served.model
+    keys = set(keys)
+    derived = derived_keys(keys) if derived is None else derived
     bars: dict[Key, Bars] = {}
     whole: set[Key] = set()
     changed = 0
@@ -108,6 +159,9 @@ def served_bars(served: ServedMarket, keys: Iterable[Key], as_of: dt.datetime) -
             else:
                 served_now = view.intraday_bars(session, tf.bar_seconds, True)
                 plain = model.intraday_bars(symbol, session, tf.bar_seconds, True)
+                if key in derived:
+                    served_now = built_from_minutes(served_now, view.intraday_bars(session, 60, True))
+                    plain = built_from_minutes(plain, model.intraday_bars(symbol, session, 60, True))
         except NoSuchSession:  # before the symbol's listing: the window asks, IB serves nothing
             served_now = plain = ()
         bars[key] = dict(bar_values(bar) for bar in served_now)

@@ -30,6 +30,7 @@ from ibkr_market_data.errors import (
     InvalidBarError,
 )
 from ibkr_market_data.repository import AttemptStatus, RunContext
+from ibkr_market_data.timeframes import ONE_MINUTE
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +467,8 @@ def _write_outcome(
             result = repository.upsert_bars(
                 conn, target.symbol_id, timeframe, decision.bars, run, target.time_zone
             )
+        if decision.bars and target.derive:
+            store_derived_sessions(conn, target, {target.session_of(bar) for bar in decision.bars}, run)
         if record_absent and decision.status != AttemptStatus.FAILED:
             _record_absent(conn, target, timeframe, {target.session_of(bar) for bar in decision.bars}, run)
         if target.expected_bars and decision.status == AttemptStatus.COMPLETED:
@@ -497,6 +500,41 @@ def _write_outcome(
             record_absent=record_absent,
         )
     return decision, result
+
+
+def store_derived_sessions(
+    conn: Connection, target: CollectionTarget, sessions: set[dt.date], run: RunContext | None
+) -> dict[str, int]:
+    """Build ``target.derive``'s bars of ``sessions`` from their stored 1-minute bars and upsert them.
+
+    In the caller's transaction, after the minutes are written: the derived bars follow the stored
+    minutes, whichever answer brought them. Return the bars written (new or revised) per timeframe.
+    """
+    from ibkr_market_data import derived
+    from ibkr_market_data.timeframes import timeframe
+
+    opens = dict(zip(target.sessions, target.session_opens, strict=False))
+    written: dict[str, int] = {}
+    for day in sorted(sessions):
+        session_open = opens.get(day.isoformat())
+        if session_open is None:
+            continue  # a target planned without its opens (a plan from before derivation) derives nothing
+        minutes = repository.session_bars(conn, target.symbol_id, ONE_MINUTE.name, day, target.time_zone)
+        for name in target.derive:
+            bars = derived.aggregate(
+                minutes, timeframe(name), target.time_zone, dt.datetime.fromisoformat(session_open)
+            )
+            result = repository.upsert_bars(conn, target.symbol_id, name, bars, run, target.time_zone)
+            written[name] = written.get(name, 0) + result.inserted + result.revised
+    if sessions and written:
+        log.info(
+            "%s %s: built %s from the stored 1-minute bars (%s bars written)",
+            target.symbol,
+            target.session,
+            " and ".join(target.derive),
+            ", ".join(f"{count} {name}" for name, count in written.items()),
+        )
+    return written
 
 
 def _conclude(

@@ -67,6 +67,14 @@ class CollectionTarget:
     time_zone: str = ""
     expected_bars: Sequence[int] = ()
     session_close: str = ""
+    #: 1-minute only: the timeframes (``5min``, ``1hour``) built from the stored minutes of each
+    #: session once they are written, instead of asking IB (``derived``).
+    derive: Sequence[str] = ()
+    #: With ``derive``: per session of ``sessions``, its open (naive UTC, ISO), which stamps the
+    #: first derived bar whether or not its first minute traded.
+    session_opens: Sequence[str] = ()
+    #: 5min/1hour only: IB's answer is the cross-check of the bars built from this session's minutes.
+    cross_check: bool = False
 
     def contract(self) -> ContractSpec:
         """Return the contract the request is for."""

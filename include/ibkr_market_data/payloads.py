@@ -6,7 +6,7 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class TargetPayload(TypedDict):
@@ -28,6 +28,9 @@ class TargetPayload(TypedDict):
     time_zone: str
     expected_bars: list[int]
     session_close: str
+    derive: NotRequired[list[str]]
+    session_opens: NotRequired[list[str]]
+    cross_check: NotRequired[bool]
 
 
 class CollectOutcomePayload(TypedDict):

@@ -27,6 +27,7 @@ class Check(enum.StrEnum):
     MISSING_SESSION = "missing_session"
     INTRADAY_VS_DAILY = "intraday_vs_daily"
     SHORT_SESSION = "short_session"
+    DERIVED_VS_IB = "derived_vs_ib"
 
 
 class Severity(enum.StrEnum):
@@ -44,6 +45,7 @@ DEFAULT_SEVERITIES: Mapping[Check, Severity] = {
     Check.MISSING_SESSION: Severity.WARNING,
     Check.INTRADAY_VS_DAILY: Severity.WARNING,
     Check.SHORT_SESSION: Severity.WARNING,
+    Check.DERIVED_VS_IB: Severity.WARNING,
 }
 
 

@@ -564,6 +564,12 @@ class ClientConnection(asyncio.Protocol):
             and faults.fires(symbol, "intraday_mismatch")
         ):
             bars = history.with_intraday_mismatch(simulator.model, contract, bars)
+        if (
+            query.bar_seconds is not None
+            and query.bar_seconds >= history.COARSE_BARS_MIN_BAR_SECONDS
+            and faults.fires(symbol, "coarse_bars_disagree")
+        ):
+            bars = history.with_coarse_bars_disagreeing(bars)
         answer = history.format_answer(
             contract,
             query,

@@ -35,6 +35,7 @@ SWITCH_DESCRIPTIONS: dict[str, str] = {
     "stale_price": "every bar after the answer's oldest repeats its price, with no volume",
     "volume_units": "the newest bar's volume is 100 times too large",
     "intraday_mismatch": "intraday bars of 1 minute and longer disagree with the daily bar, each valid",
+    "coarse_bars_disagree": "bars of 5 minutes and longer carry 1% less volume than their minutes",
     "connectivity_lost": "every client gets 1100, answers wait outage_ms, then 1102 and they arrive",
     "connectivity_lost_data_lost": "the same, ending with 1101: requests open across the outage are lost",
     "farm_notices": "a data-farm flap (2103/2105/2157, 2104/2106/2158, 2107) before the answer",

@@ -469,6 +469,24 @@ def with_intraday_mismatch(model: MarketModel, contract: SimContract, bars: list
     return changed
 
 
+#: The ``coarse_bars_disagree`` fault: bars of this size and longer, each missing a share of its volume.
+COARSE_BARS_MIN_BAR_SECONDS = 300
+COARSE_BARS_VOLUME_SHARE_LOST = 100  # one share in this many, at least one share a bar
+
+
+def with_coarse_bars_disagreeing(bars: list[SimBar]) -> list[SimBar]:
+    """Return ``bars`` each with 1% less volume (at least 1): no longer the aggregate of their minutes.
+
+    IB's bigger bars need not add up to its 1-minute bars (it filters some trades differently).
+    """
+    return [
+        dataclasses.replace(
+            bar, volume=max(0, bar.volume - max(1, bar.volume // COARSE_BARS_VOLUME_SHARE_LOST))
+        )
+        for bar in bars
+    ]
+
+
 def corrupted(bar: SimBar, contract: SimContract) -> SimBar:
     """Return ``bar`` broken the way bad data is: high below low and a negative volume."""
     high, low = bar.low, bar.high

@@ -246,6 +246,24 @@ def test_intraday_mismatch_leaves_extended_hours_and_daily_counts_alone(tws_simu
     assert list(again) == list(clean), "a count of 1 changes one intraday answer only"
 
 
+def test_coarse_bars_disagree_takes_volume_off_bars_of_five_minutes_and_longer_only(
+    tws_simulator, ib
+) -> None:
+    aapl, end = stock(tws_simulator, "AAPL"), end_of(FULL_DAY, "NASDAQ")
+    sizes = ("1 min", "5 mins", "1 hour")
+    clean = {size: ib.reqHistoricalData(aapl, end, "1 D", size, "TRADES", True) for size in sizes}
+    tws_simulator.faults.set("AAPL", coarse_bars_disagree=True)
+
+    assert list(ib.reqHistoricalData(aapl, end, "1 D", "1 min", "TRADES", True)) == list(clean["1 min"])
+    for size in ("5 mins", "1 hour"):
+        wrong = ib.reqHistoricalData(aapl, end, "1 D", size, "TRADES", True)
+        assert_valid(wrong)
+        assert [bar.volume for bar in wrong] == [
+            bar.volume - max(1, bar.volume // 100) for bar in clean[size]
+        ]
+        assert [bar.high for bar in wrong] == [bar.high for bar in clean[size]], "prices left alone"
+
+
 # -- the model itself: every symbol, bars under a minute, determinism ---------------------------
 
 

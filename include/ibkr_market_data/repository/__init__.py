@@ -145,6 +145,7 @@ from ibkr_market_data.repository.reads import (
     bar_batches,
     listings,
     period_fingerprints,
+    session_bars,
     session_outcomes,
 )
 from ibkr_market_data.repository.symbols import (
@@ -292,5 +293,6 @@ __all__ = [
     "bar_batches",
     "listings",
     "period_fingerprints",
+    "session_bars",
     "session_outcomes",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from psycopg import Connection
 
+from ibkr_market_data.bars import Bar
 from ibkr_market_data.repository.operations import MISSING_SESSIONS, _day_bounds
 
 
@@ -201,3 +202,24 @@ def period_fingerprints(
             (symbol_id, day): PeriodFingerprint(int(rows), str(content_hash))
             for symbol_id, day, rows, content_hash in cursor.fetchall()
         }
+
+
+def session_bars(conn: Connection, symbol_id: int, timeframe: str, day: dt.date, time_zone: str) -> list[Bar]:
+    """Return the symbol's stored intraday ``timeframe`` bars of session ``day`` (dated in ``time_zone``)."""
+    from zoneinfo import ZoneInfo
+
+    start = dt.datetime.combine(day, dt.time(0), ZoneInfo(time_zone))
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), ZoneInfo(time_zone))
+    rows = conn.execute(
+        """
+        SELECT timestamp, open, high, low, close, volume, wap, bar_count FROM market_data
+        WHERE symbol_id = %s AND timeframe = %s AND timestamp >= %s AND timestamp < %s
+        ORDER BY timestamp
+        """,
+        (symbol_id, timeframe, _naive_utc(start), _naive_utc(end)),
+    ).fetchall()
+    return [Bar(*row) for row in rows]
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)

@@ -147,6 +147,11 @@ def run_completions(
     :param sessions_of: the sessions of an exchange the run set out to fill.
     """
     collected = repository.run_collected_listings(conn, run.dag_id, run.run_id)
+    # The 5min/1hour bars a 1-minute attempt built are the run's work there too (docs/intraday.md).
+    for item in repository.planned_items(conn, run):
+        if (item.get("primary_exchange"), "1min") in collected:
+            for timeframe in item.get("derive") or ():
+                collected.setdefault((item["primary_exchange"], timeframe), 0)
     if not collected:
         return []
     active = repository.select_symbols(conn)

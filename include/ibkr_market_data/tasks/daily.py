@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from ibkr_market_data import repository
 from ibkr_market_data.bars import DAILY_BAR_SIZE
 from ibkr_market_data.daily_plan import (
     CollectionTarget,
+    DailyPlan,
     StoredState,
     lookback_start,
     plan_daily,
     session_timestamp,
 )
-from ibkr_market_data.errors import InvalidRunParamError
+from ibkr_market_data.errors import InvalidRunParamError, PermanentError
 from ibkr_market_data.grouping import (
     group_count,
     group_items,
@@ -36,6 +38,7 @@ from ibkr_market_data.settings import (
     IBKR_POOL_SLOTS,
     MAX_LOOKBACK_SESSIONS,
 )
+from ibkr_market_data.tasks import derivation
 from ibkr_market_data.tasks.database import market_connection, stored_sessions
 from ibkr_market_data.tasks.ib_session import ib_session
 from ibkr_market_data.tasks.params import (
@@ -47,10 +50,12 @@ from ibkr_market_data.tasks.params import (
     timeframes_of,
 )
 from ibkr_market_data.tasks.summaries import MinuteSessions, log_dry_run, summarize_run, upstream_failed
+from ibkr_market_data.timeframes import ONE_MINUTE
 
 if TYPE_CHECKING:
     import psycopg
 
+    from ibkr_market_data.derived import DeriveSettings
     from ibkr_market_data.repository import SymbolRow
     from ibkr_market_data.timeframes import Timeframe
 
@@ -140,17 +145,28 @@ def plan(
             priority=str(params.get("priority") or "all"),
         )
         first_available = repository.first_available_dates(conn, [row.id for row in symbols])
-        plans = {
-            tf: plan_daily(
-                day,
-                rows,
-                stored_state(conn, tf, rows, lookback_start(day, lookback), day, first_available),
-                now or dt.datetime.now(dt.UTC),
-                lookback,
-                tf,
-            )
-            for tf, rows in timeframes_of(symbols, selected_timeframe(params)).items()
-        }
+        selected = selected_timeframe(params)
+        by_timeframe = timeframes_of(symbols, selected)
+        derive = derivation.derive_settings(selected)
+        derived_ids = derivation.derived_symbols(by_timeframe, derive)
+        since = lookback_start(day, lookback)
+        plans: dict[Timeframe, DailyPlan] = {}
+        derivations: dict[Timeframe, derivation.Derivation] = {}
+        minute_complete: Mapping[int, Collection[dt.date]] = {}
+        for tf, rows in by_timeframe.items():
+            state = stored_state(conn, tf, rows, since, day, first_available)
+            if tf == ONE_MINUTE:
+                minute_complete = state.bars
+            if tf in derived_ids:
+                complete = {symbol_id: set(days) for symbol_id, days in state.bars.items()}
+                derivations[tf] = derivation.Derivation(derived_ids[tf], complete)
+                settled = derivation.ib_settled(rows, derivations[tf], derive, since, day)
+                state = replace(state, bars=settled)
+            plans[tf] = plan_daily(day, rows, state, now or dt.datetime.now(dt.UTC), lookback, tf)
+            if tf in derived_ids:
+                plans[tf] = derivation.one_session_per_target(plans[tf], rows, state, tf)
+        if derivations:
+            plans[ONE_MINUTE] = derivation.with_derivation(plans[ONE_MINUTE], derivations, derive)
         for tf, timeframe_plan in plans.items():
             for skip in timeframe_plan.skips:
                 log.info("%s %s: skipped, %s", skip.symbol, tf.name, skip.reason)
@@ -171,9 +187,40 @@ def plan(
         for tf, timeframe_plan in plans.items():
             skips = [(skip.symbol_id, skip.reason) for skip in timeframe_plan.skips]
             repository.log_skipped(conn, run, skips, tf.name, window, window)
+        if derivations:
+            _log_derivation(plans, derivations, derive)
+            built = derivation.derive_stored_sessions(
+                conn,
+                run,
+                by_timeframe[ONE_MINUTE],
+                {symbol_id: set(days) for symbol_id, days in minute_complete.items()},
+                derivations,
+                derive,
+            )
+            log.info("Built %d sessions of 5min/1hour bars from 1-minute bars stored before", built)
         planned = repository.save_plan(conn, run, groups)
         conn.commit()
     return [group.to_dict() for group in planned]
+
+
+def _log_derivation(
+    plans: Mapping[Timeframe, DailyPlan],
+    derivations: Mapping[Timeframe, derivation.Derivation],
+    settings: DeriveSettings,
+) -> None:
+    """Log how many sessions the run builds from 1-minute bars, and how many IB answers instead."""
+    minute_targets = plans[ONE_MINUTE].targets
+    for tf in derivations:
+        built = sum(1 for target in minute_targets if tf.name in target.derive)
+        asked = len(plans[tf].targets)
+        log.info(
+            "%s: %d sessions to build from the 1-minute answers, %d asked of IB "
+            "(the cross-check, %s%% of symbol-sessions)",
+            tf.name,
+            built,
+            asked,
+            settings.cross_check_percent,
+        )
 
 
 def load_universe_once(dry_run: bool = False) -> None:
@@ -337,6 +384,10 @@ def summarize(
         for target in targets
         if target["bar_size"] == DAILY_BAR_SIZE
     }
+    planned_targets = [CollectionTarget.from_dict(cast(TargetPayload, target)) for target in targets]
+    derivation.log_built_and_asked(planned_targets)
+    with market_connection() as conn:
+        cross_check_problems = derivation.cross_check(conn, run, planned_targets)
     report = summarize_run(
         f"Trading date {trading_date}",
         run,
@@ -346,4 +397,9 @@ def summarize(
         minute_sessions=MinuteSessions.of_targets(cast(list[TargetPayload], targets)),
         alert_unusual_no_data=True,
     )
+    if cross_check_problems:
+        raise PermanentError(
+            f"Trading date {trading_date}: {len(cross_check_problems)} data-quality errors found: "
+            + ", ".join(cross_check_problems)
+        )
     return report.counts

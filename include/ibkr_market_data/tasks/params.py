@@ -58,8 +58,11 @@ def selected_timeframe(params: Mapping[str, Any]) -> Timeframe | None:
 
     value = str(params.get("timeframe") or timeframes.CONFIGURED).strip().lower()
     if value == timeframes.CONFIGURED:
+        from ibkr_market_data import derived
+
         try:
             timeframes.policy_from_env()
+            derived.settings_from_env()
         except UnknownTimeframeError as exc:
             raise InvalidRunParamError(str(exc)) from None  # it names the variable
         return None

@@ -45,3 +45,34 @@ def test_a_process_s_connections_to_a_server_are_found_and_leave_established_onc
         client.close()
         accepted.close()
         server.close()
+
+
+def test_bars_built_from_minutes_are_expected_as_the_simulator_s_own_with_their_minutes_wap() -> None:
+    """A derived key expects the simulator's 5-minute bars, WAP and trades from the minutes they span."""
+    from decimal import Decimal
+
+    from campaign.observe import derived_keys
+    from ibkr_market_data.derived import DeriveSettings
+
+    model = MarketModel(shipped_listings(), 42)
+    served = ServedMarket(model, FaultPlan())
+    session = dt.date(2025, 6, 25)
+    keys = {("AAPL", "1min", session), ("AAPL", "5min", session), ("MSFT", "5min", session)}
+    building = DeriveSettings(cross_check_percent=Decimal(0))
+    assert derived_keys(keys, building) == {("AAPL", "5min", session)}, "MSFT collects no minutes here"
+    assert derived_keys(keys, DeriveSettings(cross_check_percent=Decimal(100))) == set()
+
+    expected = served_bars(served, keys, AS_OF, derived_keys(keys, building)).expected.bars
+    own = served_bars(served, keys, AS_OF, set()).expected.bars
+
+    built, asked = expected[("AAPL", "5min", session)], own[("AAPL", "5min", session)]
+    assert sorted(built) == sorted(asked) and len(built) == 78
+    first = min(built)
+    minutes = [bar for bar in model.intraday_bars("AAPL", session, 60, True)][:5]
+    volume = sum(bar.volume for bar in minutes)
+    assert built[first][:5] == asked[first][:5], "prices and volume: the simulator's own bar"
+    assert built[first][5] == (sum(bar.wap * bar.volume for bar in minutes) / volume).quantize(
+        Decimal("1e-8")
+    )
+    assert built[first][6] == sum(bar.bar_count for bar in minutes)
+    assert built[first][5:] != asked[first][5:], "the simulator's own WAP is not its minutes'"
