@@ -31,6 +31,9 @@ def market(tws_simulator_factory, monkeypatch, market_db):
 def shipped_policy_market(tws_simulator_factory, monkeypatch, market_db, symbols):
     monkeypatch.delenv("IBKR_INTRADAY_MAX_PRIORITY", raising=False)
     monkeypatch.delenv("IBKR_INTRADAY_TIMEFRAMES", raising=False)
+    monkeypatch.delenv("IBKR_DERIVE_INTRADAY", raising=False)
+    # No cross-check sample: every 5-minute and hourly session is built from the minutes, none asked.
+    monkeypatch.setenv("IBKR_DERIVE_CROSS_CHECK_PERCENT", "0")
     return start_market(tws_simulator_factory, monkeypatch, market_db, NOW, symbols=symbols)
 
 
@@ -55,7 +58,9 @@ def test_a_run_on_the_filled_template_asks_once_per_symbol_timeframe_for_the_dat
 
     steady = steady_state.steady_state(planned, filled.keys, DAY)
     assert steady.ok, steady.examples
-    assert result.requests == steady.symbol_timeframes == len(SYMBOLS) * 4
+    assert steady.symbol_timeframes == len(SYMBOLS) * 4
+    # Daily and 1-minute bars asked; 5-minute and hourly bars built from the minutes.
+    assert result.requests == len(SYMBOLS) * 2
     assert verification.ok, verification.examples
     # The date's keys alone are the run's work: one per symbol and timeframe.
     assert verification.planned_keys == len(SYMBOLS) * 4
@@ -63,7 +68,7 @@ def test_a_run_on_the_filled_template_asks_once_per_symbol_timeframe_for_the_dat
         requests_by_bar_size(market), planned, filled.keys
     )
     assert intraday["symbol_days"] == len(SYMBOLS)
-    assert intraday["per_symbol_day"] == 3.0  # 1-minute, 5-minute and hourly bars each asked
+    assert intraday["per_symbol_day"] == 1.0  # the 1-minute bars alone
 
 
 def requests_by_bar_size(market):
