@@ -230,3 +230,41 @@ def test_the_downgrade_from_0012_restores_the_foreign_key(market_db_server):
     finally:
         repository.forget_known_partitions()
         local_postgres.drop_database(url)
+
+
+# -- the straight COPY, and a writer that slips in before it --------------------------------------
+
+
+def test_a_bar_stored_by_another_writer_after_the_check_sends_the_write_to_the_comparison(
+    symbol_db, market_db, monkeypatch
+):
+    """The COPY fails on the other writer's bar, rolls back to its savepoint, and compares instead."""
+    from ibkr_market_data.repository import bars as bars_module
+
+    conn = symbol_db
+    repository.ensure_partitions(conn, "1min", SESSION_OPEN, SESSION_OPEN)  # for the other writer too
+    conn.commit()
+    incoming = minute_bars(SESSION_OPEN, 390)
+    slipped_in = minute_bars(SESSION_OPEN + dt.timedelta(minutes=7), 1, close="100.75")[0]
+    copy_new_bars = bars_module._copy_new_bars
+
+    def another_writer_first(cursor, symbol_id, timeframe, bars):
+        with psycopg.connect(market_db, autocommit=True) as other:
+            other.execute(
+                "INSERT INTO market_data (symbol_id, timeframe, timestamp, open, high, low, close, volume,"
+                " wap, bar_count) VALUES (1, '1min', %s, 100, 101, 99, %s, %s, 100.2, 7)",
+                (slipped_in.timestamp, slipped_in.close, slipped_in.volume),
+            )
+        copy_new_bars(cursor, symbol_id, timeframe, bars)
+
+    monkeypatch.setattr(bars_module, "_copy_new_bars", another_writer_first)
+
+    result = repository.store_backfilled_bars(conn, 1, "1min", incoming, RUN, "America/New_York")
+    conn.commit()
+
+    assert (result.inserted, result.revised) == (389, 1)
+    stored = conn.execute("SELECT COUNT(*), SUM(close) FROM market_data WHERE symbol_id = 1").fetchone()
+    assert stored == (390, sum(bar.close for bar in incoming))
+    assert conn.execute("SELECT old_close, new_close FROM bar_revisions").fetchall() == [
+        (Decimal("100.75"), Decimal("100.5"))
+    ]

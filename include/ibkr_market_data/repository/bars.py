@@ -392,30 +392,34 @@ def _store_new_or_compared(
     The one path of ``store_backfilled_bars`` and of ``upsert_bars`` with a run and many bars.
     """
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
-    lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
     sessions = bar_sessions(conn, symbol_id, timeframe, bars, time_zone)
     with conn.cursor() as cursor:
-        # One round trip for both questions: this path is timed in bars per second.
-        cursor.execute(
-            """
-            SELECT EXISTS (SELECT 1 FROM market_data
-                           WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s),
-                   EXISTS (SELECT 1 FROM no_data_sessions
-                           WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
-            """,
-            (symbol_id, timeframe, first, last, symbol_id, timeframe, sessions[0], sessions[-1]),
-        )
+        # One round trip (this path is timed in bars per second): the lock, then both questions in a
+        # statement of their own (its snapshot taken once the lock is held), then a savepoint.
+        with conn.pipeline():
+            lock_symbol_writes(conn, symbol_id, timeframe)
+            cursor.execute(
+                """
+                SELECT EXISTS (SELECT 1 FROM market_data
+                               WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s),
+                       EXISTS (SELECT 1 FROM no_data_sessions
+                               WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
+                """,
+                (symbol_id, timeframe, first, last, symbol_id, timeframe, sessions[0], sessions[-1]),
+            )
+            # For the straight COPY below. Never released: the caller's commit ends it (a round trip less).
+            conn.execute("SAVEPOINT copy_new_bars")
         overlaps = cursor.fetchone()
         assert overlaps is not None  # a SELECT without FROM returns its one row
         overlaps_stored, overlaps_no_data = overlaps
         result = None
         if not overlaps_stored:
             try:
-                with conn.transaction():
-                    _copy_new_bars(cursor, symbol_id, timeframe, bars)
+                _copy_new_bars(cursor, symbol_id, timeframe, bars)
                 result = UpsertResult(inserted=len(bars), revised=0)
             except psycopg.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT copy_new_bars")
                 result = None  # stored by someone else since the check: compare instead
         if result is None:
             _stage_bars(cursor, bars)
