@@ -19,12 +19,14 @@ from ibkr_market_data.repository.alert_deliveries import (
 )
 from ibkr_market_data.repository.bars import (
     ARRAY_UPSERT_MAX_BARS,
+    SYNCHRONOUS_BAR_COMMITS_VARIABLE,
     UpsertResult,
     bars_by_session,
     existing_bar_dates,
     session_bar_counts,
     store_backfilled_bars,
     symbols_having_bar,
+    synchronous_bar_commits,
     upsert_bars,
 )
 from ibkr_market_data.repository.collection_logs import (
@@ -237,6 +239,7 @@ __all__ = [
     "symbol_bars",
     "symbol_row",
     "ARRAY_UPSERT_MAX_BARS",
+    "SYNCHRONOUS_BAR_COMMITS_VARIABLE",
     "COLLECTION_TYPE",
     "AttemptStatus",
     "RunContext",
@@ -280,6 +283,7 @@ __all__ = [
     "symbols_having_bar",
     "symbols_failed",
     "symbols_with_outcome",
+    "synchronous_bar_commits",
     "try_lease_client_id",
     "unresolved_symbols",
     "upsert_bars",

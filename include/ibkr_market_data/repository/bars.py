@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -76,17 +77,49 @@ class UpsertResult:
     revised: int
 
 
+#: Set to 1 to make every transaction that writes bars wait for its commit to be flushed to disk.
+SYNCHRONOUS_BAR_COMMITS_VARIABLE = "IBKR_SYNCHRONOUS_BAR_COMMITS"
+
+
+def synchronous_bar_commits(environ: Mapping[str, str] = os.environ) -> bool:
+    """Return whether transactions writing bars wait for the disk flush at commit (off by default).
+
+    A value other than 0/1 (or false/true, off/on) logs a warning and waits: a typo errs on the
+    durable side.
+    """
+    raw = environ.get(SYNCHRONOUS_BAR_COMMITS_VARIABLE, "").strip().lower()
+    if raw in ("", "0", "false", "off"):
+        return False
+    if raw not in ("1", "true", "on"):
+        log.warning(
+            "%s=%r is not 0 or 1: bar commits wait for the disk", SYNCHRONOUS_BAR_COMMITS_VARIABLE, raw
+        )
+    return True
+
+
 def lock_symbol_writes(conn: Connection, symbol_id: int, timeframe: str) -> None:
     """Wait until no other transaction writes ``timeframe`` bars of ``symbol_id``; hold that until commit.
 
     Compare-and-write reads the table as of its statement's start: a writer that does not wait would
     miss bars another one commits meanwhile, losing their revisions and counting them as inserted.
     A hash collision between two keys only makes their writers wait for each other.
+
+    In the same statement, unless ``IBKR_SYNCHRONOUS_BAR_COMMITS`` says otherwise, the transaction is
+    let commit without waiting for the disk (``synchronous_commit = off`` until it ends). Safe for bar
+    writes: a server crash loses at most the last few such commits, each whole (bars and their
+    collection-log rows together), and the next run collects those bars again as missing. See
+    docs/schema.md#asynchronous-bar-commits.
     """
+    key = f"market_data:{symbol_id}:{timeframe}"
     with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"market_data:{symbol_id}:{timeframe}",)
-        )
+        if synchronous_bar_commits():
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        else:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
+                " set_config('synchronous_commit', 'off', true)",
+                (key,),
+            )
 
 
 def bar_sessions(
@@ -134,7 +167,9 @@ def upsert_bars(
     A bar whose values differ, once rounded to the columns' scale, replaces the stored one (IB adjusts
     history) and counts as revised; unchanged bars are left alone. Nothing is ever deleted from
     ``market_data``. Writers of one (symbol, timeframe) take turns (``lock_symbol_writes``) until the
-    caller's transaction ends.
+    caller's transaction ends, which commits without waiting for the disk
+    (see ``lock_symbol_writes``). Many bars with a run take ``store_backfilled_bars``' path: COPY
+    straight into the table where none of their span is stored.
 
     :param bars: bars with distinct timestamps (``bars.latest_per_timestamp``): one statement
         cannot write a row twice.
@@ -145,6 +180,8 @@ def upsert_bars(
     """
     if not bars:
         return UpsertResult(0, 0)
+    if run is not None and len(bars) > ARRAY_UPSERT_MAX_BARS:
+        return _store_new_or_compared(conn, symbol_id, timeframe, bars, run, time_zone)
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
     lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
@@ -163,11 +200,8 @@ def upsert_bars(
                     | {"first": first, "last": last, "sessions": sessions}
                     | dict(zip(_ARRAY_COLUMNS, columns, strict=True)),
                 )
-        else:
+        else:  # many bars and no run: nothing to record
             _stage_bars(cursor, bars)
-            if audit is not None:
-                cursor.execute(_RECORD_STAGED_REVISIONS, (*audit, symbol_id, timeframe, first, last))
-                cursor.execute(_FORGET_NO_DATA, (symbol_id, timeframe, sessions))
             cursor.execute(_UPSERT_STAGED_BARS, (symbol_id, timeframe))
         return _counted(cursor)
 
@@ -347,31 +381,45 @@ def store_backfilled_bars(
     """
     if not bars:
         return UpsertResult(0, 0)
+    return _store_new_or_compared(conn, symbol_id, timeframe, bars, run, time_zone)
+
+
+def _store_new_or_compared(
+    conn: Connection, symbol_id: int, timeframe: str, bars: Sequence[Bar], run: RunContext, time_zone: str
+) -> UpsertResult:
+    """COPY ``bars`` straight into ``market_data`` when none of their span is stored, else compare.
+
+    The one path of ``store_backfilled_bars`` and of ``upsert_bars`` with a run and many bars.
+    """
     first, last = min(bar.timestamp for bar in bars), max(bar.timestamp for bar in bars)
-    lock_symbol_writes(conn, symbol_id, timeframe)
     ensure_partitions(conn, timeframe, first, last)
     sessions = bar_sessions(conn, symbol_id, timeframe, bars, time_zone)
     with conn.cursor() as cursor:
-        # One round trip for both questions: this path is timed in bars per second.
-        cursor.execute(
-            """
-            SELECT EXISTS (SELECT 1 FROM market_data
-                           WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s),
-                   EXISTS (SELECT 1 FROM no_data_sessions
-                           WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
-            """,
-            (symbol_id, timeframe, first, last, symbol_id, timeframe, sessions[0], sessions[-1]),
-        )
+        # One round trip (this path is timed in bars per second): the lock, then both questions in a
+        # statement of their own (its snapshot taken once the lock is held), then a savepoint.
+        with conn.pipeline():
+            lock_symbol_writes(conn, symbol_id, timeframe)
+            cursor.execute(
+                """
+                SELECT EXISTS (SELECT 1 FROM market_data
+                               WHERE symbol_id = %s AND timeframe = %s AND timestamp BETWEEN %s AND %s),
+                       EXISTS (SELECT 1 FROM no_data_sessions
+                               WHERE symbol_id = %s AND timeframe = %s AND session BETWEEN %s AND %s)
+                """,
+                (symbol_id, timeframe, first, last, symbol_id, timeframe, sessions[0], sessions[-1]),
+            )
+            # For the straight COPY below. Never released: the caller's commit ends it (a round trip less).
+            conn.execute("SAVEPOINT copy_new_bars")
         overlaps = cursor.fetchone()
         assert overlaps is not None  # a SELECT without FROM returns its one row
         overlaps_stored, overlaps_no_data = overlaps
         result = None
         if not overlaps_stored:
             try:
-                with conn.transaction():
-                    _copy_new_bars(cursor, symbol_id, timeframe, bars)
+                _copy_new_bars(cursor, symbol_id, timeframe, bars)
                 result = UpsertResult(inserted=len(bars), revised=0)
             except psycopg.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT copy_new_bars")
                 result = None  # stored by someone else since the check: compare instead
         if result is None:
             _stage_bars(cursor, bars)

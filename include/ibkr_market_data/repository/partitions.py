@@ -120,8 +120,10 @@ def _attached(conn: Connection, parent: str, names: list[str]) -> dict[str, bool
 def _create_partition(conn: Connection, parent: str, name: str, month: dt.date) -> None:
     """Create a table like ``parent`` (columns, defaults, CHECK) and attach it for ``[month, next month)``.
 
-    ATTACH gives it the primary key, the index and the foreign key, and checks the (empty) table
-    against the bounds. DDL takes no bound parameters: the bounds are quoted as literals.
+    ATTACH gives it the primary key and the index, and checks the (empty) table against the bounds.
+    Since 0012 it also gets the statement triggers that check a bar's symbol (a statement naming a
+    partition does not fire its parent's). DDL takes no bound parameters: the bounds are quoted as
+    literals.
     """
     table, parent_table = sql.Identifier(name), sql.Identifier(parent)
     conn.execute(
@@ -136,3 +138,12 @@ def _create_partition(conn: Connection, parent: str, name: str, month: dt.date) 
             parent_table, table, sql.Literal(start), sql.Literal(end)
         )
     )
+    checked = conn.execute("SELECT to_regprocedure('market_data_check_symbols()') IS NOT NULL").fetchone()
+    if checked and checked[0]:
+        for event, suffix in (("INSERT", "inserted"), ("UPDATE", "updated")):
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} AFTER {} ON {} REFERENCING NEW TABLE AS written_bars"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION market_data_check_symbols()"
+                ).format(sql.Identifier(f"{name}_symbols_{suffix}"), sql.SQL(event), table)
+            )
