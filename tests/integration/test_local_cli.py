@@ -75,8 +75,8 @@ def test_a_bad_quality_setting_is_one_error_line_and_exit_2_before_anything_star
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "error: IBKR_QUALITY_SEVERITIES entry 'spike=fatal' must be check=severity, checks: spike, "
-        "stale_price, volume_units, missing_session, intraday_vs_daily, short_session; severities: ignore, "
-        "warning, error"
+        "stale_price, volume_units, missing_session, intraday_vs_daily, short_session, derived_vs_ib; "
+        "severities: ignore, warning, error"
     ]
 
 
