@@ -464,7 +464,12 @@ def scale_summary_markdown(section: dict[str, Any]) -> list[str]:
             row["executor"],
             row["symbols"],
             f"{row['timeframe']}{', steady state' if steady else ''}",
-            ("**goal** " if row["goal_row"] else "") + verdict_text(row["wall_s"], " s"),
+            ("**goal** " if row["goal_row"] else "")
+            + (
+                verdict_text(row["wall_s"], " s")
+                if row["timeframe"] == "configured"
+                else f"{_spread_text(row['wall_s'], ' s')}, a figure with no goal"
+            ),
             _spread_text(row["task_instances"]),
             _spread_text(row["ib_requests"]),
             _spread_text(row["planned_bars"]),

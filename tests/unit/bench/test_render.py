@@ -53,6 +53,8 @@ def steady_state_daily() -> dict:
         figures["steady_state_repeats"] = 3
     for pair in daily["runs"]:
         pair["daily"]["postgres_cpu_s"] = 4.0
+    # Outside load on one run, whatever the committed figures say: the contention note must show.
+    daily["runs"][0]["daily"]["other_processes_cpu_share"] = 0.4
     return daily
 
 
