@@ -3,6 +3,7 @@
 import psycopg
 import pytest
 
+from ibkr_market_data import repository
 from ibkr_market_data.hooks.ibkr import IbkrHook
 from ibkr_market_data.symbols import load_symbols
 from ibkr_market_data.universe import load_universe
@@ -21,6 +22,22 @@ def small_universe(market_db, ibkr_connection):
         report = load_symbols(conn, hook, universe)
     assert sorted(report.resolved) == sorted(SMALL_UNIVERSE)
     return universe
+
+
+@pytest.fixture
+def partitioned_db(db_conn: psycopg.Connection) -> psycopg.Connection:
+    """Return the session's test database with no monthly partition left by another test, and a symbol."""
+    for (name,) in db_conn.execute(
+        "SELECT relid::regclass::text FROM pg_partition_tree('market_data') WHERE level = 2"
+    ).fetchall():
+        db_conn.execute(f'DROP TABLE "{name}"')
+    db_conn.execute(
+        "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency, active)"
+        " VALUES (1, 'AAPL', 'SMART', 'NASDAQ', 'USD', TRUE)"
+    )
+    db_conn.commit()
+    repository.forget_known_partitions()
+    return db_conn
 
 
 @pytest.fixture

@@ -23,22 +23,6 @@ SESSION_OPEN = dt.datetime(2025, 11, 3, 14, 30)
 DAY = dt.datetime(2025, 11, 3)
 
 
-@pytest.fixture
-def symbol_db(db_conn: psycopg.Connection) -> psycopg.Connection:
-    """Return the test database with one symbol (id 1) and no month partition left by another test."""
-    for (name,) in db_conn.execute(
-        "SELECT relid::regclass::text FROM pg_partition_tree('market_data') WHERE level = 2"
-    ).fetchall():
-        db_conn.execute(f'DROP TABLE "{name}"')
-    db_conn.execute(
-        "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency, active)"
-        " VALUES (1, 'AAPL', 'SMART', 'NASDAQ', 'USD', TRUE)"
-    )
-    db_conn.commit()
-    repository.forget_known_partitions()
-    return db_conn
-
-
 def daily_bar(day: dt.datetime) -> Bar:
     return Bar(day, Decimal("10"), Decimal("11"), Decimal("9"), Decimal("10.5"), 1000, Decimal("10.2"), 5)
 
@@ -64,9 +48,11 @@ def synchronous_commit(conn: psycopg.Connection) -> str:
 
 
 @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
-def test_a_bar_write_lets_its_transaction_commit_without_waiting_for_the_disk(symbol_db, write, monkeypatch):
+def test_a_bar_write_lets_its_transaction_commit_without_waiting_for_the_disk(
+    partitioned_db, write, monkeypatch
+):
     monkeypatch.delenv(repository.SYNCHRONOUS_BAR_COMMITS_VARIABLE, raising=False)
-    conn = symbol_db
+    conn = partitioned_db
     assert synchronous_commit(conn) == "on"  # the server's setting, before any bar is written
 
     write(conn, 1)
@@ -79,9 +65,9 @@ def test_a_bar_write_lets_its_transaction_commit_without_waiting_for_the_disk(sy
 
 
 @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
-def test_the_operator_can_make_bar_commits_wait_for_the_disk(symbol_db, write, monkeypatch):
+def test_the_operator_can_make_bar_commits_wait_for_the_disk(partitioned_db, write, monkeypatch):
     monkeypatch.setenv(repository.SYNCHRONOUS_BAR_COMMITS_VARIABLE, "1")
-    conn = symbol_db
+    conn = partitioned_db
 
     write(conn, 1)
 
@@ -108,8 +94,8 @@ def test_a_malformed_setting_waits_for_the_disk_and_says_so(caplog):
 
 
 @pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
-def test_a_bar_of_an_unknown_symbol_is_refused_and_nothing_of_it_stays(symbol_db, write):
-    conn = symbol_db
+def test_a_bar_of_an_unknown_symbol_is_refused_and_nothing_of_it_stays(partitioned_db, write):
+    conn = partitioned_db
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match="symbol_id 999, which is not in symbols"):
         write(conn, 999)
     conn.rollback()
@@ -120,8 +106,8 @@ def test_a_bar_of_an_unknown_symbol_is_refused_and_nothing_of_it_stays(symbol_db
 
 
 @pytest.mark.parametrize("partition", ["market_data_1min_2025_11", "market_data_1day", "market_data_default"])
-def test_a_write_naming_a_partition_is_checked_too(symbol_db, partition):
-    conn = symbol_db
+def test_a_write_naming_a_partition_is_checked_too(partitioned_db, partition):
+    conn = partitioned_db
     repository.ensure_partitions(conn, "1min", SESSION_OPEN, SESSION_OPEN)  # created now, at run time
     conn.commit()
     timeframe = {"market_data_1min_2025_11": "1min", "market_data_1day": "1day"}.get(partition, "weekly")
@@ -140,8 +126,8 @@ def test_a_write_naming_a_partition_is_checked_too(symbol_db, partition):
     conn.rollback()
 
 
-def test_a_symbol_with_bars_can_be_neither_deleted_nor_renumbered_nor_truncated_away(symbol_db):
-    conn = symbol_db
+def test_a_symbol_with_bars_can_be_neither_deleted_nor_renumbered_nor_truncated_away(partitioned_db):
+    conn = partitioned_db
     conn.execute(
         "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency, active)"
         " VALUES (2, 'MSFT', 'SMART', 'NASDAQ', 'USD', TRUE)"
@@ -165,9 +151,9 @@ def test_a_symbol_with_bars_can_be_neither_deleted_nor_renumbered_nor_truncated_
     conn.commit()
 
 
-def test_a_delete_racing_an_uncommitted_bar_waits_for_it_then_fails(symbol_db, market_db):
+def test_a_delete_racing_an_uncommitted_bar_waits_for_it_then_fails(partitioned_db, market_db):
     """The bars' writer holds its symbol FOR KEY SHARE, as the foreign key did: the delete cannot slip in."""
-    writer = symbol_db
+    writer = partitioned_db
     repository.upsert_bars(writer, 1, "1day", [daily_bar(DAY)], RUN)  # not committed yet
     outcome: list[BaseException | None] = []
     deleter_pid: list[int] = []
@@ -236,12 +222,12 @@ def test_the_downgrade_from_0012_restores_the_foreign_key(market_db_server):
 
 
 def test_a_bar_stored_by_another_writer_after_the_check_sends_the_write_to_the_comparison(
-    symbol_db, market_db, monkeypatch
+    partitioned_db, market_db, monkeypatch
 ):
     """The COPY fails on the other writer's bar, rolls back to its savepoint, and compares instead."""
     from ibkr_market_data.repository import bars as bars_module
 
-    conn = symbol_db
+    conn = partitioned_db
     repository.ensure_partitions(conn, "1min", SESSION_OPEN, SESSION_OPEN)  # for the other writer too
     conn.commit()
     incoming = minute_bars(SESSION_OPEN, 390)

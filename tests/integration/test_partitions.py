@@ -299,22 +299,6 @@ def test_a_long_reader_makes_the_migration_retry_its_lock_not_fail(database_at_0
 # -- monthly partitions on demand ---------------------------------------------------------------
 
 
-@pytest.fixture
-def partitioned_db(db_conn: psycopg.Connection) -> psycopg.Connection:
-    """Return the session's test database with no monthly partition left by another test, and a symbol."""
-    for (name,) in db_conn.execute(
-        "SELECT relid::regclass::text FROM pg_partition_tree('market_data') WHERE level = 2"
-    ).fetchall():
-        db_conn.execute(f'DROP TABLE "{name}"')
-    db_conn.execute(
-        "INSERT INTO symbols (id, symbol, exchange, primary_exchange, currency, active)"
-        " VALUES (1, 'AAPL', 'SMART', 'NASDAQ', 'USD', TRUE)"
-    )
-    db_conn.commit()
-    repository.forget_known_partitions()
-    return db_conn
-
-
 @pytest.mark.parametrize("count", [30, 390], ids=["arrays", "copy"])
 def test_an_upsert_into_a_month_without_a_partition_creates_it(partitioned_db, count):
     conn = partitioned_db
